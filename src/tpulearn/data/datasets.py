@@ -1,0 +1,339 @@
+"""Lazy, streamed datasets over the released folder layout.
+
+Each item is one graph with a sample of its configs, as a :class:`TpuGraphData` (a PyG
+``Data``). Files are opened one at a time when an item is asked for; nothing but the file
+list, the config counts and (optionally) de-duplication indices is kept between items, so
+memory is bounded by the largest single graph, never by the collection.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch_geometric.data import Data
+
+from .features import FeatureNormalizer, reencode_minor_to_major
+from .io import (
+    LayoutRecord,
+    TileRecord,
+    read_config_runtime,
+    read_graph,
+    read_layout,
+    read_tile,
+)
+from .sampling import ConfigSampler, UniformSampler, dedup_configs
+from .schema import collection_dir
+
+DOWNLOAD_HINT = (
+    "download it with `python scripts/download_tpugraphs.py --collections {name} --root {root}`"
+)
+
+
+class TpuGraphData(Data):
+    """One graph and a sample of its configs.
+
+    Keeps the npz key names. ``edge_index`` is [2, num_edges] with row 0 the consumer and
+    row 1 the producer (the stored direction, transposed to PyG's layout). Config-level
+    tensors have a leading [num_configs] dimension; ``config_index`` holds the rows of the
+    file they came from. When batched, ``node_config_ids`` shift with the node offset and
+    layout ``node_config_feat`` [C, K, 18] concatenates along the configurable-node axis
+    (graphs of one batch must then share C).
+    """
+
+    def __inc__(self, key, value, *args, **kwargs):
+        if key in ("node_config_ids", "node_splits"):
+            return self.num_nodes
+        if key == "config_index":
+            return 0
+        return super().__inc__(key, value, *args, **kwargs)
+
+    def __cat_dim__(self, key, value, *args, **kwargs):
+        if key == "node_config_feat":
+            return 1
+        return super().__cat_dim__(key, value, *args, **kwargs)
+
+
+class _GraphDataset(torch.utils.data.Dataset):
+    """Shared machinery of :class:`TileDataset` and :class:`LayoutDataset`."""
+
+    def __init__(
+        self,
+        folder: Path,
+        name: str,
+        root: Path,
+        sampler: ConfigSampler | None,
+        normalizer: FeatureNormalizer | None,
+        reencode_layout: bool,
+        dedup: bool,
+        min_configs: int,
+        seed: int,
+        files: list[Path] | None = None,
+    ):
+        if files is None:
+            if not folder.is_dir():
+                raise FileNotFoundError(
+                    f"TpuGraphs folder {folder} does not exist; "
+                    + DOWNLOAD_HINT.format(name=name, root=root)
+                )
+            files = sorted(folder.glob("*.npz"))
+            if not files:
+                raise FileNotFoundError(
+                    f"no .npz files in {folder}; " + DOWNLOAD_HINT.format(name=name, root=root)
+                )
+        self.folder = folder
+        self.sampler = sampler if sampler is not None else UniformSampler(32)
+        self.normalizer = normalizer
+        self.reencode_layout = reencode_layout
+        self.dedup = dedup
+        self.seed = seed
+        self.epoch = 0
+        self._dedup_cache: dict[int, np.ndarray] = {}
+
+        # Config counts come from the small config_runtime member only.
+        self.files: list[Path] = []
+        self.num_configs: list[int] = []
+        self.labelled: list[bool] = []
+        self.excluded: list[tuple[Path, str]] = []
+        for path in files:
+            runtime = read_config_runtime(path)
+            labelled = bool(runtime.any())
+            measured = int((runtime > 0).sum()) if labelled else runtime.shape[0]
+            if labelled and measured < min_configs:
+                self.excluded.append((path, f"{measured} measured configs < {min_configs}"))
+                continue
+            self.files.append(path)
+            self.num_configs.append(runtime.shape[0])
+            self.labelled.append(labelled)
+        if self.excluded:
+            listed = "; ".join(f"{p.name} ({why})" for p, why in self.excluded[:5])
+            more = f" and {len(self.excluded) - 5} more" if len(self.excluded) > 5 else ""
+            warnings.warn(
+                f"{folder}: {len(self.excluded)} graph(s) excluded, too few configs to rank: "
+                f"{listed}{more} (see dataset.excluded)",
+                stacklevel=3,
+            )
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    @property
+    def stems(self) -> list[str]:
+        return [p.stem for p in self.files]
+
+    def set_epoch(self, epoch: int) -> None:
+        """Change the random config samples drawn (deterministic per seed, epoch, graph)."""
+        self.epoch = epoch
+
+    def read(self, idx: int) -> TileRecord | LayoutRecord:
+        raise NotImplementedError
+
+    def _config_feat(self, record) -> np.ndarray:
+        raise NotImplementedError
+
+    def candidates(self, idx: int, record) -> np.ndarray:
+        """Config rows a sampler may draw from: measured (runtime > 0 in labelled files)
+        and, with ``dedup``, one per distinct config (the fastest measurement)."""
+        runtime = record.config_runtime
+        if self.dedup:
+            if idx not in self._dedup_cache:
+                self._dedup_cache[idx] = dedup_configs(self._config_feat(record), runtime)
+            rows = self._dedup_cache[idx]
+        else:
+            rows = np.arange(runtime.shape[0], dtype=np.int64)
+        if record.labelled:
+            rows = rows[runtime[rows] > 0]
+        return rows
+
+    def __getitem__(self, idx: int) -> TpuGraphData:
+        if not 0 <= idx < len(self):
+            raise IndexError(f"graph index {idx} out of range for {len(self)} graphs")
+        record = self.read(idx)
+        rng = np.random.default_rng((self.seed, self.epoch, idx))
+        rows = self.sampler(self.candidates(idx, record), record.config_runtime, rng, record.stem)
+        return self.to_data(record, np.asarray(rows, dtype=np.int64))
+
+    def chunks(self, idx: int, chunk_size: int):
+        """Every config of graph ``idx`` in file order, as Data items of ``chunk_size``
+        configs (for evaluation; the file is read once)."""
+        record = self.read(idx)
+        for start in range(0, record.num_configs, chunk_size):
+            stop = min(start + chunk_size, record.num_configs)
+            yield self.to_data(record, np.arange(start, stop, dtype=np.int64))
+
+    def _graph_tensors(self, record) -> dict[str, torch.Tensor]:
+        node_feat = record.node_feat
+        if self.reencode_layout:
+            node_feat = reencode_minor_to_major(node_feat)
+        if self.normalizer is not None:
+            node_feat = self.normalizer.transform(node_feat)
+        return {
+            "node_feat": torch.from_numpy(np.ascontiguousarray(node_feat, dtype=np.float32)),
+            "node_opcode": torch.from_numpy(record.node_opcode),
+            "edge_index": torch.from_numpy(np.ascontiguousarray(record.edge_index.T)),
+        }
+
+    def to_data(self, record, rows: np.ndarray) -> TpuGraphData:
+        raise NotImplementedError
+
+    def fit_normalizer(self, mode: str = "zscore", log: bool = True) -> FeatureNormalizer:
+        """Fit a node-feature normaliser on this dataset's graphs (use the train split).
+
+        Features are re-encoded first when the dataset re-encodes them, so statistics match
+        what the model sees.
+        """
+        norm = FeatureNormalizer(mode=mode, log=log)
+        for i in range(len(self)):
+            feat = self.read_graph_features(i)
+            norm.partial_fit(reencode_minor_to_major(feat) if self.reencode_layout else feat)
+        return norm
+
+    def read_graph_features(self, idx: int) -> np.ndarray:
+        return read_graph(self.files[idx])[0]
+
+
+class TileDataset(_GraphDataset):
+    """The tile:xla collection: one kernel graph and a sample of its tile configs per item.
+
+    Args:
+        root: data root laid out as released (``<root>/npz/tile/xla/<split>/*.npz``).
+        split: ``"train"``, ``"valid"`` or ``"test"``.
+        sampler: which configs form an item (default: 32 uniformly without replacement).
+        normalizer: fitted node-feature normaliser (train statistics), or None for raw.
+        config_normalizer: fitted normaliser for the 24 tile config features, or None.
+        reencode_layout: mark minor_to_major padding (node features 134-139) as -1.
+        dedup: sample only distinct configs (the fastest measurement of repeated rows).
+        min_configs: labelled graphs with fewer measured configs are excluded and listed
+            in ``excluded`` (a warning names them).
+        seed: base seed of the per-(epoch, graph) config samples.
+        files: explicit file list instead of scanning the split folder.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str,
+        sampler: ConfigSampler | None = None,
+        normalizer: FeatureNormalizer | None = None,
+        config_normalizer: FeatureNormalizer | None = None,
+        reencode_layout: bool = True,
+        dedup: bool = False,
+        min_configs: int = 2,
+        seed: int = 0,
+        files: list[Path] | None = None,
+    ):
+        self.root, self.split = Path(root), split
+        self.config_normalizer = config_normalizer
+        super().__init__(
+            collection_dir(root, "tile:xla", split),
+            "tile",
+            Path(root),
+            sampler,
+            normalizer,
+            reencode_layout,
+            dedup,
+            min_configs,
+            seed,
+            files,
+        )
+
+    def read(self, idx: int) -> TileRecord:
+        return read_tile(self.files[idx])
+
+    def _config_feat(self, record: TileRecord) -> np.ndarray:
+        return record.config_feat
+
+    def to_data(self, record: TileRecord, rows: np.ndarray) -> TpuGraphData:
+        config_feat = record.config_feat[rows]
+        if self.config_normalizer is not None:
+            config_feat = self.config_normalizer.transform(config_feat)
+        return TpuGraphData(
+            **self._graph_tensors(record),
+            config_feat=torch.from_numpy(np.ascontiguousarray(config_feat, dtype=np.float32)),
+            config_runtime=torch.from_numpy(record.config_runtime[rows]),
+            config_runtime_normalizers=torch.from_numpy(record.config_runtime_normalizers[rows]),
+            config_index=torch.from_numpy(rows),
+            num_nodes=record.num_nodes,
+            stem=record.stem,
+        )
+
+    def __repr__(self) -> str:
+        return f"TileDataset({self.folder}, {len(self)} graphs, sampler={self.sampler!r})"
+
+
+class LayoutDataset(_GraphDataset):
+    """A layout collection: one program graph and a sample of its layout configs per item.
+
+    Args:
+        root: data root laid out as released
+            (``<root>/npz/layout/<source>/<search>/<split>/*.npz``).
+        source: ``"xla"`` or ``"nlp"``.
+        search: ``"default"`` or ``"random"``.
+        split: ``"train"``, ``"valid"`` or ``"test"``.
+        sampler: which configs form an item (default: 32 uniformly without replacement).
+        normalizer: fitted node-feature normaliser (train statistics), or None for raw.
+        cache_dir: folder for uncompressed, memory-mapped ``node_config_feat`` copies
+            (one subfolder per collection and split), so an item reads only its sampled
+            config rows; None decompresses the whole array of a graph per item.
+        reencode_layout, dedup, min_configs, seed, files: as in :class:`TileDataset`.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        source: str,
+        search: str,
+        split: str,
+        sampler: ConfigSampler | None = None,
+        normalizer: FeatureNormalizer | None = None,
+        cache_dir: str | Path | None = None,
+        reencode_layout: bool = True,
+        dedup: bool = False,
+        min_configs: int = 2,
+        seed: int = 0,
+        files: list[Path] | None = None,
+    ):
+        self.root, self.source, self.search, self.split = Path(root), source, search, split
+        self.collection = f"layout:{source}:{search}"
+        self.cache_dir = (
+            None if cache_dir is None else Path(cache_dir) / "layout" / source / search / split
+        )
+        super().__init__(
+            collection_dir(root, self.collection, split),
+            f"layout-{source}-{search}",
+            Path(root),
+            sampler,
+            normalizer,
+            reencode_layout,
+            dedup,
+            min_configs,
+            seed,
+            files,
+        )
+
+    def read(self, idx: int) -> LayoutRecord:
+        return read_layout(self.files[idx], cache_dir=self.cache_dir)
+
+    def _config_feat(self, record: LayoutRecord) -> np.ndarray:
+        return record.node_config_feat
+
+    def to_data(self, record: LayoutRecord, rows: np.ndarray) -> TpuGraphData:
+        # Sorted row order makes memory-mapped reads sequential; restore the sample order.
+        order = np.argsort(rows, kind="stable")
+        feat = np.empty((rows.shape[0], *record.node_config_feat.shape[1:]), dtype=np.float32)
+        feat[order] = record.node_config_feat[rows[order]]
+        return TpuGraphData(
+            **self._graph_tensors(record),
+            node_config_ids=torch.from_numpy(record.node_config_ids),
+            node_config_feat=torch.from_numpy(feat),
+            config_runtime=torch.from_numpy(record.config_runtime[rows]),
+            node_splits=torch.from_numpy(record.node_splits),
+            config_index=torch.from_numpy(rows),
+            num_nodes=record.num_nodes,
+            stem=record.stem,
+        )
+
+    def __repr__(self) -> str:
+        return f"LayoutDataset({self.collection}, {self.split}, {len(self)} graphs)"

@@ -1,0 +1,184 @@
+"""Node and config feature transforms: layout re-encoding, log scaling, normalisation.
+
+Raw TpuGraphs node features span many orders of magnitude (shape products reach ~1e9),
+so models see them normalised per column with statistics from the train split only. The
+fitted statistics are plain numbers (:meth:`FeatureNormalizer.state_dict`) that travel in
+checkpoints or in a JSON file next to the data, so evaluation reuses exactly them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from .schema import LAYOUT_MINOR_TO_MAJOR, SHAPE_DIMS
+
+
+def tensor_rank(node_feat: np.ndarray) -> np.ndarray:
+    """Rank of each node's output tensor, read from the shape dimensions (columns 21-26).
+
+    Trailing zero dimensions are padding; a tuple or scalar has rank 0.
+
+    Args:
+        node_feat: [num_nodes, 140] raw node features.
+
+    Returns:
+        [num_nodes] int64 ranks in 0..6.
+    """
+    nonzero = node_feat[:, SHAPE_DIMS] != 0
+    width = nonzero.shape[1]
+    last = width - np.argmax(nonzero[:, ::-1], axis=1)
+    return np.where(nonzero.any(axis=1), last, 0).astype(np.int64)
+
+
+def reencode_minor_to_major(node_feat: np.ndarray, pad_value: float = -1.0) -> np.ndarray:
+    """Mark the padding of the layout minor_to_major columns (134-139) unambiguously.
+
+    The files pad minor_to_major with 0, which is also a valid dimension index; entries at
+    positions >= the tensor rank are padding and become ``pad_value``.
+
+    Args:
+        node_feat: [num_nodes, 140] raw node features (not modified).
+        pad_value: value written into padding entries.
+
+    Returns:
+        A copy of ``node_feat`` with the padding entries replaced.
+    """
+    out = np.array(node_feat, dtype=np.float32, copy=True)
+    rank = tensor_rank(node_feat)
+    positions = np.arange(LAYOUT_MINOR_TO_MAJOR.stop - LAYOUT_MINOR_TO_MAJOR.start)
+    padding = positions[None, :] >= rank[:, None]
+    block = out[:, LAYOUT_MINOR_TO_MAJOR]
+    block[padding] = pad_value
+    out[:, LAYOUT_MINOR_TO_MAJOR] = block
+    return out
+
+
+def signed_log1p(x: np.ndarray) -> np.ndarray:
+    """sign(x) * log(1 + |x|): compresses heavy tails, keeps 0 and the sign."""
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
+class FeatureNormalizer:
+    """Per-column normalisation with statistics streamed from the train split.
+
+    Args:
+        mode: ``"zscore"`` ((x - mean) / std) or ``"minmax"`` ((x - min) / (max - min)).
+        log: apply :func:`signed_log1p` before computing and applying the statistics.
+
+    Constant columns (zero spread) are centred and left unscaled, so they become 0
+    instead of dividing by zero.
+    """
+
+    MODES = ("zscore", "minmax")
+
+    def __init__(self, mode: str = "zscore", log: bool = False):
+        if mode not in self.MODES:
+            raise ValueError(f"unknown normalisation mode {mode!r}; expected one of {self.MODES}")
+        self.mode = mode
+        self.log = log
+        self._reset()
+
+    def _reset(self) -> None:
+        self.count = 0
+        self._sum = self._sumsq = self.min = self.max = None
+        self.shift: np.ndarray | None = None
+        self.scale: np.ndarray | None = None
+
+    @property
+    def fitted(self) -> bool:
+        return self.shift is not None
+
+    def partial_fit(self, x: np.ndarray) -> FeatureNormalizer:
+        """Accumulate statistics of one array of rows ([rows, features])."""
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim != 2:
+            raise ValueError(f"expected a [rows, features] array, got shape {x.shape}")
+        if self.log:
+            x = signed_log1p(x)
+        if self._sum is None:
+            width = x.shape[1]
+            self._sum, self._sumsq = np.zeros(width), np.zeros(width)
+            self.min, self.max = np.full(width, np.inf), np.full(width, -np.inf)
+        elif x.shape[1] != self._sum.shape[0]:
+            raise ValueError(f"expected {self._sum.shape[0]} features, got {x.shape[1]}")
+        self.count += x.shape[0]
+        self._sum += x.sum(axis=0)
+        self._sumsq += np.square(x).sum(axis=0)
+        self.min = np.minimum(self.min, x.min(axis=0, initial=np.inf))
+        self.max = np.maximum(self.max, x.max(axis=0, initial=-np.inf))
+        self._finalise()
+        return self
+
+    def fit(self, arrays: Iterable[np.ndarray]) -> FeatureNormalizer:
+        """Fit on an iterable of [rows, features] arrays (e.g. one per train graph)."""
+        self._reset()
+        for x in arrays:
+            self.partial_fit(x)
+        if self.count == 0:
+            raise ValueError("cannot fit a normaliser on no rows")
+        return self
+
+    def _finalise(self) -> None:
+        if self.mode == "zscore":
+            mean = self._sum / max(self.count, 1)
+            var = np.maximum(self._sumsq / max(self.count, 1) - mean**2, 0.0)
+            shift, spread = mean, np.sqrt(var)
+        else:
+            shift, spread = self.min, self.max - self.min
+        # Spread below float32 resolution of the column's magnitude counts as constant.
+        tiny = spread <= 1e-6 * np.maximum(np.abs(shift), 1.0)
+        self.shift = shift.astype(np.float32)
+        self.scale = np.where(tiny, 1.0, spread).astype(np.float32)
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """Normalise [rows, features] with the fitted statistics (float32 result)."""
+        if not self.fitted:
+            raise RuntimeError("FeatureNormalizer.transform called before fit")
+        x = np.asarray(x, dtype=np.float32)
+        if x.shape[-1] != self.shift.shape[0]:
+            raise ValueError(f"expected {self.shift.shape[0]} features, got {x.shape[-1]}")
+        if self.log:
+            x = signed_log1p(x)
+        return ((x - self.shift) / self.scale).astype(np.float32)
+
+    __call__ = transform
+
+    def state_dict(self) -> dict:
+        """Plain, JSON-serialisable state (goes into checkpoints)."""
+        if not self.fitted:
+            raise RuntimeError("FeatureNormalizer has not been fitted")
+        return {
+            "mode": self.mode,
+            "log": self.log,
+            "count": int(self.count),
+            "shift": self.shift.tolist(),
+            "scale": self.scale.tolist(),
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> FeatureNormalizer:
+        norm = cls(mode=state["mode"], log=bool(state["log"]))
+        norm.count = int(state.get("count", 0))
+        norm.shift = np.asarray(state["shift"], dtype=np.float32)
+        norm.scale = np.asarray(state["scale"], dtype=np.float32)
+        return norm
+
+    def save(self, path: str | Path) -> None:
+        """Write the state as JSON atomically (temporary file, then rename)."""
+        path = Path(path)
+        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(self.state_dict()))
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> FeatureNormalizer:
+        return cls.from_state_dict(json.loads(Path(path).read_text()))
+
+    def __repr__(self) -> str:
+        state = f"fitted on {self.count} rows" if self.fitted else "not fitted"
+        return f"FeatureNormalizer(mode={self.mode!r}, log={self.log}, {state})"

@@ -1,0 +1,403 @@
+"""Read one TpuGraphs npz file into a validated record.
+
+Every structural invariant of the dataset is checked here, once, when a file is read, so
+that the rest of the library can trust a record. A broken file raises
+:class:`~tpulearn.data.schema.TpuGraphsFormatError` naming the file, the key, what was
+expected and what was found, never a bare zipfile or numpy traceback.
+
+Layout files can be huge once decompressed (``node_config_feat`` of an nlp train graph
+with 90k configs is several GB). :func:`read_layout` can therefore keep that one array
+out of memory: with ``cache_dir`` it is streamed, chunk by chunk, into an uncompressed
+``.npy`` file once and memory-mapped from then on, so sampling a few configs reads only
+their rows.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .schema import (
+    LAYOUT_CONFIG_FEAT_DIM,
+    LAYOUT_KEYS,
+    NODE_FEAT_DIM,
+    NUM_OPCODES,
+    TILE_CONFIG_FEAT_DIM,
+    TILE_KEYS,
+    TpuGraphsFormatError,
+)
+
+# Exceptions that numpy / zipfile / zlib raise on damaged archives.
+_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError)
+
+
+@dataclass(frozen=True, eq=False)
+class TileRecord:
+    """One tile:xla kernel: a small graph measured under many tile configurations.
+
+    Attributes keep the npz key names. Shapes: ``node_feat`` [n, 140] float32,
+    ``node_opcode`` [n] int64, ``edge_index`` [m, 2] int64 (row ``[u, v]``: u consumes v),
+    ``config_feat`` [c, 24] float32, ``config_runtime`` [c] int64 (ns),
+    ``config_runtime_normalizers`` [c] int64.
+    """
+
+    path: Path
+    stem: str
+    node_feat: np.ndarray
+    node_opcode: np.ndarray
+    edge_index: np.ndarray
+    config_feat: np.ndarray
+    config_runtime: np.ndarray
+    config_runtime_normalizers: np.ndarray
+    labelled: bool
+
+    @property
+    def num_nodes(self) -> int:
+        return self.node_feat.shape[0]
+
+    @property
+    def num_configs(self) -> int:
+        return self.config_runtime.shape[0]
+
+
+@dataclass(frozen=True, eq=False)
+class LayoutRecord:
+    """One layout graph: a whole XLA program measured under many layout configurations.
+
+    Attributes keep the npz key names. Shapes: ``node_feat`` [n, 140] float32,
+    ``node_opcode`` [n] int64, ``edge_index`` [m, 2] int64, ``node_config_ids`` [nc] int64
+    (sorted), ``node_config_feat`` [c, nc, 18] float32 (an in-memory array, or a read-only
+    memory map when read with a cache), ``config_runtime`` [c] int64 (ns),
+    ``node_splits`` [k] int64 (flattened; starts at 0, ends at n).
+    """
+
+    path: Path
+    stem: str
+    node_feat: np.ndarray
+    node_opcode: np.ndarray
+    edge_index: np.ndarray
+    node_config_ids: np.ndarray
+    node_config_feat: np.ndarray
+    config_runtime: np.ndarray
+    node_splits: np.ndarray
+    labelled: bool
+
+    @property
+    def num_nodes(self) -> int:
+        return self.node_feat.shape[0]
+
+    @property
+    def num_configs(self) -> int:
+        return self.config_runtime.shape[0]
+
+
+class _NpzReader:
+    """Opens an npz archive and loads its members with file-naming errors."""
+
+    def __init__(self, path: Path, required: tuple[str, ...]):
+        self.path = path
+        if not path.exists():
+            raise TpuGraphsFormatError(path, None, "an existing .npz file", "no such file")
+        if path.is_dir():
+            raise TpuGraphsFormatError(path, None, "an .npz file", "a directory")
+        if path.suffix != ".npz":
+            raise TpuGraphsFormatError(
+                path, None, "a file with the .npz extension", f"extension {path.suffix!r}"
+            )
+        if path.stat().st_size == 0:
+            raise TpuGraphsFormatError(path, None, "an npz (zip) archive", "an empty file")
+        try:
+            self.npz = np.load(path, allow_pickle=False)
+        except _READ_ERRORS as exc:
+            raise TpuGraphsFormatError(
+                path, None, "an npz (zip) archive", f"an unreadable file ({exc})"
+            ) from exc
+        if not isinstance(self.npz, np.lib.npyio.NpzFile):
+            raise TpuGraphsFormatError(path, None, "an npz (zip) archive", "a single .npy array")
+        missing = [k for k in required if k not in self.npz.files]
+        if missing:
+            self.npz.close()
+            raise TpuGraphsFormatError(
+                path, missing[0], f"keys {', '.join(required)}", f"keys {', '.join(self.npz.files)}"
+            )
+
+    def load(self, key: str) -> np.ndarray:
+        try:
+            return self.npz[key]
+        except _READ_ERRORS as exc:
+            raise TpuGraphsFormatError(
+                self.path, key, "a readable array", f"a damaged member ({exc})"
+            ) from exc
+
+    def close(self) -> None:
+        self.npz.close()
+
+    def __enter__(self) -> _NpzReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class _Checker:
+    """Shape, dtype and value checks that raise errors naming the file and key."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def fail(self, key: str, expected: str, found: str) -> None:
+        raise TpuGraphsFormatError(self.path, key, expected, found)
+
+    def shape(self, key: str, arr: np.ndarray, expected: tuple[int | None, ...]) -> None:
+        ok = arr.ndim == len(expected) and all(
+            e is None or e == s for e, s in zip(expected, arr.shape, strict=True)
+        )
+        if not ok:
+            want = "(" + ", ".join("*" if e is None else str(e) for e in expected) + ")"
+            self.fail(key, f"shape {want}", f"shape {arr.shape}")
+
+    def integer(self, key: str, arr: np.ndarray) -> np.ndarray:
+        if not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_):
+            self.fail(key, "an integer array", f"dtype {arr.dtype}")
+        return arr.astype(np.int64, copy=False)
+
+    def floating(self, key: str, arr: np.ndarray) -> np.ndarray:
+        if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+            self.fail(key, "a numeric array", f"dtype {arr.dtype}")
+        arr = arr.astype(np.float32, copy=False)
+        self.finite(key, arr)
+        return arr
+
+    def finite(self, key: str, arr: np.ndarray) -> None:
+        if not np.isfinite(arr).all():
+            bad = np.argwhere(~np.isfinite(arr))[0].tolist()
+            self.fail(key, "finite values", f"{arr[tuple(bad)]} at index {bad}")
+
+    def in_range(self, key: str, arr: np.ndarray, low: int, high: int) -> None:
+        """All values in [low, high)."""
+        if arr.size and (arr.min() < low or arr.max() >= high):
+            bad = arr.min() if arr.min() < low else arr.max()
+            self.fail(key, f"values in [{low}, {high})", f"value {bad}")
+
+    def count(self, key: str, got: int, want: int, what: str) -> None:
+        if got != want:
+            self.fail(key, f"{want} {what}", f"{got}")
+
+
+def _read_graph(reader: _NpzReader, check: _Checker) -> tuple[np.ndarray, ...]:
+    """The graph keys shared by tile and layout files: features, opcodes, edges."""
+    node_feat = check.floating("node_feat", reader.load("node_feat"))
+    check.shape("node_feat", node_feat, (None, NODE_FEAT_DIM))
+    n = node_feat.shape[0]
+    if n == 0:
+        check.fail("node_feat", "at least one node", "0 rows")
+
+    node_opcode = check.integer("node_opcode", reader.load("node_opcode"))
+    check.shape("node_opcode", node_opcode, (n,))
+    check.in_range("node_opcode", node_opcode, 0, NUM_OPCODES)
+
+    edge_index = check.integer("edge_index", reader.load("edge_index"))
+    if edge_index.size == 0:
+        edge_index = edge_index.reshape(0, 2)
+    check.shape("edge_index", edge_index, (None, 2))
+    check.in_range("edge_index", edge_index, 0, n)
+    return node_feat, node_opcode, edge_index
+
+
+def _check_runtime(check: _Checker, key: str, runtime: np.ndarray) -> np.ndarray:
+    runtime = check.integer(key, runtime)
+    check.shape(key, runtime, (None,))
+    if runtime.shape[0] == 0:
+        check.fail(key, "at least one config", "0 configs")
+    if (runtime < 0).any():
+        check.fail(key, "runtimes >= 0", f"value {runtime.min()}")
+    return runtime
+
+
+def read_tile(path: str | Path) -> TileRecord:
+    """Read and validate one tile:xla npz file.
+
+    Args:
+        path: an ``.npz`` file of ``npz/tile/xla/<split>/``.
+
+    Returns:
+        A :class:`TileRecord` with dtypes normalised (opcodes, edges, runtimes int64).
+
+    Raises:
+        TpuGraphsFormatError: the file is missing, damaged or breaks an invariant.
+    """
+    path = Path(path)
+    check = _Checker(path)
+    with _NpzReader(path, TILE_KEYS) as reader:
+        node_feat, node_opcode, edge_index = _read_graph(reader, check)
+        runtime = _check_runtime(check, "config_runtime", reader.load("config_runtime"))
+        c = runtime.shape[0]
+        config_feat = check.floating("config_feat", reader.load("config_feat"))
+        check.shape("config_feat", config_feat, (c, TILE_CONFIG_FEAT_DIM))
+        normalizers = _check_runtime(
+            check, "config_runtime_normalizers", reader.load("config_runtime_normalizers")
+        )
+        check.count("config_runtime_normalizers", normalizers.shape[0], c, "configs")
+    return TileRecord(
+        path=path,
+        stem=path.stem,
+        node_feat=node_feat,
+        node_opcode=node_opcode,
+        edge_index=edge_index,
+        config_feat=config_feat,
+        config_runtime=runtime,
+        config_runtime_normalizers=normalizers,
+        labelled=bool(runtime.any()),
+    )
+
+
+def read_layout(path: str | Path, cache_dir: str | Path | None = None) -> LayoutRecord:
+    """Read and validate one layout npz file.
+
+    Args:
+        path: an ``.npz`` file of ``npz/layout/<source>/<search>/<split>/``.
+        cache_dir: where to keep an uncompressed copy of ``node_config_feat``. When given,
+            that array is streamed into ``<cache_dir>/<stem>.node_config_feat.npy`` on the
+            first read (bounded memory, validated on the way) and returned as a read-only
+            memory map, so indexing a few config rows reads only those rows. Without it the
+            array is decompressed into memory.
+
+    Returns:
+        A :class:`LayoutRecord`; ``node_splits`` is flattened to 1-D.
+
+    Raises:
+        TpuGraphsFormatError: the file is missing, damaged or breaks an invariant.
+    """
+    path = Path(path)
+    check = _Checker(path)
+    with _NpzReader(path, LAYOUT_KEYS) as reader:
+        node_feat, node_opcode, edge_index = _read_graph(reader, check)
+        n = node_feat.shape[0]
+        runtime = _check_runtime(check, "config_runtime", reader.load("config_runtime"))
+        c = runtime.shape[0]
+
+        ids = check.integer("node_config_ids", reader.load("node_config_ids"))
+        check.shape("node_config_ids", ids, (None,))
+        check.in_range("node_config_ids", ids, 0, n)
+        if ids.size > 1 and (np.diff(ids) <= 0).any():
+            at = int(np.argmax(np.diff(ids) <= 0))
+            check.fail(
+                "node_config_ids",
+                "strictly increasing node ids",
+                f"{ids[at]} followed by {ids[at + 1]} at position {at}",
+            )
+
+        splits = check.integer("node_splits", reader.load("node_splits")).reshape(-1)
+        if splits.size < 2 or splits[0] != 0 or splits[-1] != n or (np.diff(splits) < 0).any():
+            check.fail(
+                "node_splits",
+                f"non-decreasing boundaries from 0 to {n}",
+                np.array2string(splits, threshold=8),
+            )
+
+        expected = (c, ids.shape[0], LAYOUT_CONFIG_FEAT_DIM)
+        if cache_dir is None:
+            feat = check.floating("node_config_feat", reader.load("node_config_feat"))
+            check.shape("node_config_feat", feat, expected)
+        else:
+            feat = _cached_config_feat(path, Path(cache_dir), check, expected)
+    return LayoutRecord(
+        path=path,
+        stem=path.stem,
+        node_feat=node_feat,
+        node_opcode=node_opcode,
+        edge_index=edge_index,
+        node_config_ids=ids,
+        node_config_feat=feat,
+        config_runtime=runtime,
+        node_splits=splits,
+        labelled=bool(runtime.any()),
+    )
+
+
+# Rows of node_config_feat decompressed at a time while filling the cache (~64 MB chunks).
+_CHUNK_BYTES = 64 << 20
+
+
+def _cached_config_feat(
+    path: Path, cache_dir: Path, check: _Checker, expected: tuple[int, int, int]
+) -> np.ndarray:
+    """Memory-map ``node_config_feat`` from an uncompressed cache, filling it if stale."""
+    key = "node_config_feat"
+    cache = cache_dir / f"{path.stem}.{key}.npy"
+    stat = path.stat()
+    # The cache is tied to the source file by size and modification time (in the name of a
+    # stamp file written last), so an edited or replaced source is never served stale.
+    stamp = cache.with_suffix(f".{stat.st_size}-{stat.st_mtime_ns}.ok")
+    if not (cache.exists() and stamp.exists()):
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        for old in cache_dir.glob(f"{path.stem}.{key}.*.ok"):
+            old.unlink()
+        _stream_member_to_npy(path, key, cache, check)
+        stamp.touch()
+    feat = np.load(cache, mmap_mode="r")
+    check.shape(key, feat, expected)
+    return feat
+
+
+def _stream_member_to_npy(path: Path, key: str, out: Path, check: _Checker) -> None:
+    """Decompress one npz member into a standalone .npy file, a chunk of rows at a time."""
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    try:
+        with zipfile.ZipFile(path) as zf, zf.open(f"{key}.npy") as fp:
+            version = np.lib.format.read_magic(fp)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp)
+            else:
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
+            if fortran or len(shape) == 0 or dtype.hasobject:
+                check.fail(key, "a C-ordered numeric array", f"shape {shape}, dtype {dtype}")
+            if not np.issubdtype(dtype, np.floating):
+                check.fail(key, "a floating-point array", f"dtype {dtype}")
+            dst = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+            row_items = int(np.prod(shape[1:], dtype=np.int64))
+            rows_per_chunk = max(1, _CHUNK_BYTES // max(1, row_items * dtype.itemsize))
+            for start in range(0, shape[0], rows_per_chunk):
+                rows = min(rows_per_chunk, shape[0] - start)
+                nbytes = rows * row_items * dtype.itemsize
+                buf = fp.read(nbytes)
+                if len(buf) != nbytes:
+                    check.fail(key, f"{shape[0]} rows", f"a truncated member at row {start}")
+                chunk = np.frombuffer(buf, dtype=dtype).reshape((rows, *shape[1:]))
+                check.finite(key, chunk)
+                dst[start : start + rows] = chunk
+            dst.flush()
+            del dst
+        os.replace(tmp, out)
+    except TpuGraphsFormatError:
+        raise
+    except _READ_ERRORS as exc:
+        raise TpuGraphsFormatError(
+            path, key, "a readable array", f"a damaged member ({exc})"
+        ) from exc
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def read_graph(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Only the graph of a tile or layout file: ``(node_feat, node_opcode, edge_index)``.
+
+    Validated like :func:`read_tile`; the config arrays are never decompressed, which
+    makes fitting feature statistics over a collection cheap.
+    """
+    path = Path(path)
+    with _NpzReader(path, ("node_feat", "node_opcode", "edge_index")) as reader:
+        return _read_graph(reader, _Checker(path))
+
+
+def read_config_runtime(path: str | Path) -> np.ndarray:
+    """Only the ``config_runtime`` array of a file (cheap: npz members load lazily)."""
+    path = Path(path)
+    with _NpzReader(path, ("config_runtime",)) as reader:
+        return _check_runtime(_Checker(path), "config_runtime", reader.load("config_runtime"))

@@ -1,0 +1,175 @@
+"""Which configs of a graph go into one training or evaluation example.
+
+A sampler is a small callable: given the runtimes of a graph's candidate configs, a random
+generator and the graph's name, it returns the config indices (rows of the file) to use.
+Its constructor arguments are its configuration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+
+class ConfigSampler:
+    """Base class: ``sampler(candidates, runtime, rng, stem) -> indices``.
+
+    Args of ``__call__``:
+        candidates: [k] int64 row indices the sample may draw from (all configs, or those
+            left after de-duplication / dropping failed measurements).
+        runtime: [num_configs] int64 runtimes of the whole file (indexable by candidates).
+        rng: the generator to draw from (seeded per epoch and graph by the dataset).
+        stem: the graph's file stem (used by samplers keyed by graph).
+    """
+
+    def __call__(
+        self, candidates: np.ndarray, runtime: np.ndarray, rng: np.random.Generator, stem: str
+    ) -> np.ndarray:
+        raise NotImplementedError
+
+
+class UniformSampler(ConfigSampler):
+    """Up to ``num_configs`` configs drawn uniformly without replacement (all if fewer)."""
+
+    def __init__(self, num_configs: int):
+        if num_configs < 1:
+            raise ValueError(f"num_configs must be >= 1, got {num_configs}")
+        self.num_configs = num_configs
+
+    def __call__(self, candidates, runtime, rng, stem):
+        if candidates.shape[0] <= self.num_configs:
+            return rng.permutation(candidates)
+        return rng.choice(candidates, size=self.num_configs, replace=False)
+
+    def __repr__(self) -> str:
+        return f"UniformSampler(num_configs={self.num_configs})"
+
+
+class FastBiasedSampler(ConfigSampler):
+    """Sample biased toward fast configs, where ranking errors cost most.
+
+    A share ``fast_share`` of the sample is drawn without replacement from the fastest
+    ``fast_quantile`` of the candidates, the rest uniformly from the others.
+
+    Args:
+        num_configs: sample size (all candidates if fewer).
+        fast_share: fraction of the sample taken from the fast group.
+        fast_quantile: fraction of candidates (by runtime) that forms the fast group.
+    """
+
+    def __init__(self, num_configs: int, fast_share: float = 0.5, fast_quantile: float = 0.1):
+        if num_configs < 1:
+            raise ValueError(f"num_configs must be >= 1, got {num_configs}")
+        if not (0.0 <= fast_share <= 1.0 and 0.0 < fast_quantile <= 1.0):
+            raise ValueError("fast_share must be in [0, 1] and fast_quantile in (0, 1]")
+        self.num_configs = num_configs
+        self.fast_share = fast_share
+        self.fast_quantile = fast_quantile
+
+    def __call__(self, candidates, runtime, rng, stem):
+        k = candidates.shape[0]
+        if k <= self.num_configs:
+            return rng.permutation(candidates)
+        order = candidates[np.argsort(runtime[candidates], kind="stable")]
+        num_fast_pool = max(1, int(round(k * self.fast_quantile)))
+        fast, slow = order[:num_fast_pool], order[num_fast_pool:]
+        take_fast = min(int(round(self.num_configs * self.fast_share)), fast.shape[0])
+        take_slow = min(self.num_configs - take_fast, slow.shape[0])
+        take_fast = self.num_configs - take_slow  # top up from the fast pool if slow is short
+        picked = np.concatenate(
+            [rng.choice(fast, take_fast, replace=False), rng.choice(slow, take_slow, replace=False)]
+        )
+        return rng.permutation(picked)
+
+    def __repr__(self) -> str:
+        return (
+            f"FastBiasedSampler(num_configs={self.num_configs}, fast_share={self.fast_share}, "
+            f"fast_quantile={self.fast_quantile})"
+        )
+
+
+class FixedIndicesSampler(ConfigSampler):
+    """A fixed list of config indices per graph, e.g. the official validation subsets.
+
+    Args:
+        indices: graph stem -> config indices, or a path to a JSON file of that mapping
+            (the official ``eval_indices/<source>_<search>.json``).
+    """
+
+    def __init__(self, indices: Mapping[str, list[int]] | str | Path):
+        if isinstance(indices, str | Path):
+            import json
+
+            with open(indices) as fp:
+                indices = json.load(fp)
+        self.indices = {str(k): np.asarray(v, dtype=np.int64) for k, v in indices.items()}
+
+    def __call__(self, candidates, runtime, rng, stem):
+        if stem not in self.indices:
+            raise KeyError(f"no fixed config indices for graph {stem!r}")
+        idx = self.indices[stem]
+        if idx.size and (idx.min() < 0 or idx.max() >= runtime.shape[0]):
+            raise ValueError(
+                f"fixed config indices for graph {stem!r} must lie in [0, {runtime.shape[0]}), "
+                f"found {idx.min()}..{idx.max()}"
+            )
+        return idx
+
+    def __repr__(self) -> str:
+        return f"FixedIndicesSampler({len(self.indices)} graphs)"
+
+
+class AllConfigsSampler(ConfigSampler):
+    """Every candidate config, in file order (for evaluating small graphs in one piece)."""
+
+    def __call__(self, candidates, runtime, rng, stem):
+        return np.sort(candidates)
+
+    def __repr__(self) -> str:
+        return "AllConfigsSampler()"
+
+
+def dedup_configs(
+    config_feat: np.ndarray, runtime: np.ndarray, chunk_rows: int = 4096
+) -> np.ndarray:
+    """Indices that keep one row per distinct config, the one with the minimum runtime.
+
+    Works on memory maps of any size: rows are fingerprinted a chunk at a time (two random
+    projections), and rows sharing a fingerprint are compared exactly before being merged.
+
+    Args:
+        config_feat: [num_configs, ...] config features (tile [c, 24], layout [c, nc, 18]).
+        runtime: [num_configs] runtimes.
+        chunk_rows: rows read at a time.
+
+    Returns:
+        Sorted int64 row indices of the kept configs.
+    """
+    c = config_feat.shape[0]
+    width = int(np.prod(config_feat.shape[1:], dtype=np.int64))
+    proj = np.random.default_rng(0).standard_normal((width, 2))
+    keys = np.empty((c, 2))
+    for start in range(0, c, chunk_rows):
+        rows = np.asarray(config_feat[start : start + chunk_rows], dtype=np.float64)
+        keys[start : start + chunk_rows] = rows.reshape(rows.shape[0], width) @ proj
+    order = np.lexsort((np.arange(c), runtime, keys[:, 1], keys[:, 0]))
+    same_key = np.all(keys[order[1:]] == keys[order[:-1]], axis=1)
+    keep = np.ones(c, dtype=bool)  # in `order` positions
+    start = 0
+    # Walk runs of equal fingerprints; inside a run (fastest first) keep each row that
+    # differs from every row kept before it.
+    for end in [*(np.flatnonzero(~same_key) + 1).tolist(), c]:
+        if end - start > 1:
+            run = order[start:end]
+            feats = np.asarray(config_feat[np.sort(run)]).reshape(end - start, width)
+            by_row = dict(zip(np.sort(run).tolist(), feats, strict=True))
+            kept: list[np.ndarray] = []
+            for pos, row in enumerate(run.tolist()):
+                if any(np.array_equal(by_row[row], k) for k in kept):
+                    keep[start + pos] = False
+                else:
+                    kept.append(by_row[row])
+        start = end
+    return np.sort(order[keep]).astype(np.int64)

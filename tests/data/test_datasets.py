@@ -1,0 +1,176 @@
+"""Datasets and config samplers on the bundled sample."""
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from torch_geometric.data import Batch
+
+from tpulearn.data import (
+    AllConfigsSampler,
+    FastBiasedSampler,
+    FixedIndicesSampler,
+    LayoutDataset,
+    TileDataset,
+    UniformSampler,
+    dedup_configs,
+    eval_indices_path,
+    load_eval_indices,
+    read_layout,
+    sample_root,
+)
+
+ROOT = sample_root()
+
+
+def test_layout_item_holds_one_graph_and_a_config_sample():
+    ds = LayoutDataset(ROOT, "xla", "default", "train", sampler=UniformSampler(16))
+    assert len(ds) == 1 and ds.stems == ["unet3d"]
+    data = ds[0]
+    rec = read_layout(ds.files[0])
+    assert data.num_nodes == 2774
+    assert data.edge_index.shape == (2, 4730)
+    # Stored rows [u, v] (u consumes v) become PyG columns (source u, target v).
+    assert torch.equal(data.edge_index[:, 0], torch.from_numpy(rec.edge_index[0]))
+    assert data.node_config_feat.shape == (16, 56, 18)
+    rows = data.config_index.numpy()
+    assert len(set(rows.tolist())) == 16
+    np.testing.assert_array_equal(data.config_runtime.numpy(), rec.config_runtime[rows])
+    np.testing.assert_array_equal(data.node_config_feat.numpy(), rec.node_config_feat[rows])
+    assert data.node_opcode.dtype == torch.int64
+
+
+def test_samples_are_deterministic_per_epoch_and_change_between_epochs():
+    ds = LayoutDataset(ROOT, "xla", "default", "train", sampler=UniformSampler(8), seed=3)
+    first = ds[0].config_index.tolist()
+    assert ds[0].config_index.tolist() == first
+    ds.set_epoch(1)
+    assert ds[0].config_index.tolist() != first
+
+
+def test_fast_biased_sampler_prefers_fast_configs():
+    runtime = np.arange(1, 1001, dtype=np.int64)
+    rng = np.random.default_rng(0)
+    sampler = FastBiasedSampler(100, fast_share=0.5, fast_quantile=0.1)
+    picked = sampler(np.arange(1000), runtime, rng, "g")
+    assert len(set(picked.tolist())) == 100
+    assert (runtime[picked] <= 100).sum() == 50  # half from the fastest 10%
+    uniform = UniformSampler(100)(np.arange(1000), runtime, rng, "g")
+    assert (runtime[uniform] <= 100).sum() < 25
+
+
+def test_samplers_return_all_when_fewer_candidates():
+    runtime = np.array([5, 3, 9], dtype=np.int64)
+    rng = np.random.default_rng(0)
+    for sampler in (UniformSampler(10), FastBiasedSampler(10)):
+        assert sorted(sampler(np.arange(3), runtime, rng, "g").tolist()) == [0, 1, 2]
+
+
+def test_official_validation_indices_select_the_official_configs():
+    indices = load_eval_indices("layout:xla:default")
+    assert len(indices["unet_3d.4x4.bf16"]) == 1000
+    ds = LayoutDataset(
+        ROOT,
+        "xla",
+        "default",
+        "valid",
+        sampler=FixedIndicesSampler(eval_indices_path("layout:xla:default")),
+    )
+    data = ds[0]
+    assert data.config_index.tolist() == indices["unet_3d.4x4.bf16"]
+    rec = read_layout(ds.files[0])
+    np.testing.assert_array_equal(
+        data.config_runtime.numpy(), rec.config_runtime[indices["unet_3d.4x4.bf16"]]
+    )
+
+
+def test_fixed_indices_for_an_unknown_graph_name_it():
+    sampler = FixedIndicesSampler({"other": [0, 1]})
+    ds = LayoutDataset(ROOT, "xla", "default", "valid", sampler=sampler)
+    with pytest.raises(KeyError, match="unet_3d.4x4.bf16"):
+        ds[0]
+
+
+def test_chunks_cover_every_config_once_in_order(tmp_path):
+    ds = LayoutDataset(ROOT, "xla", "default", "valid", cache_dir=tmp_path)
+    chunks = list(ds.chunks(0, 500))
+    assert [c.config_index.numel() for c in chunks] == [500, 500, 500, 465]
+    assert torch.equal(torch.cat([c.config_index for c in chunks]), torch.arange(1965))
+
+
+def test_dedup_keeps_the_fastest_of_repeated_configs():
+    rec = read_layout(ROOT / "npz/layout/xla/default/train/unet3d.npz")
+    keep = dedup_configs(rec.node_config_feat, rec.config_runtime)
+    assert keep.shape[0] == 1159 - 478  # 478 repeated rows in this graph
+    flat = rec.node_config_feat.reshape(1159, -1)
+    assert np.unique(flat[keep], axis=0).shape[0] == keep.shape[0]
+    # Every dropped row has a kept twin that is at least as fast.
+    kept_by_row = {flat[k].tobytes(): k for k in keep}
+    for row in np.setdiff1d(np.arange(1159), keep)[:50]:
+        twin = kept_by_row[flat[row].tobytes()]
+        assert rec.config_runtime[twin] <= rec.config_runtime[row]
+    ds = LayoutDataset(ROOT, "xla", "default", "train", sampler=AllConfigsSampler(), dedup=True)
+    assert ds[0].config_index.tolist() == keep.tolist()
+
+
+def test_tile_dataset_item():
+    ds = TileDataset(ROOT, "valid", sampler=UniformSampler(4))
+    data = ds[0]
+    assert data.config_feat.shape == (4, 24)
+    assert data.config_runtime_normalizers.shape == (4,)
+    assert data.node_feat.shape == (2, 140)
+
+
+def test_unlabelled_test_split_is_kept_and_flagged():
+    ds = LayoutDataset(ROOT, "nlp", "default", "test", sampler=UniformSampler(4))
+    assert ds.labelled == [False] and ds.num_configs == [1001]
+    assert ds[0].config_runtime.eq(0).all()
+
+
+def test_graphs_with_too_few_configs_are_reported_not_silently_dropped(tmp_path):
+    src = ROOT / "npz/tile/xla/train/retinanet.2x2.fp32_-342c949e14733d96.npz"
+    folder = tmp_path / "npz/tile/xla/train"
+    folder.mkdir(parents=True)
+    shutil.copy(src, folder / src.name)
+    with pytest.warns(UserWarning, match="retinanet.2x2.fp32_-342c949e14733d96"):
+        ds = TileDataset(tmp_path, "train", min_configs=3)
+    assert len(ds) == 0
+    assert ds.excluded[0][0].name == src.name and "2 measured configs < 3" in ds.excluded[0][1]
+
+
+def test_missing_split_says_which_folder_and_how_to_download(tmp_path):
+    with pytest.raises(FileNotFoundError) as info:
+        LayoutDataset(tmp_path, "nlp", "random", "train")
+    message = str(info.value)
+    assert str(tmp_path / "npz/layout/nlp/random/train") in message
+    assert "download_tpugraphs.py --collections layout-nlp-random" in message
+
+
+def test_empty_split_folder_is_an_error(tmp_path):
+    (tmp_path / "npz/tile/xla/valid").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="no .npz files"):
+        TileDataset(tmp_path, "valid")
+
+
+def test_normalizer_fitted_on_train_is_applied_to_items():
+    train = LayoutDataset(ROOT, "xla", "default", "train", sampler=UniformSampler(4))
+    norm = train.fit_normalizer(log=True)
+    valid = LayoutDataset(
+        ROOT, "xla", "default", "valid", sampler=UniformSampler(4), normalizer=norm
+    )
+    data = valid[0]
+    rec = read_layout(valid.files[0])
+    from tpulearn.data import reencode_minor_to_major
+
+    expected = norm.transform(reencode_minor_to_major(rec.node_feat))
+    np.testing.assert_array_equal(data.node_feat.numpy(), expected)
+
+
+def test_layout_items_with_equal_config_counts_batch():
+    ds = LayoutDataset(ROOT, "xla", "random", "valid", sampler=UniformSampler(8))
+    a, b = ds[0], ds[0]
+    batch = Batch.from_data_list([a, b])
+    assert batch.node_config_feat.shape == (8, 124, 18)
+    assert batch.node_config_ids[62:].tolist() == (a.node_config_ids + 3163).tolist()
+    assert batch.config_runtime.shape == (16,)
