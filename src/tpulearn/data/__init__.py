@@ -1,52 +1,53 @@
-"""Reading, validating, featurising and streaming TpuGraphs data."""
+"""Reading, validating, featurising and streaming TpuGraphs data.
 
-from .datasets import LayoutDataset, TileDataset, TpuGraphData
-from .features import FeatureNormalizer, reencode_minor_to_major, signed_log1p, tensor_rank
-from .io import (
-    LayoutRecord,
-    TileRecord,
-    read_config_runtime,
-    read_graph,
-    read_layout,
-    read_tile,
-)
-from .sample import eval_indices_path, load_eval_indices, sample_root
-from .sampling import (
-    AllConfigsSampler,
-    ConfigSampler,
-    FastBiasedSampler,
-    FixedIndicesSampler,
-    UniformSampler,
-    dedup_configs,
-)
-from .schema import COLLECTIONS, SPLITS, TpuGraphsFormatError, collection_dir, parse_collection
+Names are imported lazily, so that ``tpulearn.data.schema`` or the download script do not
+pay for importing torch and PyG.
+"""
 
-__all__ = [
-    "COLLECTIONS",
-    "SPLITS",
-    "AllConfigsSampler",
-    "ConfigSampler",
-    "FastBiasedSampler",
-    "FeatureNormalizer",
-    "FixedIndicesSampler",
-    "LayoutDataset",
-    "LayoutRecord",
-    "TileDataset",
-    "TileRecord",
-    "TpuGraphData",
-    "TpuGraphsFormatError",
-    "UniformSampler",
-    "collection_dir",
-    "dedup_configs",
-    "eval_indices_path",
-    "load_eval_indices",
-    "parse_collection",
-    "read_config_runtime",
-    "read_graph",
-    "read_layout",
-    "read_tile",
-    "reencode_minor_to_major",
-    "sample_root",
-    "signed_log1p",
-    "tensor_rank",
-]
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "LayoutDataset": "datasets",
+    "TileDataset": "datasets",
+    "TpuGraphData": "datasets",
+    "FeatureNormalizer": "features",
+    "reencode_minor_to_major": "features",
+    "signed_log1p": "features",
+    "tensor_rank": "features",
+    "LayoutRecord": "io",
+    "TileRecord": "io",
+    "read_config_runtime": "io",
+    "read_graph": "io",
+    "read_layout": "io",
+    "read_tile": "io",
+    "eval_indices_path": "sample",
+    "load_eval_indices": "sample",
+    "sample_root": "sample",
+    "AllConfigsSampler": "sampling",
+    "ConfigSampler": "sampling",
+    "FastBiasedSampler": "sampling",
+    "FixedIndicesSampler": "sampling",
+    "UniformSampler": "sampling",
+    "dedup_configs": "sampling",
+    "COLLECTIONS": "schema",
+    "SPLITS": "schema",
+    "TpuGraphsFormatError": "schema",
+    "collection_dir": "schema",
+    "parse_collection": "schema",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'tpulearn.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
