@@ -1,0 +1,212 @@
+"""The GNN family: shapes, gradients, config permutation and exact pruning."""
+
+import itertools
+
+import pytest
+import torch
+from torch_geometric.data import Batch
+
+from tpulearn.data import LayoutDataset, TileDataset, TpuGraphData, UniformSampler, sample_root
+from tpulearn.models import GAT, GCN, GIN, MLP, SAGE, ResGCN
+
+ROOT = sample_root()
+LAYERS = [SAGE, GCN, GAT, GIN, ResGCN, MLP]
+JOINS = ["early", "late"]
+READOUTS = ["sum", "mean", "max", "sum+mean+max"]
+
+
+def tiny_graph(task: str, num_configs: int = 5, seed: int = 0) -> TpuGraphData:
+    """7 nodes in a chain with a branch; nodes 2 and 5 configurable (layout)."""
+    g = torch.Generator().manual_seed(seed)
+    edges = torch.tensor([[1, 0], [2, 1], [3, 2], [4, 3], [5, 4], [6, 5], [6, 2]]).T
+    data = TpuGraphData(
+        node_feat=torch.randn(7, 140, generator=g),
+        node_opcode=torch.randint(1, 100, (7,), generator=g),
+        edge_index=edges,
+        config_runtime=torch.randint(1, 1000, (num_configs,), generator=g),
+        config_index=torch.arange(num_configs),
+        num_nodes=7,
+    )
+    if task == "tile":
+        data.config_feat = torch.randn(num_configs, 24, generator=g)
+    else:
+        data.node_config_ids = torch.tensor([2, 5])
+        data.node_config_feat = torch.randint(-1, 6, (num_configs, 2, 18), generator=g).float()
+    return data
+
+
+def real_graph(task: str, num_configs: int = 4) -> TpuGraphData:
+    if task == "tile":
+        ds = TileDataset(ROOT, "valid", sampler=UniformSampler(num_configs))
+    else:
+        ds = LayoutDataset(ROOT, "xla", "default", "train", sampler=UniformSampler(num_configs))
+    ds.normalizer = ds.fit_normalizer(log=True)
+    return ds[0]
+
+
+def permuted(data: TpuGraphData, perm: torch.Tensor) -> TpuGraphData:
+    out = data.clone()
+    for key in ("config_runtime", "config_index", "config_feat", "node_config_feat"):
+        if key in out:
+            out[key] = out[key][perm]
+    return out
+
+
+def check_model(model, data):
+    model.train()
+    scores = model(data)
+    c = data.config_runtime.numel()
+    assert scores.shape == (c,)
+    assert torch.isfinite(scores).all()
+    (scores * torch.linspace(-1, 1, c)).sum().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not missing, f"no gradient reached {missing}"
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+    model.eval()
+    with torch.no_grad():
+        base = model(data)
+        perm = torch.randperm(c, generator=torch.Generator().manual_seed(1))
+        torch.testing.assert_close(model(permuted(data, perm)), base[perm], rtol=1e-4, atol=1e-5)
+
+
+GRID = list(itertools.product(LAYERS, JOINS, ["tile", "layout"], READOUTS))
+
+
+@pytest.mark.parametrize("layer,join,task,readout", GRID, ids=lambda v: getattr(v, "__name__", v))
+def test_grid_on_a_tiny_graph(layer, join, task, readout):
+    torch.manual_seed(0)
+    model = layer(task, hidden_channels=16, num_layers=2, join=join, readout=readout)
+    check_model(model, tiny_graph(task))
+
+
+@pytest.mark.parametrize(
+    "layer,join,task", list(itertools.product(LAYERS, JOINS, ["tile", "layout"]))
+)
+def test_grid_on_a_real_bundled_graph(layer, join, task):
+    torch.manual_seed(0)
+    model = layer(task, hidden_channels=16, num_layers=2, join=join, readout="sum+mean+max")
+    check_model(model, real_graph(task))
+
+
+def test_layout_extras_config_node_readout_attention_jk():
+    for jk in ("cat", "max"):
+        model = SAGE(
+            "layout",
+            hidden_channels=16,
+            jk=jk,
+            config_node_readout=True,
+            config_attention=True,
+            attention_heads=2,
+            norm="layer",
+            residual=True,
+            l2_normalize=True,
+            act="prelu",
+        )
+        check_model(model, tiny_graph("layout"))
+
+
+def to_double(data):
+    out = data.clone()
+    for key in ("node_feat", "config_feat", "node_config_feat"):
+        if key in out:
+            out[key] = out[key].double()
+    return out
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "layout/xla/default/valid/unet_3d.4x4.bf16",
+        "layout/nlp/default/test/3a0c5517a87df8d82fd637b83298a3ba",
+    ],
+)
+@pytest.mark.parametrize("layer", LAYERS)
+def test_pruned_compute_equals_naive_per_config_copies(name, layer):
+    source, search, split = name.split("/")[1:4]
+    ds = LayoutDataset(ROOT, source, search, split, sampler=UniformSampler(3))
+    data = to_double(ds[0])
+    torch.manual_seed(0)
+    model = layer("layout", hidden_channels=16, num_layers=3, readout="sum+mean+max").double()
+    model.eval()
+    with torch.no_grad():
+        pruned = model(data)
+        model.prune = False
+        naive = model(data)
+    # Raw (unnormalised) features make scores large; the bound is relative.
+    scale = naive.abs().max().clamp(min=1.0)
+    assert ((pruned - naive).abs().max() / scale) < 1e-5
+    assert not torch.equal(pruned, torch.zeros_like(pruned))
+
+
+def test_naive_copies_equal_scoring_each_config_alone():
+    # prune=False must itself be the per-config computation: score configs one at a time.
+    data = tiny_graph("layout", num_configs=4)
+    model = SAGE("layout", hidden_channels=8, num_layers=2, prune=False).eval()
+    with torch.no_grad():
+        together = model(data)
+        alone = torch.cat([model(permuted(data, torch.tensor([i]))) for i in range(4)])
+    torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-6)
+
+
+def test_config_chunks_give_the_same_scores():
+    data = tiny_graph("layout", num_configs=7)
+    model = GAT("layout", hidden_channels=8, config_attention=True, attention_heads=2).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(data, config_chunk=3), model(data))
+
+
+def test_pruning_touches_only_nodes_near_configurable_ones():
+    data = tiny_graph("layout")
+    model = SAGE("layout", hidden_channels=8, num_layers=1, edge_direction="stored")
+    edges = model._directed_edges(data.edge_index)
+    plans = model._plan(data, edges, 7, torch.device("cpu"))
+    # Messages flow consumer -> producer: configurable 2 and 5 reach 1 and 4 in one hop.
+    assert plans[0][0].nonzero().squeeze(1).tolist() == [2, 5]
+    assert plans[1][0].nonzero().squeeze(1).tolist() == [1, 2, 4, 5]
+
+
+def test_batch_of_graphs_scores_each_graph_like_alone():
+    a, b = tiny_graph("layout", seed=0), tiny_graph("layout", seed=1)
+    model = SAGE("layout", hidden_channels=8, readout="sum+max").eval()
+    with torch.no_grad():
+        both = model(Batch.from_data_list([a, b]))
+        assert both.shape == (2, 5)
+        torch.testing.assert_close(both[0], model(a), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(both[1], model(b), rtol=1e-5, atol=1e-6)
+    t1, t2 = tiny_graph("tile", seed=0), tiny_graph("tile", seed=1)
+    tile = GCN("tile", hidden_channels=8).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(tile(Batch.from_data_list([t1, t2]))[1], tile(t2))
+
+
+def test_tile_batch_with_unequal_config_counts_is_a_clear_error():
+    batch = Batch.from_data_list([tiny_graph("tile", 5), tiny_graph("tile", 4)])
+    with pytest.raises(ValueError, match="same number of configs"):
+        SAGE("tile")(batch)
+
+
+def test_repr_is_one_readable_line():
+    text = repr(SAGE("layout", hidden_channels=32, readout=["sum", "max"], config_attention=True))
+    assert "\n" not in text
+    assert text.startswith("SAGE(task=layout, join=early, hidden_channels=32, num_layers=3")
+    assert "readout=sum+max" in text and "config_attention" in text and "parameters" in text
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"readout": "median"}, "readout"),
+        ({"join": "middle"}, "join"),
+        ({"norm": "batch"}, "norm"),
+        ({"edge_direction": "up"}, "edge_direction"),
+        ({"jk": "lstm"}, "jk"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SAGE("layout", **kwargs)
+
+
+def test_config_node_readout_is_layout_only():
+    with pytest.raises(ValueError, match="layout models only"):
+        SAGE("tile", config_node_readout=True)
