@@ -1,0 +1,52 @@
+"""Synthetic TpuGraphs collections: schema-exact npz files with a hidden, learnable cost model.
+
+The files have the keys, dtypes, invariants and folder layout of the real release (see
+:mod:`tpulearn.data.schema`), so every reader, dataset and trainer can be exercised at any
+size, from a 5-node test kernel to a 20k-node, 100k-config layout graph, without the 6 GB
+download. Everything is a function of the seed.
+
+Runtimes come from a fixed hidden cost model (:func:`layout_cost`, :func:`tile_cost`)
+that depends on the graph as much as on the configs:
+
+* layout: every configurable node pays for converting tensors whose layout differs from
+  what its neighbours use (its output vs. the layout of its first consumer, its inputs vs.
+  the layout its producers emit, which is itself a config choice when the producer is
+  configurable) and for compute padded to the TPU's 8 x 128 tiles along its two most
+  minor dimensions. Which permutation is cheap is thus decided by the neighbourhood:
+  a model that sees only the config features cannot rank configs without the graph.
+* tile: the kernel's root output is cut into tiles; the number of tiles, lane/sublane
+  padding along the root's minor dimensions, per-tile overhead and a VMEM spill penalty
+  (driven by the number of kernel inputs and element width) trade off, so the best tile
+  depends on the kernel's shapes and structure.
+
+Memory: a layout graph is generated whole; ``node_config_feat`` alone is
+``configs x configurable x 18 x 4`` bytes (144 MB at 2k x 1k, 7.2 GB at the real maximum
+of 100k x 1k), and ``np.savez_compressed`` needs that array in memory. Runtimes are
+
+Modules: :mod:`.graphs` (random program structure and node features), :mod:`.cost`
+(hidden constants and noise shared by both models), :mod:`.layout` and :mod:`.tile`
+(configs and cost models), :mod:`.writer` (collections on disk).
+"""
+
+# numpy is kept as a package attribute: tests patch ``synthetic.np.savez_compressed``.
+import numpy as np  # noqa: F401
+
+from .cost import DEFAULT_NOISE
+from .graphs import CONFIGURABLE_OPCODES
+from .layout import BENCHMARK_LAYOUT, benchmark_layout_graph, layout_cost, make_layout_graph
+from .tile import make_tile_graph, tile_cost
+from .writer import DEFAULT_NUM_GRAPHS, write_layout_collection, write_tile_collection
+
+__all__ = [
+    "BENCHMARK_LAYOUT",
+    "CONFIGURABLE_OPCODES",
+    "DEFAULT_NOISE",
+    "DEFAULT_NUM_GRAPHS",
+    "benchmark_layout_graph",
+    "layout_cost",
+    "make_layout_graph",
+    "make_tile_graph",
+    "tile_cost",
+    "write_layout_collection",
+    "write_tile_collection",
+]

@@ -1,0 +1,70 @@
+"""The hidden cost model's shared part: constants, per-node quantities, measurement noise.
+
+The constants are fixed across graphs so that what is learnt transfers; the layout and
+tile models (:mod:`.layout`, :mod:`.tile`) build on the helpers here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from ..features import tensor_rank
+from ..schema import NUM_OPCODES
+from .graphs import _DTYPE_BYTES, _DTYPE_COLUMN, _MTM
+
+DEFAULT_NOISE = 0.002  # relative std of the multiplicative measurement noise
+
+# Hidden cost-model constants. Fixed across graphs so that what is learnt transfers.
+_OPCODE_COST = np.random.default_rng(20231).uniform(0.5, 3.0, NUM_OPCODES)
+_NODE_OVERHEAD_NS = 400.0
+_NS_PER_BYTE = 0.002  # ~500 GB/s
+_NS_PER_FLOP = 1e-5  # ~100 TFLOP/s
+_POSITION_WEIGHT = np.array([1.0, 0.5, 0.25, 0.25, 0.25, 0.25])  # minor dims matter most
+_MAX_PADDING = 8.0
+_TILE_OVERHEAD_NS = 60.0
+_NS_PER_VECTOR_OP = 1e-3  # per element and opcode-cost unit, inside a tile kernel
+_VMEM_BYTES = float(1 << 20)
+_MAX_SPILL = 4.0
+
+
+def _node_arrays(
+    graph: Any, keys: tuple[str, ...] = ("node_feat", "node_opcode", "edge_index")
+) -> dict[str, np.ndarray]:
+    """Arrays of a dict (npz keys) or of a record read by :mod:`tpulearn.data.io`."""
+    get = graph.get if isinstance(graph, Mapping) else lambda k: getattr(graph, k, None)
+    missing = [k for k in keys if get(k) is None]
+    if missing:
+        raise ValueError(f"the graph has no {', '.join(missing)}")
+    return {k: np.asarray(get(k)) for k in keys}
+
+
+def _static(node_feat: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per-node rank [n], dims [n, 6], own layout [n, 6] (-1 padded), elements and bytes [n]."""
+    feat = node_feat.astype(np.float64)
+    dims = feat[:, 21:27]
+    rank = tensor_rank(feat)
+    layout = np.where(np.arange(6)[None, :] < rank[:, None], feat[:, _MTM], -1.0)
+    width = np.where(feat[:, _DTYPE_COLUMN].any(axis=1), feat[:, _DTYPE_COLUMN].argmax(axis=1), 3)
+    return rank, dims, layout, feat[:, 28], feat[:, 28] * _DTYPE_BYTES[width]
+
+
+def _base_cost(node_opcode: np.ndarray, nbytes: np.ndarray) -> float:
+    """Config-independent part of a program's runtime (ns): launch + memory traffic."""
+    per_node = _NODE_OVERHEAD_NS + _OPCODE_COST[node_opcode.astype(np.int64)] * nbytes
+    return float((per_node * _NS_PER_BYTE).sum() + _NODE_OVERHEAD_NS * len(nbytes))
+
+
+def _noisy(rng: np.random.Generator, cost: np.ndarray, noise: float) -> np.ndarray:
+    """Measured runtimes: int64 ns with multiplicative log-normal noise."""
+    factor = np.exp(noise * rng.standard_normal(cost.shape)) if noise > 0 else 1.0
+    return np.maximum(np.rint(cost * factor), 1).astype(np.int64)
+
+
+def _duplicate_rows(rng: np.random.Generator, rows: np.ndarray, fraction: float) -> None:
+    """Overwrite a fraction of rows (in place) with copies of others, as re-measured configs."""
+    count = int(round(fraction * len(rows)))
+    if count and len(rows) > 1:
+        rows[rng.choice(len(rows), count)] = rows[rng.choice(len(rows), count)]
