@@ -174,3 +174,48 @@ def test_layout_items_with_equal_config_counts_batch():
     assert batch.node_config_feat.shape == (8, 124, 18)
     assert batch.node_config_ids[62:].tolist() == (a.node_config_ids + 3163).tolist()
     assert batch.config_runtime.shape == (16,)
+
+
+def test_memory_does_not_grow_with_the_number_of_graphs(tmp_path):
+    import tracemalloc
+
+    from tpulearn.data.synthetic import write_layout_collection
+
+    files = write_layout_collection(
+        tmp_path,
+        "nlp",
+        "random",
+        num_graphs={"train": 40},
+        nodes=(300, 400),
+        num_configurable=(30, 40),
+        configs=(200, 300),
+        seed=0,
+    )
+    sizes = []
+    for path in files:
+        with np.load(path) as npz:
+            sizes.append(sum(npz[k].nbytes for k in npz.files))
+    ds = LayoutDataset(tmp_path, "nlp", "random", "train", sampler=UniformSampler(32))
+    assert len(ds) == 40
+
+    def peak_over(indices):
+        tracemalloc.reset_peak()
+        for i in indices:
+            data = ds[i]
+            assert data.node_config_feat.shape[0] == 32
+            del data
+        return tracemalloc.get_traced_memory()[1]
+
+    tracemalloc.start()
+    try:
+        first = peak_over(range(5))
+        everything = peak_over(range(40))
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    # The collection decompresses to many times the largest graph; iterating all of it
+    # peaks at about one graph's worth, the same as iterating the first five.
+    assert sum(sizes) > 20 * max(sizes)
+    assert everything < 3 * max(sizes)
+    assert everything < 2 * first
+    assert after < max(sizes)
