@@ -210,3 +210,30 @@ def test_bad_arguments_are_named(kwargs, match):
 def test_config_node_readout_is_layout_only():
     with pytest.raises(ValueError, match="layout models only"):
         SAGE("tile", config_node_readout=True)
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_bf16_autocast_runs_and_stays_close_to_fp32(layer):
+    data = real_graph("layout")
+    model = layer("layout", hidden_channels=16, num_layers=2)
+    with torch.autocast("cpu", torch.bfloat16):
+        low = model(data)
+    low.float().sum().backward()
+    assert low.dtype == torch.bfloat16 and torch.isfinite(low.float()).all()
+    with torch.no_grad():
+        full = model(data)
+    assert (low.float() - full).abs().max() <= 0.05 * full.abs().max() + 1e-2
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("layer", LAYERS)
+def test_cuda_scores_match_cpu(layer):
+    data = real_graph("layout")
+    torch.manual_seed(0)
+    model = layer("layout", hidden_channels=16, num_layers=2).eval()
+    with torch.no_grad():
+        cpu = model(data)
+        gpu = model.cuda()(data.cuda())
+    assert gpu.device.type == "cuda"
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-3, atol=1e-4)
