@@ -138,6 +138,19 @@ def test_pruned_compute_equals_naive_per_config_copies(name, layer):
     assert not torch.equal(pruned, torch.zeros_like(pruned))
 
 
+@pytest.mark.parametrize("layer", [SAGE, GCN, GIN, ResGCN])
+def test_sparse_aggregation_equals_the_pyg_layers(layer):
+    data = to_double(real_graph("layout", num_configs=5))
+    torch.manual_seed(0)
+    model = layer("layout", hidden_channels=16, num_layers=3, jk="cat").double().eval()
+    with torch.no_grad():
+        fast = model(data)
+        model.sparse_aggregation = False
+        slow = model(data)
+    # Mean weights are stored in float32, hence a float32-level relative bound.
+    assert ((fast - slow).abs().max() / slow.abs().max()) < 1e-6
+
+
 def test_naive_copies_equal_scoring_each_config_alone():
     # prune=False must itself be the per-config computation: score configs one at a time.
     data = tiny_graph("layout", num_configs=4)
@@ -159,7 +172,7 @@ def test_pruning_touches_only_nodes_near_configurable_ones():
     data = tiny_graph("layout")
     model = SAGE("layout", hidden_channels=8, num_layers=1, edge_direction="stored")
     edges = model._directed_edges(data.edge_index)
-    plans = model._plan(data, edges, 7, torch.device("cpu"))
+    plans = model._plan(data, edges, None, 7, torch.device("cpu"))
     # Messages flow consumer -> producer: configurable 2 and 5 reach 1 and 4 in one hop.
     assert plans[0][0].nonzero().squeeze(1).tolist() == [2, 5]
     assert plans[1][0].nonzero().squeeze(1).tolist() == [1, 2, 4, 5]
@@ -207,9 +220,10 @@ def test_bad_arguments_are_named(kwargs, match):
         SAGE("layout", **kwargs)
 
 
-def test_config_node_readout_is_layout_only():
-    with pytest.raises(ValueError, match="layout models only"):
-        SAGE("tile", config_node_readout=True)
+def test_config_node_readout_is_a_no_op_for_tile():
+    tile = SAGE("tile", hidden_channels=8, config_node_readout=True)
+    assert not tile.config_node_readout and "config_node_readout" not in repr(tile)
+    assert SAGE("layout", hidden_channels=8, config_node_readout=True).config_node_readout
 
 
 @pytest.mark.parametrize("layer", LAYERS)

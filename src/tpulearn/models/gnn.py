@@ -16,6 +16,7 @@ scores equal those of C independent full-graph copies (``prune=False``) to float
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -49,7 +50,8 @@ class ConfigGNN(nn.Module):
             on the configurable nodes) or ``"late"`` (joined to the pooled graph vector).
         readout: ``"sum"``, ``"mean"``, ``"max"``, or several (list or ``"sum+max"``),
             concatenated.
-        config_node_readout: layout only: also mean-pool the configurable nodes.
+        config_node_readout: also mean-pool the configurable nodes (layout; ignored for
+            tile, which has none).
         edge_direction: ``"stored"`` (consumer -> producer, as in the files),
             ``"reversed"``, or ``"both"`` (as the official models).
         residual: add each layer's input to its output.
@@ -60,6 +62,9 @@ class ConfigGNN(nn.Module):
         config_attention: self-attention across the configs of a graph before the head.
         attention_heads: heads of that attention.
         prune: compute config-dependent nodes only (exact); ``False`` runs C full copies.
+        sparse_aggregation: for layers with a linear aggregation (SAGE, GCN, GIN),
+            aggregate all configs with one sparse matrix product (same result, faster);
+            ``False`` uses the PyG layer on C copies of the edge list.
 
     Input: a :class:`~tpulearn.data.TpuGraphData` or a PyG ``Batch`` of them whose graphs
     share the config count C. Output: scores [C] for one graph, [num_graphs, C] for a batch.
@@ -88,6 +93,7 @@ class ConfigGNN(nn.Module):
         config_attention: bool = False,
         attention_heads: int = 4,
         prune: bool = True,
+        sparse_aggregation: bool = True,
     ):
         super().__init__()
         self.readout = _parse_readout(readout)
@@ -98,13 +104,14 @@ class ConfigGNN(nn.Module):
         _check_choice("act", act, tuple(ACTIVATIONS))
         if norm not in (None, "layer"):
             raise ValueError(f"norm must be None or 'layer', got {norm!r}")
-        if config_node_readout and task != "layout":
-            raise ValueError("config_node_readout applies to layout models only")
         self.task, self.join, self.jk = task, join, jk
         self.hidden_channels, self.num_layers = hidden_channels, num_layers
         self.dropout, self.edge_direction = dropout, edge_direction
         self.residual, self.l2_normalize, self.prune = residual, l2_normalize, prune
-        self.config_node_readout = config_node_readout
+        self.sparse_aggregation = sparse_aggregation
+        # Tile graphs have no configurable nodes: the option is a no-op there, so one model
+        # config serves both tasks.
+        self.config_node_readout = config_node_readout and task == "layout"
 
         h = hidden_channels
         self.node_encoder = NodeEncoder(h, opcode_dim=opcode_dim)
@@ -117,7 +124,7 @@ class ConfigGNN(nn.Module):
         self.acts = nn.ModuleList(ACTIVATIONS[act]() for _ in range(num_layers))
 
         node_dim = h * num_layers if (jk == "cat" and num_layers) else h
-        graph_dim = node_dim * len(self.readout) + (node_dim if config_node_readout else 0)
+        graph_dim = node_dim * len(self.readout) + (node_dim if self.config_node_readout else 0)
         if join == "late":
             # Late join: config vectors built after message passing, then joined to the
             # pooled graph vector. Layout configs are read together with the final vector of
@@ -153,6 +160,16 @@ class ConfigGNN(nn.Module):
     def run_conv(self, conv: nn.Module, x: Tensor, edge_index: Tensor, weight: Tensor | None):
         return conv(x, edge_index)
 
+    # Layers whose neighbour aggregation is linear ("mean", "sum" or "weighted" by the edge
+    # weights) set this and implement `combine`; the per-config layers then aggregate with
+    # one sparse matrix product instead of C copies of the edge list.
+    aggregation: str | None = None
+
+    def combine(self, conv: nn.Module, agg: Tensor, x_self: Tensor) -> Tensor:
+        """The layer's output from its aggregated neighbours and the node's own input,
+        exactly as ``conv`` computes it."""
+        raise NotImplementedError
+
     # ------------------------------------------------------------------ forward
 
     def forward(self, data: Data, config_chunk: int | None = None) -> Tensor:
@@ -180,7 +197,7 @@ class ConfigGNN(nn.Module):
             bases.append(
                 self._post(i, self.run_conv(conv, bases[-1], edge_index, weight), bases[-1])
             )
-        plans = self._plan(data, edge_index, num_nodes, enc.device)
+        plans = self._plan(data, edge_index, weight, num_nodes, enc.device)
 
         chunk = config_chunk or num_configs
         graphs = []
@@ -239,13 +256,14 @@ class ConfigGNN(nn.Module):
             )
         return feat, feat.shape[0]
 
-    def _plan(self, data, edge_index, num_nodes, device):
+    def _plan(self, data, edge_index, weight, num_nodes, device):
         """Config-dependent node sets and the subgraphs that update them, per layer.
 
         Returns a list of ``num_layers + 1`` entries; entry l holds the mask of S_l and,
         for l >= 1, the subgraph: its node ids U_l (S_l and all their in-neighbours),
         local edge endpoints, the kept-edge selector (for edge weights), the positions of
-        S_{l-1} and S_l inside U_l.
+        S_{l-1} and S_l inside U_l, and (layers with a linear aggregation) the sparse
+        aggregation matrix [|S_l|, |U_l|].
         """
         mask = torch.zeros(num_nodes, dtype=torch.bool, device=device)
         if self.join == "early":
@@ -274,9 +292,33 @@ class ConfigGNN(nn.Module):
                     keep,
                     local[prev.nonzero().squeeze(1)],
                     local[mask.nonzero().squeeze(1)],
+                    self._aggregation_matrix(mask, local, src, dst, keep, weight, node_ids),
                 )
             )
         return plans
+
+    def _aggregation_matrix(self, mask, local, src, dst, keep, weight, node_ids):
+        """CSR matrix A with (A @ x)[i] = the layer's aggregation at the i-th node of S_l,
+        for layers whose aggregation is linear in the neighbours (mean, sum, weighted)."""
+        if not (self.sparse_aggregation and self.aggregation):
+            return None
+        rows = (torch.cumsum(mask.long(), 0) - 1)[dst[keep]]
+        cols = local[src[keep]]
+        num_rows = int(mask.sum())
+        if self.aggregation == "weighted":
+            values = weight[keep].float()
+        elif self.aggregation == "mean":
+            degree = torch.bincount(rows, minlength=num_rows).clamp(min=1)
+            values = 1.0 / degree[rows].float()
+        else:
+            values = torch.ones(rows.numel(), device=rows.device)
+        with warnings.catch_warnings():
+            # torch flags sparse CSR as beta; the product used here is long-standing.
+            warnings.simplefilter("ignore", UserWarning)
+            adj = torch.sparse_coo_tensor(
+                torch.stack([rows, cols]), values, (num_rows, node_ids.numel())
+            )
+            return adj.coalesce().to_sparse_csr()
 
     def _join_inputs(self, data, enc, cfg, batch, mask):
         """Per-config encoder outputs of the layer-0 dependent nodes [C, |S_0|, H]."""
@@ -304,10 +346,19 @@ class ConfigGNN(nn.Module):
 
     def _layer(self, i, plan, prev_mask, base, dep, weight):
         """Layer i on the dependent nodes, for every config of the chunk."""
-        mask, node_ids, sub_edges, keep, prev_pos, upd = plan
+        mask, node_ids, sub_edges, keep, prev_pos, upd, adj = plan
         num_configs, u = dep.shape[0], node_ids.numel()
         if u == 0:
             return dep
+        if adj is not None:
+            # Node-major [U, C, H]: one sparse product aggregates every config at once,
+            # configs becoming columns of the dense operand.
+            x = base[node_ids].unsqueeze(1).repeat(1, num_configs, 1)
+            x[prev_pos] = dep.transpose(0, 1)
+            agg = _spmm(adj, x.view(u, -1)).view(-1, num_configs, x.shape[-1])
+            x_self = x[upd]
+            out = self._post(i, self.combine(self.convs[i], agg, x_self), x_self)
+            return out.transpose(0, 1)
         x = base[node_ids].unsqueeze(0).repeat(num_configs, 1, 1)  # [C, U, H]
         x[:, prev_pos] = dep
         # C disjoint copies of the subgraph, one per config.
@@ -392,6 +443,16 @@ class ConfigGNN(nn.Module):
         )
 
 
+def _spmm(adj: Tensor, x: Tensor) -> Tensor:
+    """adj [R, U] (CSR, float32) @ x [U, D]; CPU has no bf16 sparse kernel, so reduced
+    precision inputs are aggregated in float32 and cast back."""
+    if x.dtype == torch.float64:
+        return adj.to(torch.float64) @ x
+    if x.dtype != torch.float32:
+        return (adj @ x.float()).to(x.dtype)
+    return adj @ x
+
+
 def _widen(mask: Tensor, base: Tensor, dep: Tensor, final_mask: Tensor) -> Tensor:
     """Per-config values of one layer on the final dependent set [C, |S_final|, D]."""
     out = base[final_mask].unsqueeze(0).repeat(dep.shape[0], 1, 1)
@@ -426,8 +487,13 @@ def _check_choice(name: str, value, choices) -> None:
 class SAGE(ConfigGNN):
     """GraphSAGE layers, mean aggregation (Hamilton et al., arXiv 1706.02216)."""
 
+    aggregation = "mean"
+
     def init_conv(self, in_channels, out_channels):
         return SAGEConv(in_channels, out_channels, aggr="mean")
+
+    def combine(self, conv, agg, x_self):
+        return conv.lin_l(agg) + conv.lin_r(x_self)
 
 
 class GCN(ConfigGNN):
@@ -437,8 +503,14 @@ class GCN(ConfigGNN):
     passed as edge weights, so subgraph updates keep the full graph's degrees.
     """
 
+    aggregation = "weighted"
+
     def init_conv(self, in_channels, out_channels):
         return GCNConv(in_channels, out_channels, normalize=False, add_self_loops=False)
+
+    def combine(self, conv, agg, x_self):
+        # GCNConv transforms then aggregates; both are linear, so the order is free.
+        return conv.lin(agg) + conv.bias
 
     def edge_weights(self, edge_index, num_nodes):
         return gcn_norm(edge_index, None, num_nodes, add_self_loops=True)
@@ -481,6 +553,11 @@ class GIN(ConfigGNN):
             nn.Linear(out_channels, out_channels),
         )
         return GINConv(mlp, train_eps=True)
+
+    aggregation = "sum"
+
+    def combine(self, conv, agg, x_self):
+        return conv.nn((1 + conv.eps) * x_self + agg)
 
 
 class MLP(ConfigGNN):
