@@ -155,6 +155,17 @@ class _GraphDataset(torch.utils.data.Dataset):
         rows = self.sampler(self.candidates(idx, record), record.config_runtime, rng, record.stem)
         return self.to_data(record, np.asarray(rows, dtype=np.int64))
 
+    def sample_chunks(self, idx: int, chunk_size: int):
+        """The sampler's configs of graph ``idx`` as Data items of at most ``chunk_size``
+        configs, reading the file once (evaluation with a fixed or all-configs sampler on
+        graphs too large to score in one piece)."""
+        record = self.read(idx)
+        rng = np.random.default_rng((self.seed, self.epoch, idx))
+        rows = self.sampler(self.candidates(idx, record), record.config_runtime, rng, record.stem)
+        rows = np.asarray(rows, dtype=np.int64)
+        for start in range(0, rows.shape[0], chunk_size):
+            yield self.to_data(record, rows[start : start + chunk_size])
+
     def chunks(self, idx: int, chunk_size: int):
         """Every config of graph ``idx`` in file order, as Data items of ``chunk_size``
         configs (for evaluation; the file is read once)."""

@@ -1,0 +1,49 @@
+"""Command-line entry points: ``train.py`` / ``tpulearn-train`` and ``evaluate.py`` /
+``tpulearn-evaluate``. Hydra composes ``tpulearn/configs``; errors a user can fix (a wrong
+data root, an unknown option, a checkpoint of another model) end in one clear line."""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from .data import TpuGraphsFormatError
+from .training.checkpoint import CheckpointMismatchError
+
+# Errors that are the user's input, reported without a traceback.
+USER_ERRORS = (FileNotFoundError, TpuGraphsFormatError, CheckpointMismatchError, ValueError)
+
+
+def _run(fn, cfg: DictConfig):
+    try:
+        return fn(cfg)
+    except USER_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except Exception as exc:  # instantiate wraps constructor errors; unwrap ours
+        cause = exc.__cause__
+        while cause is not None and not isinstance(cause, USER_ERRORS):
+            cause = cause.__cause__
+        if cause is None:
+            raise
+        print(f"error: {cause}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="config")
+def train_main(cfg: DictConfig) -> float | None:
+    from .training import train
+
+    result = _run(train, cfg)
+    # The return value is what a Hydra sweeper optimises: the selection metric.
+    result = result or {}
+    return (result.get("best") or {}).get(result.get("select_metric"))
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="eval")
+def evaluate_main(cfg: DictConfig) -> None:
+    from .training import evaluate
+
+    _run(evaluate, cfg)

@@ -1,0 +1,1 @@
+"""Hydra configs of tpulearn (YAML files; this module only makes them importable)."""

@@ -1,0 +1,73 @@
+"""Checkpoints: written atomically, refused when they belong to another model config."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import torch
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint was made with a different model or task than the one asked for."""
+
+
+def rng_state() -> dict:
+    # numpy draws in tpulearn use explicit, seeded Generators, so only these are global.
+    state = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: str | Path, state: dict) -> Path:
+    """``torch.save`` to a temporary name in the same folder, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def load_checkpoint(path: str | Path, model_config: dict | None = None) -> dict:
+    """Load a checkpoint; with ``model_config``, refuse one made for another model.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        CheckpointMismatchError: the stored model config differs (the message names the
+            differing keys).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if model_config is not None:
+        stored = state.get("config", {}).get("model", {})
+        diff = sorted(
+            k for k in set(stored) | set(model_config) if stored.get(k) != model_config.get(k)
+        )
+        if diff:
+            details = ", ".join(
+                f"{k}: checkpoint {stored.get(k)!r} vs requested {model_config.get(k)!r}"
+                for k in diff
+            )
+            raise CheckpointMismatchError(
+                f"checkpoint {path} was made for another model ({details})"
+            )
+    return state

@@ -1,0 +1,81 @@
+"""Score every evaluated config of every graph of a dataset, and evaluate the scores."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..evaluate import Evaluator
+
+
+@dataclass
+class GraphScores:
+    """Scores of one graph: ``scores``, ``config_runtime`` and ``config_index`` are [c]."""
+
+    stem: str
+    scores: np.ndarray
+    config_runtime: np.ndarray
+    config_index: np.ndarray
+
+
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast on CUDA when asked (and on CPU when asked explicitly)."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    if precision != "fp32":
+        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def score_dataset(
+    model: torch.nn.Module,
+    dataset,
+    device: torch.device | str = "cpu",
+    chunk: int = 256,
+    precision: str = "fp32",
+    progress: bool = False,
+) -> Iterator[GraphScores]:
+    """Yield the model's scores for each graph's evaluated configs (the dataset's sampler).
+
+    Args:
+        model: a config-scoring model (``model(data) -> [C]``), or any object with a
+            ``score(data) -> [C]`` method (e.g. a segment model).
+        dataset: a Tile/LayoutDataset whose sampler picks the configs to evaluate.
+        device: where the model runs.
+        chunk: configs per forward pass.
+        precision: ``"fp32"`` or ``"bf16"``.
+        progress: show a tqdm bar over graphs.
+    """
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    score = getattr(model, "score", model)
+    try:
+        for i in tqdm(range(len(dataset)), desc="scoring", disable=not progress):
+            parts, runtimes, rows, stem = [], [], [], None
+            for data in dataset.sample_chunks(i, chunk):
+                stem = data.stem
+                with autocast(device, precision):
+                    out = score(data.to(device))
+                parts.append(out.float().cpu().numpy())
+                runtimes.append(data.config_runtime.numpy())
+                rows.append(data.config_index.numpy())
+            yield GraphScores(
+                stem, np.concatenate(parts), np.concatenate(runtimes), np.concatenate(rows)
+            )
+    finally:
+        model.train(was_training)
+
+
+def evaluate_scores(collection: str, graphs: list[GraphScores]) -> tuple[dict, dict]:
+    """Collection metrics and per-graph metrics of labelled scores."""
+    evaluator = Evaluator(collection)
+    for g in graphs:
+        evaluator.add(g.stem, g.scores, g.config_runtime)
+    return evaluator.compute(), evaluator.per_graph()

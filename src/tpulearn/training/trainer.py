@@ -1,0 +1,255 @@
+"""The training loop: plain objects in, metrics out; side effects (progress, TensorBoard,
+checkpoints) live here and nowhere in the library below it."""
+
+from __future__ import annotations
+
+import math
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from tqdm.auto import tqdm
+
+from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .scoring import autocast, evaluate_scores, score_dataset
+
+# Metrics where a larger value is better; the rest (errors) are minimised.
+MAXIMISED = ("kendall_tau", "opa", "score")
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("trainer.device=cuda but no CUDA device is available")
+    return torch.device(device)
+
+
+class Trainer:
+    """Trains a config-scoring model on one collection.
+
+    Args:
+        max_steps: optimizer steps.
+        graphs_per_batch: graphs per step (each with its own sample of configs); the loss
+            is the mean over them.
+        grad_clip: max gradient norm (``None`` or 0: no clipping).
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        precision: ``"fp32"`` or ``"bf16"`` (autocast; meant for CUDA).
+        val_every: validate (and checkpoint) every this many steps, and at the end.
+        select_metric: validation metric choosing the ``best`` checkpoint: ``"auto"`` (OPA
+            for layout, as the official trainers; the Kaggle score for tile), or any metric
+            the Evaluator returns (``kendall_tau``, ``score``, ``top1_error``, ...).
+        patience: stop after this many validations without improvement (0: never).
+        log_every: steps between loss logs.
+        progress: ``"auto"`` (a bar only on a terminal), ``True`` or ``False``.
+        configs_per_graph, seed: recorded for reference (the data config samples them).
+        resume: ``True`` continues from ``<out_dir>/checkpoints/last.pt``, a path from that
+            checkpoint; ``False`` starts afresh.
+    """
+
+    def __init__(
+        self,
+        max_steps: int = 1000,
+        graphs_per_batch: int = 4,
+        grad_clip: float | None = 1.0,
+        device: str = "auto",
+        precision: str = "fp32",
+        val_every: int = 100,
+        select_metric: str = "auto",
+        patience: int = 0,
+        log_every: int = 10,
+        progress: str | bool = "auto",
+        configs_per_graph: int = 32,
+        seed: int = 0,
+        resume: bool | str = False,
+    ):
+        self.max_steps, self.graphs_per_batch, self.grad_clip = (
+            max_steps,
+            graphs_per_batch,
+            grad_clip,
+        )
+        self.device, self.precision = resolve_device(device), precision
+        self.val_every, self.select_metric, self.patience = val_every, select_metric, patience
+        self.log_every, self.seed, self.resume = log_every, seed, resume
+        self.progress = sys.stderr.isatty() if progress == "auto" else bool(progress)
+
+    # ---------------------------------------------------------------- batches
+
+    def graph_indices(self, step: int, num_graphs: int) -> list[tuple[int, int]]:
+        """(epoch, graph) pairs of one step: each epoch visits every graph once in an order
+        fixed by (seed, epoch), so a resumed run sees the same batches."""
+        out = []
+        for k in range(step * self.graphs_per_batch, (step + 1) * self.graphs_per_batch):
+            epoch, pos = divmod(k, num_graphs)
+            order = np.random.default_rng((self.seed, epoch)).permutation(num_graphs)
+            out.append((epoch, int(order[pos])))
+        return out
+
+    # ---------------------------------------------------------------- fit
+
+    def fit(self, model, loss_fn, optimizer, data, out_dir, scheduler=None, config=None):
+        """Train, validate, checkpoint; return the best validation metrics and paths.
+
+        Args:
+            model: config-scoring model.
+            loss_fn: ``loss_fn(scores [1, C], runtime [1, C]) -> scalar``.
+            optimizer, scheduler: torch optimizer and optional LR scheduler (stepped each step).
+            data: a :class:`~tpulearn.training.data.CollectionData`.
+            out_dir: run folder (checkpoints, TensorBoard events).
+            config: the resolved config, stored in checkpoints.
+        """
+        out_dir = Path(out_dir)
+        resume = self.resume
+        if resume is True or resume == "true":
+            resume = out_dir / "checkpoints" / "last.pt"
+        model.to(self.device)
+        train_set = data.train_set()
+        valid_set = data.eval_set("valid")
+        start, best, history, bad = 0, None, [], 0
+        if resume:
+            state = load_checkpoint(resume, (config or {}).get("model"))
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            if scheduler is not None and state.get("scheduler"):
+                scheduler.load_state_dict(state["scheduler"])
+            set_rng_state(state["rng"])
+            start, best, history, bad = state["step"], state["best"], state["history"], state["bad"]
+
+        writer = SummaryWriter(str(out_dir / "tensorboard"), purge_step=start or None)
+        ckpt = {
+            "last": out_dir / "checkpoints" / "last.pt",
+            "best": out_dir / "checkpoints" / "best.pt",
+        }
+
+        def save(which: str, step: int) -> None:
+            save_checkpoint(
+                ckpt[which],
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                    "rng": rng_state(),
+                    "step": step,
+                    "best": best,
+                    "history": history,
+                    "bad": bad,
+                    "normalizer": data.normalizer.state_dict() if data.normalizer else None,
+                    "config": config or {},
+                },
+            )
+
+        bar = tqdm(total=self.max_steps, initial=start, desc="train", disable=not self.progress)
+        seen, t0 = 0, time.perf_counter()
+        step = start
+        try:
+            for step in range(start, self.max_steps):
+                loss, configs = self._step(model, loss_fn, optimizer, train_set, step)
+                if scheduler is not None:
+                    scheduler.step()
+                seen += configs
+                rate = seen / max(time.perf_counter() - t0, 1e-9)
+                writer.add_scalar("train/loss", loss, step + 1)
+                writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], step + 1)
+                writer.add_scalar("train/configs_per_s", rate, step + 1)
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4f}", cfg_s=f"{rate:.0f}")
+                if not self.progress and (step + 1) % self.log_every == 0:
+                    print(
+                        f"step {step + 1}/{self.max_steps} loss {loss:.4f} {rate:.0f} configs/s",
+                        flush=True,
+                    )
+                if (step + 1) % self.val_every == 0 or step + 1 == self.max_steps:
+                    metrics = self.validate(model, valid_set, data)
+                    history.append({"step": step + 1, "loss": loss, **metrics})
+                    print(f"valid step {step + 1}: " + _fmt(metrics), flush=True)
+                    for k, v in metrics.items():
+                        writer.add_scalar(f"valid/{k}", v, step + 1)
+                    writer.add_scalar("memory/max_rss_mb", _max_rss_mb(), step + 1)
+                    if self.device.type == "cuda":
+                        writer.add_scalar(
+                            "memory/cuda_max_mb",
+                            torch.cuda.max_memory_allocated() / 2**20,
+                            step + 1,
+                        )
+                    metric = self._metric_name(metrics)
+                    improved = best is None or _better(metrics[metric], best[metric], metric)
+                    if improved:
+                        best, bad = {"step": step + 1, **metrics}, 0
+                    else:
+                        bad += 1
+                    save("last", step + 1)
+                    if improved:
+                        save("best", step + 1)
+                    if self.patience and bad >= self.patience:
+                        print(f"early stop at step {step + 1}: {bad} validations without gain")
+                        break
+        except KeyboardInterrupt:
+            save("last", step)
+            print(f"interrupted: saved {ckpt['last']} at step {step}; resume with")
+            print(f"  trainer.resume={ckpt['last']}")
+            raise
+        finally:
+            bar.close()
+            writer.close()
+        return {
+            "best": best,
+            "select_metric": self._metric_name(best) if best else None,
+            "history": history,
+            "checkpoints": {k: str(v) for k, v in ckpt.items()},
+            "tensorboard": str(out_dir / "tensorboard"),
+            "max_rss_mb": _max_rss_mb(),
+        }
+
+    def _metric_name(self, metrics: dict) -> str:
+        if self.select_metric == "auto":
+            return "opa" if "opa" in metrics else "score"
+        if self.select_metric not in metrics:
+            raise ValueError(
+                f"trainer.select_metric={self.select_metric!r} is not a validation metric of "
+                f"this collection; choose one of {sorted(metrics)}"
+            )
+        return self.select_metric
+
+    def _step(self, model, loss_fn, optimizer, train_set, step) -> tuple[float, int]:
+        model.train()
+        optimizer.zero_grad(set_to_none=True)
+        pairs = self.graph_indices(step, len(train_set))
+        total, configs = 0.0, 0
+        for epoch, idx in pairs:
+            train_set.set_epoch(epoch)
+            data = train_set[idx].to(self.device)
+            with autocast(self.device, self.precision):
+                scores = model(data)
+            loss = loss_fn(scores.float()[None], data.config_runtime[None]) / len(pairs)
+            loss.backward()
+            total += loss.item()
+            configs += data.config_runtime.numel()
+        if self.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
+        optimizer.step()
+        if not math.isfinite(total):
+            raise FloatingPointError(f"non-finite training loss at step {step + 1}")
+        return total, configs
+
+    def validate(self, model, valid_set, data) -> dict:
+        graphs = list(score_dataset(model, valid_set, self.device, data.eval_chunk, self.precision))
+        metrics, _ = evaluate_scores(data.collection, graphs)
+        return metrics
+
+
+def _fmt(metrics: dict) -> str:
+    return " ".join(
+        f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()
+    )
+
+
+def _better(new: float, old: float, metric: str) -> bool:
+    return new > old if metric in MAXIMISED else new < old
+
+
+def _max_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -1,0 +1,188 @@
+"""The config-driven training and evaluation runs, on the bundled sample."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+import tpulearn
+from tpulearn.submission import merge_submissions, validate_submission
+from tpulearn.training import CheckpointMismatchError, evaluate, load_checkpoint, train
+
+CONFIG_DIR = Path(tpulearn.__file__).parent / "configs"
+REPO = Path(__file__).resolve().parents[2]
+SMALL_MODEL = ["model.hidden_channels=8", "model.num_layers=1", "model.opcode_dim=4"]
+
+
+def make_cfg(name="config", overrides=()):
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        return compose(name, overrides=list(overrides))
+
+
+def tiny(tmp_path, *extra, steps=2):
+    return make_cfg(
+        overrides=[
+            f"out_dir={tmp_path}",
+            f"trainer.max_steps={steps}",
+            f"trainer.val_every={steps}",
+            "trainer.configs_per_graph=8",
+            "trainer.progress=false",
+            "data.eval_chunk=512",
+            *SMALL_MODEL,
+            *extra,
+        ]
+    )
+
+
+def options(group):
+    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("model", options("model"))
+def test_every_model_option_instantiates(model):
+    for data in ("sample", "tile_xla"):
+        cfg = make_cfg(overrides=[f"model={model}", f"data={data}", "data.root=sample"])
+        net = instantiate(cfg.model)
+        assert net.task == cfg.data.task
+        assert type(net).__name__.lower() == model.replace("_", "")
+
+
+@pytest.mark.parametrize("data", options("data"))
+def test_every_data_option_instantiates(data, tmp_path):
+    root = "sample" if data != "synthetic" else str(tmp_path)
+    cfg = make_cfg(overrides=[f"data={data}", f"data.root={root}"])
+    collection = instantiate(cfg.data)
+    assert collection.collection == cfg.data.collection
+    assert collection.task == cfg.data.collection.split(":")[0]
+
+
+@pytest.mark.parametrize("group", ["loss", "optim", "scheduler"])
+def test_every_loss_optimizer_and_scheduler_option_instantiates(group):
+    for option in options(group):
+        cfg = make_cfg(overrides=[f"{group}={option}"])
+        obj = instantiate(cfg[group]) if cfg.get(group) else None
+        if group == "loss":
+            scores = torch.tensor([[0.1, 0.5, 0.3]], requires_grad=True)
+            value = obj(scores, torch.tensor([[10, 30, 20]]))
+            assert torch.isfinite(value)
+        elif group == "optim":
+            assert isinstance(
+                obj(params=[torch.nn.Parameter(torch.zeros(1))]), torch.optim.Optimizer
+            )
+        elif option != "none":
+            opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+            assert hasattr(obj(optimizer=opt), "step")
+
+
+def test_full_dataset_configs_demand_a_root(monkeypatch):
+    monkeypatch.delenv("TPUGRAPHS_ROOT", raising=False)
+    cfg = make_cfg(overrides=["data=layout_nlp_random"])
+    with pytest.raises(Exception, match="TPUGRAPHS_ROOT"):
+        instantiate(cfg.data)
+
+
+def test_layout_run_on_the_sample_writes_checkpoints_and_tensorboard(tmp_path):
+    result = train(tiny(tmp_path))
+    best = result["best"]
+    assert best["step"] == 2 and -1.0 <= best["kendall_tau"] <= 1.0
+    assert best["num_graphs"] == 1  # unet_3d.4x4.bf16 with the official 1000 indices
+    assert Path(result["checkpoints"]["best"]).is_file()
+    events = list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+    state = load_checkpoint(result["checkpoints"]["last"])
+    assert state["step"] == 2 and state["normalizer"]["mode"] == "zscore"
+    assert state["config"]["model"]["_target_"] == "tpulearn.models.SAGE"
+
+
+def test_tile_run_on_the_sample(tmp_path):
+    result = train(tiny(tmp_path, "data=tile_xla", "data.root=sample", "loss=listmle_mse"))
+    assert result["best"]["num_graphs"] == 1
+    assert 0.0 <= result["best"]["top5_error"] <= 1.0
+
+
+def test_resume_equals_an_uninterrupted_run(tmp_path):
+    whole = train(tiny(tmp_path / "whole", "trainer.val_every=3", steps=6))
+    first = tiny(tmp_path / "split", "trainer.val_every=3", steps=3)
+    train(first)
+    second = tiny(tmp_path / "split", "trainer.val_every=3", "trainer.resume=true", steps=6)
+    resumed = train(second)
+    assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in whole["history"]]
+    a = load_checkpoint(whole["checkpoints"]["last"])["model"]
+    b = load_checkpoint(resumed["checkpoints"]["last"])["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_checkpoint_of_another_model_is_refused(tmp_path):
+    train(tiny(tmp_path))
+    other = tiny(tmp_path, "model=gcn", "trainer.resume=true", steps=4)
+    with pytest.raises(CheckpointMismatchError, match="_target_"):
+        train(other)
+
+
+def test_evaluate_and_a_five_collection_submission_validate(tmp_path):
+    layout = train(tiny(tmp_path / "layout"))["checkpoints"]["best"]
+    tile = train(tiny(tmp_path / "tile", "data=tile_xla", "data.root=sample"))["checkpoints"][
+        "best"
+    ]
+    valid = evaluate(make_cfg("eval", [f"ckpt={layout}", f"out_dir={tmp_path / 'ev'}"]))
+    assert valid["metrics"]["num_graphs"] == 1
+    assert (tmp_path / "ev" / "per_graph_valid.csv").read_text().startswith("graph,")
+    parts = []
+    for collection in (
+        "layout:xla:default",
+        "layout:xla:random",
+        "layout:nlp:default",
+        "layout:nlp:random",
+    ):
+        cfg = make_cfg(
+            "eval",
+            [
+                f"ckpt={layout}",
+                "split=test",
+                f"out_dir={tmp_path / 'sub'}",
+                f"data.collection={collection}",
+            ],
+        )
+        parts.append(evaluate(cfg)["submission"])
+    cfg = make_cfg("eval", [f"ckpt={tile}", "split=test", f"out_dir={tmp_path / 'sub'}"])
+    parts.append(evaluate(cfg)["submission"])
+    merged = merge_submissions(parts, tmp_path / "submission.csv")
+    report = validate_submission(merged, tpulearn.data.sample_root())
+    assert report == {c: 1 for c in report} and len(report) == 5
+
+
+def test_train_script_help_and_config_print():
+    out = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), "--cfg", "job", "model=gat"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "_target_: tpulearn.models.GAT" in out and "collection: layout:xla:default" in out
+    helped = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "model: gat, gcn, gin, mlp, resgcn, sage" in helped
+
+
+def test_bad_data_root_is_one_clear_line(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "train.py"),
+            "data=layout_xla_random",
+            f"data.root={tmp_path / 'nope'}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error: data root") and "Traceback" not in proc.stderr
