@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -186,3 +187,90 @@ def test_bad_data_root_is_one_clear_line(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: data root") and "Traceback" not in proc.stderr
+
+
+def test_predictor_scores_any_file_like_evaluation(tmp_path):
+    from tpulearn.predict import Predictor
+
+    ckpt = train(tiny(tmp_path))["checkpoints"]["best"]
+    predictor = Predictor.from_checkpoint(ckpt, chunk=300)
+    path = tpulearn.data.sample_root() / "npz/layout/xla/default/valid/unet_3d.4x4.bf16.npz"
+    scores = predictor.score_file(path)
+    assert scores.shape == (1965,) and np.isfinite(scores).all()
+    order = predictor.rank_file(path)
+    assert sorted(order.tolist()) == list(range(1965))
+    assert scores[order[0]] == scores.min()
+    cfg = make_cfg("eval", [f"ckpt={ckpt}", "data.valid_indices=all", f"out_dir={tmp_path / 'e'}"])
+    per_graph = (tmp_path / "e").joinpath("per_graph_valid.csv")
+    result = evaluate(cfg)
+    assert per_graph.is_file()
+    # Scoring all 1965 configs through the evaluation path ranks them identically.
+    from tpulearn.data import read_layout
+    from tpulearn.evaluate import kendall_tau
+
+    runtime = read_layout(path).config_runtime
+    assert result["metrics"]["kendall_tau"] == pytest.approx(kendall_tau(scores, runtime), abs=1e-6)
+
+
+def test_interrupt_saves_last_checkpoint(tmp_path, monkeypatch):
+    from tpulearn.training.trainer import Trainer
+
+    calls = {"n": 0}
+    original = Trainer._step
+
+    def interrupted(self, *args):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original(self, *args)
+
+    monkeypatch.setattr(Trainer, "_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny(tmp_path, steps=10))
+    state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert state["step"] == 2  # two finished steps; resuming continues at step 3
+
+
+def test_make_submission_script_rejects_an_incomplete_submission(tmp_path):
+    from tpulearn.submission import write_submission
+
+    part = write_submission(
+        tmp_path / "part.csv", {"tile:xla:d6f5f54247bd1e58a10b9e7062c636ab": list(range(25))}
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts/make_submission.py"),
+            str(part),
+            "--root",
+            str(tpulearn.data.sample_root()),
+            "--out",
+            str(tmp_path / "s.csv"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1
+    assert "missing row for layout:nlp:default:3a0c5517a87df8d82fd637b83298a3ba" in proc.stderr
+
+
+def test_multirun_runs_each_job_in_its_own_folder(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "train.py"),
+            "-m",
+            "model=sage,gcn",
+            "trainer.max_steps=1",
+            "trainer.val_every=1",
+            "trainer.configs_per_graph=4",
+            *SMALL_MODEL,
+            f"hydra.sweep.dir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for job in ("0", "1"):
+        assert (tmp_path / job / "checkpoints" / "best.pt").is_file()
+    assert "tpulearn.models.GCN" in (tmp_path / "1" / ".hydra" / "config.yaml").read_text()
