@@ -27,20 +27,32 @@ class Predictor:
         normalizer: the node-feature normaliser of its training run (or None).
         device: where to run.
         chunk: configs scored per forward pass.
+        config_normalizer: the tile config-feature normaliser of its run (or None).
     """
 
     def __init__(
-        self, model, task: str, normalizer: FeatureNormalizer | None, device="cpu", chunk=256
+        self,
+        model,
+        task: str,
+        normalizer: FeatureNormalizer | None,
+        device="cpu",
+        chunk=256,
+        config_normalizer: FeatureNormalizer | None = None,
     ):
         self.model = model.to(device).eval()
         self.task, self.normalizer, self.device, self.chunk = task, normalizer, device, chunk
+        self.config_normalizer = config_normalizer
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu", chunk: int = 256) -> Predictor:
         from .training import load_model
 
-        model, config, normalizer = load_model(path, device)
-        return cls(model, config.data.task, normalizer, device, chunk)
+        model, config, features = load_model(path, device)
+        load = FeatureNormalizer.from_state_dict
+        normalizer = load(features["normalizer"]) if features["normalizer"] else None
+        config_norm = features["config_normalizer"]
+        config_normalizer = load(config_norm) if config_norm else None
+        return cls(model, config.data.task, normalizer, device, chunk, config_normalizer)
 
     @torch.no_grad()
     def score_file(self, path: str | Path) -> np.ndarray:
@@ -49,6 +61,8 @@ class Predictor:
         read = read_tile if self.task == "tile" else read_layout
         read(path)  # validate first: a clear error names the file and key
         dataset = _single_file_dataset(self.task, path, self.normalizer)
+        if self.task == "tile":
+            dataset.config_normalizer = self.config_normalizer
         parts = [
             self.model(data.to(self.device)).float().cpu().numpy()
             for data in dataset.chunks(0, self.chunk)

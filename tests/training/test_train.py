@@ -100,9 +100,13 @@ def test_layout_run_on_the_sample_writes_checkpoints_and_tensorboard(tmp_path):
 
 
 def test_tile_run_on_the_sample(tmp_path):
-    result = train(tiny(tmp_path, "data=tile_xla", "data.root=sample", "loss=listmle_mse"))
+    result = train(tiny(tmp_path, "experiment=tile_xla", "data.root=sample"))
     assert result["best"]["num_graphs"] == 1
     assert 0.0 <= result["best"]["top5_error"] <= 1.0
+    state = load_checkpoint(result["checkpoints"]["last"])
+    # Tile config features are min-max scaled with train statistics, as the official code.
+    assert state["config_normalizer"]["mode"] == "minmax"
+    assert state["config"]["loss"]["_target_"] == "tpulearn.losses.CombinedLoss"
 
 
 def test_resume_equals_an_uninterrupted_run(tmp_path):

@@ -253,6 +253,13 @@ class TileDataset(_GraphDataset):
     def read(self, idx: int) -> TileRecord:
         return read_tile(self.files[idx])
 
+    def fit_config_normalizer(self, mode: str = "minmax", log: bool = False) -> FeatureNormalizer:
+        """Fit a normaliser of the 24 tile config features on this dataset (train split)."""
+        norm = FeatureNormalizer(mode=mode, log=log)
+        for i in range(len(self)):
+            norm.partial_fit(self.read(i).config_feat)
+        return norm
+
     def _config_feat(self, record: TileRecord) -> np.ndarray:
         return record.config_feat
 

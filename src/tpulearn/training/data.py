@@ -97,11 +97,12 @@ class CollectionData:
         )
         self.dedup, self.cache_dir, self.eval_chunk, self.seed = dedup, cache_dir, eval_chunk, seed
         self.normalizer: FeatureNormalizer | None = None
+        self.config_normalizer: FeatureNormalizer | None = None  # tile config features
 
     def _dataset(self, split: str, sampler, **kwargs):
         common = dict(sampler=sampler, normalizer=self.normalizer, seed=self.seed, **kwargs)
         if self.task == "tile":
-            return TileDataset(self.root, split, **common)
+            return TileDataset(self.root, split, config_normalizer=self.config_normalizer, **common)
         return LayoutDataset(
             self.root, self.source, self.search, split, cache_dir=self.cache_dir, **common
         )
@@ -112,8 +113,28 @@ class CollectionData:
         ds = self._dataset("train", cls(self.configs_per_graph), dedup=self.dedup)
         if self.normalize and self.normalizer is None:
             self.normalizer = ds.fit_normalizer(mode=self.normalize, log=self.log_features)
+            if self.task == "tile":
+                self.config_normalizer = ds.fit_config_normalizer(self.normalize, self.log_features)
         ds.normalizer = self.normalizer
+        if self.task == "tile":
+            ds.config_normalizer = self.config_normalizer
         return ds
+
+    def feature_state(self) -> dict:
+        """Fitted feature statistics, for checkpoints."""
+        return {
+            "normalizer": self.normalizer.state_dict() if self.normalizer else None,
+            "config_normalizer": (
+                self.config_normalizer.state_dict() if self.config_normalizer else None
+            ),
+        }
+
+    def load_feature_state(self, state: dict) -> None:
+        """Restore statistics saved by :meth:`feature_state` (evaluation reuses them)."""
+        load = FeatureNormalizer.from_state_dict
+        self.normalizer = load(state["normalizer"]) if state.get("normalizer") else None
+        cfg = state.get("config_normalizer")
+        self.config_normalizer = load(cfg) if cfg else None
 
     def eval_set(self, split: str):
         """A split for evaluation: official fixed indices (valid, layout) or all configs."""

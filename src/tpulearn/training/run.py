@@ -17,7 +17,6 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from ..data import FeatureNormalizer
 from ..submission import make_id, make_rows, write_submission
 from .checkpoint import load_checkpoint
 from .scoring import evaluate_scores, score_dataset
@@ -59,19 +58,19 @@ def train(cfg: DictConfig) -> dict:
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu"):
-    """A trained model, its data config and normaliser from a checkpoint (notebook use).
+    """A trained model, its config and feature statistics from a checkpoint (notebook use).
 
     Returns:
-        ``(model, config, normalizer)``; the model is in eval mode on ``device``.
+        ``(model, config, features)``: the model in eval mode on ``device``, the run's
+        resolved config, and ``{"normalizer", "config_normalizer"}`` state dicts (values
+        may be None) for :meth:`CollectionData.load_feature_state`.
     """
     state = load_checkpoint(path)
     config = OmegaConf.create(state["config"])
     model = instantiate(config.model)
     model.load_state_dict(state["model"])
-    normalizer = (
-        FeatureNormalizer.from_state_dict(state["normalizer"]) if state.get("normalizer") else None
-    )
-    return model.to(device).eval(), config, normalizer
+    features = {k: state.get(k) for k in ("normalizer", "config_normalizer")}
+    return model.to(device).eval(), config, features
 
 
 def evaluate(cfg: DictConfig) -> dict:
@@ -81,13 +80,13 @@ def evaluate(cfg: DictConfig) -> dict:
     Config keys: ``ckpt`` (path), ``split`` (valid|test), optional ``data`` overrides of the
     checkpoint's data config, ``out_dir``, ``device``.
     """
-    model, train_cfg, normalizer = load_model(cfg.ckpt, cfg.get("device", "cpu"))
+    model, train_cfg, features = load_model(cfg.ckpt, cfg.get("device", "cpu"))
     data_cfg = train_cfg.data
     overrides = {k: v for k, v in (cfg.get("data") or {}).items() if v is not None}
     if overrides:
         data_cfg = OmegaConf.merge(data_cfg, overrides)
     data = instantiate(data_cfg)
-    data.normalizer = normalizer
+    data.load_feature_state(features)
     dataset = data.eval_set(cfg.split)
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -137,7 +137,7 @@ class Trainer:
                     "best": best,
                     "history": history,
                     "bad": bad,
-                    "normalizer": data.normalizer.state_dict() if data.normalizer else None,
+                    **data.feature_state(),
                     "config": config or {},
                 },
             )
