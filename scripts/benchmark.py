@@ -125,7 +125,278 @@ def bench_scoring(args) -> list[dict]:
     return rows
 
 
-GROUPS = {"metrics": bench_metrics, "scoring": bench_scoring}
+# ---------------------------------------------------------------------- gst_memory
+
+GST_SIZES = (5_000, 10_000, 20_000, 40_000)
+GST_RSS_CAP_MB = 8_000  # a full-graph probe above this is stopped (the machine has 24 GB)
+GST_PROBE_TIMEOUT_S = 900
+
+
+def _gst_sage():
+    """The paper's layout model at its size: SAGE 3 x 256, PReLU, residual, dropout 0.1,
+    opcode embedding 128, mean + max readout."""
+    from tpulearn.models import SAGE
+
+    torch.manual_seed(0)
+    return SAGE(
+        "layout",
+        hidden_channels=256,
+        num_layers=3,
+        dropout=0.1,
+        residual=True,
+        act="prelu",
+        readout="mean+max",
+        opcode_dim=128,
+    )
+
+
+def _synthetic_layout_data(num_nodes: int, num_configs: int = 32, seed: int = 0):
+    """A synthetic layout graph with real shape statistics (4% configurable nodes)."""
+    from tpulearn.data import FeatureNormalizer, TpuGraphData, reencode_minor_to_major
+    from tpulearn.data.synthetic import make_layout_graph
+
+    g = make_layout_graph(
+        np.random.default_rng(seed), num_nodes, num_nodes // 25, num_configs, search="random"
+    )
+    feat = reencode_minor_to_major(g["node_feat"])
+    feat = FeatureNormalizer(log=True).partial_fit(feat).transform(feat)
+    return TpuGraphData(
+        node_feat=torch.from_numpy(feat),
+        node_opcode=torch.from_numpy(g["node_opcode"].astype(np.int64)),
+        edge_index=torch.from_numpy(np.ascontiguousarray(g["edge_index"].T)),
+        node_config_ids=torch.from_numpy(g["node_config_ids"]),
+        node_config_feat=torch.from_numpy(g["node_config_feat"]),
+        config_runtime=torch.from_numpy(g["config_runtime"]),
+        node_splits=torch.from_numpy(g["node_splits"].reshape(-1)),
+        config_index=torch.arange(num_configs),
+        num_nodes=num_nodes,
+        stem=f"synthetic{num_nodes}",
+    )
+
+
+def _rss_mb(field: str) -> float:
+    status = Path("/proc/self/status").read_text()
+    return int(status.split(f"{field}:")[1].split()[0]) / 1024
+
+
+def _reset_peak_rss() -> None:
+    # Writing 5 to clear_refs resets the peak RSS (VmHWM, ru_maxrss) to the current RSS.
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def _gst_memory_probe(num_nodes: int, mode: str) -> dict:
+    """Run in a fresh interpreter: peak RSS of training steps on one synthetic graph.
+
+    ``mode`` ``"gst"``: a first step (its no-grad fill pass included), then three
+    steady-state steps (the largest peak is kept); ``"full"``: one whole-graph step.
+    Each step is forward + pairwise hinge loss + backward + Adam.
+    """
+    from tpulearn.losses import pairwise_hinge_loss
+    from tpulearn.segments import GSTTrainer, SegmentModel
+
+    data = _synthetic_layout_data(num_nodes)
+    model = SegmentModel(_gst_sage(), max_segment_nodes=1000, enabled=mode == "gst").train()
+    trainer = GSTTrainer(model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    out = {"num_segments": model.partition(data).num_segments}
+
+    def step(name: str) -> None:
+        _reset_peak_rss()
+        base = _rss_mb("VmRSS")
+        start = time.perf_counter()
+        scores = trainer.step([data])
+        pairwise_hinge_loss(scores, data.config_runtime.unsqueeze(0)).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        out[name] = {
+            "peak_mb": _rss_mb("VmHWM"),
+            "base_mb": base,
+            "seconds": time.perf_counter() - start,
+        }
+
+    if mode == "gst":
+        step("first")
+        # Steady state: the trained segment is drawn at random; report the largest of 3.
+        for i in range(3):
+            step(f"step{i}")
+        out["step"] = max((out.pop(f"step{i}") for i in range(3)), key=lambda s: s["peak_mb"])
+    else:
+        step("step")
+    return out
+
+
+def _run_gst_probe(num_nodes: int, mode: str) -> dict:
+    """The probe in a subprocess, stopped when its RSS passes the cap or it runs too long."""
+    import subprocess
+
+    code = (
+        f"import sys, json; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+        f"import benchmark; print(json.dumps(benchmark._gst_memory_probe({num_nodes}, "
+        f"{mode!r})))"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    start, peak = time.perf_counter(), 0.0
+    while proc.poll() is None:
+        try:
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+            peak = max(peak, int(status.split("VmRSS:")[1].split()[0]) / 1024)
+        except (FileNotFoundError, IndexError):
+            pass
+        too_long = time.perf_counter() - start > GST_PROBE_TIMEOUT_S
+        if peak > GST_RSS_CAP_MB or too_long:
+            proc.kill()
+            proc.wait()
+            why = f"RSS above {GST_RSS_CAP_MB} MB" if not too_long else "time limit"
+            return {"capped": why, "seconds": time.perf_counter() - start}
+        time.sleep(0.05)
+    stdout, stderr = proc.communicate()
+    if proc.returncode:
+        raise RuntimeError(f"gst memory probe failed:\n{stderr.decode()[-2000:]}")
+    return json.loads(stdout.decode().strip().splitlines()[-1])
+
+
+def _gst_memory_rows() -> list[dict]:
+    rows = []
+    for num_nodes in GST_SIZES:
+        for mode in ("gst", "full"):
+            probe = _run_gst_probe(num_nodes, mode)
+            label = "GST, 1000-node segments" if mode == "gst" else "full graph"
+            what = (
+                f"peak RSS of one training step, synthetic {num_nodes:,} nodes (4% configurable),"
+                f" 32 configs, SAGE 3x256, {label}"
+            )
+            if "capped" in probe:
+                rows.append(
+                    result(
+                        f"{what}: stopped ({probe['capped']}), peak above the cap",
+                        "MB",
+                        lambda v: v,
+                        [GST_RSS_CAP_MB],
+                        device="cpu",
+                        capped=probe["capped"],
+                    )
+                )
+                print(rows[-1], flush=True)
+                continue
+            for name in ("first", "step"):
+                if name not in probe:
+                    continue
+                stats = probe[name]
+                suffix = ", first step (with the no-grad fill pass)" if name == "first" else ""
+                rows.append(
+                    result(
+                        what + suffix,
+                        "MB",
+                        lambda v: v,
+                        [stats["peak_mb"]],
+                        device="cpu",
+                        rss_before_step_mb=stats["base_mb"],
+                        step_increase_mb=stats["peak_mb"] - stats["base_mb"],
+                        step_seconds=stats["seconds"],
+                        num_segments=probe["num_segments"],
+                    )
+                )
+                print(rows[-1], flush=True)
+    return rows
+
+
+def _gst_real_rows(args) -> list[dict]:
+    """GST step time on unet3d and segment scoring of unet_3d.4x4.bf16 (real files)."""
+    from tpulearn.data import AllConfigsSampler, LayoutDataset, UniformSampler, sample_root
+    from tpulearn.losses import pairwise_hinge_loss
+    from tpulearn.segments import GSTTrainer, SegmentModel
+
+    root = sample_root()
+    train = LayoutDataset(root, "xla", "default", "train", sampler=UniformSampler(32))
+    train.normalizer = train.fit_normalizer(log=True)
+    model = SegmentModel(_gst_sage(), max_segment_nodes=1000).train()
+    trainer = GSTTrainer(model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    load = os.getloadavg()[0]
+
+    def step(data) -> None:
+        scores = trainer.step([data], num_configs=[train.num_configs[0]])
+        pairwise_hinge_loss(scores, data.config_runtime.unsqueeze(0)).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    rows = []
+    # Steady state: the same 32 configs every step, so their history entries are filled.
+    fixed = train[0]
+    times = timed(lambda: step(fixed), 5 * args.repeats, warmup=2)
+    rows.append(
+        result(
+            "GST training step, unet3d (2,774 nodes, 3 segments), 32 configs, SAGE 3x256 "
+            "(reference GST code: 0.71 s)",
+            "s",
+            lambda t: t,
+            times,
+            device="cpu",
+            configs_per_s=32 / statistics.median(times),
+            parameters=sum(p.numel() for p in model.parameters()),
+            load_average=load,
+        )
+    )
+    print(rows[-1], flush=True)
+    # Fresh samples each step: never-seen configs first need the no-grad fill pass.
+    samples = iter(range(10**6))
+
+    def fresh() -> None:
+        train.set_epoch(next(samples) + 1)
+        step(train[0])
+
+    times = timed(fresh, 5 * args.repeats, warmup=0)
+    rows.append(
+        result(
+            "GST training step, unet3d, fresh 32-config samples (fill pass for new configs "
+            "included; data loading included)",
+            "s",
+            lambda t: t,
+            times,
+            device="cpu",
+            configs_per_s=32 / statistics.median(times),
+            load_average=load,
+        )
+    )
+    print(rows[-1], flush=True)
+
+    valid = LayoutDataset(root, "xla", "default", "valid", sampler=AllConfigsSampler())
+    valid.normalizer = train.normalizer
+    data = valid[0]
+    model.eval()
+
+    def score() -> None:
+        with torch.inference_mode():
+            model(data, config_chunk=args.config_chunk)
+
+    times = timed(score, args.repeats, warmup=0)
+    rows.append(
+        result(
+            f"scoring all {data.config_runtime.numel():,} configs of unet_3d.4x4.bf16 "
+            f"({model.partition(data).num_segments} segments, fresh, summed), SAGE 3x256 "
+            "(reference GST code: 65 s)",
+            "s",
+            lambda t: t,
+            times,
+            device="cpu",
+            configs_per_s=data.config_runtime.numel() / statistics.median(times),
+            config_chunk=args.config_chunk,
+            load_average=load,
+        )
+    )
+    print(rows[-1], flush=True)
+    return rows
+
+
+def bench_gst_memory(args) -> list[dict]:
+    """Graph segment training: peak memory vs graph size, step time and scoring time."""
+    return _gst_real_rows(args) + _gst_memory_rows()
+
+
+GROUPS = {"metrics": bench_metrics, "scoring": bench_scoring, "gst_memory": bench_gst_memory}
 
 
 # ---------------------------------------------------------------------- output

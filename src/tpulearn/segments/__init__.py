@@ -1,0 +1,61 @@
+"""Graph segment training (GST): constant-memory training on large graphs.
+
+GST (Cao et al., "Learning Large Graph Property Prediction via Graph Segment Training",
+NeurIPS 2023, arXiv 2305.12322) splits each graph into segments of at most 1000 nodes,
+scores a graph as the sum of its segments' scores, and back-propagates through one random
+segment per graph per step; the other segments' scores come from a historical embedding
+table, each kept with probability p (stale embedding dropout). Inference scores every
+segment fresh.
+
+Modules: :mod:`.partition` (contiguous / METIS partitions and their cache),
+:mod:`.subgraph` (segments as graphs), :mod:`.model` (:class:`SegmentModel`),
+:mod:`.history` (:class:`HistoryTable`), :mod:`.training` (:func:`gst_step`,
+:class:`GSTTrainer`, stale dropout and rescaling).
+
+Typical use::
+
+    seg_model = SegmentModel(SAGE("layout", hidden_channels=256), max_segment_nodes=1000)
+    trainer = GSTTrainer(seg_model, keep_prob=0.5)
+    scores = trainer.step(graphs)             # [B, C], gradient through one segment each
+    loss = pairwise_hinge_loss(scores, runtime)
+    ...
+    seg_model.eval(); seg_model(graph)        # inference: all segments fresh, summed
+"""
+
+from .history import HistoryTable
+from .model import SegmentModel
+from .partition import METHODS, Partition, PartitionCache, partition, partition_key
+from .subgraph import segment_batch, segment_data, split_segments
+from .training import (
+    MISSING,
+    RESCALES,
+    GSTOutput,
+    GSTTrainer,
+    combine,
+    fill_missing,
+    gst_step,
+    stale_keep_mask,
+    trained_multiplier,
+)
+
+__all__ = [
+    "METHODS",
+    "MISSING",
+    "RESCALES",
+    "GSTOutput",
+    "GSTTrainer",
+    "HistoryTable",
+    "Partition",
+    "PartitionCache",
+    "SegmentModel",
+    "combine",
+    "fill_missing",
+    "gst_step",
+    "partition",
+    "partition_key",
+    "segment_batch",
+    "segment_data",
+    "split_segments",
+    "stale_keep_mask",
+    "trained_multiplier",
+]

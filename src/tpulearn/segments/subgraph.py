@@ -1,0 +1,86 @@
+"""Cutting a graph into segment subgraphs.
+
+A segment is an ordinary :class:`~tpulearn.data.TpuGraphData`: its nodes (in graph order),
+the edges with both ends inside it (re-indexed; edges to other segments are dropped, as in
+GST), its configurable nodes with their columns of ``node_config_feat``, and the same
+configs as the graph (``config_runtime``, ``config_index``, tile ``config_feat``). So any
+:class:`~tpulearn.models.ConfigGNN` scores a segment as it scores a graph, and a segment
+without configurable nodes simply gets the same score for every config.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch_geometric.data import Batch
+
+from ..data.datasets import TpuGraphData
+from .partition import Partition
+
+# Per-node tensors cut with the node subset; everything else but the keys handled below
+# (graph structure, configurable nodes) is config- or graph-level and copied unchanged.
+NODE_KEYS = ("node_feat", "node_opcode")
+_SPECIAL = ("edge_index", "node_config_ids", "node_config_feat", "node_splits", "num_nodes")
+
+
+def segment_data(data: TpuGraphData, part: Partition, segment: int) -> TpuGraphData:
+    """One segment of ``data`` as a graph of its own.
+
+    Args:
+        data: one graph (not a batch), ``num_nodes`` N, any config count C.
+        part: a partition of ``data``.
+        segment: which segment, ``0 <= segment < part.num_segments``.
+
+    Returns:
+        The segment: ``node_feat`` [n_s, 140], ``edge_index`` [2, e_s] (local ids, inner
+        edges only), layout ``node_config_ids`` [k_s] (local) and ``node_config_feat``
+        [C, k_s, 18]; config-level tensors as in ``data``.
+    """
+    if not 0 <= segment < part.num_segments:
+        raise IndexError(f"segment {segment} out of range for {part.num_segments} segments")
+    if part.num_nodes != data.num_nodes:
+        raise ValueError(
+            f"partition of {part.num_nodes} nodes does not match a graph of {data.num_nodes}"
+        )
+    device = data.edge_index.device
+    assignment = part.assignment.to(device)
+    local = part.local_index.to(device)
+    inside = assignment == segment
+    nodes = inside.nonzero().squeeze(1)
+
+    out = TpuGraphData(num_nodes=nodes.numel())
+    for key, value in data:
+        if key in NODE_KEYS:
+            out[key] = value[nodes]
+        elif key not in _SPECIAL:
+            out[key] = value
+    src, dst = data.edge_index
+    keep = inside[src] & inside[dst]
+    out.edge_index = local[data.edge_index[:, keep]]
+    if "node_config_ids" in data:
+        cols = inside[data.node_config_ids].nonzero().squeeze(1)
+        out.node_config_ids = local[data.node_config_ids[cols]]
+        out.node_config_feat = data.node_config_feat[:, cols]
+    if "node_splits" in data:
+        out.node_splits = _segment_splits(data.node_splits, nodes)
+    return out
+
+
+def split_segments(data: TpuGraphData, part: Partition) -> list[TpuGraphData]:
+    """Every segment of ``data``, in segment order (see :func:`segment_data`)."""
+    return [segment_data(data, part, s) for s in range(part.num_segments)]
+
+
+def segment_batch(segments: list[TpuGraphData]) -> Batch:
+    """A PyG ``Batch`` of segments that share the config count C (scores [S, C])."""
+    return Batch.from_data_list(segments)
+
+
+def _segment_splits(node_splits: Tensor, nodes: Tensor) -> Tensor:
+    """Sub-computation boundaries inside a segment: positions where the sub-computation of
+    consecutive segment nodes changes, with 0 and the segment size, ``[k']``."""
+    splits = node_splits.reshape(-1)
+    which = torch.bucketize(nodes, splits[1:-1], right=True)
+    change = (which[1:] != which[:-1]).nonzero().squeeze(1) + 1
+    ends = torch.tensor([0, nodes.numel()], dtype=splits.dtype, device=splits.device)
+    return torch.cat([ends[:1], change.to(splits.dtype), ends[1:]])

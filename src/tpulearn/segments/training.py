@@ -1,0 +1,259 @@
+"""One GST training step: gradient through one segment per graph, the rest from history.
+
+For a graph split into S segments and its sampled configs, a step (Cao et al., arXiv
+2305.12322, Algorithm 1, and the reference code kaidic/GST,
+``graphgps/train/custom_tpu_train.py``):
+
+1. picks one segment t uniformly at random and scores it fresh, with gradient:
+   ``f_t`` [C];
+2. reads the other segments' stored scores ``h_s`` [C] from the :class:`HistoryTable`;
+3. stale embedding dropout: keeps each stored score independently (per config and
+   segment) with probability ``p``; a dropped one contributes 0;
+4. predicts ``y = m * f_t + sum_{s != t} keep_s * h_s``, where the trained segment is
+   rescaled to stand in for the dropped ones (``rescale="trained"``, the reference):
+
+       m = 1 + (S - 1) * (1 - p)
+
+   i.e. the trained segment also counts for the expected number ``(S - 1)(1 - p)`` of
+   dropped segments. The reference hard-codes p = 0.5 and writes ``(S - 1) / 2 + 1``,
+   the same value. ``rescale="stale"`` instead divides the kept stale scores by ``p``
+   (inverted dropout; m = 1), and ``rescale="none"`` does neither;
+5. writes ``f_t`` (detached, computed with the pre-update weights as in the reference)
+   back into the table.
+
+Entries never computed yet: with ``missing="fill"`` (the default), before the step the
+missing entries of the sampled configs are filled by a no-grad pass over the segments
+that have any (so a graph's first step sees real scores, not zeros; the pass runs in the
+model's current train/eval mode, like the trained segment's). ``missing="zero"`` reads
+them as 0, as the reference's zero-initialised table does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch_geometric.data import Batch
+
+from ..data.datasets import TpuGraphData
+from .history import HistoryTable
+from .model import SegmentModel, _graph_list
+from .partition import Partition
+from .subgraph import segment_data
+
+RESCALES = ("trained", "stale", "none")
+MISSING = ("fill", "zero")
+# Segments per no-grad fill pass: bounds the pass's memory to about that of the trained
+# segment's forward + backward, on any graph size (larger is faster on a GPU).
+FILL_CHUNK = 2
+
+
+def stale_keep_mask(
+    shape: Sequence[int], keep_prob: float, generator: torch.Generator | None = None
+) -> Tensor:
+    """Bernoulli(keep_prob) keep decisions, bool of ``shape`` (CPU)."""
+    if not 0.0 <= keep_prob <= 1.0:
+        raise ValueError(f"keep_prob must be in [0, 1], got {keep_prob}")
+    return torch.rand(tuple(shape), generator=generator) < keep_prob
+
+
+def trained_multiplier(num_segments: int, keep_prob: float, rescale: str = "trained") -> float:
+    """Factor on the trained segment's score: ``1 + (S - 1)(1 - p)`` for ``"trained"``."""
+    _check(rescale, RESCALES, "rescale")
+    if rescale != "trained":
+        return 1.0
+    return 1.0 + (num_segments - 1) * (1.0 - keep_prob)
+
+
+def combine(
+    trained: Tensor, stale: Tensor, keep: Tensor, keep_prob: float, rescale: str = "trained"
+) -> Tensor:
+    """A graph's prediction from its trained segment and stored scores.
+
+    Args:
+        trained: fresh scores of the trained segment ``[C]`` (with gradient).
+        stale: stored scores of the other S - 1 segments ``[C, S - 1]``.
+        keep: stale embedding dropout decisions ``[C, S - 1]`` (bool).
+        keep_prob: p, the keep probability the decisions were drawn with.
+        rescale: ``"trained"`` (reference), ``"stale"`` or ``"none"``.
+
+    Returns:
+        ``[C]``: ``m * trained + sum(keep * stale) [/ p for "stale"]``.
+    """
+    mult = trained_multiplier(stale.shape[1] + 1, keep_prob, rescale)
+    kept = (stale * keep.to(stale.device, stale.dtype)).sum(1)
+    if rescale == "stale" and keep_prob > 0:
+        kept = kept / keep_prob
+    return trained * mult + kept.to(trained.dtype)
+
+
+@dataclass
+class GSTOutput:
+    """What :func:`gst_step` returns.
+
+    Attributes:
+        scores: graph predictions ``[B, C]``, with gradient through the trained segments.
+        segments: the trained segment of each graph, ``[B]``.
+        num_segments: segments per graph, ``[B]``.
+    """
+
+    scores: Tensor
+    segments: list[int]
+    num_segments: list[int]
+
+
+def gst_step(
+    model: SegmentModel,
+    table: HistoryTable,
+    graphs,
+    keep_prob: float = 0.5,
+    rescale: str = "trained",
+    missing: str = "fill",
+    num_configs: Sequence[int] | None = None,
+    generator: torch.Generator | None = None,
+    fill_chunk: int = FILL_CHUNK,
+) -> GSTOutput:
+    """Forward pass of one GST training step; apply any loss to ``.scores``.
+
+    Args:
+        model: the :class:`SegmentModel` (its ``model`` scores segments).
+        table: the history table (moved to the model's device if it is elsewhere).
+        graphs: graphs with their sampled configs (a list or a ``Batch``; all share C and
+            have a ``stem``); ``config_index`` gives each config's row in its file.
+        keep_prob: p, stale embedding dropout keep probability (1 disables the dropout).
+        rescale: ``"trained"``, ``"stale"`` or ``"none"`` (module docstring).
+        missing: ``"fill"`` or ``"zero"``: how never-computed entries are read.
+        num_configs: configs in each graph's file (table rows); None: the table grows to
+            the largest ``config_index`` seen.
+        generator: CPU generator of the segment choice and the dropout.
+        fill_chunk: segments per no-grad pass of the fill.
+
+    Returns:
+        :class:`GSTOutput`; the trained segments' fresh scores are already written back.
+    """
+    _check(rescale, RESCALES, "rescale")
+    _check(missing, MISSING, "missing")
+    graphs = _graph_list(graphs)
+    if len({int(g.config_index.numel()) for g in graphs}) > 1:
+        raise ValueError("graphs of one GST step must have the same number of sampled configs")
+    device = model.device
+    if table.device != device:
+        table.to(device)
+    parts = [model.partition(g) for g in graphs]
+    for b, (graph, part) in enumerate(zip(graphs, parts, strict=True)):
+        if part.key is None:
+            raise ValueError("GST needs every graph's `stem` to key its history entries")
+        rows = num_configs[b] if num_configs is not None else int(graph.config_index.max()) + 1
+        table.ensure(part.key, rows, part.num_segments)
+    chosen = [int(torch.randint(p.num_segments, (), generator=generator)) for p in parts]
+    if missing == "fill":
+        fill_missing(model, table, graphs, parts, skip=chosen, chunk=fill_chunk)
+
+    trained = model.score_segments(
+        [segment_data(g, p, s) for g, p, s in zip(graphs, parts, chosen, strict=True)]
+    )  # [B, C]
+    preds = []
+    for b, (graph, part, seg) in enumerate(zip(graphs, parts, chosen, strict=True)):
+        stored, _ = table.read(part.key, graph.config_index)
+        others = [s for s in range(part.num_segments) if s != seg]
+        stale = stored[:, others]
+        keep = stale_keep_mask(stale.shape, keep_prob, generator)
+        preds.append(combine(trained[b], stale, keep, keep_prob, rescale))
+        table.write(part.key, graph.config_index, seg, trained[b])
+    return GSTOutput(torch.stack(preds), chosen, [p.num_segments for p in parts])
+
+
+@torch.no_grad()
+def fill_missing(
+    model: SegmentModel,
+    table: HistoryTable,
+    graphs: list[TpuGraphData],
+    parts: list[Partition],
+    skip: Sequence[int] | None = None,
+    chunk: int = FILL_CHUNK,
+) -> int:
+    """Score, without gradient, every segment holding a never-written entry of the sampled
+    configs, and write those entries (filled entries keep their stored value).
+
+    Args:
+        skip: per graph, a segment not to fill (the one about to be trained).
+        chunk: segments scored per pass (memory stays that of ``chunk`` segments).
+
+    Returns:
+        The number of segment passes run.
+    """
+    jobs = []  # (graph index, segment, rows still missing [C] bool)
+    for b, (graph, part) in enumerate(zip(graphs, parts, strict=True)):
+        _, filled = table.read(part.key, graph.config_index)
+        for s in (~filled).any(0).nonzero().squeeze(1).tolist():
+            if skip is None or s != skip[b]:
+                jobs.append((b, s, ~filled[:, s]))
+    for start in range(0, len(jobs), chunk):
+        part_jobs = jobs[start : start + chunk]
+        segments = [segment_data(graphs[b], parts[b], s) for b, s, _ in part_jobs]
+        for (b, s, need), score in zip(part_jobs, model.score_segments(segments), strict=True):
+            rows = graphs[b].config_index.to(need.device)[need]
+            table.write(parts[b].key, rows, s, score[need])
+    return len(jobs)
+
+
+class GSTTrainer:
+    """GST training state: the segment model's history table, dropout settings and RNG.
+
+    Args:
+        model: the :class:`SegmentModel`; with ``model.enabled`` False, :meth:`step`
+            is whole-graph training (scores of the plain model, no table).
+        keep_prob, rescale, missing, fill_chunk: as in :func:`gst_step`.
+        seed: seed of the segment choice and the stale dropout.
+    """
+
+    def __init__(
+        self,
+        model: SegmentModel,
+        keep_prob: float = 0.5,
+        rescale: str = "trained",
+        missing: str = "fill",
+        fill_chunk: int = FILL_CHUNK,
+        seed: int = 0,
+    ):
+        _check(rescale, RESCALES, "rescale")
+        _check(missing, MISSING, "missing")
+        self.model = model
+        self.keep_prob, self.rescale, self.missing = keep_prob, rescale, missing
+        self.fill_chunk = fill_chunk
+        self.table = HistoryTable(model.device)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.last: GSTOutput | None = None
+
+    def step(self, graphs, num_configs: Sequence[int] | None = None) -> Tensor:
+        """Predictions ``[B, C]`` of one training step (see :func:`gst_step`)."""
+        if not self.model.enabled:
+            batch = graphs if isinstance(graphs, Batch) else Batch.from_data_list(list(graphs))
+            return self.model(batch)
+        self.last = gst_step(
+            self.model,
+            self.table,
+            graphs,
+            self.keep_prob,
+            self.rescale,
+            self.missing,
+            num_configs,
+            self.generator,
+            self.fill_chunk,
+        )
+        return self.last.scores
+
+    def state_dict(self) -> dict:
+        """Table and RNG state (the model's weights are saved separately)."""
+        return {"table": self.table.state_dict(), "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.table.load_state_dict(state["table"])
+        self.generator.set_state(state["generator"])
+
+
+def _check(value: str, choices: tuple[str, ...], name: str) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")

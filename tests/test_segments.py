@@ -1,0 +1,385 @@
+"""Graph segment training: partitions, segments, history table, stale dropout, GST step."""
+
+import importlib
+import io
+import math
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+from torch_geometric.data import Batch
+
+from tpulearn.data import LayoutDataset, TpuGraphData, UniformSampler, sample_root
+from tpulearn.losses import pairwise_hinge_loss
+from tpulearn.models import GAT, GCN, GIN, MLP, SAGE, ResGCN
+from tpulearn.segments import (
+    GSTTrainer,
+    HistoryTable,
+    PartitionCache,
+    SegmentModel,
+    combine,
+    gst_step,
+    partition,
+    segment_data,
+    split_segments,
+    stale_keep_mask,
+    trained_multiplier,
+)
+
+LAYERS = [SAGE, GCN, GAT, GIN, ResGCN, MLP]
+
+
+def tiny_graph(num_configs: int = 5, seed: int = 0, stem: str = "tiny") -> TpuGraphData:
+    """7 nodes in a chain with a branch; nodes 2 and 5 configurable."""
+    g = torch.Generator().manual_seed(seed)
+    edges = torch.tensor([[1, 0], [2, 1], [3, 2], [4, 3], [5, 4], [6, 5], [6, 2]]).T
+    return TpuGraphData(
+        node_feat=torch.randn(7, 140, generator=g),
+        node_opcode=torch.randint(1, 100, (7,), generator=g),
+        edge_index=edges,
+        node_config_ids=torch.tensor([2, 5]),
+        node_config_feat=torch.randint(-1, 6, (num_configs, 2, 18), generator=g).float(),
+        config_runtime=torch.randint(1, 1000, (num_configs,), generator=g),
+        config_index=torch.arange(num_configs),
+        node_splits=torch.tensor([0, 4, 7]),
+        num_nodes=7,
+        stem=stem,
+    )
+
+
+@pytest.fixture(scope="module")
+def unet3d():
+    ds = LayoutDataset(sample_root(), "xla", "default", "train", sampler=UniformSampler(8))
+    ds.normalizer = ds.fit_normalizer(log=True)
+    return ds, ds[0]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Tiny models gain nothing from threads, and spinning OpenMP workers on a busy 2-core
+    # machine slow every small op down by orders of magnitude.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def small(layer=SAGE, **kwargs):
+    torch.manual_seed(0)
+    return layer("layout", hidden_channels=16, num_layers=2, **kwargs)
+
+
+# ---------------------------------------------------------------------- partitions
+
+
+def check_cover(part, num_nodes, limit):
+    assert part.assignment.shape == (num_nodes,)
+    assert int(part.sizes.sum()) == num_nodes
+    assert int(part.sizes.max()) <= limit
+    for s in range(part.num_segments):
+        nodes = part.nodes(s)
+        assert nodes.numel() == int(part.sizes[s]) > 0
+        assert torch.equal(part.local_index[nodes], torch.arange(nodes.numel()))
+
+
+@pytest.mark.parametrize("n,limit", [(1, 1000), (999, 1000), (1000, 1000), (1001, 1000), (10, 3)])
+def test_contiguous_partition_is_balanced_ranges(n, limit):
+    part = partition((n, torch.zeros(2, 0, dtype=torch.long)), limit)
+    check_cover(part, n, limit)
+    assert part.num_segments == math.ceil(n / limit)
+    assert int(part.sizes.max() - part.sizes.min()) <= 1
+    assert bool((part.assignment.diff() >= 0).all())  # node-id ranges
+    assert part.key is None
+
+
+def test_real_graph_splits_into_three_contiguous_segments(unet3d):
+    _, data = unet3d
+    part = partition(data)
+    check_cover(part, 2774, 1000)
+    assert part.sizes.tolist() == [924, 925, 925]
+    assert part.key == "unet3d:2774:contiguous:1000"
+
+
+@pytest.mark.parametrize("limit", [1000, 300, 64])
+def test_metis_partition_covers_nodes_within_the_limit(unet3d, limit):
+    pytest.importorskip("pymetis")
+    _, data = unet3d
+    part = partition(data, limit, method="metis")
+    check_cover(part, data.num_nodes, limit)
+    assert part.num_segments >= math.ceil(data.num_nodes / limit)
+    first = [int(part.nodes(s)[0]) for s in range(part.num_segments)]
+    assert first == sorted(first)  # numbered by smallest node
+
+
+@pytest.mark.parametrize("first_split", ["lopsided", "none"])
+def test_metis_parts_above_the_limit_are_split_again(monkeypatch, first_split):
+    # A stand-in for METIS: its first answer is unbalanced (80% in one part) or no split at
+    # all; later answers are balanced. Every segment must still respect the limit.
+    calls = []
+
+    def fake_parts(pymetis, n, src, dst, nparts, seed):
+        calls.append((n, nparts))
+        if len(calls) == 1:
+            lopsided = np.where(np.arange(n) < 0.8 * n, 0, 1 + np.arange(n) % (nparts - 1))
+            return lopsided if first_split == "lopsided" else np.zeros(n, dtype=np.int64)
+        return np.arange(n) * nparts // n
+
+    monkeypatch.setitem(sys.modules, "pymetis", types.ModuleType("pymetis"))
+    monkeypatch.setattr(
+        importlib.import_module("tpulearn.segments.partition"), "_metis_parts", fake_parts
+    )
+    edges = torch.stack([torch.arange(1, 100), torch.arange(99)])
+    part = partition((100, edges), 30, method="metis")
+    check_cover(part, 100, 30)
+    assert calls[0] == (100, 4)
+    assert len(calls) == (2 if first_split == "lopsided" else 1)
+
+
+def test_metis_without_pymetis_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pymetis", None)
+    with pytest.raises(ImportError, match=r"pip install tpulearn\[gst\]"):
+        partition(tiny_graph(), 3, method="metis")
+
+
+def test_partition_cache_computes_once_per_key():
+    cache = PartitionCache()
+    data = tiny_graph()
+    first = cache.get(data, 3)
+    assert cache.get(tiny_graph(seed=1), 3) is first  # same stem and size: cached
+    assert cache.get(data, 4) is not first
+    assert len(cache) == 2
+    assert first.key == "tiny:7:contiguous:3"
+
+
+# ---------------------------------------------------------------------- segments
+
+
+def test_segment_data_reindexes_inner_edges_and_config_columns():
+    data = tiny_graph()
+    part = partition(data, 4)  # ceil(7 / 4) = 2 segments: nodes 0-2 and 3-6
+    first, second = split_segments(data, part)
+    assert first.num_nodes == 3 and second.num_nodes == 4
+    assert first.edge_index.T.tolist() == [[1, 0], [2, 1]]
+    # (3, 2) and (6, 2) cross segments and are dropped.
+    assert second.edge_index.T.tolist() == [[1, 0], [2, 1], [3, 2]]
+    assert first.node_config_ids.tolist() == [2] and second.node_config_ids.tolist() == [2]
+    assert torch.equal(second.node_config_feat, data.node_config_feat[:, 1:2])
+    assert torch.equal(second.node_feat, data.node_feat[3:])
+    assert torch.equal(second.config_index, data.config_index)
+    assert first.node_splits.tolist() == [0, 3] and second.node_splits.tolist() == [0, 1, 4]
+
+
+def test_segment_without_configurable_node_scores_all_configs_alike():
+    data = tiny_graph()
+    data.node_config_ids = torch.tensor([5])
+    data.node_config_feat = data.node_config_feat[:, 1:]
+    seg = segment_data(data, partition(data, 4), 0)
+    assert seg.node_config_feat.shape == (5, 0, 18)
+    model = small().eval()
+    scores = model(seg)
+    assert torch.isfinite(scores).all()
+    torch.testing.assert_close(scores, scores[:1].expand(5))
+
+
+# ---------------------------------------------------------------------- inference
+
+
+def by_hand_segments(data, bounds):
+    """Contiguous segments cut directly from ranges, independent of segments.py."""
+    out = []
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        src, dst = data.edge_index
+        keep = (src >= lo) & (src < hi) & (dst >= lo) & (dst < hi)
+        ids = data.node_config_ids
+        cols = ((ids >= lo) & (ids < hi)).nonzero().squeeze(1)
+        out.append(
+            TpuGraphData(
+                node_feat=data.node_feat[lo:hi],
+                node_opcode=data.node_opcode[lo:hi],
+                edge_index=data.edge_index[:, keep] - lo,
+                node_config_ids=ids[cols] - lo,
+                node_config_feat=data.node_config_feat[:, cols],
+                config_runtime=data.config_runtime,
+                num_nodes=hi - lo,
+            )
+        )
+    return out
+
+
+@pytest.mark.parametrize("layer", [SAGE, GCN, GAT])
+def test_inference_equals_whole_graph_per_segment_forward(unet3d, layer):
+    _, data = unet3d
+    model = small(layer, readout="mean+max").eval()
+    seg_model = SegmentModel(model, max_segment_nodes=1000).eval()
+    with torch.no_grad():
+        expected = model(Batch.from_data_list(by_hand_segments(data, [0, 924, 1849, 2774])))
+        torch.testing.assert_close(seg_model.segment_scores(data), expected)
+        torch.testing.assert_close(seg_model(data), expected.sum(0))
+        batch = seg_model(Batch.from_data_list([data, tiny_graph(8)]))
+        torch.testing.assert_close(batch[0], expected.sum(0))
+
+
+def test_one_segment_equals_the_plain_model(unet3d):
+    _, data = unet3d
+    model = small().eval()
+    with torch.no_grad():
+        plain = model(data)
+        torch.testing.assert_close(SegmentModel(model, 5000)(data), plain)
+        torch.testing.assert_close(SegmentModel(model, enabled=False)(data), plain)
+
+
+# ---------------------------------------------------------------------- history table
+
+
+def test_history_table_index_arithmetic():
+    table = HistoryTable()
+    table.ensure("a", num_configs=4, num_segments=3)
+    table.ensure("b", num_configs=2, num_segments=2)
+    table.write("a", torch.tensor([1, 3]), 2, torch.tensor([10.0, 30.0]))
+    table.write("a", torch.tensor([0, 3]), torch.tensor([0, 1]), torch.tensor([5.0, 7.0]))
+    expected = torch.zeros(4, 3)
+    expected[1, 2], expected[3, 2], expected[0, 0], expected[3, 1] = 10, 30, 5, 7
+    assert torch.equal(table.values["a"], expected)
+    assert torch.equal(table.filled["a"], expected != 0)
+    # Row-major per graph: (config 3, segment 1) is flat entry 3 * 3 + 1 = 10.
+    assert table.values["a"].flatten()[10] == 7
+    values, filled = table.read("a", torch.tensor([3, 1]))
+    assert values.tolist() == [[0.0, 7.0, 30.0], [0.0, 0.0, 10.0]]
+    assert filled.tolist() == [[False, True, True], [False, False, True]]
+    assert not table.filled["b"].any() and table.num_entries == 16
+    table.ensure("a", num_configs=6, num_segments=3)  # grows, keeps what it had
+    assert table.values["a"].shape == (6, 3) and torch.equal(table.values["a"][:4], expected)
+    assert not table.filled["a"][4:].any()
+    with pytest.raises(ValueError, match="segments"):
+        table.ensure("a", 6, 4)
+
+
+def test_history_state_dict_round_trip():
+    table = HistoryTable()
+    table.ensure("g", 3, 2)
+    table.write("g", torch.tensor([2]), 1, torch.tensor([1.5]))
+    buffer = io.BytesIO()
+    torch.save(table.state_dict(), buffer)
+    buffer.seek(0)
+    other = HistoryTable()
+    other.load_state_dict(torch.load(buffer))
+    assert torch.equal(other.values["g"], table.values["g"])
+    assert torch.equal(other.filled["g"], table.filled["g"])
+
+
+# ---------------------------------------------------------------------- dropout, rescaling
+
+
+@pytest.mark.parametrize("keep_prob", [0.5, 0.3])
+def test_stale_dropout_keeps_the_expected_fraction(keep_prob):
+    n = 10_000
+    keep = stale_keep_mask((n,), keep_prob, torch.Generator().manual_seed(0))
+    sigma = math.sqrt(keep_prob * (1 - keep_prob) / n)
+    assert abs(keep.float().mean().item() - keep_prob) < 3 * sigma
+    assert stale_keep_mask((100,), 1.0).all() and not stale_keep_mask((100,), 0.0).any()
+
+
+def test_rescaling_on_a_hand_built_case():
+    trained = torch.tensor([2.0, -1.0])
+    stale = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])  # S = 4
+    keep = torch.tensor([[True, False, True], [False, False, True]])
+    # Reference: m = 1 + (S - 1)(1 - p) = 2.5 at p = 0.5 (the reference's (S - 1) / 2 + 1).
+    assert trained_multiplier(4, 0.5) == 2.5 == (4 - 1) / 2 + 1
+    assert trained_multiplier(4, 1.0) == 1.0 and trained_multiplier(4, 0.0) == 4.0
+    assert combine(trained, stale, keep, 0.5).tolist() == [9.0, 3.5]
+    assert combine(trained, stale, keep, 0.5, "stale").tolist() == [10.0, 11.0]
+    assert combine(trained, stale, keep, 0.5, "none").tolist() == [6.0, 5.0]
+    with pytest.raises(ValueError, match="rescale"):
+        combine(trained, stale, keep, 0.5, "both")
+
+
+# ---------------------------------------------------------------------- GST step
+
+
+def test_first_step_fills_missing_entries_with_fresh_scores(unet3d):
+    ds, data = unet3d
+    seg_model = SegmentModel(small()).eval()  # eval: fresh scores are deterministic
+    trainer = GSTTrainer(seg_model, keep_prob=1.0)
+    scores = trainer.step([data], num_configs=[ds.num_configs[0]])
+    key = "unet3d:2774:contiguous:1000"
+    assert trainer.table.values[key].shape == (1159, 3)
+    assert trainer.table.filled[key][data.config_index].all()
+    assert int(trainer.table.filled[key].sum()) == 3 * data.config_index.unique().numel()
+    with torch.no_grad():
+        fresh = seg_model.segment_scores(data)  # [3, C]
+    torch.testing.assert_close(trainer.table.values[key][data.config_index], fresh.T)
+    torch.testing.assert_close(scores[0], fresh.sum(0))  # p = 1: nothing dropped
+
+
+def test_missing_zero_reads_unwritten_entries_as_zero(unet3d):
+    _, data = unet3d
+    seg_model = SegmentModel(small()).eval()
+    out = gst_step(seg_model, HistoryTable(), [data], keep_prob=1.0, missing="zero")
+    with torch.no_grad():
+        fresh = seg_model.segment_scores(data)
+    torch.testing.assert_close(out.scores[0], fresh[out.segments[0]])
+
+
+@pytest.mark.parametrize("rescale,factor", [("trained", 3.0), ("none", 1.0)])
+def test_all_dropped_gives_the_rescaled_trained_segment(unet3d, rescale, factor):
+    _, data = unet3d
+    seg_model = SegmentModel(small()).eval()
+    out = gst_step(seg_model, HistoryTable(), [data], keep_prob=0.0, rescale=rescale)
+    with torch.no_grad():
+        fresh = seg_model.segment_scores(data)[out.segments[0]]
+    torch.testing.assert_close(out.scores[0], factor * fresh)
+
+
+def test_trainer_state_round_trip_replays_the_same_step(unet3d):
+    _, data = unet3d
+    trainer = GSTTrainer(SegmentModel(small()).eval(), seed=3)
+    trainer.step([data])
+    state = trainer.state_dict()
+    again = GSTTrainer(SegmentModel(small()).eval(), seed=99)
+    again.load_state_dict(state)
+    for key in state["table"]["values"]:
+        assert torch.equal(again.table.values[key], trainer.table.values[key])
+    a, b = trainer.step([data]), again.step([data])
+    assert trainer.last.segments == again.last.segments
+    torch.testing.assert_close(a, b)
+
+
+def test_disabled_segments_train_on_whole_graphs(unet3d):
+    _, data = unet3d
+    model = small().eval()
+    trainer = GSTTrainer(SegmentModel(model, enabled=False))
+    with torch.no_grad():
+        torch.testing.assert_close(
+            trainer.step([data, data]), model(Batch.from_data_list([data] * 2))
+        )
+    assert len(trainer.table) == 0
+
+
+@pytest.mark.parametrize("layer", LAYERS, ids=lambda c: c.__name__)
+def test_gst_step_on_the_real_graph_every_layer_type(unet3d, layer):
+    _, data = unet3d
+    seg_model = SegmentModel(small(layer, join="early")).train()
+    trainer = GSTTrainer(seg_model)
+    other = tiny_graph(num_configs=8)
+    scores = trainer.step([data, other])
+    assert scores.shape == (2, 8)
+    loss = pairwise_hinge_loss(scores, torch.stack([data.config_runtime, other.config_runtime]))
+    assert torch.isfinite(loss) and loss.item() > 0
+    loss.backward()
+    grads = {n: p.grad for n, p in seg_model.named_parameters()}
+    assert all(g is not None and torch.isfinite(g).all() for g in grads.values())
+    assert any(g.abs().sum() > 0 for g in grads.values())
+    assert trainer.last.num_segments == [3, 1]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_table_and_segments_follow_the_model_to_cuda(unet3d):
+    _, data = unet3d
+    seg_model = SegmentModel(small().cuda())
+    trainer = GSTTrainer(seg_model)
+    scores = trainer.step([data])
+    assert scores.is_cuda and trainer.table.device.type == "cuda"
+    assert seg_model.eval()(data).is_cuda
