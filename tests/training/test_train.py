@@ -48,8 +48,11 @@ def test_every_model_option_instantiates(model):
     for data in ("sample", "tile_xla"):
         cfg = make_cfg(overrides=[f"model={model}", f"data={data}", "data.root=sample"])
         net = instantiate(cfg.model)
+        if model == "gst_sage":  # segments around a SAGE model
+            assert net.max_segment_nodes == 1000
+            net = net.model
         assert net.task == cfg.data.task
-        assert type(net).__name__.lower() == model.replace("_", "")
+        assert type(net).__name__.lower() == model.removeprefix("gst_")
 
 
 @pytest.mark.parametrize("data", options("data"))
@@ -278,3 +281,44 @@ def test_multirun_runs_each_job_in_its_own_folder(tmp_path):
     for job in ("0", "1"):
         assert (tmp_path / job / "checkpoints" / "best.pt").is_file()
     assert "tpulearn.models.GCN" in (tmp_path / "1" / ".hydra" / "config.yaml").read_text()
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_every_experiment_composes_and_instantiates(experiment):
+    cfg = make_cfg(overrides=[f"experiment={experiment}", "data.root=sample"])
+    net = instantiate(cfg.model)
+    data = instantiate(cfg.data)
+    assert data.task == ("tile" if experiment.startswith("tile") else "layout")
+    if experiment.startswith("layout"):
+        assert type(net).__name__ == "SegmentModel" and net.max_segment_nodes == 1000
+        assert net.model.hidden_channels == 256 and cfg.optim.lr == 1e-4
+        if experiment != "layout_gst":  # the shared base keeps the default data
+            name = experiment[len("layout_") :].replace("_", ":")
+            assert cfg.data.collection == "layout:" + name
+
+
+def test_gst_run_checkpoints_its_history_table_and_resumes(tmp_path):
+    small = [
+        "experiment=layout_xla_default",
+        "data.root=sample",
+        "model.max_segment_nodes=1000",
+        "model.model.hidden_channels=8",
+        "model.model.opcode_dim=4",
+        "model.model.num_layers=1",
+        "trainer.graphs_per_batch=1",
+        "trainer.configs_per_graph=8",
+        "trainer.progress=false",
+    ]
+
+    def run(folder, steps, *extra):
+        overrides = [f"out_dir={folder}", f"trainer.max_steps={steps}", "trainer.val_every=2"]
+        return train(make_cfg(overrides=[*small, *overrides, *extra]))
+
+    whole = run(tmp_path / "whole", 4)
+    state = load_checkpoint(whole["checkpoints"]["last"])
+    table = state["gst"]["table"]
+    assert state["config"]["model"]["_target_"] == "tpulearn.segments.SegmentModel"
+    assert table, "the GST history table is saved"
+    run(tmp_path / "split", 2)
+    resumed = run(tmp_path / "split", 4, "trainer.resume=true")
+    assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in whole["history"]]

@@ -62,6 +62,7 @@ class ConfigGNN(nn.Module):
         config_attention: self-attention across the configs of a graph before the head.
         attention_heads: heads of that attention.
         prune: compute config-dependent nodes only (exact); ``False`` runs C full copies.
+        readout_l2: L2-normalise the pooled graph vector before the head (GST paper).
         sparse_aggregation: for layers with a linear aggregation (SAGE, GCN, GIN),
             aggregate all configs with one sparse matrix product (same result, faster);
             ``False`` uses the PyG layer on C copies of the edge list.
@@ -94,6 +95,7 @@ class ConfigGNN(nn.Module):
         attention_heads: int = 4,
         prune: bool = True,
         sparse_aggregation: bool = True,
+        readout_l2: bool = False,
     ):
         super().__init__()
         self.readout = _parse_readout(readout)
@@ -109,6 +111,7 @@ class ConfigGNN(nn.Module):
         self.dropout, self.edge_direction = dropout, edge_direction
         self.residual, self.l2_normalize, self.prune = residual, l2_normalize, prune
         self.sparse_aggregation = sparse_aggregation
+        self.readout_l2 = readout_l2
         # Tile graphs have no configurable nodes: the option is a no-op there, so one model
         # config serves both tasks.
         self.config_node_readout = config_node_readout and task == "layout"
@@ -227,6 +230,8 @@ class ConfigGNN(nn.Module):
         graph = self._readout(base, dep, mask, batch, num_graphs)
         if self.config_node_readout:
             graph = torch.cat([graph, self._config_node_pool(data, base, dep, mask)], -1)
+        if self.readout_l2:
+            graph = F.normalize(graph, dim=-1)
         if self.join == "late":
             graph = torch.cat([graph, self._late_config(data, base, cfg, num_graphs)], -1)
         return graph
@@ -431,6 +436,7 @@ class ConfigGNN(nn.Module):
                 ("l2_normalize", self.l2_normalize),
                 ("config_attention", self.attention is not None),
                 ("config_node_readout", self.config_node_readout),
+                ("readout_l2", self.readout_l2),
                 ("no prune", not self.prune),
             )
             if on

@@ -103,6 +103,14 @@ class SegmentModel(nn.Module):
             f"enabled={self.enabled}"
         )
 
+    def __repr__(self) -> str:
+        # One line: the segment settings, then the wrapped model's own one-line repr.
+        state = "" if self.enabled else ", disabled"
+        return (
+            f"SegmentModel(max_segment_nodes={self.max_segment_nodes}, method={self.method}"
+            f"{state}, model={self.model!r})"
+        )
+
 
 def _graph_list(data) -> list[TpuGraphData]:
     return data.to_data_list() if isinstance(data, Batch) else list(data)

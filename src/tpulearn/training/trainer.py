@@ -49,6 +49,9 @@ class Trainer:
         configs_per_graph, seed: recorded for reference (the data config samples them).
         resume: ``True`` continues from ``<out_dir>/checkpoints/last.pt``, a path from that
             checkpoint; ``False`` starts afresh.
+        gst: graph segment training settings used when the model is a
+            :class:`~tpulearn.segments.SegmentModel` with segments enabled: ``keep_prob``,
+            ``rescale``, ``missing``, ``fill_chunk`` (see :class:`~tpulearn.segments.GSTTrainer`).
     """
 
     def __init__(
@@ -66,6 +69,7 @@ class Trainer:
         configs_per_graph: int = 32,
         seed: int = 0,
         resume: bool | str = False,
+        gst: dict | None = None,
     ):
         self.max_steps, self.graphs_per_batch, self.grad_clip = (
             max_steps,
@@ -75,6 +79,8 @@ class Trainer:
         self.device, self.precision = resolve_device(device), precision
         self.val_every, self.select_metric, self.patience = val_every, select_metric, patience
         self.log_every, self.seed, self.resume = log_every, seed, resume
+        self.gst_settings = dict(gst or {})
+        self.gst = None  # a GSTTrainer once fit() meets a segment model
         self.progress = sys.stderr.isatty() if progress == "auto" else bool(progress)
 
     # ---------------------------------------------------------------- batches
@@ -107,6 +113,7 @@ class Trainer:
         if resume is True or resume == "true":
             resume = out_dir / "checkpoints" / "last.pt"
         model.to(self.device)
+        self.gst = self._gst_trainer(model)
         train_set = data.train_set()
         valid_set = data.eval_set("valid")
         start, best, history, bad = 0, None, [], 0
@@ -117,6 +124,8 @@ class Trainer:
             if scheduler is not None and state.get("scheduler"):
                 scheduler.load_state_dict(state["scheduler"])
             set_rng_state(state["rng"])
+            if self.gst is not None and state.get("gst"):
+                self.gst.load_state_dict(state["gst"])
             start, best, history, bad = state["step"], state["best"], state["history"], state["bad"]
 
         writer = SummaryWriter(str(out_dir / "tensorboard"), purge_step=start or None)
@@ -138,6 +147,7 @@ class Trainer:
                     "history": history,
                     "bad": bad,
                     **data.feature_state(),
+                    "gst": self.gst.state_dict() if self.gst is not None else None,
                     "config": config or {},
                 },
             )
@@ -204,6 +214,13 @@ class Trainer:
             "max_rss_mb": _max_rss_mb(),
         }
 
+    def _gst_trainer(self, model):
+        from ..segments import GSTTrainer, SegmentModel
+
+        if not (isinstance(model, SegmentModel) and model.enabled):
+            return None
+        return GSTTrainer(model, seed=self.seed, **self.gst_settings)
+
     def _metric_name(self, metrics: dict) -> str:
         if self.select_metric == "auto":
             return "opa" if "opa" in metrics else "score"
@@ -223,7 +240,11 @@ class Trainer:
             train_set.set_epoch(epoch)
             data = train_set[idx].to(self.device)
             with autocast(self.device, self.precision):
-                scores = model(data)
+                if self.gst is not None:
+                    # One segment carries the gradient; the rest come from the history table.
+                    scores = self.gst.step([data], [train_set.num_configs[idx]])[0]
+                else:
+                    scores = model(data)
             loss = loss_fn(scores.float()[None], data.config_runtime[None]) / len(pairs)
             loss.backward()
             total += loss.item()
