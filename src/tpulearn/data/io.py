@@ -37,24 +37,14 @@ _READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, K
 
 
 @dataclass(frozen=True, eq=False)
-class TileRecord:
-    """One tile:xla kernel: a small graph measured under many tile configurations.
-
-    Attributes keep the npz key names. Shapes: ``node_feat`` [n, 140] float32,
-    ``node_opcode`` [n] int64, ``edge_index`` [m, 2] int64 (row ``[u, v]``: u consumes v),
-    ``config_feat`` [c, 24] float32, ``config_runtime`` [c] int64 (ns),
-    ``config_runtime_normalizers`` [c] int64.
-    """
+class _GraphRecord:
+    """The graph part shared by tile and layout records (npz key names kept)."""
 
     path: Path
     stem: str
     node_feat: np.ndarray
     node_opcode: np.ndarray
     edge_index: np.ndarray
-    config_feat: np.ndarray
-    config_runtime: np.ndarray
-    config_runtime_normalizers: np.ndarray
-    labelled: bool
 
     @property
     def num_nodes(self) -> int:
@@ -66,7 +56,23 @@ class TileRecord:
 
 
 @dataclass(frozen=True, eq=False)
-class LayoutRecord:
+class TileRecord(_GraphRecord):
+    """One tile:xla kernel: a small graph measured under many tile configurations.
+
+    Attributes keep the npz key names. Shapes: ``node_feat`` [n, 140] float32,
+    ``node_opcode`` [n] int64, ``edge_index`` [m, 2] int64 (row ``[u, v]``: u consumes v),
+    ``config_feat`` [c, 24] float32, ``config_runtime`` [c] int64 (ns),
+    ``config_runtime_normalizers`` [c] int64.
+    """
+
+    config_feat: np.ndarray
+    config_runtime: np.ndarray
+    config_runtime_normalizers: np.ndarray
+    labelled: bool
+
+
+@dataclass(frozen=True, eq=False)
+class LayoutRecord(_GraphRecord):
     """One layout graph: a whole XLA program measured under many layout configurations.
 
     Attributes keep the npz key names. Shapes: ``node_feat`` [n, 140] float32,
@@ -76,24 +82,11 @@ class LayoutRecord:
     ``node_splits`` [k] int64 (flattened; starts at 0, ends at n).
     """
 
-    path: Path
-    stem: str
-    node_feat: np.ndarray
-    node_opcode: np.ndarray
-    edge_index: np.ndarray
     node_config_ids: np.ndarray
     node_config_feat: np.ndarray
     config_runtime: np.ndarray
     node_splits: np.ndarray
     labelled: bool
-
-    @property
-    def num_nodes(self) -> int:
-        return self.node_feat.shape[0]
-
-    @property
-    def num_configs(self) -> int:
-        return self.config_runtime.shape[0]
 
 
 class _NpzReader:
