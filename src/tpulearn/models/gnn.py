@@ -450,13 +450,14 @@ class ConfigGNN(nn.Module):
 
 
 def _spmm(adj: Tensor, x: Tensor) -> Tensor:
-    """adj [R, U] (CSR, float32) @ x [U, D]; CPU has no bf16 sparse kernel, so reduced
-    precision inputs are aggregated in float32 and cast back."""
-    if x.dtype == torch.float64:
-        return adj.to(torch.float64) @ x
-    if x.dtype != torch.float32:
-        return (adj @ x.float()).to(x.dtype)
-    return adj @ x
+    """adj [R, U] (CSR, float32) @ x [U, D], outside autocast: sparse kernels have no bf16
+    version on CPU, so reduced-precision inputs are aggregated in float32 and cast back."""
+    with torch.autocast(x.device.type, enabled=False):
+        if x.dtype == torch.float64:
+            return adj.to(torch.float64) @ x
+        if x.dtype != torch.float32:
+            return (adj @ x.float()).to(x.dtype)
+        return adj @ x
 
 
 def _widen(mask: Tensor, base: Tensor, dep: Tensor, final_mask: Tensor) -> Tensor:
