@@ -250,7 +250,7 @@ def test_no_single_config_column_ranks_a_layout_graph():
     best = max(
         abs(_tau(columns[:, i], runtime)) for i in range(columns.shape[1]) if np.ptp(columns[:, i])
     )
-    assert best < 0.7  # measured 0.3 - 0.6 over many graphs
+    assert best < 0.7  # measured 0.25 - 0.5 over many graphs
     assert _tau(layout_cost(graph), runtime) > 0.8  # the noise (0.2%) costs little
 
 
@@ -293,6 +293,34 @@ def test_the_cheapest_layout_depends_on_the_graph():
             if cost[0] != cost[1]:
                 cheapest.add(int(np.argmin(cost)))
     assert cheapest == {0, 1}
+
+
+def test_neighbour_opcodes_decide_the_preferred_output_layout():
+    # Rewriting only the opcodes of a configurable node's neighbours flips which plain order
+    # (row- or column-major) is cheaper for it, the same way for every node of every graph:
+    # a rule message passing can learn, invisible to a model that sees each node alone.
+    row_major_cheaper: dict[int, list[bool]] = {}
+    for seed in range(8):
+        graph = make_layout_graph(np.random.default_rng(seed), 150, 15, 1, noise=0.0)
+        ids, edges = graph["node_config_ids"], graph["edge_index"]
+        rank = (graph["node_feat"][ids, 21:27] > 0).sum(axis=1)
+        for node, node_id in enumerate(ids):
+            neighbours = np.r_[edges[edges[:, 0] == node_id, 1], edges[edges[:, 1] == node_id, 0]]
+            if np.isin(neighbours, ids).any():
+                continue  # keep configurable neighbours' own choices out of the comparison
+            configs = np.repeat(graph["node_config_feat"][:1], 2, axis=0)
+            configs[:, node, :6] = -1
+            configs[0, node, : rank[node]] = np.arange(rank[node])[::-1]  # row-major
+            configs[1, node, : rank[node]] = np.arange(rank[node])  # column-major
+            for opcode in (2, 20, 32, 45, 63, 95):  # add, compare, ..., parameter, ...
+                rewritten = dict(graph, node_opcode=graph["node_opcode"].copy())
+                rewritten["node_opcode"][neighbours] = opcode
+                cost = layout_cost(rewritten, configs)
+                row_major_cheaper.setdefault(opcode, []).append(bool(cost[0] < cost[1]))
+    share = [np.mean(cheaper) for cheaper in row_major_cheaper.values()]
+    assert min(len(cheaper) for cheaper in row_major_cheaper.values()) >= 10
+    assert all(s <= 0.1 or s >= 0.9 for s in share)  # one direction per opcode
+    assert min(share) <= 0.1 and max(share) >= 0.9  # and both directions occur
 
 
 def test_duplicate_rows_are_measured_again(tmp_path):

@@ -8,12 +8,11 @@ download. Everything is a function of the seed.
 Runtimes come from a fixed hidden cost model (:func:`layout_cost`, :func:`tile_cost`)
 that depends on the graph as much as on the configs:
 
-* layout: every configurable node pays for converting tensors whose layout differs from
-  what its neighbours use (its output vs. the layout of its first consumer, its inputs vs.
-  the layout its producers emit, which is itself a config choice when the producer is
-  configurable) and for compute padded to the TPU's 8 x 128 tiles along its two most
-  minor dimensions. Which permutation is cheap is thus decided by the neighbourhood:
-  a model that sees only the config features cannot rank configs without the graph.
+* layout: the 1-hop producers and consumers of each configurable node vote by opcode for
+  a row- or column-major output layout; any other layout pays conversion copies (a fixed
+  cost plus passes over the tensor's bytes), plus smaller padding and operand-conversion
+  terms. A model that sees each node alone learns only the prior; message passing reads
+  the neighbourhood that decides which permutation is cheap.
 * tile: the kernel's root output is cut into tiles; the number of tiles, lane/sublane
   padding along the root's minor dimensions, per-tile overhead and a VMEM spill penalty
   (driven by the number of kernel inputs and element width) trade off, so the best tile

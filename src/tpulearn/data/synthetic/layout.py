@@ -1,7 +1,10 @@
 """Layout graphs: per-node layout configs and the hidden layout cost model.
 
-Every configurable node pays for converting tensors whose layout differs from what its
-neighbours use and for compute padded to the TPU's 8 x 128 tiles (see :func:`layout_cost`).
+The 1-hop producers and consumers of each configurable node vote by opcode for a row- or
+column-major output layout; any other output layout pays conversion copies, a fixed cost
+plus passes over the tensor's bytes, scaled by how many (and how minor) positions of the
+minor-to-major order differ. Smaller terms: compute padded to the TPU's 8 x 128 tiles, and
+operands read in another layout than their producer emits (see :func:`layout_cost`).
 """
 
 from __future__ import annotations
@@ -13,15 +16,19 @@ import numpy as np
 
 from ..features import tensor_rank
 from .cost import (
+    _CONVERSION_NS,
     _MAX_PADDING,
     _NS_PER_BYTE,
     _NS_PER_FLOP,
     _POSITION_WEIGHT,
+    _PREFERENCE_PASSES,
     DEFAULT_NOISE,
     _base_cost,
     _duplicate_rows,
     _node_arrays,
     _noisy,
+    _plain_order,
+    _preferred_layout,
     _static,
 )
 from .graphs import _CONFIGURABLE_PROBS, _first_operands, _graph, _layouts
@@ -35,25 +42,29 @@ _CHUNK_ELEMENTS = 1 << 22  # bound on temporaries: configs per chunk x configura
 
 
 def _layout_candidates(rng: np.random.Generator, graph: dict) -> np.ndarray:
-    """[nc, K, 18] float32: per configurable node, row 0 all -1, then random layouts.
+    """[nc, K, 18] float32: per configurable node, row 0 all -1, then candidate layouts.
 
     Output block: a permutation of the node's rank; input / kernel blocks: of the rank of
-    its first / second operand (kernel only for convolution and dot).
+    its first / second operand (kernel only for convolution and dot). Rows 1 and 2 are the
+    plain row- and column-major orders (a search tries those first), the rest random.
     """
     ids, opcode = graph["node_config_ids"], graph["node_opcode"].astype(np.int64)
     rank = tensor_rank(graph["node_feat"])
     first, second = _first_operands(graph["edge_index"], len(opcode))
-    k = _CANDIDATES - 1
-
-    def block(nodes: np.ndarray, present: np.ndarray) -> np.ndarray:
-        ranks = np.where(present, rank[np.maximum(nodes, 0)], 0)
-        return _layouts(rng, np.repeat(ranks, k), default_prob=0.0).reshape(ids.size, k, 6)
-
-    out = block(ids, np.ones(ids.size, bool))
-    inp = block(first[ids], first[ids] >= 0)
-    ker = block(second[ids], (second[ids] >= 0) & (opcode[ids] != 75))
+    blocks = (
+        (ids, np.ones(ids.size, bool)),
+        (first[ids], first[ids] >= 0),
+        (second[ids], (second[ids] >= 0) & (opcode[ids] != 75)),
+    )
+    k = _CANDIDATES - 3
     cand = np.full((ids.size, _CANDIDATES, 18), -1.0, np.float32)
-    cand[:, 1:] = np.concatenate([out, inp, ker], axis=-1)
+    for b, (nodes, present) in enumerate(blocks):
+        ranks = np.where(present, rank[np.maximum(nodes, 0)], 0)
+        cols = slice(6 * b, 6 * b + 6)
+        cand[:, 1, cols] = _plain_order(ranks, row_major=True)
+        cand[:, 2, cols] = _plain_order(ranks, row_major=False)
+        drawn = _layouts(rng, np.repeat(ranks, k), default_prob=0.0)
+        cand[:, 3:, cols] = drawn.reshape(ids.size, k, 6)
     return cand
 
 
@@ -114,21 +125,12 @@ def _layout_model(graph: dict) -> dict[str, Any]:
     rank, dims, layout, elements, nbytes = _static(graph["node_feat"])
     first, second = _first_operands(edges, n)
 
-    # The preferred output layout is the one its first consumer uses; without a consumer
-    # of the same rank, the largest dimension should be the most minor (fewest padded lanes).
-    consumer = np.full(n, n)
-    np.minimum.at(consumer, edges[:, 1], edges[:, 0])
-    cons = consumer[ids]
-    same = cons < n
-    same[same] = rank[cons[same]] == rank[ids[same]]
-    pad = np.arange(6)[None, :] >= rank[ids, None]
-    largest_minor = np.argsort(np.where(pad, np.inf, -dims[ids]), axis=1, kind="stable")
-    largest_minor = np.where(pad, -1.0, largest_minor)
     model = {
         "dims": dims[ids],
         "own": layout[ids],
-        "pref": np.where(same[:, None], layout[np.where(same, cons, 0)], largest_minor),
-        "out_ns": 2 * nbytes[ids] * _NS_PER_BYTE,  # write + read of a converted copy
+        "pref": _preferred_layout(opcode, edges, ids, rank),
+        # Per unit of mismatch: conversion ops (a fixed cost, then passes over the bytes).
+        "out_ns": _CONVERSION_NS + _PREFERENCE_PASSES * nbytes[ids] * _NS_PER_BYTE,
         "base": _base_cost(opcode, nbytes),
     }
     # Convolutions and dots cost 2 x contraction flops per output element (contraction:
@@ -165,6 +167,7 @@ def _layout_variable_cost(model: dict[str, Any], block: np.ndarray) -> np.ndarra
     # An all -1 block is the compiler default: the node's own layout, or for an operand,
     # whatever its producer emits (no conversion).
     out = np.where((out == -1).all(axis=-1, keepdims=True), model["own"], out)
+    # The dominant term: an output layout against the neighbourhood's vote.
     cost = model["out_ns"] * _mismatch(out, model["pref"])
     cost += model["flop_ns"] * _padding(out, model["dims"])
     for name, cols in (("input", slice(6, 12)), ("kernel", slice(12, 18))):
