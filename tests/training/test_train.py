@@ -322,3 +322,44 @@ def test_gst_run_checkpoints_its_history_table_and_resumes(tmp_path):
     run(tmp_path / "split", 2)
     resumed = run(tmp_path / "split", 4, "trainer.resume=true")
     assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in whole["history"]]
+
+
+def test_synthetic_cli_writes_a_collection_the_synthetic_data_config_trains_on(tmp_path):
+    root = tmp_path / "syn"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tpulearn.data.synthetic",
+            str(root),
+            "--train",
+            "3",
+            "--valid",
+            "2",
+            "--test",
+            "1",
+            "--nodes",
+            "20",
+            "40",
+            "--configs",
+            "10",
+            "20",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    assert len(list((root / "npz/layout/xla/random/train").glob("*.npz"))) == 3
+    cfg = make_cfg(
+        overrides=[
+            f"out_dir={tmp_path / 'run'}",
+            "data=synthetic",
+            f"data.root={root}",
+            "trainer.max_steps=2",
+            "trainer.val_every=2",
+            "trainer.progress=false",
+            *SMALL_MODEL,
+        ]
+    )
+    result = train(cfg)
+    assert result["best"]["num_graphs"] == 2

@@ -1,0 +1,54 @@
+"""``python -m tpulearn.data.synthetic DIR``: write synthetic collections under a data root.
+
+    python -m tpulearn.data.synthetic /tmp/syn                       # layout xla random
+    python -m tpulearn.data.synthetic /tmp/syn --collections tile layout:nlp:default \
+        --train 64 --valid 16 --test 8 --nodes 40 80 --configs 64 128 --seed 1
+
+Then ``python train.py data=synthetic data.root=/tmp/syn``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..schema import COLLECTIONS, parse_collection
+from .writer import write_layout_collection, write_tile_collection
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tpulearn.data.synthetic", description=__doc__)
+    parser.add_argument("root", type=Path)
+    parser.add_argument(
+        "--collections",
+        nargs="+",
+        default=["layout:xla:random"],
+        help=f"'tile' or any of {', '.join(COLLECTIONS)}",
+    )
+    parser.add_argument("--train", type=int, default=8)
+    parser.add_argument("--valid", type=int, default=2)
+    parser.add_argument("--test", type=int, default=2)
+    parser.add_argument("--nodes", type=int, nargs=2, default=None, metavar=("MIN", "MAX"))
+    parser.add_argument("--configs", type=int, nargs=2, default=None, metavar=("MIN", "MAX"))
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    counts = {"train": args.train, "valid": args.valid, "test": args.test}
+    sizes = {k: tuple(v) for k, v in (("nodes", args.nodes), ("configs", args.configs)) if v}
+    for name in args.collections:
+        name = "tile:xla" if name == "tile" else name
+        try:
+            task, source, search = parse_collection(name)
+        except ValueError as exc:
+            parser.error(str(exc))
+        if task == "tile":
+            files = write_tile_collection(args.root, num_graphs=counts, seed=args.seed, **sizes)
+        else:
+            files = write_layout_collection(
+                args.root, source, search, num_graphs=counts, seed=args.seed, **sizes
+            )
+        print(f"{name}: {len(files)} files under {args.root / 'npz'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
