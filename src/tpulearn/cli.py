@@ -8,6 +8,7 @@ import sys
 
 import hydra
 from omegaconf import DictConfig
+from omegaconf.errors import MissingMandatoryValue
 
 from .data import TpuGraphsFormatError
 from .training.checkpoint import CheckpointMismatchError
@@ -19,6 +20,9 @@ USER_ERRORS = (FileNotFoundError, TpuGraphsFormatError, CheckpointMismatchError,
 def _run(fn, cfg: DictConfig):
     try:
         return fn(cfg)
+    except MissingMandatoryValue as exc:
+        print(f"error: {exc.full_key} is required: pass {exc.full_key}=...", file=sys.stderr)
+        raise SystemExit(2) from None
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -363,3 +363,13 @@ def test_synthetic_cli_writes_a_collection_the_synthetic_data_config_trains_on(t
     )
     result = train(cfg)
     assert result["best"]["num_graphs"] == 2
+
+
+def test_evaluate_without_a_checkpoint_is_one_clear_line(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "evaluate.py"), f"hydra.run.dir={tmp_path}"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: ckpt is required: pass ckpt=..."
