@@ -180,18 +180,25 @@ def read_submission(path: str | os.PathLike) -> dict[str, list[int]]:
     """
     rows, problems = _read_rows(Path(path))
     result: dict[str, list[int]] = {}
-    seen: dict[str, int] = {}
-    for row in rows:
-        if row.row_id in seen:
-            problems.append(_repeated_id(row, seen))
-            continue
-        seen[row.row_id] = row.line
+    for row in _first_of_each_id(rows, problems):
         indices = _parse_indices(row, problems)
         if indices is not None:
             result[row.row_id] = indices
     if problems:
         raise SubmissionError(path, problems)
     return result
+
+
+def _first_of_each_id(rows, problems: list[str], seen: dict[str, int] | None = None):
+    """Yield each row whose ID was not seen before; report repeats into ``problems``.
+    ``seen`` (ID -> line) is filled as rows pass."""
+    seen = {} if seen is None else seen
+    for row in rows:
+        if row.row_id in seen:
+            problems.append(_repeated_id(row, seen))
+            continue
+        seen[row.row_id] = row.line
+        yield row
 
 
 def _repeated_id(row: _Row, seen: Mapping[str, int]) -> str:
@@ -276,11 +283,7 @@ def validate_submission(path: str | os.PathLike, root: str | os.PathLike) -> dic
     expected = expected_test_graphs(root)
     rows, problems = _read_rows(Path(path))
     seen: dict[str, int] = {}
-    for row in rows:
-        if row.row_id in seen:
-            problems.append(_repeated_id(row, seen))
-            continue
-        seen[row.row_id] = row.line
+    for row in _first_of_each_id(rows, problems, seen):
         if row.row_id not in expected:
             problems.append(f"line {row.line} ({row.row_id}): unknown ID, no such test graph")
             continue
