@@ -74,7 +74,7 @@ class CollectionData:
         log_features: bool = True,
         dedup: bool = False,
         cache_dir: str | Path | None = None,
-        eval_chunk: int = 256,
+        eval_chunk: int = 64,
         seed: int = 0,
     ):
         kind, self.source, self.search = parse_collection(collection)
