@@ -303,7 +303,7 @@ def _gst_memory_rows() -> list[dict]:
     return rows
 
 
-def _gst_real_rows(args) -> list[dict]:
+def _gst_real_rows(args, precision: str = "fp32") -> list[dict]:
     """GST step time on unet3d and segment scoring of unet_3d.4x4.bf16 (real files)."""
     from tpulearn.data import AllConfigsSampler, LayoutDataset, UniformSampler, sample_root
     from tpulearn.losses import pairwise_hinge_loss
@@ -317,9 +317,12 @@ def _gst_real_rows(args) -> list[dict]:
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     load = os.getloadavg()[0]
 
+    bf16 = precision == "bf16"
+
     def step(data) -> None:
-        scores = trainer.step([data], num_configs=[train.num_configs[0]])
-        pairwise_hinge_loss(scores, data.config_runtime.unsqueeze(0)).backward()
+        with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+            scores = trainer.step([data], num_configs=[train.num_configs[0]])
+        pairwise_hinge_loss(scores.float(), data.config_runtime.unsqueeze(0)).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
@@ -329,8 +332,8 @@ def _gst_real_rows(args) -> list[dict]:
     times = timed(lambda: step(fixed), 5 * args.repeats, warmup=2)
     rows.append(
         result(
-            "GST training step, unet3d (2,774 nodes, 3 segments), 32 configs, SAGE 3x256 "
-            "(reference GST code: 0.71 s)",
+            "GST training step, unet3d (2,774 nodes, 3 segments), 32 configs, SAGE 3x256, "
+            f"{precision} (reference GST code, fp32: 0.71 s)",
             "s",
             lambda t: t,
             times,
@@ -352,7 +355,7 @@ def _gst_real_rows(args) -> list[dict]:
     rows.append(
         result(
             "GST training step, unet3d, fresh 32-config samples (fill pass for new configs "
-            "included; data loading included)",
+            f"included; data loading included), {precision}",
             "s",
             lambda t: t,
             times,
@@ -369,15 +372,15 @@ def _gst_real_rows(args) -> list[dict]:
     model.eval()
 
     def score() -> None:
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
             model(data, config_chunk=args.config_chunk)
 
     times = timed(score, args.repeats, warmup=0)
     rows.append(
         result(
             f"scoring all {data.config_runtime.numel():,} configs of unet_3d.4x4.bf16 "
-            f"({model.partition(data).num_segments} segments, fresh, summed), SAGE 3x256 "
-            "(reference GST code: 65 s)",
+            f"({model.partition(data).num_segments} segments, fresh, summed), SAGE 3x256, "
+            f"{precision} (reference GST code, fp32: 65 s)",
             "s",
             lambda t: t,
             times,
@@ -392,11 +395,21 @@ def _gst_real_rows(args) -> list[dict]:
 
 
 def bench_gst_memory(args) -> list[dict]:
-    """Graph segment training: peak memory vs graph size, step time and scoring time."""
-    return _gst_real_rows(args) + _gst_memory_rows()
+    """Graph segment training: peak memory of one step vs graph size, GST and full graph."""
+    return _gst_memory_rows()
 
 
-GROUPS = {"metrics": bench_metrics, "scoring": bench_scoring, "gst_memory": bench_gst_memory}
+def bench_gst_speed(args) -> list[dict]:
+    """Graph segment training on the real sample: step time and scoring time, fp32 / bf16."""
+    return _gst_real_rows(args, "fp32") + _gst_real_rows(args, "bf16")
+
+
+GROUPS = {
+    "metrics": bench_metrics,
+    "scoring": bench_scoring,
+    "gst_memory": bench_gst_memory,
+    "gst_speed": bench_gst_speed,
+}
 
 
 # ---------------------------------------------------------------------- output
