@@ -39,7 +39,7 @@ class Trainer:
         grad_clip: max gradient norm (``None`` or 0: no clipping).
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         precision: ``"fp32"`` or ``"bf16"`` (autocast, on CUDA or on CPUs with bf16
-            instructions, where it made a 3x256 GST step 4.5x faster).
+            instructions; see benchmarks/results.md for what it gains).
         val_every: validate (and checkpoint) every this many steps, and at the end.
         select_metric: validation metric choosing the ``best`` checkpoint: ``"auto"`` (OPA
             for layout, as the official trainers; the Kaggle score for tile), or any metric
