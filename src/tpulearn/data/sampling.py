@@ -96,9 +96,14 @@ class FixedIndicesSampler(ConfigSampler):
     Args:
         indices: graph stem -> config indices, or a path to a JSON file of that mapping
             (the official ``eval_indices/<source>_<search>.json``).
+        unlisted: what a graph absent from ``indices`` gets: ``"error"`` (a KeyError
+            naming it) or ``"all"`` (every candidate config).
     """
 
-    def __init__(self, indices: Mapping[str, list[int]] | str | Path):
+    def __init__(self, indices: Mapping[str, list[int]] | str | Path, unlisted: str = "error"):
+        if unlisted not in ("error", "all"):
+            raise ValueError(f"unlisted must be 'error' or 'all', got {unlisted!r}")
+        self.unlisted = unlisted
         if isinstance(indices, str | Path):
             import json
 
@@ -108,6 +113,8 @@ class FixedIndicesSampler(ConfigSampler):
 
     def __call__(self, candidates, runtime, rng, stem):
         if stem not in self.indices:
+            if self.unlisted == "all":
+                return np.sort(candidates)
             raise KeyError(f"no fixed config indices for graph {stem!r}")
         idx = self.indices[stem]
         if idx.size and (idx.min() < 0 or idx.max() >= runtime.shape[0]):

@@ -143,21 +143,10 @@ class CollectionData:
             path = eval_indices_path(self.collection, self.root)
             if not path.is_file():
                 path = eval_indices_path(self.collection)  # the copy bundled with tpulearn
-            sampler = _OfficialOrAll(FixedIndicesSampler(path))
+            # Graphs the official subsets do not list are evaluated on every config.
+            sampler = FixedIndicesSampler(path, unlisted="all")
         return self._dataset(split, sampler, min_configs=1)
 
     def describe(self) -> str:
         where = "the bundled TpuGraphs sample" if self.is_sample else str(self.root)
         return f"{self.collection} from {where}"
-
-
-class _OfficialOrAll(FixedIndicesSampler):
-    """Official indices where the graph is listed, every config otherwise."""
-
-    def __init__(self, fixed: FixedIndicesSampler):
-        self.indices = fixed.indices
-
-    def __call__(self, candidates, runtime, rng, stem):
-        if stem in self.indices:
-            return super().__call__(candidates, runtime, rng, stem)
-        return AllConfigsSampler()(candidates, runtime, rng, stem)

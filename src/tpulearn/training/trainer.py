@@ -82,6 +82,8 @@ class Trainer:
         self.log_every, self.seed, self.resume = log_every, seed, resume
         self.gst_settings = dict(gst or {})
         self.gst = None  # a GSTTrainer once fit() meets a segment model
+        self._order_key: tuple[int, int] | None = None
+        self._order = np.empty(0, dtype=np.int64)
         self.progress = sys.stderr.isatty() if progress == "auto" else bool(progress)
 
     # ---------------------------------------------------------------- batches
@@ -92,9 +94,15 @@ class Trainer:
         out = []
         for k in range(step * self.graphs_per_batch, (step + 1) * self.graphs_per_batch):
             epoch, pos = divmod(k, num_graphs)
-            order = np.random.default_rng((self.seed, epoch)).permutation(num_graphs)
-            out.append((epoch, int(order[pos])))
+            out.append((epoch, int(self._epoch_order(epoch, num_graphs)[pos])))
         return out
+
+    def _epoch_order(self, epoch: int, num_graphs: int) -> np.ndarray:
+        # One permutation per epoch, kept until the epoch changes (not redrawn per graph).
+        if self._order_key != (epoch, num_graphs):
+            self._order_key = (epoch, num_graphs)
+            self._order = np.random.default_rng((self.seed, epoch)).permutation(num_graphs)
+        return self._order
 
     # ---------------------------------------------------------------- fit
 
