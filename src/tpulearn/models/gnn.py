@@ -27,6 +27,7 @@ from torch_geometric.nn import GATv2Conv, GCNConv, GINConv, SAGEConv
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.utils import scatter
 
+from . import dedup
 from .encoders import ConfigEncoder, NodeEncoder
 
 READOUTS = ("sum", "mean", "max")
@@ -63,6 +64,10 @@ class ConfigGNN(nn.Module):
         attention_heads: heads of that attention.
         prune: compute config-dependent nodes only (exact); ``False`` runs C full copies.
         readout_l2: L2-normalise the pooled graph vector before the head (GST paper).
+        distinct_states: layout models with early join and a linear aggregation (SAGE,
+            GCN, GIN) compute each distinct (node, layer) state once for all the configs
+            that share it (:mod:`tpulearn.models.dedup`; same scores, far less work when
+            configs repeat layouts; dropout masks are then shared by those configs).
         sparse_aggregation: for layers with a linear aggregation (SAGE, GCN, GIN),
             aggregate all configs with one sparse matrix product (same result, faster);
             ``False`` uses the PyG layer on C copies of the edge list.
@@ -96,6 +101,7 @@ class ConfigGNN(nn.Module):
         prune: bool = True,
         sparse_aggregation: bool = True,
         readout_l2: bool = False,
+        distinct_states: bool = True,
     ):
         super().__init__()
         self.readout = _parse_readout(readout)
@@ -112,6 +118,7 @@ class ConfigGNN(nn.Module):
         self.residual, self.l2_normalize, self.prune = residual, l2_normalize, prune
         self.sparse_aggregation = sparse_aggregation
         self.readout_l2 = readout_l2
+        self.distinct_states = distinct_states
         # Tile graphs have no configurable nodes: the option is a no-op there, so one model
         # config serves both tasks.
         self.config_node_readout = config_node_readout and task == "layout"
@@ -222,9 +229,12 @@ class ConfigGNN(nn.Module):
         """Per-config graph vectors [C, B, D] for one chunk of configs."""
         masks = [plan[0] for plan in plans]
         # `deps[l]` [C, |S_l|, H]: per-config vectors of the dependent nodes S_l = masks[l].
-        deps = [self.input_act(self._join_inputs(data, enc, cfg, batch, masks[0]))]
-        for i in range(self.num_layers):
-            deps.append(self._layer(i, plans[i + 1], masks[i], bases[i], deps[-1], weight))
+        if self._use_distinct_states(data, plans):
+            deps = self._distinct_deps(data, enc, cfg, bases, plans)
+        else:
+            deps = [self.input_act(self._join_inputs(data, enc, cfg, batch, masks[0]))]
+            for i in range(self.num_layers):
+                deps.append(self._layer(i, plans[i + 1], masks[i], bases[i], deps[-1], weight))
         base, dep = self._jumping_knowledge(list(zip(masks, bases, deps, strict=True)))
         mask = masks[-1]
         graph = self._readout(base, dep, mask, batch, num_graphs)
@@ -339,6 +349,45 @@ class ConfigGNN(nn.Module):
         pos = torch.cumsum(mask.long(), 0) - 1  # node id -> position among dependent nodes
         dep[:, pos[ids]] += self.config_encoder(cfg)
         return dep
+
+    def _use_distinct_states(self, data, plans) -> bool:
+        """Distinct-state computation applies: layout, early join, exact pruning, a linear
+        aggregation, and S_0 is exactly the (sorted) configurable nodes."""
+        if not (
+            self.distinct_states
+            and self.task == "layout"
+            and self.join == "early"
+            and self.prune
+            and self.propagates
+            and self.num_layers > 0
+            and all(plan[-1] is not None for plan in plans[1:])
+        ):
+            return False
+        ids = data.node_config_ids
+        return ids.numel() > 0 and int(plans[0][0].sum()) == ids.numel()
+
+    def _distinct_deps(self, data, enc, cfg, bases, plans):
+        """Per-config dependent-node vectors computed once per distinct state (module
+        :mod:`tpulearn.models.dedup`); only the tensors the readout needs are expanded."""
+        ids = data.node_config_ids
+        num_configs, k = cfg.shape[0], cfg.shape[1]
+        slot = torch.arange(k, device=cfg.device).repeat(num_configs)
+        rows = torch.cat([slot.unsqueeze(1).to(cfg.dtype), cfg.reshape(num_configs * k, -1)], 1)
+        inverse, rep = dedup.unique_rows(rows)
+        node, config = rep % k, rep // k
+        values = self.input_act(enc[ids[node]] + self.config_encoder(cfg[config, node]))
+        states = [dedup.StateLayer(values, inverse.view(num_configs, k))]
+        for i in range(self.num_layers):
+            _, node_ids, _, _, prev_pos, upd, adj = plans[i + 1]
+            prev = states[-1]
+            table, slot_of = dedup.layer_inputs(prev, bases[i], node_ids, prev_pos)
+            index, rep_config, rep_row = dedup.distinct_rows(prev, slot_of, upd, adj)
+            matrix = dedup.aggregation_rows(adj, prev, slot_of, rep_config, rep_row)
+            x_self = table[dedup.self_rows(prev, slot_of, upd, rep_config, rep_row)]
+            out = self.combine(self.convs[i], _spmm(matrix, table), x_self)
+            states.append(dedup.StateLayer(self._post(i, out, x_self), index))
+        needed = range(1, len(states)) if self.jk != "last" else [len(states) - 1]
+        return [s.dense() if i in needed else None for i, s in enumerate(states)]
 
     def _post(self, i: int, h: Tensor, h_in: Tensor) -> Tensor:
         h = self.acts[i](self.norms[i](h))

@@ -1,0 +1,159 @@
+"""Distinct node states: exact ids, and the same scores and gradients as per-config work."""
+
+import pytest
+import torch
+from torch_geometric.data import Batch
+
+from tpulearn.data import AllConfigsSampler, LayoutDataset, TpuGraphData, sample_root
+from tpulearn.models import GAT, GCN, GIN, SAGE, ResGCN, dedup
+
+ROOT = sample_root()
+
+
+def tiny_graph(num_configs: int, seed: int = 0) -> TpuGraphData:
+    """7 nodes, a chain with a branch; nodes 2 and 5 configurable, 3 layouts each."""
+    g = torch.Generator().manual_seed(seed)
+    edges = torch.tensor([[1, 0], [2, 1], [3, 2], [4, 3], [5, 4], [6, 5], [6, 2]]).T
+    return TpuGraphData(
+        node_feat=torch.randn(7, 140, generator=g),
+        node_opcode=torch.randint(1, 100, (7,), generator=g),
+        edge_index=edges,
+        config_runtime=torch.randint(1, 1000, (num_configs,), generator=g),
+        config_index=torch.arange(num_configs),
+        node_config_ids=torch.tensor([2, 5]),
+        node_config_feat=torch.randint(-1, 2, (num_configs, 2, 18), generator=g).float(),
+        num_nodes=7,
+    )
+
+
+def test_merge_slots_on_a_hand_built_case():
+    # 3 rows; row 0 has slots (a, b), row 1 has slot (c), row 2 has none. 4 configs.
+    slot_row = torch.tensor([0, 0, 1])
+    ids = torch.tensor(
+        [
+            [0, 1, 2],  # config 0
+            [0, 1, 2],  # config 1: same as config 0 everywhere
+            [1, 0, 2],  # config 2: row 0 tuple reversed -> different
+            [0, 1, 3],  # config 3: row 1 differs only
+        ]
+    )
+    index, count = dedup.merge_slots(ids, slot_row, num_rows=3, num_ids=4)
+    assert index.shape == (4, 3)
+    # Row 0: configs 0, 1, 3 share (0, 1); config 2 has (1, 0).
+    assert index[0, 0] == index[1, 0] == index[3, 0] != index[2, 0]
+    # Row 1: configs 0, 1, 2 share id 2; config 3 has 3.
+    assert index[0, 1] == index[1, 1] == index[2, 1] != index[3, 1]
+    # Row 2 (no slots): one state for every config, distinct from the other rows' states.
+    assert len(set(index[:, 2].tolist())) == 1
+    assert set(index[:, 2].tolist()).isdisjoint(index[:, :2].flatten().tolist())
+    # Ids are dense 0..count-1: 2 + 2 + 1 states.
+    assert count == 5 and sorted(set(index.flatten().tolist())) == list(range(5))
+
+
+def test_merge_slots_long_rows_need_every_slot():
+    # One row of 9 slots: tuples that differ only in the last slot must differ.
+    torch.manual_seed(0)
+    ids = torch.randint(0, 3, (50, 9))
+    ids[1] = ids[0]
+    ids[2] = ids[0]
+    ids[2, 8] = (ids[0, 8] + 1) % 3
+    index, count = dedup.merge_slots(ids, torch.zeros(9, dtype=torch.long), 1, 3)
+    expected = torch.unique(ids, dim=0).shape[0]
+    assert count == expected
+    assert index[0, 0] == index[1, 0] != index[2, 0]
+    # Equal ids exactly when the rows are equal.
+    same = index[:, 0, None] == index[None, :, 0]
+    assert torch.equal(same, (ids[:, None] == ids[None]).all(-1))
+
+
+def test_unique_rows_and_representatives():
+    rows = torch.tensor([[1.0, 2.0], [0.5, 2.0], [1.0, 2.0], [0.5, 2.0], [3.0, 0.0]])
+    inverse, rep = dedup.unique_rows(rows)
+    assert inverse.tolist()[0] == inverse.tolist()[2] and inverse[1] == inverse[3]
+    assert rep.numel() == 3
+    assert torch.equal(rows[rep][inverse], rows)
+
+
+def _valid_graph(num_configs: int):
+    ds = LayoutDataset(ROOT, "xla", "default", "valid", sampler=AllConfigsSampler())
+    ds.normalizer = ds.fit_normalizer(log=True)
+    data = ds[0]
+    data.node_config_feat = data.node_config_feat[:num_configs]
+    data.config_runtime = data.config_runtime[:num_configs]
+    data.config_index = data.config_index[:num_configs]
+    return data
+
+
+MODEL_OPTIONS = [
+    {},
+    {"jk": "cat", "readout": "mean+max", "config_node_readout": True},
+    {"jk": "max", "residual": True, "act": "prelu", "norm": "layer", "readout_l2": True},
+]
+
+
+@pytest.mark.parametrize("cls", [SAGE, GCN, GIN, ResGCN])
+@pytest.mark.parametrize("options", MODEL_OPTIONS)
+def test_distinct_states_equal_per_config_work_on_a_real_graph(cls, options, monkeypatch):
+    data = _valid_graph(96)
+    torch.manual_seed(0)
+    model = cls("layout", hidden_channels=16, num_layers=3, **options).double().eval()
+    rows = []
+    merge = dedup.merge_slots
+
+    def spy(ids, *args):
+        index, count = merge(ids, *args)
+        rows.append((index.numel(), count))
+        return index, count
+
+    monkeypatch.setattr(dedup, "merge_slots", spy)
+    with torch.no_grad():
+        fast = model(data)
+    # The distinct-state path ran, once per layer, and found far fewer states than rows.
+    assert len(rows) == 3 and all(count < total / 4 for total, count in rows)
+    with torch.no_grad():
+        model.distinct_states = False
+        slow = model(data)
+    assert fast.shape == slow.shape == (96,)
+    assert (fast - slow).abs().max() <= 1e-10 * slow.abs().max()
+
+
+@pytest.mark.parametrize("cls", [SAGE, GCN, GIN])
+def test_distinct_states_give_the_same_gradients(cls):
+    data = _valid_graph(24)
+    torch.manual_seed(1)
+    model = cls("layout", hidden_channels=16, num_layers=2, readout="mean+max").double().train()
+    grads = []
+    for distinct in (True, False):
+        model.distinct_states = distinct
+        model.zero_grad()
+        scores = model(data)
+        (scores * torch.linspace(-1, 1, scores.numel(), dtype=scores.dtype)).sum().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    assert torch.allclose(grads[0], grads[1], rtol=1e-9, atol=1e-12)
+
+
+def test_distinct_states_on_a_batch_with_chunks_and_on_other_layers():
+    graphs = [tiny_graph(6, seed=s) for s in range(3)]
+    graphs[1].node_config_feat[3] = graphs[1].node_config_feat[0]  # a repeated config
+    batch = Batch.from_data_list(graphs)
+    for cls in (SAGE, GAT):  # GAT has no linear aggregation: per-config path, same API
+        torch.manual_seed(0)
+        model = cls("layout", hidden_channels=8, num_layers=3).double().eval()
+        with torch.no_grad():
+            fast = model(batch, config_chunk=4)
+            model.distinct_states = False
+            slow = model(batch)
+        assert fast.shape == (3, 6)
+        assert torch.allclose(fast, slow, rtol=1e-10, atol=1e-12)
+
+
+def test_a_graph_without_configurable_nodes_uses_the_plain_path():
+    data = tiny_graph(4)
+    data.node_config_ids = torch.zeros(0, dtype=torch.long)
+    data.node_config_feat = torch.zeros(4, 0, 18)
+    model = SAGE("layout", hidden_channels=8).eval()
+    with torch.no_grad():
+        scores = model(data)
+    assert scores.shape == (4,) and torch.isfinite(scores).all()
+    # No config reaches any node: every config scores the same.
+    assert torch.allclose(scores, scores[0].expand(4))
