@@ -66,6 +66,21 @@ def test_merge_slots_long_rows_need_every_slot():
     assert torch.equal(same, (ids[:, None] == ids[None]).all(-1))
 
 
+@pytest.mark.parametrize("collide", [False, True])
+def test_distinct_tuples_are_exact_even_when_every_hash_collides(collide, monkeypatch):
+    if collide:  # every tuple hashes alike: the slot-by-slot check must catch it
+        monkeypatch.setattr(dedup, "_mix", lambda x: torch.zeros_like(x))
+    torch.manual_seed(0)
+    slot_row = torch.tensor([0, 0, 0, 1, 1, 3])  # row 2 has no slot
+    ids = torch.randint(0, 3, (40, 6))
+    index, count = dedup.distinct_tuples(ids, slot_row, num_rows=4)
+    merged, merged_count = dedup.merge_slots(ids, slot_row, 4, 3)
+    assert count == merged_count
+    # The same partition of (config, row) pairs as the exact merge.
+    flat, ref = index.flatten(), merged.flatten()
+    assert torch.equal(flat[:, None] == flat[None], ref[:, None] == ref[None])
+
+
 def test_unique_rows_and_representatives():
     rows = torch.tensor([[1.0, 2.0], [0.5, 2.0], [1.0, 2.0], [0.5, 2.0], [3.0, 0.0]])
     inverse, rep = dedup.unique_rows(rows)
@@ -98,14 +113,15 @@ def test_distinct_states_equal_per_config_work_on_a_real_graph(cls, options, mon
     torch.manual_seed(0)
     model = cls("layout", hidden_channels=16, num_layers=3, **options).double().eval()
     rows = []
-    merge = dedup.merge_slots
+    distinct = dedup.distinct_tuples
 
-    def spy(ids, *args):
-        index, count = merge(ids, *args)
-        rows.append((index.numel(), count))
+    def spy(ids, *args, **kwargs):
+        index, count = distinct(ids, *args, **kwargs)
+        if kwargs.get("by_row", True):  # a layer's states (not the layer-0 config rows)
+            rows.append((index.numel(), count))
         return index, count
 
-    monkeypatch.setattr(dedup, "merge_slots", spy)
+    monkeypatch.setattr(dedup, "distinct_tuples", spy)
     with torch.no_grad():
         fast = model(data)
     # The distinct-state path ran, once per layer, and found far fewer states than rows.

@@ -8,13 +8,14 @@ hundreds of configs. On the bundled validation graph unet_3d.4x4.bf16 (1,965 con
 3-layer dependent sets hold 438k / 857k / 1.54M (node, config) rows but only 1.2k / 5.5k /
 32k distinct states.
 
-The state of a dependent node is identified exactly, without hashing: at layer 0 by its
-config row (an exact row-wise ``unique``); at layer l by the ids of its own and its
-dependent in-neighbours' layer-(l-1) states, merged pairwise in log2(degree) rounds of
-``unique`` over integer pairs. Each distinct state is computed once from one config that
-has it; every config reads its row through an index, so values and gradients equal those of
-the per-config computation. Dropout (training) is drawn per distinct state, i.e. shared by
-the configs that have it.
+The state of a dependent node is identified exactly: at layer 0 by its config row, at
+layer l by the tuple of its own and its dependent in-neighbours' layer-(l-1) state ids. A
+64-bit hash of each tuple proposes the groups and a slot-by-slot comparison with each
+group's representative confirms them (an exact pairwise merge takes over on a collision),
+so no two different states are ever merged. Each distinct state is computed once from one
+config that has it; every config reads its row through an index, so values and gradients
+equal those of the per-config computation. Dropout (training) is drawn per distinct state,
+i.e. shared by the configs that have it.
 """
 
 from __future__ import annotations
@@ -22,14 +23,92 @@ from __future__ import annotations
 import warnings
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
 def unique_rows(rows: Tensor) -> tuple[Tensor, Tensor]:
-    """Exact distinct rows of a 2-D tensor: (inverse [N], the distinct id of each row;
-    representatives [M], one row index holding each id)."""
-    _, inverse = torch.unique(rows, dim=0, return_inverse=True)
-    return inverse, representatives(inverse)
+    """Exact distinct rows of a 2-D float or integer tensor: (inverse [N], the distinct id
+    of each row; representatives [M], one row index holding each id).
+
+    Rows compare by the bit patterns of their entries (so -0.0 and 0.0 count as different,
+    which only costs a duplicate state).
+    """
+    n, width = rows.shape
+    rows = rows.contiguous()
+    if rows.is_floating_point():
+        bits = {2: torch.int16, 4: torch.int32, 8: torch.int64}[rows.element_size()]
+        rows = rows.view(bits)
+    slot_row = torch.arange(n, device=rows.device).repeat_interleave(width)
+    inverse, count = distinct_tuples(rows.reshape(1, -1).long(), slot_row, n, by_row=False)
+    inverse = inverse.view(-1)
+    return inverse, representatives(inverse, count)
+
+
+# splitmix64 constants, as signed int64
+_MIX1 = 0xBF58476D1CE4E5B9 - (1 << 64)
+_MIX2 = 0x94D049BB133111EB - (1 << 64)
+_GOLDEN = 0x9E3779B97F4A7C15 - (1 << 64)
+
+
+def _mix(x: Tensor) -> Tensor:
+    """splitmix64's finaliser on int64 (wrapping arithmetic, logical shifts)."""
+    x = x ^ ((x >> 30) & ((1 << 34) - 1))
+    x = x * _MIX1
+    x = x ^ ((x >> 27) & ((1 << 37) - 1))
+    x = x * _MIX2
+    return x ^ ((x >> 31) & ((1 << 33) - 1))
+
+
+def distinct_tuples(
+    ids: Tensor, slot_row: Tensor, num_rows: int, by_row: bool = True
+) -> tuple[Tensor, int]:
+    """Per (config, row): one dense id for the ordered tuple of its slots' values.
+
+    A 64-bit hash of each tuple proposes the grouping (one ``unique`` over C x R keys);
+    every member is then compared slot by slot with its group's representative, so the
+    result is exact; on any collision the pairwise merge (:func:`merge_slots`) decides.
+
+    Args:
+        ids: [C, S] int64 slot values; the slots of one row are contiguous and ``slot_row``
+            [S] (non-decreasing) names their row.
+        num_rows: R; rows without a slot get the id of the empty tuple.
+        by_row: keep equal tuples of different rows apart (rows are nodes); False compares
+            tuples only (every row must then have the same number of slots).
+
+    Returns:
+        ([C, R] ids, count): equal ids exactly when the slot tuples are equal (and, with
+        ``by_row``, the rows are the same row).
+    """
+    num_configs = ids.shape[0]
+    device = ids.device
+    counts = torch.bincount(slot_row, minlength=num_rows)
+    first = torch.cumsum(counts, 0) - counts
+    position = torch.arange(slot_row.numel(), device=device) - first[slot_row]
+    terms = _mix(_mix(ids) + (position + 1) * _GOLDEN)
+    key = torch.zeros(num_configs, num_rows, dtype=torch.long, device=device)
+    key.index_add_(1, slot_row, terms)
+    if by_row:
+        key = key + _mix(torch.arange(num_rows, device=device) + 1).unsqueeze(0)
+    inverse, count = _compact(key.reshape(-1))
+    inverse = inverse.view(num_configs, num_rows)
+    rep = representatives(inverse.reshape(-1), count)
+    rep_config, rep_row = rep // num_rows, rep % num_rows
+    exact = True
+    if by_row:
+        rows = torch.arange(num_rows, device=device)
+        exact = bool((rep_row[inverse] == rows).all())
+    elif num_rows and bool((counts != counts[0]).any()):
+        raise ValueError("by_row=False needs the same number of slots in every row")
+    if exact and ids.numel():
+        group = inverse[:, slot_row]  # [C, S]
+        rep_slot = first[rep_row[group]] + position
+        exact = bool((ids[rep_config[group], rep_slot] == ids).all())
+    if exact:
+        return inverse, count
+    num_ids = int(_compact(ids.reshape(-1))[1])
+    dense = _compact(ids.reshape(-1))[0].view_as(ids)
+    return merge_slots(dense, slot_row, num_rows, num_ids, by_row)
 
 
 def representatives(inverse: Tensor, count: int | None = None) -> Tensor:
@@ -45,7 +124,9 @@ def _compact(key: Tensor) -> tuple[Tensor, int]:
     return inverse, uniq.numel()
 
 
-def merge_slots(ids: Tensor, slot_row: Tensor, num_rows: int, num_ids: int) -> tuple[Tensor, int]:
+def merge_slots(
+    ids: Tensor, slot_row: Tensor, num_rows: int, num_ids: int, by_row: bool = True
+) -> tuple[Tensor, int]:
     """Per (config, row): one id for the ordered tuple of its slots' ids.
 
     Args:
@@ -53,10 +134,12 @@ def merge_slots(ids: Tensor, slot_row: Tensor, num_rows: int, num_ids: int) -> t
             contiguous and ``slot_row`` [S] (non-decreasing) names their row.
         num_rows: R; rows without a slot get the id of the empty tuple.
         num_ids: an upper bound of ``ids``.
+        by_row: keep equal tuples of different rows apart (rows are nodes); False compares
+            tuples only (every row must then have the same number of slots).
 
     Returns:
-        ([C, R] ids, count): equal ids exactly when the rows' slot tuples are equal and the
-        rows are the same row.
+        ([C, R] ids, count): equal ids exactly when the slot tuples are equal (and, with
+        ``by_row``, the rows are the same row).
     """
     num_configs = ids.shape[0]
     device = ids.device
@@ -83,10 +166,36 @@ def merge_slots(ids: Tensor, slot_row: Tensor, num_rows: int, num_ids: int) -> t
         slot_row = slot_row[lead_pos]
     out = torch.full((num_configs, num_rows), -1, dtype=torch.long, device=device)
     out[:, slot_row] = ids
-    # Same tuple in different rows must stay different: key on (row, tuple id).
-    rows = torch.arange(num_rows, device=device)
-    inverse, count = _compact(rows * (num_ids + 1) + (out + 1))
+    if by_row:  # the same tuple in different rows stays different: key on (row, tuple)
+        rows = torch.arange(num_rows, device=device)
+        out = rows * (num_ids + 1) + (out + 1)
+    inverse, count = _compact(out)
     return inverse.view(num_configs, num_rows), count
+
+
+def pool(state: StateLayer, group: Tensor, num_groups: int, mode: str) -> Tensor:
+    """Sum, mean or max of the states of each group of dependent nodes, per config:
+    [C, num_groups, H], without expanding the per-config tensor (``embedding_bag``).
+
+    Args:
+        state: values [M, H] and index [C, R].
+        group: [R] group (graph) of each dependent node.
+        mode: ``"sum"``, ``"mean"`` or ``"max"``; an empty group gives 0 for sum and mean
+            and the lowest finite value for max.
+    """
+    num_configs, num_rows = state.index.shape
+    order = torch.sort(group, stable=True).indices
+    counts = torch.bincount(group, minlength=num_groups)
+    starts = torch.cumsum(counts, 0) - counts
+    configs = torch.arange(num_configs, device=group.device).unsqueeze(1)
+    offsets = (configs * num_rows + starts.unsqueeze(0)).reshape(-1)
+    index = state.index[:, order].reshape(-1)
+    out = F.embedding_bag(index, state.values, offsets, mode=mode)
+    out = out.view(num_configs, num_groups, -1)
+    if mode == "max":
+        empty = (counts == 0).view(1, -1, 1)
+        out = out.masked_fill(empty, torch.finfo(out.dtype).min)
+    return out
 
 
 class StateLayer:
@@ -142,9 +251,7 @@ def distinct_rows(prev: StateLayer, slot_of: Tensor, upd: Tensor, adj: Tensor):
     slot_src = torch.cat([slot_of[col[dep_edge]], slot_of[upd[self_dep]]])
     order = torch.sort(slot_row, stable=True).indices
     slot_row, slot_src = slot_row[order], slot_src[order]
-    ids = prev.index[:, slot_src]
-    num_ids = int(prev.values.shape[0])
-    index, count = merge_slots(ids, slot_row, num_rows, num_ids)
+    index, count = distinct_tuples(prev.index[:, slot_src], slot_row, num_rows)
     rep = representatives(index.reshape(-1), count)
     return index, rep // num_rows, rep % num_rows
 

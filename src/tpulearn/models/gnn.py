@@ -367,8 +367,9 @@ class ConfigGNN(nn.Module):
         return ids.numel() > 0 and int(plans[0][0].sum()) == ids.numel()
 
     def _distinct_deps(self, data, enc, cfg, bases, plans):
-        """Per-config dependent-node vectors computed once per distinct state (module
-        :mod:`tpulearn.models.dedup`); only the tensors the readout needs are expanded."""
+        """Dependent-node values per layer, computed once per distinct state (module
+        :mod:`tpulearn.models.dedup`): the final layer's :class:`~.dedup.StateLayer` for
+        ``jk="last"`` (pooled without expanding it), else per-config tensors."""
         ids = data.node_config_ids
         num_configs, k = cfg.shape[0], cfg.shape[1]
         slot = torch.arange(k, device=cfg.device).repeat(num_configs)
@@ -386,8 +387,9 @@ class ConfigGNN(nn.Module):
             x_self = table[dedup.self_rows(prev, slot_of, upd, rep_config, rep_row)]
             out = self.combine(self.convs[i], _spmm(matrix, table), x_self)
             states.append(dedup.StateLayer(self._post(i, out, x_self), index))
-        needed = range(1, len(states)) if self.jk != "last" else [len(states) - 1]
-        return [s.dense() if i in needed else None for i, s in enumerate(states)]
+        if self.jk == "last":  # the readout pools the states without expanding them
+            return [None] * (len(states) - 1) + [states[-1]]
+        return [None] + [s.dense() for s in states[1:]]
 
     def _post(self, i: int, h: Tensor, h_in: Tensor) -> Tensor:
         h = self.acts[i](self.norms[i](h))
@@ -437,21 +439,28 @@ class ConfigGNN(nn.Module):
         return torch.stack(bases).amax(0), torch.stack(deps).amax(0)
 
     def _readout(self, base, dep, mask, batch, num_graphs):
-        """Pool node vectors per (config, graph): [C, B, D * len(readout)]."""
-        num_configs = dep.shape[0]
+        """Pool node vectors per (config, graph): [C, B, D * len(readout)]; ``dep`` is a
+        per-config tensor [C, |S|, D] or a :class:`~.dedup.StateLayer`."""
+        num_configs = dep.index.shape[0] if isinstance(dep, dedup.StateLayer) else dep.shape[0]
         free, dep_batch = ~mask, batch[mask]
         pooled = []
         for kind in self.readout:
             if kind in ("sum", "mean"):
                 fixed = scatter(base[free], batch[free], 0, dim_size=num_graphs, reduce="sum")
-                var = scatter(dep, dep_batch, 1, dim_size=num_graphs, reduce="sum")
+                if isinstance(dep, dedup.StateLayer):
+                    var = dedup.pool(dep, dep_batch, num_graphs, "sum")
+                else:
+                    var = scatter(dep, dep_batch, 1, dim_size=num_graphs, reduce="sum")
                 out = fixed.unsqueeze(0) + var
                 if kind == "mean":
                     count = torch.bincount(batch, minlength=num_graphs).clamp(min=1)
                     out = out / count.view(1, -1, 1).to(out.dtype)
             else:
                 fixed = _scatter_max(base[free], batch[free], num_graphs, 0)
-                var = _scatter_max(dep, dep_batch, num_graphs, 1)
+                if isinstance(dep, dedup.StateLayer):
+                    var = dedup.pool(dep, dep_batch, num_graphs, "max")
+                else:
+                    var = _scatter_max(dep, dep_batch, num_graphs, 1)
                 out = torch.maximum(fixed.unsqueeze(0).expand_as(var), var)
             pooled.append(out.expand(num_configs, -1, -1))
         return torch.cat(pooled, -1)
@@ -462,6 +471,9 @@ class ConfigGNN(nn.Module):
         num_graphs = data.num_graphs if isinstance(data, Batch) else 1
         graph_of = data.batch[ids] if isinstance(data, Batch) else torch.zeros_like(ids)
         pos = torch.cumsum(mask.long(), 0) - 1
+        if isinstance(dep, dedup.StateLayer):  # every configurable node is dependent
+            config_states = dedup.StateLayer(dep.values, dep.index[:, pos[ids]])
+            return dedup.pool(config_states, graph_of, num_graphs, "mean")
         vecs = dep[:, pos[ids]] if bool(mask[ids].all()) else base[ids].expand(dep.shape[0], -1, -1)
         return scatter(vecs, graph_of, 1, dim_size=num_graphs, reduce="mean")
 
