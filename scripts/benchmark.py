@@ -2,22 +2,34 @@
 
     python scripts/benchmark.py                    # every benchmark
     python scripts/benchmark.py --only scoring     # one group
-    python scripts/benchmark.py --quick            # fewer repeats, for a smoke run
+    python scripts/benchmark.py --quick            # fewer repeats, smaller sizes: a smoke run
+    python scripts/benchmark.py --out /tmp/bench   # write the results elsewhere
+
+Groups: ``metrics``, ``scoring``, ``gst_memory``, ``gst_speed``, ``io`` (npz reading and
+validation), ``training`` (full training steps: configs/s and node-states/s) and
+``memory`` (peak memory of a training epoch over a synthetic collection, by graph count).
+CUDA cases run when a GPU is available.
 
 Each line reports the median of several runs and their spread (min - max), with the device
 and the command that reproduces it. Results of different groups are merged into the
 existing JSON, so groups can be rerun separately; the markdown table is rewritten from it.
+
+``--quick`` runs one repeat per case (three training steps), skips the naive scoring of the
+21,918-node graph, probes ``gst_memory`` at 5,000 nodes only and shrinks the synthetic files.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -108,7 +120,10 @@ def bench_scoring(args) -> list[dict]:
 
                     # The naive path on the big graph takes minutes per run on 2 cores.
                     slow = not prune and data.num_nodes > 10_000 and device == "cpu"
-                    times = timed(run, 1 if slow else args.repeats, warmup=0 if slow else 1)
+                    if slow and args.quick:
+                        continue
+                    warmup = 0 if slow or args.quick else 1
+                    times = timed(run, 1 if slow else args.repeats, warmup=warmup)
                     rows.append(
                         result(
                             f"scoring all configs, {name}, SAGE 3x64, "
@@ -128,6 +143,7 @@ def bench_scoring(args) -> list[dict]:
 # ---------------------------------------------------------------------- gst_memory
 
 GST_SIZES = (5_000, 10_000, 20_000, 40_000)
+GST_SIZES_QUICK = (5_000,)
 GST_RSS_CAP_MB = 8_000  # a full-graph probe above this is stopped (the machine has 24 GB)
 GST_PROBE_TIMEOUT_S = 900
 
@@ -225,14 +241,14 @@ def _gst_memory_probe(num_nodes: int, mode: str) -> dict:
     return out
 
 
-def _run_gst_probe(num_nodes: int, mode: str) -> dict:
-    """The probe in a subprocess, stopped when its RSS passes the cap or it runs too long."""
+def _run_probe(call: str, cap_mb: float, timeout_s: float) -> dict:
+    """``benchmark.<call>`` in a fresh interpreter, its result read back as JSON; stopped
+    when its RSS passes ``cap_mb`` or it runs longer than ``timeout_s``."""
     import subprocess
 
     code = (
         f"import sys, json; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
-        f"import benchmark; print(json.dumps(benchmark._gst_memory_probe({num_nodes}, "
-        f"{mode!r})))"
+        f"import benchmark; print(json.dumps(benchmark.{call}))"
     )
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
     proc = subprocess.Popen(
@@ -245,22 +261,28 @@ def _run_gst_probe(num_nodes: int, mode: str) -> dict:
             peak = max(peak, int(status.split("VmRSS:")[1].split()[0]) / 1024)
         except (FileNotFoundError, IndexError):
             pass
-        too_long = time.perf_counter() - start > GST_PROBE_TIMEOUT_S
-        if peak > GST_RSS_CAP_MB or too_long:
+        too_long = time.perf_counter() - start > timeout_s
+        if peak > cap_mb or too_long:
             proc.kill()
             proc.wait()
-            why = f"RSS above {GST_RSS_CAP_MB} MB" if not too_long else "time limit"
+            why = f"RSS above {cap_mb:.0f} MB" if not too_long else "time limit"
             return {"capped": why, "seconds": time.perf_counter() - start}
         time.sleep(0.05)
     stdout, stderr = proc.communicate()
     if proc.returncode:
-        raise RuntimeError(f"gst memory probe failed:\n{stderr.decode()[-2000:]}")
+        raise RuntimeError(f"probe {call} failed:\n{stderr.decode()[-2000:]}")
     return json.loads(stdout.decode().strip().splitlines()[-1])
 
 
-def _gst_memory_rows() -> list[dict]:
+def _run_gst_probe(num_nodes: int, mode: str) -> dict:
+    """The probe in a subprocess, stopped when its RSS passes the cap or it runs too long."""
+    call = f"_gst_memory_probe({num_nodes}, {mode!r})"
+    return _run_probe(call, GST_RSS_CAP_MB, GST_PROBE_TIMEOUT_S)
+
+
+def _gst_memory_rows(sizes: tuple[int, ...] = GST_SIZES) -> list[dict]:
     rows = []
-    for num_nodes in GST_SIZES:
+    for num_nodes in sizes:
         for mode in ("gst", "full"):
             probe = _run_gst_probe(num_nodes, mode)
             label = "GST, 1000-node segments" if mode == "gst" else "full graph"
@@ -396,7 +418,7 @@ def _gst_real_rows(args, precision: str = "fp32") -> list[dict]:
 
 def bench_gst_memory(args) -> list[dict]:
     """Graph segment training: peak memory of one step vs graph size, GST and full graph."""
-    return _gst_memory_rows()
+    return _gst_memory_rows(GST_SIZES_QUICK if args.quick else GST_SIZES)
 
 
 def bench_gst_speed(args) -> list[dict]:
@@ -404,11 +426,502 @@ def bench_gst_speed(args) -> list[dict]:
     return _gst_real_rows(args, "fp32") + _gst_real_rows(args, "bf16")
 
 
+# ---------------------------------------------------------------------- shared helpers
+
+
+def _devices() -> list[str]:
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _npz_mb(path: Path) -> float:
+    """Decompressed size of an npz file: its .npy members (headers included), in MB."""
+    with zipfile.ZipFile(path) as zf:
+        return sum(info.file_size for info in zf.infolist()) / 1e6
+
+
+# ---------------------------------------------------------------------- io
+
+IO_CONFIGS = 2_000  # configs of the synthetic nlp-scale file (20k nodes, 1k configurable)
+IO_CONFIGS_QUICK = 500
+IO_TILE_PASSES = 200  # bundled tile files are a few KB: read them this many times per run
+
+
+def _np_load_all(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+def bench_io(args) -> list[dict]:
+    """npz reading and validation (MB/s of decompressed arrays) against a bare ``np.load``
+    of every member, and ``read_layout`` through the memory-mapped config cache."""
+    from tpulearn.data import LayoutDataset, UniformSampler, read_layout, read_tile, sample_root
+    from tpulearn.data.synthetic import BENCHMARK_LAYOUT, benchmark_layout_graph
+
+    rows = []
+
+    def add(what, unit, value_of, times, **extra) -> None:
+        rows.append(result(what, unit, value_of, times, device="cpu", **extra))
+        print(rows[-1], flush=True)
+
+    def throughput(what: str, files: list[Path], read, passes: int = 1) -> None:
+        mb = sum(_npz_mb(p) for p in files)
+
+        def run() -> None:
+            for _ in range(passes):
+                for path in files:
+                    read(path)
+
+        times = timed(run, args.repeats)
+        add(
+            what,
+            "MB/s",
+            lambda t: mb * passes / t,
+            times,
+            decompressed_mb=mb,
+            files=len(files),
+            ms_per_pass=statistics.median(times) / passes * 1e3,
+        )
+
+    root = sample_root()
+    layout_files = sorted(root.glob("npz/layout/*/*/*/*.npz"))
+    tile_files = sorted(root.glob("npz/tile/xla/*/*.npz"))
+    for files, reader, kind, passes in (
+        (layout_files, read_layout, "layout", 1),
+        (tile_files, read_tile, "tile", IO_TILE_PASSES),
+    ):
+        mb = sum(_npz_mb(p) for p in files)
+        where = f"the {len(files)} bundled {kind} files ({mb:.3g} MB decompressed)"
+        if passes > 1:
+            where += f", read {passes} times per run"
+        throughput(f"{reader.__name__} (read + validate), {where}", files, reader, passes)
+        throughput(f"np.load, every member decompressed, {where}", files, _np_load_all, passes)
+
+    configs = args.io_configs
+    with tempfile.TemporaryDirectory(prefix="tpulearn-bench-io-") as tmp:
+        tmp = Path(tmp)
+        path = tmp / "synthetic_nlp.npz"
+        graph = benchmark_layout_graph(num_configs=configs, source="nlp")
+        np.savez_compressed(path, **graph)
+        del graph
+        mb = _npz_mb(path)
+        sizes = {**BENCHMARK_LAYOUT, "num_configs": configs}
+        where = (
+            f"synthetic layout:nlp file ({sizes['num_nodes']:,} nodes, "
+            f"{sizes['num_configurable']:,} configurable, {configs:,} configs; "
+            f"{mb:.0f} MB decompressed, {path.stat().st_size / 1e6:.0f} MB on disk)"
+        )
+        throughput(f"read_layout (read + validate), {where}", [path], read_layout)
+        throughput(f"np.load, every member decompressed, {where}", [path], _np_load_all)
+
+        fills = itertools.count()
+        throughput(
+            f"read_layout with cache_dir, first read (node_config_feat streamed into the "
+            f"uncompressed cache file), {where}",
+            [path],
+            lambda p: read_layout(p, cache_dir=tmp / f"fill{next(fills)}"),
+        )
+        cache = tmp / "cache"
+        read_layout(path, cache_dir=cache)
+        times = timed(lambda: read_layout(path, cache_dir=cache), max(3, args.repeats))
+        add(
+            f"read_layout with cache_dir, cache hit (node_config_feat memory-mapped, nothing "
+            f"decompressed; files in the page cache), {where}",
+            "ms",
+            lambda t: t * 1e3,
+            times,
+            decompressed_mb=mb,
+        )
+        for cache_dir, label in ((None, "no cache"), (tmp / "dataset-cache", "cache hit")):
+            ds = LayoutDataset(
+                tmp, "nlp", "random", "train", sampler=UniformSampler(32), files=[path]
+            )
+            ds.cache_dir = cache_dir
+            ds[0]  # fills the cache
+            epochs = itertools.count(1)
+
+            def item(ds=ds, epochs=epochs):
+                ds.set_epoch(next(epochs))
+                return ds[0]
+
+            times = timed(item, max(3, args.repeats), warmup=0)
+            add(
+                f"LayoutDataset item, 32 random configs, {label}, {where}",
+                "ms",
+                lambda t: t * 1e3,
+                times,
+                decompressed_mb=mb,
+            )
+    return rows
+
+
+# ---------------------------------------------------------------------- training
+
+TRAIN_STEPS, TRAIN_STEPS_QUICK = 10, 3
+TRAIN_POOL = 4  # distinct config samples cycled through (loaded before timing)
+NODE_STATES = "node-states = graph nodes x configs per step"
+
+
+def _tile_batches(ds, graphs: int, pool: int) -> list:
+    """``pool`` batches of ``graphs`` items (graph ``g`` of the batch is file ``g % len``)."""
+    from torch_geometric.data import Batch
+
+    ds.normalizer = ds.fit_normalizer(mode="minmax", log=False)
+    ds.config_normalizer = ds.fit_config_normalizer("minmax", log=False)
+    batches = []
+    for b in range(pool):
+        ds.set_epoch(b)
+        batches.append(Batch.from_data_list([ds[g % len(ds)] for g in range(graphs)]))
+    return batches
+
+
+def _training_cases(tmp: Path):
+    """(label, build model, forward for model, CPU batches, warm-up steps) per case.
+
+    ``forward(batch)`` returns ``(scores [B, C], runtime [B, C], normalizer or None)``.
+    """
+    from tpulearn.data import LayoutDataset, TileDataset, UniformSampler, sample_root
+    from tpulearn.data.synthetic import write_tile_collection
+    from tpulearn.models import SAGE
+    from tpulearn.segments import GSTTrainer, SegmentModel
+
+    root = sample_root()
+
+    def tile_model():
+        torch.manual_seed(0)
+        return SAGE("tile", hidden_channels=64, num_layers=3, l2_normalize=True, readout="sum")
+
+    def tile_forward(model):
+        def forward(batch):
+            b = batch.num_graphs
+            runtime = batch.config_runtime.view(b, -1)
+            return model(batch), runtime, batch.config_runtime_normalizers.view(b, -1)
+
+        return forward
+
+    bundled = TileDataset(root, "train", sampler=UniformSampler(10))
+    batches = _tile_batches(bundled, 10, TRAIN_POOL)
+    record = bundled.read(0)
+    yield (
+        f"tile SAGE 3x64, bundled tile:xla train ({len(bundled)} kernel: {record.num_nodes} "
+        f"nodes, {record.num_configs} configs, so 10 copies x {record.num_configs} configs "
+        "per step), ListMLE",
+        tile_model,
+        tile_forward,
+        batches,
+        2,
+    )
+    write_tile_collection(
+        tmp, num_graphs={"train": 10, "valid": 0, "test": 0}, nodes=(10, 100), configs=(50, 100)
+    )
+    synthetic = TileDataset(tmp, "train", sampler=UniformSampler(10))
+    batches = _tile_batches(synthetic, 10, TRAIN_POOL)
+    yield (
+        f"tile SAGE 3x64, synthetic tile:xla (10 kernels of 10-100 nodes, "
+        f"{batches[0].num_nodes:,} nodes in all; 10 graphs x 10 configs per step), ListMLE",
+        tile_model,
+        tile_forward,
+        batches,
+        2,
+    )
+
+    layout = LayoutDataset(root, "xla", "default", "train", sampler=UniformSampler(32))
+    layout.normalizer = layout.fit_normalizer(log=True)
+    samples = []
+    for epoch in range(TRAIN_POOL):
+        layout.set_epoch(epoch)
+        samples.append(layout[0])
+    nodes = samples[0].num_nodes
+
+    def layout_model():
+        torch.manual_seed(0)
+        return SAGE("layout", hidden_channels=256, num_layers=2)
+
+    def layout_forward(model):
+        return lambda data: (model(data)[None], data.config_runtime[None], None)
+
+    yield (
+        f"layout SAGE 2x256 on the whole graph, bundled layout:xla:default train unet3d "
+        f"({nodes:,} nodes), 32 configs per step, pairwise hinge",
+        layout_model,
+        layout_forward,
+        samples,
+        2,
+    )
+
+    def gst_model():
+        return SegmentModel(_gst_sage(), max_segment_nodes=1000)
+
+    def gst_forward(model):
+        trainer = GSTTrainer(model)
+        num_configs = [layout.num_configs[0]]
+        return lambda data: (
+            trainer.step([data], num_configs),
+            data.config_runtime[None],
+            None,
+        )
+
+    yield (
+        f"layout GST, SAGE 3x256 in 1000-node segments, unet3d ({nodes:,} nodes), 32 configs "
+        "per step, history filled (steady state; the gradient runs through one segment), "
+        "pairwise hinge",
+        gst_model,
+        gst_forward,
+        samples,
+        TRAIN_POOL,
+    )
+
+
+def bench_training(args) -> list[dict]:
+    """Full training steps (forward, loss, backward, gradient clipping, Adam) on prepared
+    batches: configs/s and node-states/s, fp32 and bf16 autocast, on every device."""
+    from tpulearn.losses import ListMLELoss, PairwiseHingeLoss
+
+    rows = []
+    load = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="tpulearn-bench-train-") as tmp:
+        for label, build, forward_for, batches, warmup in _training_cases(Path(tmp)):
+            loss_fn = ListMLELoss() if label.startswith("tile") else PairwiseHingeLoss(0.1)
+            configs = int(batches[0].config_runtime.numel())
+            graphs = getattr(batches[0], "num_graphs", 1)
+            node_states = int(batches[0].num_nodes) * configs // graphs
+            for device in _devices():
+                on_device = [b.to(device) for b in batches]
+                for precision in ("fp32", "bf16"):
+                    model = build().to(device).train()
+                    forward = forward_for(model)
+                    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+                    cycle = itertools.cycle(on_device)
+
+                    def step(
+                        model=model,
+                        forward=forward,
+                        optimizer=optimizer,
+                        cycle=cycle,
+                        device=device,
+                        bf16=precision == "bf16",
+                        loss_fn=loss_fn,
+                    ):
+                        batch = next(cycle)
+                        optimizer.zero_grad(set_to_none=True)
+                        with torch.autocast(device, torch.bfloat16, enabled=bf16):
+                            scores, runtime, normalizer = forward(batch)
+                        loss_fn(scores.float(), runtime, normalizer=normalizer).backward()
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                        optimizer.step()
+                        _sync(device)
+
+                    if device == "cuda":
+                        torch.cuda.reset_peak_memory_stats()
+                    times = timed(step, args.train_steps, warmup=warmup)
+                    extra = {}
+                    if device == "cuda":
+                        extra["cuda_peak_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
+                    params = _parameters(model)
+                    rows.append(
+                        result(
+                            f"training step, {label}, {params:,} parameters, {precision}; "
+                            f"{configs} configs and {node_states:,} node-states per step "
+                            f"({NODE_STATES})",
+                            "configs/s",
+                            lambda t, c=configs: c / t,
+                            times,
+                            device=device,
+                            precision=precision,
+                            parameters=params,
+                            configs_per_step=configs,
+                            node_states_per_step=node_states,
+                            node_states_per_s=node_states / statistics.median(times),
+                            node_states_per_s_min=node_states / max(times),
+                            node_states_per_s_max=node_states / min(times),
+                            step_seconds_median=statistics.median(times),
+                            warmup_steps=warmup,
+                            load_average=load,
+                            **extra,
+                        )
+                    )
+                    print(rows[-1], flush=True)
+    return rows
+
+
+# ---------------------------------------------------------------------- memory
+
+MEMORY_SIZES = (20, 20_000, 5_000)  # graphs, nodes per graph, configs per graph
+MEMORY_SIZES_QUICK = (8, 5_000, 500)
+MEMORY_CONFIGURABLE = 0.04  # share of configurable nodes (800 of 20k)
+MEMORY_RSS_CAP_MB = 16_000
+MEMORY_TIMEOUT_S = 3_600
+MEMORY_COLLECTION = "layout:nlp:random"
+
+
+def _epoch_memory_probe(root: str, num_graphs: int, device: str, cache: bool, epochs: int):
+    """Run in a fresh interpreter: GST training epochs over the first ``num_graphs`` train
+    graphs under ``root``, one graph per step with 32 uniformly sampled configs.
+
+    Returns per epoch the process's peak RSS (VmHWM, reset between epochs; ``ru_maxrss``
+    would not do: a child started by ``subprocess`` inherits its parent's peak through
+    exec), the RSS before the epoch, its duration and, on CUDA,
+    ``torch.cuda.max_memory_allocated``.
+    """
+    import shutil
+
+    from tpulearn.data import LayoutDataset, UniformSampler, collection_dir
+    from tpulearn.losses import pairwise_hinge_loss
+    from tpulearn.segments import GSTTrainer, SegmentModel
+
+    files = sorted(collection_dir(root, MEMORY_COLLECTION, "train").glob("*.npz"))[:num_graphs]
+    cache_dir = Path(tempfile.mkdtemp(prefix="cache-", dir=root)) if cache else None
+    _, source, search = MEMORY_COLLECTION.split(":")
+    ds = LayoutDataset(
+        root, source, search, "train", sampler=UniformSampler(32), cache_dir=cache_dir, files=files
+    )
+    ds.normalizer = ds.fit_normalizer(log=True)
+    model = SegmentModel(_gst_sage(), max_segment_nodes=1000).to(device).train()
+    trainer = GSTTrainer(model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    out = []
+    try:
+        for epoch in range(epochs):
+            if epoch:
+                _reset_peak_rss()
+            if device == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            base, start = _rss_mb("VmRSS"), time.perf_counter()
+            ds.set_epoch(epoch)
+            for i in range(len(ds)):
+                data = ds[i].to(device)
+                optimizer.zero_grad(set_to_none=True)
+                scores = trainer.step([data], [ds.num_configs[i]])
+                pairwise_hinge_loss(scores, data.config_runtime.unsqueeze(0)).backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                del data, scores
+            _sync(device)
+            out.append(
+                {
+                    "peak_mb": _rss_mb("VmHWM"),
+                    "rss_before_mb": base,
+                    "seconds": time.perf_counter() - start,
+                    "cuda_peak_mb": (
+                        torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None
+                    ),
+                }
+            )
+    finally:
+        if cache_dir is not None:
+            shutil.rmtree(cache_dir, ignore_errors=True)
+    return out
+
+
+def bench_memory(args) -> list[dict]:
+    """Peak memory of GST training epochs over a synthetic collection, by graph count."""
+    from tpulearn.data.synthetic import write_layout_collection
+
+    graphs, nodes, configs = args.memory_graphs, args.memory_nodes, args.memory_configs
+    counts = sorted({max(1, graphs // 4), graphs})
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="tpulearn-bench-memory-") as root:
+        start = time.perf_counter()
+        _, source, search = MEMORY_COLLECTION.split(":")
+        files = write_layout_collection(
+            root,
+            source,
+            search,
+            num_graphs={"train": graphs, "valid": 0, "test": 0},
+            nodes=(nodes, nodes),
+            configurable_fraction=MEMORY_CONFIGURABLE,
+            configs=(configs, configs),
+        )
+        print(f"wrote {len(files)} graphs in {time.perf_counter() - start:.1f} s", flush=True)
+        with np.load(files[0]) as npz:
+            configurable = int(npz["node_config_ids"].shape[0])
+        sizes = [_npz_mb(p) for p in files]
+        collection = (
+            f"the graphs of synthetic {MEMORY_COLLECTION} ({nodes:,} nodes, "
+            f"{configurable:,} configurable, {configs:,} configs each)"
+        )
+        for device in _devices():
+            probes = [(count, True, 2) for count in counts] + [(graphs, False, 1)]
+            for count, cache, epochs in probes:
+                call = f"_epoch_memory_probe({root!r}, {count}, {device!r}, {cache}, {epochs})"
+                probe = _run_probe(call, MEMORY_RSS_CAP_MB, MEMORY_TIMEOUT_S)
+                what = (
+                    "peak RSS of a GST training epoch (one graph per step, 32 configs sampled "
+                    f"uniformly; SAGE 3x256 in 1000-node segments), {count} of {collection}, "
+                    + (
+                        "memory-mapped config cache"
+                        if cache
+                        else "no cache (node_config_feat decompressed per item)"
+                    )
+                )
+                extra = dict(
+                    device=device,
+                    graphs=count,
+                    nodes_per_graph=nodes,
+                    configurable_per_graph=configurable,
+                    configs_per_graph=configs,
+                    largest_graph_mb=max(sizes[:count]),
+                    collection_mb=sum(sizes[:count]),
+                )
+                if isinstance(probe, dict) and "capped" in probe:
+                    rows.append(
+                        result(
+                            f"{what}: stopped ({probe['capped']})",
+                            "MB",
+                            lambda v: v,
+                            [MEMORY_RSS_CAP_MB],
+                            capped=probe["capped"],
+                            **extra,
+                        )
+                    )
+                    print(rows[-1], flush=True)
+                    continue
+                for epoch, stats in enumerate(probe):
+                    if not cache:
+                        label = ", one epoch"
+                    elif epoch == 0:
+                        label = ", first epoch (fills the cache)"
+                    else:
+                        label = ", second epoch (cache hits)"
+                    common = dict(
+                        rss_before_epoch_mb=stats["rss_before_mb"],
+                        epoch_seconds=stats["seconds"],
+                        **extra,
+                    )
+                    rows.append(
+                        result(what + label, "MB", lambda v: v, [stats["peak_mb"]], **common)
+                    )
+                    print(rows[-1], flush=True)
+                    if stats["cuda_peak_mb"] is not None:
+                        rows.append(
+                            result(
+                                what.replace("peak RSS", "peak CUDA memory allocated") + label,
+                                "MB",
+                                lambda v: v,
+                                [stats["cuda_peak_mb"]],
+                                **common,
+                            )
+                        )
+                        print(rows[-1], flush=True)
+    return rows
+
+
 GROUPS = {
     "metrics": bench_metrics,
     "scoring": bench_scoring,
     "gst_memory": bench_gst_memory,
     "gst_speed": bench_gst_speed,
+    "io": bench_io,
+    "training": bench_training,
+    "memory": bench_memory,
 }
 
 
@@ -424,9 +937,27 @@ def machine() -> str:
     return text
 
 
-def write(results: dict) -> None:
-    OUT.mkdir(exist_ok=True)
-    (OUT / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+# Markdown columns after the standard ones, per group: (header, row key, format).
+COLUMNS = {
+    "io": [("decompressed MB", "decompressed_mb", "{:.3g}")],
+    "training": [
+        ("node-states/s", "node_states_per_s", "{:.4g}"),
+        ("parameters", "parameters", "{:,}"),
+    ],
+    "memory": [
+        ("graphs", "graphs", "{}"),
+        ("nodes/graph", "nodes_per_graph", "{:,}"),
+        ("configs/graph", "configs_per_graph", "{:,}"),
+        ("largest graph MB", "largest_graph_mb", "{:,.0f}"),
+        ("collection MB", "collection_mb", "{:,.0f}"),
+        ("RSS before epoch MB", "rss_before_epoch_mb", "{:,.0f}"),
+    ],
+}
+
+
+def write(results: dict, out: Path = OUT) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     lines = [
         "# tpulearn benchmarks",
         "",
@@ -434,48 +965,96 @@ def write(results: dict) -> None:
         "",
     ]
     for group, entry in results.items():
+        columns = COLUMNS.get(group, [])
         lines += [
             f"## {group}",
             "",
             f"Measured {entry['date']} on {entry['machine']}.",
             f"Command: `{entry['command']}`",
             "",
-            "| what | device | median | spread | runs |",
-            "|---|---|---|---|---|",
+            "| what | device | median | spread | runs |" + "".join(f" {c[0]} |" for c in columns),
+            "|---|---|---|---|---|" + "---|" * len(columns),
         ]
         for row in entry["rows"]:
+            cells = "".join(
+                f" {fmt.format(row[key]) if row.get(key) is not None else ''} |"
+                for _, key, fmt in columns
+            )
             lines.append(
                 f"| {row['what']} | {row['device']} | {row['median']:.4g} {row['unit']} | "
-                f"{row['min']:.4g} - {row['max']:.4g} | {row['runs']} |"
+                f"{row['min']:.4g} - {row['max']:.4g} | {row['runs']} |" + cells
             )
         lines.append("")
-    (OUT / "results.md").write_text("\n".join(lines))
+    (out / "results.md").write_text("\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", nargs="+", choices=sorted(GROUPS), default=sorted(GROUPS))
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="one run per case")
+    parser.add_argument(
+        "--quick", action="store_true", help="one run per case, smaller sizes (a smoke run)"
+    )
     parser.add_argument("--config-chunk", type=int, default=50)
     parser.add_argument(
-        "--bf16-cpu", action="store_true", help="also time bf16 autocast on the CPU"
+        "--bf16-cpu", action="store_true", help="also time bf16 autocast on the CPU (scoring)"
     )
+    parser.add_argument(
+        "--out", type=Path, default=OUT, help="folder of results.md and results.json"
+    )
+    parser.add_argument(
+        "--train-steps",
+        type=int,
+        default=None,
+        help=f"timed steps per training case (default {TRAIN_STEPS}, --quick {TRAIN_STEPS_QUICK})",
+    )
+    parser.add_argument(
+        "--io-configs",
+        type=int,
+        default=None,
+        help=f"configs of the synthetic io file (default {IO_CONFIGS:,}, --quick "
+        f"{IO_CONFIGS_QUICK})",
+    )
+    for i, (name, what) in enumerate(
+        (("graphs", "graphs"), ("nodes", "nodes per graph"), ("configs", "configs per graph"))
+    ):
+        parser.add_argument(
+            f"--memory-{name}",
+            type=int,
+            default=None,
+            help=f"memory group: {what} of the synthetic collection (default "
+            f"{MEMORY_SIZES[i]:,}, --quick {MEMORY_SIZES_QUICK[i]:,})",
+        )
     args = parser.parse_args(argv)
     if args.quick:
         args.repeats = 1
-    path = OUT / "results.json"
+    defaults = {
+        "train_steps": TRAIN_STEPS_QUICK if args.quick else TRAIN_STEPS,
+        "io_configs": IO_CONFIGS_QUICK if args.quick else IO_CONFIGS,
+        **dict(
+            zip(
+                ("memory_graphs", "memory_nodes", "memory_configs"),
+                MEMORY_SIZES_QUICK if args.quick else MEMORY_SIZES,
+                strict=True,
+            )
+        ),
+    }
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    argv = sys.argv[1:] if argv is None else argv
+    path = args.out / "results.json"
     results = json.loads(path.read_text()) if path.exists() else {}
     for group in args.only:
         rows = GROUPS[group](args)
         results[group] = {
             "date": time.strftime("%Y-%m-%d"),
             "machine": machine(),
-            "command": "python scripts/benchmark.py " + " ".join(sys.argv[1:]),
+            "command": "python scripts/benchmark.py " + " ".join(argv),
             "rows": rows,
         }
-        write(results)
-    print(f"wrote {OUT / 'results.md'}")
+        write(results, args.out)
+    print(f"wrote {args.out / 'results.md'}")
     return 0
 
 

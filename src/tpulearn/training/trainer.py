@@ -7,6 +7,7 @@ import math
 import resource
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -164,9 +165,11 @@ class Trainer:
         bar = tqdm(total=self.max_steps, initial=start, desc="train", disable=not self.progress)
         seen, t0 = 0, time.perf_counter()
         step = start
+        loader = Prefetcher(train_set, lambda s: self.graph_indices(s, len(train_set)))
         try:
             for step in range(start, self.max_steps):
-                loss, configs = self._step(model, loss_fn, optimizer, train_set, step)
+                graphs = loader.get(step, self.max_steps)
+                loss, configs = self._step(model, loss_fn, optimizer, train_set, graphs, step)
                 if scheduler is not None:
                     scheduler.step()
                 seen += configs
@@ -212,6 +215,7 @@ class Trainer:
             print(f"  trainer.resume={ckpt['last']}")
             raise
         finally:
+            loader.close()
             bar.close()
             writer.close()
         return {
@@ -240,21 +244,20 @@ class Trainer:
             )
         return self.select_metric
 
-    def _step(self, model, loss_fn, optimizer, train_set, step) -> tuple[float, int]:
+    def _step(self, model, loss_fn, optimizer, train_set, graphs, step) -> tuple[float, int]:
+        """One optimizer step over ``graphs``, the step's (graph index, data) pairs."""
         model.train()
         optimizer.zero_grad(set_to_none=True)
-        pairs = self.graph_indices(step, len(train_set))
         total, configs = 0.0, 0
-        for epoch, idx in pairs:
-            train_set.set_epoch(epoch)
-            data = train_set[idx].to(self.device)
+        for idx, data in graphs:
+            data = data.to(self.device)
             with autocast(self.device, self.precision):
                 if self.gst is not None:
                     # One segment carries the gradient; the rest come from the history table.
                     scores = self.gst.step([data], [train_set.num_configs[idx]])[0]
                 else:
                     scores = model(data)
-            loss = loss_fn(scores.float()[None], data.config_runtime[None]) / len(pairs)
+            loss = loss_fn(scores.float()[None], data.config_runtime[None]) / len(graphs)
             loss.backward()
             total += loss.item()
             configs += data.config_runtime.numel()
@@ -269,6 +272,40 @@ class Trainer:
         graphs = list(score_dataset(model, valid_set, self.device, data.eval_chunk, self.precision))
         metrics, _ = evaluate_scores(data.collection, graphs)
         return metrics
+
+
+class Prefetcher:
+    """Reads the graphs of step s + 1 in a background thread while step s computes (file
+    reading and decompression release the GIL). Only this thread touches the dataset, in
+    step order, so the samples are those of a sequential run.
+
+    Args:
+        dataset: the training dataset (``set_epoch`` + indexing).
+        pairs_of: ``step -> [(epoch, graph index), ...]``.
+    """
+
+    def __init__(self, dataset, pairs_of):
+        self.dataset, self.pairs_of = dataset, pairs_of
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="tpulearn-prefetch")
+        self.pending: dict[int, Future] = {}
+
+    def _load(self, step: int) -> list:
+        out = []
+        for epoch, idx in self.pairs_of(step):
+            self.dataset.set_epoch(epoch)
+            out.append((idx, self.dataset[idx]))
+        return out
+
+    def get(self, step: int, end: int) -> list:
+        """The (graph index, data) pairs of ``step``; starts reading ``step + 1 < end``."""
+        future = self.pending.pop(step, None) or self.pool.submit(self._load, step)
+        self.pending.clear()
+        if step + 1 < end:
+            self.pending[step + 1] = self.pool.submit(self._load, step + 1)
+        return future.result()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _fmt(metrics: dict) -> str:
