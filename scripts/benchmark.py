@@ -31,6 +31,7 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -583,13 +584,23 @@ def _tile_batches(ds, graphs: int, pool: int) -> list:
     return batches
 
 
-def _training_cases(tmp: Path):
-    """(label, build model, forward for model, CPU batches, warm-up steps) per case.
+@dataclass
+class _TrainingCase:
+    """One training benchmark: ``forward_for(model)`` gives ``forward(batch) -> (scores
+    [B, C], runtime [B, C], normalizer or None)``; ``batches`` stay on the CPU."""
 
-    ``forward(batch)`` returns ``(scores [B, C], runtime [B, C], normalizer or None)``.
-    """
+    label: str
+    build: Callable[[], torch.nn.Module]
+    forward_for: Callable
+    batches: list
+    loss: torch.nn.Module
+    warmup: int = 2
+
+
+def _training_cases(tmp: Path):
     from tpulearn.data import LayoutDataset, TileDataset, UniformSampler, sample_root
     from tpulearn.data.synthetic import write_tile_collection
+    from tpulearn.losses import ListMLELoss, PairwiseHingeLoss
     from tpulearn.models import SAGE
     from tpulearn.segments import GSTTrainer, SegmentModel
 
@@ -610,27 +621,29 @@ def _training_cases(tmp: Path):
     bundled = TileDataset(root, "train", sampler=UniformSampler(10))
     batches = _tile_batches(bundled, 10, TRAIN_POOL)
     record = bundled.read(0)
-    yield (
+    listmle = ListMLELoss(temperature=10.0)
+    yield _TrainingCase(
         f"tile SAGE 3x64, bundled tile:xla train ({len(bundled)} kernel: {record.num_nodes} "
         f"nodes, {record.num_configs} configs, so 10 copies x {record.num_configs} configs "
-        "per step), ListMLE",
+        "per step), ListMLE (temperature 10)",
         tile_model,
         tile_forward,
         batches,
-        2,
+        listmle,
     )
     write_tile_collection(
         tmp, num_graphs={"train": 10, "valid": 0, "test": 0}, nodes=(10, 100), configs=(50, 100)
     )
     synthetic = TileDataset(tmp, "train", sampler=UniformSampler(10))
     batches = _tile_batches(synthetic, 10, TRAIN_POOL)
-    yield (
+    yield _TrainingCase(
         f"tile SAGE 3x64, synthetic tile:xla (10 kernels of 10-100 nodes, "
-        f"{batches[0].num_nodes:,} nodes in all; 10 graphs x 10 configs per step), ListMLE",
+        f"{batches[0].num_nodes:,} nodes in all; 10 graphs x 10 configs per step), "
+        "ListMLE (temperature 10)",
         tile_model,
         tile_forward,
         batches,
-        2,
+        listmle,
     )
 
     layout = LayoutDataset(root, "xla", "default", "train", sampler=UniformSampler(32))
@@ -648,13 +661,14 @@ def _training_cases(tmp: Path):
     def layout_forward(model):
         return lambda data: (model(data)[None], data.config_runtime[None], None)
 
-    yield (
+    hinge = PairwiseHingeLoss(margin=0.1)
+    yield _TrainingCase(
         f"layout SAGE 2x256 on the whole graph, bundled layout:xla:default train unet3d "
         f"({nodes:,} nodes), 32 configs per step, pairwise hinge",
         layout_model,
         layout_forward,
         samples,
-        2,
+        hinge,
     )
 
     def gst_model():
@@ -669,35 +683,35 @@ def _training_cases(tmp: Path):
             None,
         )
 
-    yield (
+    # Warm-up visits every sample once, so the history table holds all their configs.
+    yield _TrainingCase(
         f"layout GST, SAGE 3x256 in 1000-node segments, unet3d ({nodes:,} nodes), 32 configs "
         "per step, history filled (steady state; the gradient runs through one segment), "
         "pairwise hinge",
         gst_model,
         gst_forward,
         samples,
-        TRAIN_POOL,
+        hinge,
+        warmup=TRAIN_POOL,
     )
 
 
 def bench_training(args) -> list[dict]:
     """Full training steps (forward, loss, backward, gradient clipping, Adam) on prepared
     batches: configs/s and node-states/s, fp32 and bf16 autocast, on every device."""
-    from tpulearn.losses import ListMLELoss, PairwiseHingeLoss
-
     rows = []
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="tpulearn-bench-train-") as tmp:
-        for label, build, forward_for, batches, warmup in _training_cases(Path(tmp)):
-            loss_fn = ListMLELoss() if label.startswith("tile") else PairwiseHingeLoss(0.1)
+        for case in _training_cases(Path(tmp)):
+            batches = case.batches
             configs = int(batches[0].config_runtime.numel())
             graphs = getattr(batches[0], "num_graphs", 1)
             node_states = int(batches[0].num_nodes) * configs // graphs
             for device in _devices():
                 on_device = [b.to(device) for b in batches]
                 for precision in ("fp32", "bf16"):
-                    model = build().to(device).train()
-                    forward = forward_for(model)
+                    model = case.build().to(device).train()
+                    forward = case.forward_for(model)
                     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
                     cycle = itertools.cycle(on_device)
 
@@ -708,7 +722,7 @@ def bench_training(args) -> list[dict]:
                         cycle=cycle,
                         device=device,
                         bf16=precision == "bf16",
-                        loss_fn=loss_fn,
+                        loss_fn=case.loss,
                     ):
                         batch = next(cycle)
                         optimizer.zero_grad(set_to_none=True)
@@ -721,14 +735,14 @@ def bench_training(args) -> list[dict]:
 
                     if device == "cuda":
                         torch.cuda.reset_peak_memory_stats()
-                    times = timed(step, args.train_steps, warmup=warmup)
+                    times = timed(step, args.train_steps, warmup=case.warmup)
                     extra = {}
                     if device == "cuda":
                         extra["cuda_peak_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
                     params = _parameters(model)
                     rows.append(
                         result(
-                            f"training step, {label}, {params:,} parameters, {precision}; "
+                            f"training step, {case.label}, {params:,} parameters, {precision}; "
                             f"{configs} configs and {node_states:,} node-states per step "
                             f"({NODE_STATES})",
                             "configs/s",
@@ -739,11 +753,11 @@ def bench_training(args) -> list[dict]:
                             parameters=params,
                             configs_per_step=configs,
                             node_states_per_step=node_states,
-                            node_states_per_s=node_states / statistics.median(times),
+                            node_states_per_s=statistics.median(node_states / t for t in times),
                             node_states_per_s_min=node_states / max(times),
                             node_states_per_s_max=node_states / min(times),
                             step_seconds_median=statistics.median(times),
-                            warmup_steps=warmup,
+                            warmup_steps=case.warmup,
                             load_average=load,
                             **extra,
                         )

@@ -199,15 +199,14 @@ class ConfigGNN(nn.Module):
         edge_index, weight = self.edge_weights(self._directed_edges(data.edge_index), num_nodes)
         cfg, num_configs = self._config_inputs(data, num_graphs)
 
-        # Config-free pass over the whole graph, once: `bases[l]` [N, H] is every node's
-        # layer-l vector when no config applies.
+        # Config-free pass, once: `bases[l]` [N, H] is every node's layer-l vector when no
+        # config applies. Rows of the dependent set S_l are never read (the per-config values
+        # replace them), so layers with a linear aggregation compute only the other rows.
         enc = self.node_encoder(data.node_feat, data.node_opcode)
-        bases = [self.input_act(enc)]
-        for i, conv in enumerate(self.convs):
-            bases.append(
-                self._post(i, self.run_conv(conv, bases[-1], edge_index, weight), bases[-1])
-            )
         plans = self._plan(data, edge_index, weight, num_nodes, enc.device)
+        bases = [self.input_act(enc)]
+        for i in range(self.num_layers):
+            bases.append(self._base_layer(i, bases[-1], plans[i + 1][0], edge_index, weight))
 
         chunk = config_chunk or num_configs
         graphs = []
@@ -349,6 +348,23 @@ class ConfigGNN(nn.Module):
         pos = torch.cumsum(mask.long(), 0) - 1  # node id -> position among dependent nodes
         dep[:, pos[ids]] += self.config_encoder(cfg)
         return dep
+
+    def _base_layer(self, i, x, dependent, edge_index, weight):
+        """Layer i of the config-free pass; with a linear aggregation only the rows outside
+        the dependent set ``dependent`` are computed (the others are left at 0)."""
+        if not (self.sparse_aggregation and self.aggregation and self.prune):
+            return self._post(i, self.run_conv(self.convs[i], x, edge_index, weight), x)
+        rows = (~dependent).nonzero().squeeze(1)
+        out = x.new_zeros(x.shape[0], self.hidden_channels)
+        if rows.numel() == 0:
+            return out
+        src, dst = edge_index
+        keep = ~dependent[dst]
+        ids = torch.arange(x.shape[0], device=x.device)
+        matrix = self._aggregation_matrix(~dependent, ids, src, dst, keep, weight, ids)
+        x_self = x[rows]
+        value = self._post(i, self.combine(self.convs[i], _spmm(matrix, x), x_self), x_self)
+        return out.index_copy(0, rows, value.to(out.dtype))
 
     def _use_distinct_states(self, data, plans) -> bool:
         """Distinct-state computation applies: layout, early join, exact pruning, a linear
