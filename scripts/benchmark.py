@@ -197,7 +197,8 @@ def _rss_mb(field: str) -> float:
 
 
 def _reset_peak_rss() -> None:
-    # Writing 5 to clear_refs resets the peak RSS (VmHWM, ru_maxrss) to the current RSS.
+    # Writing 5 to clear_refs resets the peak RSS (VmHWM) to the current RSS. ru_maxrss also
+    # keeps the peak recorded at exec, which a subprocess takes from its parent.
     Path("/proc/self/clear_refs").write_text("5")
 
 

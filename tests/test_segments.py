@@ -332,6 +332,42 @@ def test_all_dropped_gives_the_rescaled_trained_segment(unet3d, rescale, factor)
     torch.testing.assert_close(out.scores[0], factor * fresh)
 
 
+@pytest.mark.parametrize("unit", ["entry", "segment"])
+def test_dropout_unit_decides_per_entry_or_per_segment(unet3d, unit):
+    _, data = unet3d  # 3 segments, 8 configs
+    seg_model = SegmentModel(small()).eval()
+    with torch.no_grad():
+        fresh = seg_model.segment_scores(data)  # [3, C]
+    table = HistoryTable()
+    first = gst_step(seg_model, table, [data], keep_prob=1.0)  # fills every entry
+    kept_patterns, mixed_steps = set(), 0
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(40):
+        out = gst_step(
+            seg_model, table, [data], 0.5, "none", generator=generator, dropout_unit=unit
+        )
+        trained = out.segments[0]
+        others = [s for s in range(3) if s != trained]
+        # With rescale "none": prediction - trained segment = sum of the kept stale scores.
+        rest = (out.scores[0] - fresh[trained]).detach()
+        # Decode which stale segments each config kept (the scores are distinct here).
+        options = {
+            (a, b): a * fresh[others[0]] + b * fresh[others[1]] for a in (0, 1) for b in (0, 1)
+        }
+        per_config = []
+        for c in range(rest.numel()):
+            match = [k for k, v in options.items() if torch.isclose(v[c], rest[c], atol=1e-5)]
+            assert len(match) == 1
+            per_config.append(match[0])
+        mixed_steps += len(set(per_config)) > 1
+        kept_patterns.update(per_config)
+    assert first.scores.shape == (1, 8)
+    # Decisions vary over steps; per entry they also differ between configs of one step,
+    # per segment never.
+    assert kept_patterns == {(0, 0), (0, 1), (1, 0), (1, 1)}
+    assert (mixed_steps == 0) if unit == "segment" else (mixed_steps >= 35)
+
+
 def test_trainer_state_round_trip_replays_the_same_step(unet3d):
     _, data = unet3d
     trainer = GSTTrainer(SegmentModel(small()).eval(), seed=3)

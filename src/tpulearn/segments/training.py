@@ -45,6 +45,7 @@ from .subgraph import segment_data
 
 RESCALES = ("trained", "stale", "none")
 MISSING = ("fill", "zero")
+DROPOUT_UNITS = ("entry", "segment")
 # Segments per no-grad fill pass: bounds the pass's memory to about that of the trained
 # segment's forward + backward, on any graph size (larger is faster on a GPU).
 FILL_CHUNK = 2
@@ -114,6 +115,7 @@ def gst_step(
     num_configs: Sequence[int] | None = None,
     generator: torch.Generator | None = None,
     fill_chunk: int = FILL_CHUNK,
+    dropout_unit: str = "entry",
 ) -> GSTOutput:
     """Forward pass of one GST training step; apply any loss to ``.scores``.
 
@@ -129,12 +131,17 @@ def gst_step(
             the largest ``config_index`` seen.
         generator: CPU generator of the segment choice and the dropout.
         fill_chunk: segments per no-grad pass of the fill.
+        dropout_unit: ``"entry"`` draws a keep decision per (config, segment), as the
+            reference does; ``"segment"`` draws one per stale segment of a graph, shared by
+            its configs (a dropped segment's config-independent part then cancels in every
+            pairwise comparison of the step instead of adding noise to it).
 
     Returns:
         :class:`GSTOutput`; the trained segments' fresh scores are already written back.
     """
     _check(rescale, RESCALES, "rescale")
     _check(missing, MISSING, "missing")
+    _check(dropout_unit, DROPOUT_UNITS, "dropout_unit")
     graphs = _graph_list(graphs)
     if len({int(g.config_index.numel()) for g in graphs}) > 1:
         raise ValueError("graphs of one GST step must have the same number of sampled configs")
@@ -159,7 +166,10 @@ def gst_step(
         stored, _ = table.read(part.key, graph.config_index)
         others = [s for s in range(part.num_segments) if s != seg]
         stale = stored[:, others]
-        keep = stale_keep_mask(stale.shape, keep_prob, generator)
+        if dropout_unit == "entry":
+            keep = stale_keep_mask(stale.shape, keep_prob, generator)
+        else:
+            keep = stale_keep_mask((1, stale.shape[1]), keep_prob, generator).expand_as(stale)
         preds.append(combine(trained[b], stale, keep, keep_prob, rescale))
         table.write(part.key, graph.config_index, seg, trained[b])
     return GSTOutput(torch.stack(preds), chosen, [p.num_segments for p in parts])
@@ -205,7 +215,7 @@ class GSTTrainer:
     Args:
         model: the :class:`SegmentModel`; with ``model.enabled`` False, :meth:`step`
             is whole-graph training (scores of the plain model, no table).
-        keep_prob, rescale, missing, fill_chunk: as in :func:`gst_step`.
+        keep_prob, rescale, missing, fill_chunk, dropout_unit: as in :func:`gst_step`.
         seed: seed of the segment choice and the stale dropout.
     """
 
@@ -217,12 +227,15 @@ class GSTTrainer:
         missing: str = "fill",
         fill_chunk: int = FILL_CHUNK,
         seed: int = 0,
+        dropout_unit: str = "entry",
     ):
         _check(rescale, RESCALES, "rescale")
         _check(missing, MISSING, "missing")
         self.model = model
         self.keep_prob, self.rescale, self.missing = keep_prob, rescale, missing
         self.fill_chunk = fill_chunk
+        _check(dropout_unit, DROPOUT_UNITS, "dropout_unit")
+        self.dropout_unit = dropout_unit
         self.table = HistoryTable(model.device)
         self.generator = torch.Generator().manual_seed(seed)
         self.last: GSTOutput | None = None
@@ -242,6 +255,7 @@ class GSTTrainer:
             num_configs,
             self.generator,
             self.fill_chunk,
+            self.dropout_unit,
         )
         return self.last.scores
 

@@ -53,7 +53,8 @@ class Trainer:
             checkpoint; ``False`` starts afresh.
         gst: graph segment training settings used when the model is a
             :class:`~tpulearn.segments.SegmentModel` with segments enabled: ``keep_prob``,
-            ``rescale``, ``missing``, ``fill_chunk`` (see :class:`~tpulearn.segments.GSTTrainer`).
+            ``rescale``, ``missing``, ``fill_chunk``, ``dropout_unit`` (see
+            :class:`~tpulearn.segments.GSTTrainer`).
     """
 
     def __init__(
