@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,8 +31,16 @@ REQUIRED = {"what", "unit", "median", "min", "max", "runs", "device"}
 def benchmark():
     spec = importlib.util.spec_from_file_location("benchmark", SCRIPT)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    previous = sys.modules.get("benchmark")
+    sys.modules["benchmark"] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        if previous is None:
+            sys.modules.pop("benchmark", None)
+        else:
+            sys.modules["benchmark"] = previous
 
 
 def _check(out: Path, groups: list[str]) -> dict:
