@@ -16,6 +16,7 @@ scores equal those of C independent full-graph copies (``prune=False``) to float
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Sequence
 
@@ -64,6 +65,9 @@ class ConfigGNN(nn.Module):
         attention_heads: heads of that attention.
         prune: compute config-dependent nodes only (exact); ``False`` runs C full copies.
         readout_l2: L2-normalise the pooled graph vector before the head (GST paper).
+        context_hops: layout only: keep just the configurable nodes and the nodes within
+            this many hops of one (edges in both directions), as the Kaggle winners did;
+            faster, but no longer the whole-graph model. ``None`` keeps every node.
         distinct_states: layout models with early join and a linear aggregation (SAGE,
             GCN, GIN) compute each distinct (node, layer) state once for all the configs
             that share it (:mod:`tpulearn.models.dedup`; same scores, far less work when
@@ -102,6 +106,7 @@ class ConfigGNN(nn.Module):
         sparse_aggregation: bool = True,
         readout_l2: bool = False,
         distinct_states: bool = True,
+        context_hops: int | None = None,
     ):
         super().__init__()
         self.readout = _parse_readout(readout)
@@ -119,6 +124,9 @@ class ConfigGNN(nn.Module):
         self.sparse_aggregation = sparse_aggregation
         self.readout_l2 = readout_l2
         self.distinct_states = distinct_states
+        if context_hops is not None and (task != "layout" or context_hops < 0):
+            raise ValueError("context_hops applies to layout models and must be >= 0")
+        self.context_hops = context_hops
         # Tile graphs have no configurable nodes: the option is a no-op there, so one model
         # config serves both tasks.
         self.config_node_readout = config_node_readout and task == "layout"
@@ -194,6 +202,8 @@ class ConfigGNN(nn.Module):
         """
         is_batch = isinstance(data, Batch)
         num_graphs = data.num_graphs if is_batch else 1
+        if self.context_hops is not None:
+            data = _config_context(data, self.context_hops)
         num_nodes = data.num_nodes
         batch = data.batch if is_batch else data.node_feat.new_zeros(num_nodes, dtype=torch.long)
         edge_index, weight = self.edge_weights(self._directed_edges(data.edge_index), num_nodes)
@@ -515,6 +525,7 @@ class ConfigGNN(nn.Module):
                 ("config_node_readout", self.config_node_readout),
                 ("readout_l2", self.readout_l2),
                 ("no prune", not self.prune),
+                (f"context_hops={self.context_hops}", self.context_hops is not None),
             )
             if on
         )
@@ -524,6 +535,34 @@ class ConfigGNN(nn.Module):
             f"readout={'+'.join(self.readout)}, jk={self.jk}, "
             f"edges={self.edge_direction}{extras}, {params:,} parameters)"
         )
+
+
+def _config_context(data: Data, hops: int) -> Data:
+    """A shallow copy of ``data`` restricted to the configurable nodes and the nodes within
+    ``hops`` hops of one (either edge direction), relabelled in node order."""
+    num_nodes = data.num_nodes
+    ids = data.node_config_ids
+    keep = torch.zeros(num_nodes, dtype=torch.bool, device=ids.device)
+    keep[ids] = True
+    a, b = data.edge_index
+    for _ in range(hops):
+        grown = keep.clone()
+        grown[b[keep[a]]] = True
+        grown[a[keep[b]]] = True
+        keep = grown
+    subset = keep.nonzero().squeeze(1)
+    new_id = torch.full((num_nodes,), -1, dtype=torch.long, device=ids.device)
+    new_id[subset] = torch.arange(subset.numel(), device=ids.device)
+    inner = keep[a] & keep[b]
+    out = copy.copy(data)
+    out.node_feat = data.node_feat[subset]
+    out.node_opcode = data.node_opcode[subset]
+    out.edge_index = new_id[data.edge_index[:, inner]]
+    out.node_config_ids = new_id[ids]
+    if isinstance(data, Batch):
+        out.batch = data.batch[subset]
+    out.num_nodes = subset.numel()
+    return out
 
 
 def _spmm(adj: Tensor, x: Tensor) -> Tensor:
