@@ -313,6 +313,24 @@ def test_first_step_fills_missing_entries_with_fresh_scores(unet3d):
     torch.testing.assert_close(scores[0], fresh.sum(0))  # p = 1: nothing dropped
 
 
+def test_fill_pass_runs_in_eval_mode_and_restores_training(unet3d):
+    _, data = unet3d
+    seg_model = SegmentModel(small(dropout=0.5)).train()
+    table = HistoryTable()
+    out = gst_step(seg_model, table, [data], keep_prob=1.0, num_configs=[1159])
+    assert seg_model.training  # back in train mode after the fill
+    seg_model.eval()
+    with torch.no_grad():
+        fresh = seg_model.segment_scores(data)  # eval mode: no dropout
+    values = table.values["unet3d:2774:contiguous:1000"][data.config_index]
+    # The filled segments hold the deterministic eval-mode scores; the trained one was
+    # computed in train mode (dropout 0.5), so it differs.
+    for s in range(3):
+        if s != out.segments[0]:
+            torch.testing.assert_close(values[:, s], fresh[s])
+    assert not torch.allclose(values[:, out.segments[0]], fresh[out.segments[0]])
+
+
 def test_missing_zero_reads_unwritten_entries_as_zero(unet3d):
     _, data = unet3d
     seg_model = SegmentModel(small()).eval()

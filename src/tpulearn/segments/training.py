@@ -23,9 +23,9 @@ For a graph split into S segments and its sampled configs, a step (Cao et al., a
 
 Entries never computed yet: with ``missing="fill"`` (the default), before the step the
 missing entries of the sampled configs are filled by a no-grad pass over the segments
-that have any (so a graph's first step sees real scores, not zeros; the pass runs in the
-model's current train/eval mode, like the trained segment's). ``missing="zero"`` reads
-them as 0, as the reference's zero-initialised table does.
+that have any (so a graph's first step sees real scores, not zeros; the pass runs in eval
+mode: no dropout noise is stored, and none is paid for). ``missing="zero"`` reads them as
+0, as the reference's zero-initialised table does.
 """
 
 from __future__ import annotations
@@ -184,8 +184,9 @@ def fill_missing(
     skip: Sequence[int] | None = None,
     chunk: int = FILL_CHUNK,
 ) -> int:
-    """Score, without gradient, every segment holding a never-written entry of the sampled
-    configs, and write those entries (filled entries keep their stored value).
+    """Score, without gradient and in eval mode, every segment holding a never-written
+    entry of the sampled configs, and write those entries (filled entries keep their
+    stored value).
 
     Args:
         skip: per graph, a segment not to fill (the one about to be trained).
@@ -200,12 +201,18 @@ def fill_missing(
         for s in (~filled).any(0).nonzero().squeeze(1).tolist():
             if skip is None or s != skip[b]:
                 jobs.append((b, s, ~filled[:, s]))
-    for start in range(0, len(jobs), chunk):
-        part_jobs = jobs[start : start + chunk]
-        segments = [segment_data(graphs[b], parts[b], s) for b, s, _ in part_jobs]
-        for (b, s, need), score in zip(part_jobs, model.score_segments(segments), strict=True):
-            rows = graphs[b].config_index.to(need.device)[need]
-            table.write(parts[b].key, rows, s, score[need])
+    training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(jobs), chunk):
+            part_jobs = jobs[start : start + chunk]
+            segments = [segment_data(graphs[b], parts[b], s) for b, s, _ in part_jobs]
+            scores = model.score_segments(segments)
+            for (b, s, need), score in zip(part_jobs, scores, strict=True):
+                rows = graphs[b].config_index.to(need.device)[need]
+                table.write(parts[b].key, rows, s, score[need])
+    finally:
+        model.train(training)
     return len(jobs)
 
 
