@@ -106,9 +106,8 @@ def distinct_tuples(
         exact = bool((ids[rep_config[group], rep_slot] == ids).all())
     if exact:
         return inverse, count
-    num_ids = int(_compact(ids.reshape(-1))[1])
-    dense = _compact(ids.reshape(-1))[0].view_as(ids)
-    return merge_slots(dense, slot_row, num_rows, num_ids, by_row)
+    dense, num_ids = _compact(ids.reshape(-1))
+    return merge_slots(dense.view_as(ids), slot_row, num_rows, num_ids, by_row)
 
 
 def representatives(inverse: Tensor, count: int | None = None) -> Tensor:
