@@ -82,9 +82,7 @@ def distinct_tuples(
     """
     num_configs = ids.shape[0]
     device = ids.device
-    counts = torch.bincount(slot_row, minlength=num_rows)
-    first = torch.cumsum(counts, 0) - counts
-    position = torch.arange(slot_row.numel(), device=device) - first[slot_row]
+    counts, first, position = _slot_positions(slot_row, num_rows)
     terms = _mix(_mix(ids) + (position + 1) * _GOLDEN)
     key = torch.zeros(num_configs, num_rows, dtype=torch.long, device=device)
     key.index_add_(1, slot_row, terms)
@@ -117,6 +115,13 @@ def representatives(inverse: Tensor, count: int | None = None) -> Tensor:
     return torch.zeros(m, dtype=torch.long, device=inverse.device).scatter_(0, inverse, pos)
 
 
+def _slot_positions(slot_row: Tensor, num_rows: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Slots per row [R], each row's first slot [R], and each slot's place in its row [S]."""
+    counts = torch.bincount(slot_row, minlength=num_rows)
+    first = torch.cumsum(counts, 0) - counts
+    return counts, first, torch.arange(slot_row.numel(), device=slot_row.device) - first[slot_row]
+
+
 def _compact(key: Tensor) -> tuple[Tensor, int]:
     """Dense ids 0..M-1 of int64 keys (same key, same id)."""
     uniq, inverse = torch.unique(key, return_inverse=True)
@@ -144,11 +149,9 @@ def merge_slots(
     device = ids.device
     # Merge adjacent slots pairwise until every row holds one slot: log2(max degree) rounds.
     while True:
-        counts = torch.bincount(slot_row, minlength=num_rows)
+        counts, _, index = _slot_positions(slot_row, num_rows)
         if ids.shape[1] == 0 or int(counts.max()) <= 1:
             break
-        first = torch.cumsum(counts, 0) - counts  # first slot of each row
-        index = torch.arange(slot_row.numel(), device=device) - first[slot_row]
         lead = index % 2 == 0
         has_next = lead & (index + 1 < counts[slot_row])
         lead_pos = lead.nonzero().squeeze(1)
