@@ -131,19 +131,9 @@ def _compact(key: Tensor) -> tuple[Tensor, int]:
 def merge_slots(
     ids: Tensor, slot_row: Tensor, num_rows: int, num_ids: int, by_row: bool = True
 ) -> tuple[Tensor, int]:
-    """Per (config, row): one id for the ordered tuple of its slots' ids.
-
-    Args:
-        ids: [C, S] int64 in 0..num_ids-1, the id in each slot; slots of one row are
-            contiguous and ``slot_row`` [S] (non-decreasing) names their row.
-        num_rows: R; rows without a slot get the id of the empty tuple.
-        num_ids: an upper bound of ``ids``.
-        by_row: keep equal tuples of different rows apart (rows are nodes); False compares
-            tuples only (every row must then have the same number of slots).
-
-    Returns:
-        ([C, R] ids, count): equal ids exactly when the slot tuples are equal (and, with
-        ``by_row``, the rows are the same row).
+    """What :func:`distinct_tuples` returns, without hashing: adjacent slots are merged
+    pairwise by an integer ``unique`` in log2(max slots per row) rounds. ``ids`` must be
+    dense ids in 0..num_ids-1 (``num_ids`` bounds them); the other arguments as there.
     """
     num_configs = ids.shape[0]
     device = ids.device
