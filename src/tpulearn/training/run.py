@@ -9,6 +9,7 @@ tests compose a config and call them directly.
 from __future__ import annotations
 
 import csv
+import os
 import random
 from pathlib import Path
 
@@ -43,10 +44,14 @@ def train(cfg: DictConfig) -> dict:
     scheduler = instantiate(cfg.scheduler)(optimizer=optimizer) if cfg.get("scheduler") else None
     trainer = instantiate(cfg.trainer)
     out_dir = Path(cfg.out_dir)
-    print(f"data: {data.describe()}")
-    print(f"model: {model!r}")
+    main = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports
+    if main:
+        print(f"data: {data.describe()}")
+        print(f"model: {model!r}")
     result = trainer.fit(model, loss_fn, optimizer, data, out_dir, scheduler, resolved)
     result["data"] = data.describe()
+    if not main:
+        return result
     best = result["best"] or {}
     print(
         f"best validation (step {best.get('step')}, selected on {result['select_metric']}): "

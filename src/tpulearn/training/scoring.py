@@ -40,6 +40,7 @@ def score_dataset(
     chunk: int = 256,
     precision: str = "fp32",
     progress: bool = False,
+    indices: list[int] | None = None,
 ) -> Iterator[GraphScores]:
     """Yield the model's scores for each graph's evaluated configs (the dataset's sampler).
 
@@ -51,13 +52,15 @@ def score_dataset(
         chunk: configs per forward pass.
         precision: ``"fp32"`` or ``"bf16"``.
         progress: show a tqdm bar over graphs.
+        indices: score only these graphs of the dataset (default: all, in order).
     """
     device = torch.device(device)
     was_training = model.training
     model.eval()
     score = getattr(model, "score", model)
     try:
-        for i in tqdm(range(len(dataset)), desc="scoring", disable=not progress):
+        order = range(len(dataset)) if indices is None else indices
+        for i in tqdm(order, desc="scoring", disable=not progress):
             parts, runtimes, rows, stem = [], [], [], None
             for data in dataset.sample_chunks(i, chunk):
                 stem = data.stem

@@ -3,6 +3,7 @@ checkpoints) live here and nowhere in the library below it."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import resource
 import sys
@@ -15,6 +16,7 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
+from . import distributed as dist_utils
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .scoring import autocast, evaluate_scores, score_dataset
 
@@ -36,7 +38,8 @@ class Trainer:
     Args:
         max_steps: optimizer steps.
         graphs_per_batch: graphs per step (each with its own sample of configs); the loss
-            is the mean over them.
+            is the mean over them. Under ``torchrun`` this is the global batch: each of the
+            N processes takes ``graphs_per_batch / N`` graphs of its own.
         grad_clip: max gradient norm (``None`` or 0: no clipping).
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         precision: ``"fp32"`` or ``"bf16"`` (autocast, on CUDA or on CPUs with bf16
@@ -55,6 +58,10 @@ class Trainer:
             :class:`~tpulearn.segments.SegmentModel` with segments enabled: ``keep_prob``,
             ``rescale``, ``missing``, ``fill_chunk``, ``dropout_unit`` (see
             :class:`~tpulearn.segments.GSTTrainer`).
+        shards: graph ownership groups (``None``: the number of processes). Graph ``i``
+            belongs to shard ``i % shards`` and each step takes ``graphs_per_batch /
+            shards`` graphs from every shard, so a one-process run with ``shards=N`` sees
+            exactly the batches of an N-process run.
     """
 
     def __init__(
@@ -73,6 +80,7 @@ class Trainer:
         seed: int = 0,
         resume: bool | str = False,
         gst: dict | None = None,
+        shards: int | None = None,
     ):
         self.max_steps, self.graphs_per_batch, self.grad_clip = (
             max_steps,
@@ -84,49 +92,113 @@ class Trainer:
         self.log_every, self.seed, self.resume = log_every, seed, resume
         self.gst_settings = dict(gst or {})
         self.gst = None  # a GSTTrainer once fit() meets a segment model
-        self._order_key: tuple[int, int] | None = None
-        self._order = np.empty(0, dtype=np.int64)
+        self.shards = shards
+        self._orders: dict[tuple[int, int, int, int], np.ndarray] = {}
+        self.world = dist_utils.World()
         self.progress = sys.stderr.isatty() if progress == "auto" else bool(progress)
 
     # ---------------------------------------------------------------- batches
 
-    def graph_indices(self, step: int, num_graphs: int) -> list[tuple[int, int]]:
-        """(epoch, graph) pairs of one step: each epoch visits every graph once in an order
-        fixed by (seed, epoch), so a resumed run sees the same batches."""
+    def graph_indices(
+        self, step: int, num_graphs: int, shards: int = 1, ranks=None
+    ) -> list[tuple[int, int]]:
+        """(epoch, graph) pairs of one step for the shards ``ranks`` (default: all).
+
+        Each shard owns graphs ``i % shards == rank`` and visits them once per epoch in
+        the order of one permutation of all graphs fixed by (seed, epoch), so a resumed run
+        sees the same batches. With one shard this is that permutation itself.
+        """
+        per_shard = self.graphs_per_batch // shards
         out = []
-        for k in range(step * self.graphs_per_batch, (step + 1) * self.graphs_per_batch):
-            epoch, pos = divmod(k, num_graphs)
-            out.append((epoch, int(self._epoch_order(epoch, num_graphs)[pos])))
+        for rank in range(shards) if ranks is None else ranks:
+            owned = (num_graphs - rank + shards - 1) // shards
+            for k in range(step * per_shard, (step + 1) * per_shard):
+                epoch, pos = divmod(k, owned)
+                out.append((epoch, int(self._epoch_order(epoch, num_graphs, shards, rank)[pos])))
         return out
 
-    def _epoch_order(self, epoch: int, num_graphs: int) -> np.ndarray:
+    def _epoch_order(self, epoch: int, num_graphs: int, shards: int, rank: int) -> np.ndarray:
         # One permutation per epoch, kept until the epoch changes (not redrawn per graph).
-        if self._order_key != (epoch, num_graphs):
-            self._order_key = (epoch, num_graphs)
-            self._order = np.random.default_rng((self.seed, epoch)).permutation(num_graphs)
-        return self._order
+        key = (epoch, num_graphs, shards, rank)
+        if key not in self._orders:
+            perm = np.random.default_rng((self.seed, epoch)).permutation(num_graphs)
+            # Keep the two newest epochs per shard: a step may straddle an epoch boundary.
+            stale = [k for k in self._orders if k[1:] == key[1:] and k[0] < epoch - 1]
+            for k in stale:
+                del self._orders[k]
+            self._orders[key] = perm[perm % shards == rank]
+        return self._orders[key]
+
+    def _shards(self, num_graphs: int) -> int:
+        shards = self.shards or self.world.size
+        if self.world.distributed and shards != self.world.size:
+            raise ValueError(
+                f"trainer.shards={shards} but {self.world.size} processes run; leave it "
+                "null (one shard per process)"
+            )
+        if shards < 1 or self.graphs_per_batch % shards:
+            raise ValueError(
+                f"trainer.graphs_per_batch={self.graphs_per_batch} must be a multiple of the "
+                f"number of shards ({shards}: processes or trainer.shards)"
+            )
+        if num_graphs < shards:
+            raise ValueError(
+                f"{num_graphs} training graphs cannot be shared by {shards} shards: every "
+                "process needs at least one graph"
+            )
+        return shards
 
     # ---------------------------------------------------------------- fit
 
     def fit(self, model, loss_fn, optimizer, data, out_dir, scheduler=None, config=None):
         """Train, validate, checkpoint; return the best validation metrics and paths.
 
+        Under ``torchrun`` every process calls this: the model is wrapped in
+        :class:`~torch.nn.parallel.DistributedDataParallel`, each process trains on and
+        validates the graphs it owns, losses and metrics are reduced over all processes,
+        and only rank 0 writes checkpoints, TensorBoard events and progress.
+
         Args:
             model: config-scoring model.
             loss_fn: ``loss_fn(scores [1, C], runtime [1, C]) -> scalar``.
             optimizer, scheduler: torch optimizer and optional LR scheduler (stepped each step).
             data: a :class:`~tpulearn.training.data.CollectionData`.
-            out_dir: run folder (checkpoints, TensorBoard events).
+            out_dir: run folder (checkpoints, TensorBoard events); rank 0's is used by all.
             config: the resolved config, stored in checkpoints.
         """
-        out_dir = Path(out_dir)
+        world = self.world = dist_utils.setup(self.device)
+        try:
+            return self._fit(model, loss_fn, optimizer, data, out_dir, scheduler, config)
+        finally:
+            dist_utils.teardown(world)
+            self.world = dist_utils.World()
+
+    def _fit(self, model, loss_fn, optimizer, data, out_dir, scheduler, config):
+        world = self.world
+        if world.distributed and self.device.type == "cuda":
+            self.device = torch.device("cuda", dist_utils.cuda_index(world.local_rank))
+        out_dir = Path(dist_utils.broadcast(str(out_dir), world))
         resume = self.resume
         if resume is True or resume == "true":
             resume = out_dir / "checkpoints" / "last.pt"
         model.to(self.device)
-        self.gst = self._gst_trainer(model)
-        train_set = data.train_set()
+        self.gst = self._gst_trainer(model, world.rank)
+        train_set = self._train_set(data, world)
         valid_set = data.eval_set("valid")
+        shards = self._shards(len(train_set))
+        ranks = [world.rank] if world.distributed else None
+        runner = _StepModule(model, self.gst)
+        if world.distributed:
+            runner = torch.nn.parallel.DistributedDataParallel(
+                runner,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                # A step may leave parameters unused (e.g. a GST segment without
+                # configurable nodes never reaches the config encoder).
+                find_unused_parameters=True,
+            )
+            # Same initial weights everywhere (DDP broadcast them); own dropout streams.
+            if world.rank:
+                torch.manual_seed(self.seed * 1_000_003 + world.rank)
         start, best, history, bad = 0, None, [], 0
         if resume:
             state = load_checkpoint(resume, (config or {}).get("model"))
@@ -134,43 +206,59 @@ class Trainer:
             optimizer.load_state_dict(state["optimizer"])
             if scheduler is not None and state.get("scheduler"):
                 scheduler.load_state_dict(state["scheduler"])
-            set_rng_state(state["rng"])
+            ranks_rng = state.get("rng_ranks") or [state["rng"]]
+            set_rng_state(ranks_rng[world.rank] if len(ranks_rng) == world.size else state["rng"])
             if self.gst is not None and state.get("gst"):
-                self.gst.load_state_dict(state["gst"])
+                self._load_gst_state(state["gst"], train_set, shards)
             start, best, history, bad = state["step"], state["best"], state["history"], state["bad"]
 
-        writer = SummaryWriter(str(out_dir / "tensorboard"), purge_step=start or None)
+        writer = (
+            SummaryWriter(str(out_dir / "tensorboard"), purge_step=start or None)
+            if world.main
+            else _NullWriter()
+        )
         ckpt = {
             "last": out_dir / "checkpoints" / "last.pt",
             "best": out_dir / "checkpoints" / "best.pt",
         }
 
         def save(which: str, step: int) -> None:
+            # Collectives first (every rank takes part), then rank 0 writes.
+            gst_states = dist_utils.all_gather(
+                self.gst.state_dict() if self.gst is not None else None, world
+            )
+            rngs = dist_utils.all_gather(rng_state(), world)
+            if not world.main:
+                return
             save_checkpoint(
                 ckpt[which],
                 {
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                    "rng": rng_state(),
+                    "rng": rngs[0],
+                    "rng_ranks": rngs if world.distributed else None,
                     "step": step,
                     "best": best,
                     "history": history,
                     "bad": bad,
                     **data.feature_state(),
-                    "gst": self.gst.state_dict() if self.gst is not None else None,
+                    "gst": _merge_gst_states(gst_states) if self.gst is not None else None,
                     "config": config or {},
                 },
             )
 
-        bar = tqdm(total=self.max_steps, initial=start, desc="train", disable=not self.progress)
+        show = self.progress and world.main
+        bar = tqdm(total=self.max_steps, initial=start, desc="train", disable=not show)
         seen, t0 = 0, time.perf_counter()
         step = start
-        loader = Prefetcher(train_set, lambda s: self.graph_indices(s, len(train_set)))
+        loader = Prefetcher(
+            train_set, lambda s: self.graph_indices(s, len(train_set), shards, ranks)
+        )
         try:
             for step in range(start, self.max_steps):
                 graphs = loader.get(step, self.max_steps)
-                loss, configs = self._step(model, loss_fn, optimizer, train_set, graphs, step)
+                loss, configs = self._step(runner, loss_fn, optimizer, train_set, graphs, step)
                 if scheduler is not None:
                     scheduler.step()
                 seen += configs
@@ -180,7 +268,7 @@ class Trainer:
                 writer.add_scalar("train/configs_per_s", rate, step + 1)
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.4f}", cfg_s=f"{rate:.0f}")
-                if not self.progress and (step + 1) % self.log_every == 0:
+                if world.main and not self.progress and (step + 1) % self.log_every == 0:
                     print(
                         f"step {step + 1}/{self.max_steps} loss {loss:.4f} {rate:.0f} configs/s",
                         flush=True,
@@ -188,7 +276,8 @@ class Trainer:
                 if (step + 1) % self.val_every == 0 or step + 1 == self.max_steps:
                     metrics = self.validate(model, valid_set, data)
                     history.append({"step": step + 1, "loss": loss, **metrics})
-                    print(f"valid step {step + 1}: " + _fmt(metrics), flush=True)
+                    if world.main:
+                        print(f"valid step {step + 1}: " + _fmt(metrics), flush=True)
                     for k, v in metrics.items():
                         writer.add_scalar(f"valid/{k}", v, step + 1)
                     writer.add_scalar("memory/max_rss_mb", _max_rss_mb(), step + 1)
@@ -208,9 +297,14 @@ class Trainer:
                     if improved:
                         save("best", step + 1)
                     if self.patience and bad >= self.patience:
-                        print(f"early stop at step {step + 1}: {bad} validations without gain")
+                        if world.main:
+                            print(f"early stop at step {step + 1}: {bad} validations without gain")
                         break
         except KeyboardInterrupt:
+            if world.distributed:
+                # The other processes may be gone: no collective can run, so no save.
+                print(f"interrupted at step {step}; resume from {ckpt['last']} (last validation)")
+                raise
             save("last", step)
             print(f"interrupted: saved {ckpt['last']} at step {step}; resume with")
             print(f"  trainer.resume={ckpt['last']}")
@@ -226,14 +320,48 @@ class Trainer:
             "checkpoints": {k: str(v) for k, v in ckpt.items()},
             "tensorboard": str(out_dir / "tensorboard"),
             "max_rss_mb": _max_rss_mb(),
+            "world": {"rank": world.rank, "size": world.size},
         }
 
-    def _gst_trainer(self, model):
+    def _train_set(self, data, world):
+        """The training split; under torchrun rank 0 fits the feature statistics once and
+        sends them to the others (every rank would compute the same from all files)."""
+        if not world.distributed:
+            return data.train_set()
+        train_set = data.train_set() if world.main else None
+        state = dist_utils.broadcast(data.feature_state() if world.main else None, world)
+        if not world.main:
+            data.load_feature_state(state)
+            train_set = data.train_set()
+        return train_set
+
+    def _load_gst_state(self, state: dict, train_set, shards: int) -> None:
+        """Restore the history entries of the graphs this process owns (all of them in a
+        one-process run), and its own RNG when the run had as many processes."""
+        world = self.world
+        table = state["table"]
+        if world.distributed:
+            stems = set(train_set.stems)
+            mine = {train_set.stems[i] for i in dist_utils.owned(len(stems), world.rank, shards)}
+            # Keys are partition keys, "stem:num_nodes:method:limit".
+            table = {
+                part: {k: v for k, v in table[part].items() if k.rsplit(":", 3)[0] in mine}
+                for part in table
+            }
+        generators = state.get("generators") or [state["generator"]]
+        generator = generators[world.rank] if len(generators) == world.size else None
+        self.gst.table.load_state_dict(table)
+        if generator is not None:
+            self.gst.generator.set_state(generator)
+
+    def _gst_trainer(self, model, rank: int = 0):
         from ..segments import GSTTrainer, SegmentModel
 
         if not (isinstance(model, SegmentModel) and model.enabled):
             return None
-        return GSTTrainer(model, seed=self.seed, **self.gst_settings)
+        # Rank 0 keeps the run's seed (a one-process run is rank 0); the others their own.
+        seed = self.seed if rank == 0 else self.seed * 1_000_003 + rank
+        return GSTTrainer(model, seed=seed, **self.gst_settings)
 
     def _metric_name(self, metrics: dict) -> str:
         if self.select_metric == "auto":
@@ -245,34 +373,92 @@ class Trainer:
             )
         return self.select_metric
 
-    def _step(self, model, loss_fn, optimizer, train_set, graphs, step) -> tuple[float, int]:
-        """One optimizer step over ``graphs``, the step's (graph index, data) pairs."""
-        model.train()
+    def _step(self, runner, loss_fn, optimizer, train_set, graphs, step) -> tuple[float, int]:
+        """One optimizer step over ``graphs``, this process's (graph index, data) pairs.
+
+        Returns the step's loss (the mean over the global batch) and the configs scored by
+        all processes. Under DDP gradients are averaged over processes once, after the
+        last graph; every process holds the same number of graphs, so the result equals
+        one process training on the whole batch.
+        """
+        runner.train()
         optimizer.zero_grad(set_to_none=True)
         total, configs = 0.0, 0
-        for idx, data in graphs:
+        ddp = isinstance(runner, torch.nn.parallel.DistributedDataParallel)
+        for i, (idx, data) in enumerate(graphs):
             data = data.to(self.device)
-            with autocast(self.device, self.precision):
-                if self.gst is not None:
-                    # One segment carries the gradient; the rest come from the history table.
-                    scores = self.gst.step([data], [train_set.num_configs[idx]])[0]
-                else:
-                    scores = model(data)
-            loss = loss_fn(scores.float()[None], data.config_runtime[None]) / len(graphs)
-            loss.backward()
+            last = i == len(graphs) - 1
+            sync = runner.no_sync() if ddp and not last else contextlib.nullcontext()
+            with sync:
+                with autocast(self.device, self.precision):
+                    # GST: one segment carries the gradient, the rest come from the table.
+                    scores = runner(data, train_set.num_configs[idx])
+                loss = loss_fn(scores.float()[None], data.config_runtime[None]) / len(graphs)
+                loss.backward()
             total += loss.item()
             configs += data.config_runtime.numel()
         if self.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
+            torch.nn.utils.clip_grad_norm_(runner.parameters(), self.grad_clip)
         optimizer.step()
+        total, configs = dist_utils.all_sum([total, configs], self.world, self.device)
+        total /= self.world.size
         if not math.isfinite(total):
             raise FloatingPointError(f"non-finite training loss at step {step + 1}")
-        return total, configs
+        return total, int(configs)
 
     def validate(self, model, valid_set, data) -> dict:
-        graphs = list(score_dataset(model, valid_set, self.device, data.eval_chunk, self.precision))
-        metrics, _ = evaluate_scores(data.collection, graphs)
+        """Metrics of the validation split; under torchrun each process scores the graphs
+        it owns and the scores of all are gathered before the metrics are computed."""
+        world = self.world
+        indices = dist_utils.owned(len(valid_set), world.rank, world.size)
+        graphs = score_dataset(
+            model, valid_set, self.device, data.eval_chunk, self.precision, indices=indices
+        )
+        mine = list(zip(indices, graphs, strict=True))
+        every = sorted(
+            (pair for part in dist_utils.all_gather(mine, world) for pair in part),
+            key=lambda pair: pair[0],
+        )
+        metrics, _ = evaluate_scores(data.collection, [g for _, g in every])
         return metrics
+
+
+class _StepModule(torch.nn.Module):
+    """The model's training forward for one graph (a GST step for segment models), as a
+    module so that DistributedDataParallel can wrap it."""
+
+    def __init__(self, model, gst):
+        super().__init__()
+        self.model = model
+        self.gst = gst  # a GSTTrainer or None (not a module: no parameters of its own)
+
+    def forward(self, data, num_configs: int):
+        if self.gst is not None:
+            return self.gst.step([data], [num_configs])[0]
+        return self.model(data)
+
+
+class _NullWriter:
+    """Stands in for the SummaryWriter on ranks other than 0."""
+
+    def add_scalar(self, *args, **kwargs) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _merge_gst_states(states: list[dict]) -> dict:
+    """One GST state from every process's: the union of their history tables (each owns
+    its graphs), rank 0's generator, and every rank's generator for a same-size resume."""
+    values, filled = {}, {}
+    for state in states:
+        values.update(state["table"]["values"])
+        filled.update(state["table"]["filled"])
+    merged = {"table": {"values": values, "filled": filled}, "generator": states[0]["generator"]}
+    if len(states) > 1:
+        merged["generators"] = [state["generator"] for state in states]
+    return merged
 
 
 class Prefetcher:
