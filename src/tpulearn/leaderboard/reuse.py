@@ -1,0 +1,67 @@
+"""Whether a run folder's checkpoints can be reused or resumed: they must have been made
+with the requested config, up to the keys that do not change what a run trains."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+# Config keys that do not change what a run trains: ignored when reusing a checkpoint.
+IGNORED_KEYS = {
+    "out_dir",
+    "trainer.progress",
+    "trainer.log_every",
+    "trainer.resume",
+    "trainer.device",
+    "data.eval_chunk",
+    "data.cache_dir",
+    "model.segments_per_batch",
+}
+
+
+def _flatten(tree: Mapping, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping) and value:
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def config_differences(stored: Mapping, wanted: Mapping) -> list[str]:
+    """Keys (dotted) whose values differ, ignoring those of :data:`IGNORED_KEYS`."""
+    a, b = _flatten(stored), _flatten(wanted)
+    return [
+        f"{k}: checkpoint {a.get(k)!r} vs requested {b.get(k)!r}"
+        for k in sorted(set(a) | set(b))
+        if k not in IGNORED_KEYS and a.get(k) != b.get(k)
+    ]
+
+
+def existing_run(run_dir: Path, wanted: Mapping) -> tuple[str, int | None]:
+    """What to do with a run folder, and the step of its best checkpoint: ``"train"``
+    (no checkpoint), ``"reuse"`` (finished, same config) or ``"resume"`` (interrupted,
+    same config).
+
+    Raises:
+        CheckpointMismatchError: a checkpoint there was made with another config.
+    """
+    from ..training import CheckpointMismatchError, load_checkpoint
+
+    best, last = run_dir / "checkpoints" / "best.pt", run_dir / "checkpoints" / "last.pt"
+    states = {p: load_checkpoint(p) for p in (best, last) if p.is_file()}
+    for path, state in states.items():
+        diff = config_differences(state.get("config", {}), wanted)
+        if diff:
+            shown = "; ".join(diff[:5]) + (f"; and {len(diff) - 5} more" if len(diff) > 5 else "")
+            raise CheckpointMismatchError(
+                f"{path} was made with another config ({shown}); pass --retrain to replace "
+                "it, or --out for another folder"
+            )
+    if last in states:
+        state, trainer = states[last], wanted["trainer"]
+        stopped = trainer.get("patience") and state["bad"] >= trainer["patience"]
+        if state["step"] < trainer["max_steps"] and not stopped:
+            return "resume", None
+    return ("reuse", states[best]["step"]) if best in states else ("train", None)
