@@ -14,8 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from tpulearn.data.synthetic.writer import write_layout_collection
 from tpulearn.training import Trainer
-from tpulearn.training.distributed import World, owned
-from tpulearn.training.trainer import _merge_gst_states
+from tpulearn.training.distributed import World, merge_gst_states, owned
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = [
@@ -97,7 +96,7 @@ def test_gst_states_merge_and_each_rank_reloads_only_its_graphs():
 
     rank0 = _state(["g0:10:contiguous:4", "g2:10:contiguous:4"], 1)
     rank1 = _state(["g1:12:contiguous:4", "g3:9:contiguous:4"], 2)
-    merged = _merge_gst_states([rank0, rank1])
+    merged = merge_gst_states([rank0, rank1])
     assert sorted(merged["table"]["values"]) == sorted(
         [*rank0["table"]["values"], *rank1["table"]["values"]]
     )

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tpulearn.training.trainer import Prefetcher
+from tpulearn.training.prefetch import Prefetcher
 
 
 class Recorder:

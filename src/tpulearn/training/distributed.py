@@ -137,3 +137,41 @@ def broadcast(obj, world: World):
 def barrier(world: World) -> None:
     if world.distributed:
         dist.barrier()
+
+
+class StepModule(torch.nn.Module):
+    """The model's training forward for one graph (a GST step for segment models), as a
+    module so that DistributedDataParallel can wrap it."""
+
+    def __init__(self, model, gst):
+        super().__init__()
+        self.model = model
+        self.gst = gst  # a GSTTrainer or None (not a module: no parameters of its own)
+
+    def forward(self, data, num_configs: int):
+        if self.gst is not None:
+            return self.gst.step([data], [num_configs])[0]
+        return self.model(data)
+
+
+class NullWriter:
+    """Stands in for the SummaryWriter on ranks other than 0."""
+
+    def add_scalar(self, *args, **kwargs) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def merge_gst_states(states: list[dict]) -> dict:
+    """One GST state from every process's: the union of their history tables (each owns
+    its graphs), rank 0's generator, and every rank's generator for a same-size resume."""
+    values, filled = {}, {}
+    for state in states:
+        values.update(state["table"]["values"])
+        filled.update(state["table"]["filled"])
+    merged = {"table": {"values": values, "filled": filled}, "generator": states[0]["generator"]}
+    if len(states) > 1:
+        merged["generators"] = [state["generator"] for state in states]
+    return merged

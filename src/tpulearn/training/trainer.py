@@ -8,7 +8,7 @@ import math
 import resource
 import sys
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from . import distributed as dist_utils
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .prefetch import Prefetcher
 from .scoring import autocast, evaluate_scores, score_dataset
 
 # Metrics where a larger value is better; the rest (errors) are minimised.
@@ -30,6 +31,31 @@ def resolve_device(device: str) -> torch.device:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError("trainer.device=cuda but no CUDA device is available")
     return torch.device(device)
+
+
+@dataclass
+class _Run:
+    """What one ``fit`` carries from step to step (and into checkpoints)."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    data: object
+    config: dict
+    step: int = 0
+    best: dict | None = None
+    history: list = field(default_factory=list)
+    bad: int = 0
+
+    def record(self, step: int, loss: float, metrics: dict, metric: str) -> bool:
+        """Add a validation; True when it is the best so far on ``metric``."""
+        self.history.append({"step": step, "loss": loss, **metrics})
+        improved = self.best is None or _better(metrics[metric], self.best[metric], metric)
+        if improved:
+            self.best, self.bad = {"step": step, **metrics}, 0
+        else:
+            self.bad += 1
+        return improved
 
 
 class Trainer:
@@ -178,135 +204,67 @@ class Trainer:
         if world.distributed and self.device.type == "cuda":
             self.device = torch.device("cuda", dist_utils.cuda_index(world.local_rank))
         out_dir = Path(dist_utils.broadcast(str(out_dir), world))
-        resume = self.resume
-        if resume is True or resume == "true":
-            resume = out_dir / "checkpoints" / "last.pt"
         model.to(self.device)
         self.gst = self._gst_trainer(model, world.rank)
         train_set = self._train_set(data, world)
         valid_set = data.eval_set("valid")
         shards = self._shards(len(train_set))
-        ranks = [world.rank] if world.distributed else None
-        runner = _StepModule(model, self.gst)
-        if world.distributed:
-            runner = torch.nn.parallel.DistributedDataParallel(
-                runner,
-                device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                # A step may leave parameters unused (e.g. a GST segment without
-                # configurable nodes never reaches the config encoder).
-                find_unused_parameters=True,
-            )
-            # Same initial weights everywhere (DDP broadcast them); own dropout streams.
-            if world.rank:
-                torch.manual_seed(self.seed * 1_000_003 + world.rank)
-        start, best, history, bad = 0, None, [], 0
+        runner = self._runner(model)
+        run = _Run(model, optimizer, scheduler, data, config or {})
+        resume = self.resume
+        if resume is True or resume == "true":
+            resume = out_dir / "checkpoints" / "last.pt"
         if resume:
-            state = load_checkpoint(resume, (config or {}).get("model"))
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            if scheduler is not None and state.get("scheduler"):
-                scheduler.load_state_dict(state["scheduler"])
-            ranks_rng = state.get("rng_ranks") or [state["rng"]]
-            set_rng_state(ranks_rng[world.rank] if len(ranks_rng) == world.size else state["rng"])
-            if self.gst is not None and state.get("gst"):
-                self._load_gst_state(state["gst"], train_set, shards)
-            start, best, history, bad = state["step"], state["best"], state["history"], state["bad"]
-
+            self._restore(run, resume, train_set, shards)
         writer = (
-            SummaryWriter(str(out_dir / "tensorboard"), purge_step=start or None)
+            SummaryWriter(str(out_dir / "tensorboard"), purge_step=run.step or None)
             if world.main
-            else _NullWriter()
+            else dist_utils.NullWriter()
         )
-        ckpt = {
-            "last": out_dir / "checkpoints" / "last.pt",
-            "best": out_dir / "checkpoints" / "best.pt",
-        }
-
-        def save(which: str, step: int) -> None:
-            # Collectives first (every rank takes part), then rank 0 writes.
-            gst_states = dist_utils.all_gather(
-                self.gst.state_dict() if self.gst is not None else None, world
-            )
-            rngs = dist_utils.all_gather(rng_state(), world)
-            if not world.main:
-                return
-            save_checkpoint(
-                ckpt[which],
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                    "rng": rngs[0],
-                    "rng_ranks": rngs if world.distributed else None,
-                    "step": step,
-                    "best": best,
-                    "history": history,
-                    "bad": bad,
-                    **data.feature_state(),
-                    "gst": _merge_gst_states(gst_states) if self.gst is not None else None,
-                    "config": config or {},
-                },
-            )
-
-        show = self.progress and world.main
-        bar = tqdm(total=self.max_steps, initial=start, desc="train", disable=not show)
+        ckpt = {k: out_dir / "checkpoints" / f"{k}.pt" for k in ("last", "best")}
+        bar = tqdm(
+            total=self.max_steps,
+            initial=run.step,
+            desc="train",
+            disable=not (self.progress and world.main),
+        )
         seen, t0 = 0, time.perf_counter()
-        step = start
+        ranks = [world.rank] if world.distributed else None
         loader = Prefetcher(
             train_set, lambda s: self.graph_indices(s, len(train_set), shards, ranks)
         )
         try:
-            for step in range(start, self.max_steps):
+            for step in range(run.step, self.max_steps):
                 graphs = loader.get(step, self.max_steps)
                 loss, configs = self._step(runner, loss_fn, optimizer, train_set, graphs, step)
                 if scheduler is not None:
                     scheduler.step()
+                run.step = step + 1
                 seen += configs
                 rate = seen / max(time.perf_counter() - t0, 1e-9)
-                writer.add_scalar("train/loss", loss, step + 1)
-                writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], step + 1)
-                writer.add_scalar("train/configs_per_s", rate, step + 1)
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss:.4f}", cfg_s=f"{rate:.0f}")
-                if world.main and not self.progress and (step + 1) % self.log_every == 0:
-                    print(
-                        f"step {step + 1}/{self.max_steps} loss {loss:.4f} {rate:.0f} configs/s",
-                        flush=True,
-                    )
-                if (step + 1) % self.val_every == 0 or step + 1 == self.max_steps:
+                self._log_step(writer, bar, run, loss, rate)
+                if run.step % self.val_every == 0 or run.step == self.max_steps:
                     metrics = self.validate(model, valid_set, data)
-                    history.append({"step": step + 1, "loss": loss, **metrics})
-                    if world.main:
-                        print(f"valid step {step + 1}: " + _fmt(metrics), flush=True)
-                    for k, v in metrics.items():
-                        writer.add_scalar(f"valid/{k}", v, step + 1)
-                    writer.add_scalar("memory/max_rss_mb", _max_rss_mb(), step + 1)
-                    if self.device.type == "cuda":
-                        writer.add_scalar(
-                            "memory/cuda_max_mb",
-                            torch.cuda.max_memory_allocated() / 2**20,
-                            step + 1,
-                        )
-                    metric = self._metric_name(metrics)
-                    improved = best is None or _better(metrics[metric], best[metric], metric)
+                    self._log_validation(writer, run.step, metrics)
+                    improved = run.record(run.step, loss, metrics, self._metric_name(metrics))
+                    self._save(run, ckpt["last"])
                     if improved:
-                        best, bad = {"step": step + 1, **metrics}, 0
-                    else:
-                        bad += 1
-                    save("last", step + 1)
-                    if improved:
-                        save("best", step + 1)
-                    if self.patience and bad >= self.patience:
+                        self._save(run, ckpt["best"])
+                    if self.patience and run.bad >= self.patience:
                         if world.main:
-                            print(f"early stop at step {step + 1}: {bad} validations without gain")
+                            print(
+                                f"early stop at step {run.step}: {run.bad} validations without gain"
+                            )
                         break
         except KeyboardInterrupt:
             if world.distributed:
                 # The other processes may be gone: no collective can run, so no save.
-                print(f"interrupted at step {step}; resume from {ckpt['last']} (last validation)")
+                print(
+                    f"interrupted at step {run.step}; resume from {ckpt['last']} (last validation)"
+                )
                 raise
-            save("last", step)
-            print(f"interrupted: saved {ckpt['last']} at step {step}; resume with")
+            self._save(run, ckpt["last"])
+            print(f"interrupted: saved {ckpt['last']} at step {run.step}; resume with")
             print(f"  trainer.resume={ckpt['last']}")
             raise
         finally:
@@ -314,14 +272,99 @@ class Trainer:
             bar.close()
             writer.close()
         return {
-            "best": best,
-            "select_metric": self._metric_name(best) if best else None,
-            "history": history,
+            "best": run.best,
+            "select_metric": self._metric_name(run.best) if run.best else None,
+            "history": run.history,
             "checkpoints": {k: str(v) for k, v in ckpt.items()},
             "tensorboard": str(out_dir / "tensorboard"),
             "max_rss_mb": _max_rss_mb(),
             "world": {"rank": world.rank, "size": world.size},
         }
+
+    def _runner(self, model):
+        """What a training step calls: the model's step forward, in DDP under torchrun."""
+        runner = dist_utils.StepModule(model, self.gst)
+        world = self.world
+        if not world.distributed:
+            return runner
+        runner = torch.nn.parallel.DistributedDataParallel(
+            runner,
+            device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            # A step may leave parameters unused (e.g. a GST segment without
+            # configurable nodes never reaches the config encoder).
+            find_unused_parameters=True,
+        )
+        # Same initial weights everywhere (DDP broadcast them); own dropout streams.
+        if world.rank:
+            torch.manual_seed(self.seed * 1_000_003 + world.rank)
+        return runner
+
+    def _restore(self, run: _Run, path, train_set, shards: int) -> None:
+        """Continue from a checkpoint: weights, optimizer, scheduler, RNGs, GST history."""
+        state = load_checkpoint(path, run.config.get("model"))
+        run.model.load_state_dict(state["model"])
+        run.optimizer.load_state_dict(state["optimizer"])
+        if run.scheduler is not None and state.get("scheduler"):
+            run.scheduler.load_state_dict(state["scheduler"])
+        world = self.world
+        per_rank = state.get("rng_ranks") or [state["rng"]]
+        set_rng_state(per_rank[world.rank] if len(per_rank) == world.size else state["rng"])
+        if self.gst is not None and state.get("gst"):
+            self._load_gst_state(state["gst"], train_set, shards)
+        run.step, run.best, run.history, run.bad = (
+            state["step"],
+            state["best"],
+            state["history"],
+            state["bad"],
+        )
+
+    def _save(self, run: _Run, path: Path) -> None:
+        """Checkpoint at ``run.step``: collectives first (every rank takes part), then rank 0
+        writes, with every rank's RNG state and history entries."""
+        world = self.world
+        gst_states = dist_utils.all_gather(
+            self.gst.state_dict() if self.gst is not None else None, world
+        )
+        rngs = dist_utils.all_gather(rng_state(), world)
+        if not world.main:
+            return
+        scheduler = run.scheduler
+        save_checkpoint(
+            path,
+            {
+                "model": run.model.state_dict(),
+                "optimizer": run.optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                "rng": rngs[0],
+                "rng_ranks": rngs if world.distributed else None,
+                "step": run.step,
+                "best": run.best,
+                "history": run.history,
+                "bad": run.bad,
+                **run.data.feature_state(),
+                "gst": dist_utils.merge_gst_states(gst_states) if self.gst else None,
+                "config": run.config,
+            },
+        )
+
+    def _log_step(self, writer, bar, run: _Run, loss: float, rate: float) -> None:
+        step = run.step
+        writer.add_scalar("train/loss", loss, step)
+        writer.add_scalar("train/lr", run.optimizer.param_groups[0]["lr"], step)
+        writer.add_scalar("train/configs_per_s", rate, step)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.4f}", cfg_s=f"{rate:.0f}")
+        if self.world.main and not self.progress and step % self.log_every == 0:
+            print(f"step {step}/{self.max_steps} loss {loss:.4f} {rate:.0f} configs/s", flush=True)
+
+    def _log_validation(self, writer, step: int, metrics: dict) -> None:
+        if self.world.main:
+            print(f"valid step {step}: " + _fmt(metrics), flush=True)
+        for k, v in metrics.items():
+            writer.add_scalar(f"valid/{k}", v, step)
+        writer.add_scalar("memory/max_rss_mb", _max_rss_mb(), step)
+        if self.device.type == "cuda":
+            writer.add_scalar("memory/cuda_max_mb", torch.cuda.max_memory_allocated() / 2**20, step)
 
     def _train_set(self, data, world):
         """The training split; under torchrun rank 0 fits the feature statistics once and
@@ -421,78 +464,6 @@ class Trainer:
         )
         metrics, _ = evaluate_scores(data.collection, [g for _, g in every])
         return metrics
-
-
-class _StepModule(torch.nn.Module):
-    """The model's training forward for one graph (a GST step for segment models), as a
-    module so that DistributedDataParallel can wrap it."""
-
-    def __init__(self, model, gst):
-        super().__init__()
-        self.model = model
-        self.gst = gst  # a GSTTrainer or None (not a module: no parameters of its own)
-
-    def forward(self, data, num_configs: int):
-        if self.gst is not None:
-            return self.gst.step([data], [num_configs])[0]
-        return self.model(data)
-
-
-class _NullWriter:
-    """Stands in for the SummaryWriter on ranks other than 0."""
-
-    def add_scalar(self, *args, **kwargs) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _merge_gst_states(states: list[dict]) -> dict:
-    """One GST state from every process's: the union of their history tables (each owns
-    its graphs), rank 0's generator, and every rank's generator for a same-size resume."""
-    values, filled = {}, {}
-    for state in states:
-        values.update(state["table"]["values"])
-        filled.update(state["table"]["filled"])
-    merged = {"table": {"values": values, "filled": filled}, "generator": states[0]["generator"]}
-    if len(states) > 1:
-        merged["generators"] = [state["generator"] for state in states]
-    return merged
-
-
-class Prefetcher:
-    """Reads the graphs of step s + 1 in a background thread while step s computes (file
-    reading and decompression release the GIL). Only this thread touches the dataset, in
-    step order, so the samples are those of a sequential run.
-
-    Args:
-        dataset: the training dataset (``set_epoch`` + indexing).
-        pairs_of: ``step -> [(epoch, graph index), ...]``.
-    """
-
-    def __init__(self, dataset, pairs_of):
-        self.dataset, self.pairs_of = dataset, pairs_of
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="tpulearn-prefetch")
-        self.pending: dict[int, Future] = {}
-
-    def _load(self, step: int) -> list:
-        out = []
-        for epoch, idx in self.pairs_of(step):
-            self.dataset.set_epoch(epoch)
-            out.append((idx, self.dataset[idx]))
-        return out
-
-    def get(self, step: int, end: int) -> list:
-        """The (graph index, data) pairs of ``step``; starts reading ``step + 1 < end``."""
-        future = self.pending.pop(step, None) or self.pool.submit(self._load, step)
-        self.pending.clear()
-        if step + 1 < end:
-            self.pending[step + 1] = self.pool.submit(self._load, step + 1)
-        return future.result()
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _fmt(metrics: dict) -> str:
