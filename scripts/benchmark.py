@@ -37,6 +37,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tpulearn.segments.memory import (
+    measure_step_memory,
+    paper_layout_model,
+    reset_peak_rss,
+    rss_mb,
+    run_probe,
+)
+
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "benchmarks"
 
@@ -173,137 +181,9 @@ GST_RSS_CAP_MB = 8_000  # a full-graph probe above this is stopped (the machine 
 GST_PROBE_TIMEOUT_S = 900
 
 
-def _gst_sage():
-    """The paper's layout model at its size: SAGE 3 x 256, PReLU, residual, dropout 0.1,
-    opcode embedding 128, mean + max readout."""
-    from tpulearn.models import SAGE
-
-    torch.manual_seed(0)
-    return SAGE(
-        "layout",
-        hidden_channels=256,
-        num_layers=3,
-        dropout=0.1,
-        residual=True,
-        act="prelu",
-        readout="mean+max",
-        opcode_dim=128,
-    )
-
-
-def _synthetic_layout_data(num_nodes: int, num_configs: int = 32, seed: int = 0):
-    """A synthetic layout graph with real shape statistics (4% configurable nodes)."""
-    from tpulearn.data import FeatureNormalizer, TpuGraphData, reencode_minor_to_major
-    from tpulearn.data.synthetic import make_layout_graph
-
-    g = make_layout_graph(
-        np.random.default_rng(seed), num_nodes, num_nodes // 25, num_configs, search="random"
-    )
-    feat = reencode_minor_to_major(g["node_feat"])
-    feat = FeatureNormalizer(log=True).partial_fit(feat).transform(feat)
-    return TpuGraphData(
-        node_feat=torch.from_numpy(feat),
-        node_opcode=torch.from_numpy(g["node_opcode"].astype(np.int64)),
-        edge_index=torch.from_numpy(np.ascontiguousarray(g["edge_index"].T)),
-        node_config_ids=torch.from_numpy(g["node_config_ids"]),
-        node_config_feat=torch.from_numpy(g["node_config_feat"]),
-        config_runtime=torch.from_numpy(g["config_runtime"]),
-        node_splits=torch.from_numpy(g["node_splits"].reshape(-1)),
-        config_index=torch.arange(num_configs),
-        num_nodes=num_nodes,
-        stem=f"synthetic{num_nodes}",
-    )
-
-
-def _rss_mb(field: str) -> float:
-    status = Path("/proc/self/status").read_text()
-    return int(status.split(f"{field}:")[1].split()[0]) / 1024
-
-
-def _reset_peak_rss() -> None:
-    # Writing 5 to clear_refs resets the peak RSS (VmHWM) to the current RSS. ru_maxrss also
-    # keeps the peak recorded at exec, which a subprocess takes from its parent.
-    Path("/proc/self/clear_refs").write_text("5")
-
-
-def _gst_memory_probe(num_nodes: int, mode: str) -> dict:
-    """Run in a fresh interpreter: peak RSS of training steps on one synthetic graph.
-
-    ``mode`` ``"gst"``: a first step (its no-grad fill pass included), then three
-    steady-state steps (the largest peak is kept); ``"full"``: one whole-graph step.
-    Each step is forward + pairwise hinge loss + backward + Adam.
-    """
-    from tpulearn.losses import pairwise_hinge_loss
-    from tpulearn.segments import GSTTrainer, SegmentModel
-
-    data = _synthetic_layout_data(num_nodes)
-    model = SegmentModel(_gst_sage(), max_segment_nodes=1000, enabled=mode == "gst").train()
-    trainer = GSTTrainer(model)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    out = {"num_segments": model.partition(data).num_segments}
-
-    def step(name: str) -> None:
-        _reset_peak_rss()
-        base = _rss_mb("VmRSS")
-        start = time.perf_counter()
-        scores = trainer.step([data])
-        pairwise_hinge_loss(scores, data.config_runtime.unsqueeze(0)).backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        out[name] = {
-            "peak_mb": _rss_mb("VmHWM"),
-            "base_mb": base,
-            "seconds": time.perf_counter() - start,
-        }
-
-    if mode == "gst":
-        step("first")
-        # Steady state: the trained segment is drawn at random; report the largest of 3.
-        for i in range(3):
-            step(f"step{i}")
-        out["step"] = max((out.pop(f"step{i}") for i in range(3)), key=lambda s: s["peak_mb"])
-    else:
-        step("step")
-    return out
-
-
-def _run_probe(call: str, cap_mb: float, timeout_s: float) -> dict:
-    """``benchmark.<call>`` in a fresh interpreter, its result read back as JSON; stopped
-    when its RSS passes ``cap_mb`` or it runs longer than ``timeout_s``."""
-    import subprocess
-
-    code = (
-        f"import sys, json; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
-        f"import benchmark; print(json.dumps(benchmark.{call}))"
-    )
-    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
-    )
-    start, peak = time.perf_counter(), 0.0
-    while proc.poll() is None:
-        try:
-            status = Path(f"/proc/{proc.pid}/status").read_text()
-            peak = max(peak, int(status.split("VmRSS:")[1].split()[0]) / 1024)
-        except (FileNotFoundError, IndexError):
-            pass
-        too_long = time.perf_counter() - start > timeout_s
-        if peak > cap_mb or too_long:
-            proc.kill()
-            proc.wait()
-            why = f"RSS above {cap_mb:.0f} MB" if not too_long else "time limit"
-            return {"capped": why, "seconds": time.perf_counter() - start}
-        time.sleep(0.05)
-    stdout, stderr = proc.communicate()
-    if proc.returncode:
-        raise RuntimeError(f"probe {call} failed:\n{stderr.decode()[-2000:]}")
-    return json.loads(stdout.decode().strip().splitlines()[-1])
-
-
 def _run_gst_probe(num_nodes: int, mode: str) -> dict:
-    """The probe in a subprocess, stopped when its RSS passes the cap or it runs too long."""
-    call = f"_gst_memory_probe({num_nodes}, {mode!r})"
-    return _run_probe(call, GST_RSS_CAP_MB, GST_PROBE_TIMEOUT_S)
+    """One training step's peak RSS in a fresh interpreter, stopped above the cap."""
+    return measure_step_memory(num_nodes, mode, GST_RSS_CAP_MB, GST_PROBE_TIMEOUT_S)
 
 
 def _gst_memory_rows(sizes: tuple[int, ...] = GST_SIZES) -> list[dict]:
@@ -360,7 +240,7 @@ def _gst_real_rows(args, precision: str = "fp32") -> list[dict]:
     root = sample_root()
     train = LayoutDataset(root, "xla", "default", "train", sampler=UniformSampler(32))
     train.normalizer = train.fit_normalizer(log=True)
-    model = SegmentModel(_gst_sage(), max_segment_nodes=1000).train()
+    model = SegmentModel(paper_layout_model(), max_segment_nodes=1000).train()
     trainer = GSTTrainer(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     load = os.getloadavg()[0]
@@ -713,7 +593,7 @@ def _training_cases(tmp: Path):
     )
 
     def gst_model():
-        return SegmentModel(_gst_sage(), max_segment_nodes=1000)
+        return SegmentModel(paper_layout_model(), max_segment_nodes=1000)
 
     def gst_forward(model):
         trainer = GSTTrainer(model)
@@ -839,17 +719,17 @@ def _epoch_memory_probe(root: str, num_graphs: int, device: str, cache: bool, ep
         root, source, search, "train", sampler=UniformSampler(32), cache_dir=cache_dir, files=files
     )
     ds.normalizer = ds.fit_normalizer(log=True)
-    model = SegmentModel(_gst_sage(), max_segment_nodes=1000).to(device).train()
+    model = SegmentModel(paper_layout_model(), max_segment_nodes=1000).to(device).train()
     trainer = GSTTrainer(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     out = []
     try:
         for epoch in range(epochs):
             if epoch:
-                _reset_peak_rss()
+                reset_peak_rss()
             if device == "cuda":
                 torch.cuda.reset_peak_memory_stats()
-            base, start = _rss_mb("VmRSS"), time.perf_counter()
+            base, start = rss_mb("VmRSS"), time.perf_counter()
             ds.set_epoch(epoch)
             for i in range(len(ds)):
                 data = ds[i].to(device)
@@ -862,7 +742,7 @@ def _epoch_memory_probe(root: str, num_graphs: int, device: str, cache: bool, ep
             _sync(device)
             out.append(
                 {
-                    "peak_mb": _rss_mb("VmHWM"),
+                    "peak_mb": rss_mb("VmHWM"),
                     "rss_before_mb": base,
                     "seconds": time.perf_counter() - start,
                     "cuda_peak_mb": (
@@ -906,8 +786,14 @@ def bench_memory(args) -> list[dict]:
         for device in _devices():
             probes = [(count, True, 2) for count in counts] + [(graphs, False, 1)]
             for count, cache, epochs in probes:
-                call = f"_epoch_memory_probe({root!r}, {count}, {device!r}, {cache}, {epochs})"
-                probe = _run_probe(call, MEMORY_RSS_CAP_MB, MEMORY_TIMEOUT_S)
+                probe = run_probe(
+                    "benchmark",
+                    "_epoch_memory_probe",
+                    [str(root), count, device, cache, epochs],
+                    MEMORY_RSS_CAP_MB,
+                    MEMORY_TIMEOUT_S,
+                    Path(__file__).parent,
+                )
                 what = (
                     "peak RSS of a GST training epoch (one graph per step, 32 configs sampled "
                     f"uniformly; SAGE 3x256 in 1000-node segments), {count} of {collection}, "
