@@ -22,8 +22,9 @@ _RESHAPING = np.array([13, 13, 92, 37])  # unary, with a shape of their own
 _KIND_PROBS = np.array([0.12, 0.33, 0.35, 0.05, 0.15])  # leaf, unary, binary, ternary, reshaping
 _CONFIGURABLE_PROBS = {"xla": (0.6, 0.2, 0.2), "nlp": (0.0, 0.85, 0.15)}  # conv, dot, reshape
 
-# Element types: feature column 2 + XLA PrimitiveType (PRED, S32, BF16, F32) and bytes.
-_DTYPE_COLUMN = np.array([3, 6, 18, 13])
+# Element types PRED, S32, BF16, F32: their one-hot feature columns (2 + the position in the
+# TpuGraphs type list, where BF16 follows F64) and bytes.
+_DTYPE_COLUMN = np.array([3, 6, 15, 13])
 _DTYPE_BYTES = np.array([1, 4, 2, 4])
 _DTYPE_PROBS = np.array([0.05, 0.10, 0.25, 0.60])
 _DIMS = np.array([1, 2, 3, 4, 8, 16, 24, 32, 64, 96, 128, 192, 256, 384, 512, 1024])
