@@ -83,7 +83,8 @@ def evaluate(cfg: DictConfig) -> dict:
     Kaggle submission rows for the test split.
 
     Config keys: ``ckpt`` (path), ``split`` (valid|test), optional ``data`` overrides of the
-    checkpoint's data config, ``out_dir``, ``device``.
+    checkpoint's data config, ``out_dir``, ``device``, ``plots`` (write PNGs of a labelled
+    split under ``<out_dir>/plots/<split>/``, listed in ``result["plots"]``).
     """
     model, train_cfg, features = load_model(cfg.ckpt, cfg.get("device", "cpu"))
     data_cfg = train_cfg.data
@@ -114,6 +115,16 @@ def evaluate(cfg: DictConfig) -> dict:
             f"{data.collection} {cfg.split}: "
             + " ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
         )
+        if cfg.get("plots", False):
+            from ..plots import write_evaluation_plots
+
+            folder = out_dir / "plots" / cfg.split
+            pngs = write_evaluation_plots(data.collection, graphs, per_graph, folder)
+            result["plots"] = [str(p) for p in pngs]
+            print(f"plots ({len(pngs)} PNG files):\n" + "\n".join(result["plots"]))
+    elif cfg.get("plots", False):
+        result["plots"] = []
+        print(f"plots: none, the {cfg.split} split is unlabelled")
     if cfg.split == "test":
         preds = {g.stem: _full_order(g) for g in graphs}
         rows = make_rows(data.collection, preds)
