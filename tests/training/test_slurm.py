@@ -60,9 +60,28 @@ def test_misspelt_launcher_key_is_refused():
         _launcher("hydra.launcher.partitio=gpu")
 
 
+# What _slurm_env may export; each test restores them (set, then deleted, so that the
+# monkeypatch records the original state and a later test never sees a stale world).
+EXPORTED = (
+    "WORLD_SIZE",
+    "RANK",
+    "LOCAL_RANK",
+    "LOCAL_WORLD_SIZE",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "SUBMITIT_EXECUTOR",
+)
+BEFORE = {key: os.environ.get(key) for key in EXPORTED}
+
+
+def _clean_environment(monkeypatch):
+    for key in EXPORTED:
+        monkeypatch.setenv(key, "")
+        monkeypatch.delenv(key)
+
+
 def test_slurm_tasks_become_a_torch_distributed_world(monkeypatch):
-    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        monkeypatch.delenv(key, raising=False)
+    _clean_environment(monkeypatch)
     slurm = {
         "SLURM_JOB_ID": "4242",
         "SLURM_NTASKS": "4",
@@ -83,8 +102,14 @@ def test_slurm_tasks_become_a_torch_distributed_world(monkeypatch):
 
 
 def test_single_task_jobs_stay_one_process(monkeypatch):
-    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    _clean_environment(monkeypatch)
     monkeypatch.setenv("SLURM_JOB_ID", "1")
     monkeypatch.setenv("SLURM_NTASKS", "1")
     distributed._slurm_env()
     assert "WORLD_SIZE" not in os.environ
+
+
+def test_the_environment_is_restored_after_the_slurm_tests():
+    # Runs after the tests above (file order): nothing they exported may leak into the
+    # training tests, which would otherwise try to join a four-process group.
+    assert {key: os.environ.get(key) for key in EXPORTED} == BEFORE
