@@ -16,6 +16,7 @@ history entries for them alone.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -81,6 +82,14 @@ def setup(device: torch.device) -> World:
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             torch.cuda.set_device(cuda_index(local_rank))
+        # Said before joining: a stray WORLD_SIZE in the environment would otherwise make a
+        # plain run wait silently for processes that never come.
+        where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
+        print(
+            f"torch.distributed: rank {rank} of {size} joining at {where} ({backend})",
+            file=sys.stderr,
+            flush=True,
+        )
         dist.init_process_group(backend=backend)
         started = True
     if dist.get_world_size() != size or dist.get_rank() != rank:
