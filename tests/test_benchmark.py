@@ -93,7 +93,11 @@ def test_memory_group(benchmark, tmp_path):
         assert row["unit"] == "MB" and "capped" not in row
         assert row["nodes_per_graph"] == 300 and row["configs_per_graph"] == 40
         assert 0 < row["largest_graph_mb"] <= row["collection_mb"]
-        assert row["median"] >= row["rss_before_epoch_mb"] > 0
+        # The kernel's RSS counters are batched per CPU / thread and so approximate: a peak
+        # read after the epoch may sit a few tens of KB under the RSS read just before it
+        # when the epoch allocated nothing new (CI saw 468.105 MB vs 468.141 MB).
+        assert row["median"] >= row["rss_before_epoch_mb"] - 1.0
+        assert row["rss_before_epoch_mb"] > 0
 
 
 def test_results_merge_and_default_out(benchmark, tmp_path, monkeypatch):
