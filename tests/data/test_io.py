@@ -10,6 +10,7 @@ from tpulearn.data import (
     read_config_runtime,
     read_graph,
     read_layout,
+    read_layout_graph,
     read_tile,
     sample_root,
 )
@@ -94,6 +95,25 @@ def test_read_graph_and_config_runtime_read_single_members():
     feat, opcode, edges = read_graph(LAYOUT)
     assert feat.shape == (2774, 140) and opcode.dtype == np.int64 and edges.shape == (4730, 2)
     assert read_config_runtime(LAYOUT).shape == (1159,)
+
+
+def test_read_layout_graph_equals_read_layout_without_the_config_features(tmp_path):
+    record = read_layout(LAYOUT)
+    feat, opcode, edges, ids, runtime = read_layout_graph(LAYOUT)
+    for ours, theirs in [
+        (feat, record.node_feat),
+        (opcode, record.node_opcode),
+        (edges, record.edge_index),
+        (ids, record.node_config_ids),
+        (runtime, record.config_runtime),
+    ]:
+        assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs)
+    # The config features are never read: a file whose node_config_feat read_layout
+    # rejects still gives its graph.
+    a = _layout_arrays()
+    path = _write(tmp_path, LAYOUT, node_config_feat=a["node_config_feat"][:, :, :17])
+    _expect(path, "node_config_feat", "shape (1159, 56, 18)")
+    assert read_layout_graph(path)[3].shape == (56,)
 
 
 # ---------------------------------------------------------------- broken files
@@ -183,7 +203,9 @@ def test_node_config_ids_unsorted(tmp_path):
 def test_node_config_ids_out_of_range(tmp_path):
     ids = _layout_arrays()["node_config_ids"].copy()
     ids[-1] = 99999
-    _expect(_write(tmp_path, LAYOUT, node_config_ids=ids), "node_config_ids", "value 99999")
+    path = _write(tmp_path, LAYOUT, node_config_ids=ids)
+    _expect(path, "node_config_ids", "value 99999")
+    _expect(path, "node_config_ids", "value 99999", reader=read_layout_graph)
 
 
 def test_node_splits_not_ending_at_num_nodes(tmp_path):

@@ -21,6 +21,7 @@ _EXPORTS = {
     "read_config_runtime": "io",
     "read_graph": "io",
     "read_layout": "io",
+    "read_layout_graph": "io",
     "read_tile": "io",
     "eval_indices_path": "sample",
     "load_eval_indices": "sample",

@@ -274,16 +274,7 @@ def read_layout(path: str | Path, cache_dir: str | Path | None = None) -> Layout
         runtime = _check_runtime(check, "config_runtime", reader.load("config_runtime"))
         c = runtime.shape[0]
 
-        ids = check.integer("node_config_ids", reader.load("node_config_ids"))
-        check.shape("node_config_ids", ids, (None,))
-        check.in_range("node_config_ids", ids, 0, n)
-        if ids.size > 1 and (np.diff(ids) <= 0).any():
-            at = int(np.argmax(np.diff(ids) <= 0))
-            check.fail(
-                "node_config_ids",
-                "strictly increasing node ids",
-                f"{ids[at]} followed by {ids[at + 1]} at position {at}",
-            )
+        ids = _node_config_ids(reader, check, n)
 
         splits = check.integer("node_splits", reader.load("node_splits")).reshape(-1)
         if splits.size < 2 or splits[0] != 0 or splits[-1] != n or (np.diff(splits) < 0).any():
@@ -311,6 +302,36 @@ def read_layout(path: str | Path, cache_dir: str | Path | None = None) -> Layout
         node_splits=splits,
         labelled=bool(runtime.any()),
     )
+
+
+def _node_config_ids(reader: _NpzReader, check: _Checker, num_nodes: int) -> np.ndarray:
+    ids = check.integer("node_config_ids", reader.load("node_config_ids"))
+    check.shape("node_config_ids", ids, (None,))
+    check.in_range("node_config_ids", ids, 0, num_nodes)
+    if ids.size > 1 and (np.diff(ids) <= 0).any():
+        at = int(np.argmax(np.diff(ids) <= 0))
+        check.fail(
+            "node_config_ids",
+            "strictly increasing node ids",
+            f"{ids[at]} followed by {ids[at + 1]} at position {at}",
+        )
+    return ids
+
+
+def read_layout_graph(path: str | Path) -> tuple[np.ndarray, ...]:
+    """A layout file without its config features: ``(node_feat, node_opcode, edge_index,
+    node_config_ids, config_runtime)``, validated as :func:`read_layout` does.
+
+    ``node_config_feat`` (gigabytes on the largest nlp graphs) is never decompressed, so
+    statistics over a whole collection stay cheap.
+    """
+    path = Path(path)
+    check = _Checker(path)
+    with _NpzReader(path, LAYOUT_KEYS) as reader:
+        node_feat, node_opcode, edge_index = _read_graph(reader, check)
+        ids = _node_config_ids(reader, check, node_feat.shape[0])
+        runtime = _check_runtime(check, "config_runtime", reader.load("config_runtime"))
+    return node_feat, node_opcode, edge_index, ids, runtime
 
 
 # Rows of node_config_feat decompressed at a time while filling the cache (~64 MB chunks).

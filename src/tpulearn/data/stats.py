@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import read_graph, read_layout, read_tile
+from .io import read_graph, read_layout_graph, read_tile
 from .schema import COLLECTIONS, NUM_OPCODES, SPLITS, collection_dir, parse_collection
 
 # Columns of :func:`collection_stats` rows, in table order.
@@ -34,17 +34,13 @@ STAT_COLUMNS = (
 )
 
 
-def graph_stats(
-    path: str | Path, task: str | None = None, cache_dir: str | Path | None = None
-) -> dict:
+def graph_stats(path: str | Path, task: str | None = None) -> dict:
     """Sizes of one tile or layout file.
 
     Args:
         path: an ``.npz`` file.
         task: ``"tile"`` or ``"layout"``; by default read from the released folder layout
             (``npz/tile/xla/<split>/`` or ``npz/layout/<source>/<search>/<split>/``).
-        cache_dir: passed to :func:`~tpulearn.data.read_layout` (keeps the decompressed
-            ``node_config_feat`` of a large layout graph out of memory).
 
     Returns:
         ``{"graph", "nodes", "edges", "configs", "configurable_nodes", "labelled"}``;
@@ -57,8 +53,16 @@ def graph_stats(
         record = read_tile(path)
         configurable = None
     elif task == "layout":
-        record = read_layout(path, cache_dir=cache_dir)
-        configurable = int(record.node_config_ids.shape[0])
+        # Without the config features: the largest nlp graphs hold gigabytes of them.
+        node_feat, _, edge_index, ids, runtime = read_layout_graph(path)
+        return {
+            "graph": path.stem,
+            "nodes": int(node_feat.shape[0]),
+            "edges": int(edge_index.shape[0]),
+            "configs": int(runtime.shape[0]),
+            "configurable_nodes": int(ids.shape[0]),
+            "labelled": bool(runtime.any()),
+        }
     else:
         raise ValueError(f"task must be 'tile' or 'layout', got {task!r}")
     return {
@@ -87,7 +91,6 @@ def collection_stats(
     root: str | Path,
     collections: Sequence[str] = COLLECTIONS,
     splits: Sequence[str] = SPLITS,
-    cache_dir: str | Path | None = None,
 ) -> list[dict]:
     """One row of size statistics per (collection, split) found under a data root.
 
@@ -96,7 +99,6 @@ def collection_stats(
             :func:`~tpulearn.data.sample_root`.
         collections: collections to look at; folders that do not exist are skipped.
         splits: splits to look at.
-        cache_dir: see :func:`graph_stats`.
 
     Returns:
         Rows with the keys of :data:`STAT_COLUMNS`: graph and labelled-graph counts, mean /
@@ -114,7 +116,7 @@ def collection_stats(
             files = sorted(collection_dir(root, collection, split).glob("*.npz"))
             if not files:
                 continue
-            graphs = [graph_stats(f, task, cache_dir) for f in files]
+            graphs = [graph_stats(f, task) for f in files]
             rows.append(_summary(collection, split, graphs))
     if not rows:
         raise FileNotFoundError(
