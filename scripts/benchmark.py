@@ -579,9 +579,9 @@ def _training_cases(tmp: Path):
     # The Kaggle 1st place's graph: configurable nodes and their direct neighbours only
     # (what `context_hops=1` does inside the model; done once here so node-states count
     # the nodes actually processed).
-    from tpulearn.models.gnn import _config_context
+    from tpulearn.models.pruning import config_context
 
-    pruned = [_config_context(d, 1) for d in samples]
+    pruned = [config_context(d, 1) for d in samples]
     yield _TrainingCase(
         f"layout SAGE 2x256, context_hops=1 (configurable nodes and their direct neighbours: "
         f"{pruned[0].num_nodes:,} of {nodes:,} nodes of unet3d, the Kaggle 1st place's "

@@ -1,7 +1,8 @@
 """The GNN baseline family for tile and layout ranking."""
 
+from .base import ConfigGNN
 from .encoders import ConfigEncoder, NodeEncoder
-from .gnn import GAT, GCN, GIN, MLP, SAGE, ConfigGNN, ResGCN
+from .gnn import GAT, GCN, GIN, MLP, SAGE, ResGCN
 
 __all__ = [
     "GAT",
