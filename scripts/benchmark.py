@@ -189,9 +189,13 @@ def _run_gst_probe(num_nodes: int, mode: str) -> dict:
 def _gst_memory_rows(sizes: tuple[int, ...] = GST_SIZES) -> list[dict]:
     rows = []
     for num_nodes in sizes:
-        for mode in ("gst", "full"):
+        for mode in ("gst", "checkpoint", "full"):
             probe = _run_gst_probe(num_nodes, mode)
-            label = "GST, 1000-node segments" if mode == "gst" else "full graph"
+            label = {
+                "gst": "GST, 1000-node segments",
+                "checkpoint": "every segment in the gradient, checkpointed, 1000-node segments",
+                "full": "full graph",
+            }[mode]
             what = (
                 f"peak RSS of one training step, synthetic {num_nodes:,} nodes (4% configurable),"
                 f" 32 configs, SAGE 3x256, {label}"

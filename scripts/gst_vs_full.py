@@ -8,7 +8,8 @@ The collection (layout:xla:random, 48 train / 12 valid graphs of 1,500-3,000 nod
 configs, seed 0) is written to ``--data`` on first use. SAGE 2x64, pairwise hinge 0.1, Adam,
 32 configs per graph; validation Kendall tau over every config of the valid graphs.
 Modes: ``full`` (whole graphs), ``segments`` (the segment model with every segment fresh and
-in the gradient), ``gst`` (one segment per graph with gradient, the rest from history).
+in the gradient), ``checkpoint`` (the same gradient, one segment's activations at a time),
+``gst`` (one segment per graph with gradient, the rest from history).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from tpulearn.segments import GSTTrainer, HistoryTable, SegmentModel
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--mode", choices=("full", "segments", "gst"), default="gst")
+    p.add_argument("--mode", choices=("full", "segments", "checkpoint", "gst"), default="gst")
     p.add_argument("--data", type=Path, default=Path("/tmp/tpulearn-gst-vs-full"))
     p.add_argument("--train-graphs", type=int, default=48)
     p.add_argument("--valid-graphs", type=int, default=12)
@@ -80,6 +81,7 @@ def main(argv: list[str] | None = None) -> list[float]:
         max_segment_nodes=args.segment_nodes,
         method=args.method,
         enabled=args.mode != "full",
+        checkpoint=args.mode == "checkpoint",
     )
     gst = GSTTrainer(model, args.keep_prob, seed=args.seed, dropout_unit=args.dropout_unit)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)

@@ -230,6 +230,63 @@ def test_one_segment_equals_the_plain_model(unet3d):
         torch.testing.assert_close(SegmentModel(model, enabled=False)(data), plain)
 
 
+@pytest.mark.parametrize("layer", [SAGE, GCN, GIN])
+def test_checkpointed_segments_give_the_exact_gradient(unet3d, layer):
+    """checkpoint=True recomputes each segment in the backward pass: scores and gradients
+    equal those of the segment model with every segment kept in the graph, scored one
+    segment per pass as well so that dropout (on here) draws the same masks; the
+    recomputation must replay them."""
+    _, data = unet3d
+    data = data.clone()
+    data.node_feat = data.node_feat.double()
+    data.node_config_feat = data.node_config_feat.double()
+    runs = []
+    for checkpoint in (False, True):
+        model = small(layer, dropout=0.2).double()
+        seg = SegmentModel(
+            model, max_segment_nodes=1000, segments_per_batch=1, checkpoint=checkpoint
+        ).train()
+        torch.manual_seed(7)
+        scores = seg(data)
+        pairwise_hinge_loss(scores[None], data.config_runtime[None]).backward()
+        runs.append((scores.detach(), {k: p.grad.clone() for k, p in model.named_parameters()}))
+    (plain, plain_grads), (ckpt, ckpt_grads) = runs
+    torch.testing.assert_close(ckpt, plain, rtol=1e-12, atol=1e-12)
+    assert plain_grads.keys() == ckpt_grads.keys()
+    for name in plain_grads:
+        torch.testing.assert_close(ckpt_grads[name], plain_grads[name], rtol=1e-10, atol=1e-12)
+
+
+def test_checkpointed_segments_keep_one_segment_of_activations(unet3d):
+    """The forward pass of a checkpointed model saves no activation for backward beyond
+    the inputs of each segment, far fewer bytes than the plain segment model keeps."""
+    _, data = unet3d
+
+    def saved_bytes(checkpoint: bool) -> int:
+        total = 0
+
+        def pack(t):
+            nonlocal total
+            total += t.numel() * t.element_size()
+            return t
+
+        seg = SegmentModel(small(), max_segment_nodes=1000, checkpoint=checkpoint).train()
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            seg(data)
+        return total
+
+    plain, ckpt = saved_bytes(False), saved_bytes(True)
+    assert ckpt < plain / 5, (ckpt, plain)
+
+
+def test_trainer_trains_checkpointed_segments_without_a_history_table(tmp_path):
+    from tpulearn.training import Trainer
+
+    seg = SegmentModel(small(), max_segment_nodes=1000, checkpoint=True)
+    assert Trainer(device="cpu")._gst_trainer(seg) is None
+    assert "checkpoint" in repr(seg)
+
+
 # ---------------------------------------------------------------------- history table
 
 
@@ -437,3 +494,17 @@ def test_table_and_segments_follow_the_model_to_cuda(unet3d):
     scores = trainer.step([data])
     assert scores.is_cuda and trainer.table.device.type == "cuda"
     assert seg_model.eval()(data).is_cuda
+
+
+def test_step_memory_probe_runs_every_mode_in_a_fresh_process():
+    from tpulearn.segments.memory import MODES, measure_step_memory, step_memory
+
+    for mode in MODES:
+        probe = measure_step_memory(1500, mode, timeout_s=240)
+        assert "capped" not in probe, probe
+        assert probe["num_segments"] == 2
+        step = probe["step"]
+        assert step["peak_mb"] >= step["base_mb"] - 1.0 > 0 and step["seconds"] > 0
+        assert ("first" in probe) == (mode == "gst")
+    with pytest.raises(ValueError, match="mode must be one of"):
+        step_memory(100, "everything")

@@ -21,6 +21,7 @@ import torch
 
 RSS_CAP_MB = 8_000  # a probe above this is stopped (whole graphs grow without bound)
 TIMEOUT_S = 900
+MODES = ("gst", "full", "checkpoint")
 
 
 def paper_layout_model():
@@ -85,8 +86,10 @@ def step_memory(num_nodes: int, mode: str, max_segment_nodes: int = 1000) -> dic
         num_nodes: graph size.
         mode: ``"gst"``: a first step (its no-grad fill of never-computed history entries
             included), then three steady-state steps, the largest peak kept;
-            ``"full"``: one whole-graph step. Each step is forward + pairwise hinge loss +
-            backward + Adam, 32 configs, :func:`paper_layout_model`.
+            ``"full"``: one whole-graph step; ``"checkpoint"``: one step of the segment
+            model with every segment in the gradient under activation checkpointing. Each
+            step is forward + pairwise hinge loss + backward + Adam, 32 configs,
+            :func:`paper_layout_model`.
         max_segment_nodes: the segment limit for ``"gst"``.
 
     Returns:
@@ -96,11 +99,14 @@ def step_memory(num_nodes: int, mode: str, max_segment_nodes: int = 1000) -> dic
     from ..losses import pairwise_hinge_loss
     from . import GSTTrainer, SegmentModel
 
-    if mode not in ("gst", "full"):
-        raise ValueError(f"mode must be 'gst' or 'full', got {mode!r}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     data = synthetic_layout_graph(num_nodes)
     model = SegmentModel(
-        paper_layout_model(), max_segment_nodes=max_segment_nodes, enabled=mode == "gst"
+        paper_layout_model(),
+        max_segment_nodes=max_segment_nodes,
+        enabled=mode != "full",
+        checkpoint=mode == "checkpoint",
     ).train()
     trainer = GSTTrainer(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
@@ -110,7 +116,7 @@ def step_memory(num_nodes: int, mode: str, max_segment_nodes: int = 1000) -> dic
         reset_peak_rss()
         base = rss_mb("VmRSS")
         start = time.perf_counter()
-        scores = trainer.step([data])
+        scores = trainer.step([data]) if mode == "gst" else model([data])
         pairwise_hinge_loss(scores, data.config_runtime.unsqueeze(0)).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

@@ -4,12 +4,20 @@ Each segment is scored by the wrapped :class:`~tpulearn.models.ConfigGNN` as a g
 its own (message passing inside the segment, readout per segment, head -> one scalar per
 config), exactly the GST model (Cao et al., arXiv 2305.12322): ``F(G) = sum_s f(G_s)``.
 With ``enabled=False`` it is the plain whole-graph model (the paper's full-graph ablation).
+
+``checkpoint=True`` trains the same segment model without the history table: every segment
+is in the gradient, and each is run under activation checkpointing (its activations are
+dropped after the forward pass and recomputed, one segment at a time, in the backward pass),
+so a step's memory is that of one segment while the gradient is exact. It costs about one
+extra forward pass per segment. This is not GST's algorithm (one segment per step, the
+others from history); it is the exact gradient GST estimates.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint as activation_checkpoint
 from torch_geometric.data import Batch
 
 from ..data.datasets import TpuGraphData
@@ -28,6 +36,10 @@ class SegmentModel(nn.Module):
         segments_per_batch: score at most this many segments in one forward pass
             (bounds inference memory on huge graphs); None: all segments of the input.
         cache: where partitions are kept (a fresh :class:`PartitionCache` by default).
+        checkpoint: in training (gradients enabled), score each segment on its own under
+            activation checkpointing: exact gradients through every segment at the memory
+            of one (see the module docstring). Training loops then call the model directly
+            instead of a GST step.
 
     Input: one graph (scores [C]) or a ``Batch`` / list of graphs sharing C ([B, C]).
     """
@@ -40,6 +52,7 @@ class SegmentModel(nn.Module):
         enabled: bool = True,
         segments_per_batch: int | None = None,
         cache: PartitionCache | None = None,
+        checkpoint: bool = False,
     ):
         super().__init__()
         self.model = model
@@ -47,6 +60,7 @@ class SegmentModel(nn.Module):
         self.method = method
         self.enabled = enabled
         self.segments_per_batch = segments_per_batch
+        self.checkpoint = checkpoint
         self.cache = cache if cache is not None else PartitionCache()
 
     @property
@@ -61,6 +75,20 @@ class SegmentModel(nn.Module):
 
     def score_segments(self, segments: list[TpuGraphData], config_chunk: int | None = None):
         """Fresh scores of segments sharing C, ``[len(segments), C]``, on the model's device."""
+        if self.checkpoint and self.training and torch.is_grad_enabled():
+            # One segment per pass, its activations recomputed in the backward pass (with
+            # the RNG state of the forward pass, so dropout draws the same masks).
+            return torch.cat(
+                [
+                    activation_checkpoint(
+                        self.model,
+                        segment_batch([seg]).to(self.device),
+                        config_chunk=config_chunk,
+                        use_reentrant=False,
+                    )
+                    for seg in segments
+                ]
+            )
         step = self.segments_per_batch or max(len(segments), 1)
         out = []
         for start in range(0, len(segments), step):
@@ -100,12 +128,12 @@ class SegmentModel(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"max_segment_nodes={self.max_segment_nodes}, method={self.method}, "
-            f"enabled={self.enabled}"
+            f"enabled={self.enabled}, checkpoint={self.checkpoint}"
         )
 
     def __repr__(self) -> str:
         # One line: the segment settings, then the wrapped model's own one-line repr.
-        state = "" if self.enabled else ", disabled"
+        state = ("" if self.enabled else ", disabled") + (", checkpoint" if self.checkpoint else "")
         return (
             f"SegmentModel(max_segment_nodes={self.max_segment_nodes}, method={self.method}"
             f"{state}, model={self.model!r})"

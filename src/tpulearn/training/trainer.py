@@ -400,8 +400,8 @@ class Trainer:
     def _gst_trainer(self, model, rank: int = 0):
         from ..segments import GSTTrainer, SegmentModel
 
-        if not (isinstance(model, SegmentModel) and model.enabled):
-            return None
+        if not (isinstance(model, SegmentModel) and model.enabled) or model.checkpoint:
+            return None  # whole graphs, or exact checkpointed segments: the model's forward
         # Rank 0 keeps the run's seed (a one-process run is rank 0); the others their own.
         seed = self.seed if rank == 0 else self.seed * 1_000_003 + rank
         return GSTTrainer(model, seed=seed, **self.gst_settings)
