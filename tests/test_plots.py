@@ -13,7 +13,8 @@ import torch
 
 pytest.importorskip("matplotlib")
 
-import tpulearn  # noqa: E402  (after the skip above)
+from tiny_runs import compose_config, tiny_overrides  # noqa: E402
+
 from tpulearn import plots  # noqa: E402
 from tpulearn.data import read_layout, sample_root  # noqa: E402
 from tpulearn.data.stats import k_hop_nodes, segment_edge_counts  # noqa: E402
@@ -233,30 +234,10 @@ def test_write_evaluation_plots_writes_one_png_per_graph_and_the_bars(tmp_path):
         plots.write_evaluation_plots("layout:xla:random", [], per_graph, tmp_path)
 
 
-def compose(name: str, overrides: list[str]):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    config_dir = Path(tpulearn.__file__).parent / "configs"
-    with initialize_config_dir(str(config_dir), version_base="1.3"):
-        return hydra_compose(name, overrides=overrides)
-
-
 def test_evaluate_with_plots_writes_and_reports_the_pngs(tmp_path, capsys):
-    run = [
-        f"out_dir={tmp_path / 'run'}",
-        "trainer.max_steps=2",
-        "trainer.val_every=2",
-        "trainer.configs_per_graph=8",
-        "trainer.progress=false",
-        "data.eval_chunk=512",
-        "model.hidden_channels=8",
-        "model.num_layers=1",
-        "model.opcode_dim=4",
-    ]
-    ckpt = train(compose("config", run))["checkpoints"]["best"]
+    ckpt = train(compose_config("config", tiny_overrides(tmp_path / "run")))["checkpoints"]["best"]
     out = tmp_path / "eval"
-    result = evaluate(compose("eval", [f"ckpt={ckpt}", f"out_dir={out}", "plots=true"]))
+    result = evaluate(compose_config("eval", [f"ckpt={ckpt}", f"out_dir={out}", "plots=true"]))
     paths = [Path(p) for p in result["plots"]]
     assert [p.name for p in paths] == [
         "layout_xla_default_pred_vs_true_unet_3d.4x4.bf16.png",
@@ -266,7 +247,8 @@ def test_evaluate_with_plots_writes_and_reports_the_pngs(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert all(str(p) in printed for p in paths)
 
-    test = evaluate(compose("eval", [f"ckpt={ckpt}", f"out_dir={out}", "plots=true", "split=test"]))
+    test_split = [f"ckpt={ckpt}", f"out_dir={out}", "plots=true", "split=test"]
+    test = evaluate(compose_config("eval", test_split))
     assert test["plots"] == [] and "submission" in test
-    default = evaluate(compose("eval", [f"ckpt={ckpt}", f"out_dir={tmp_path / 'e2'}"]))
+    default = evaluate(compose_config("eval", [f"ckpt={ckpt}", f"out_dir={tmp_path / 'e2'}"]))
     assert "plots" not in default and not (tmp_path / "e2" / "plots").exists()

@@ -7,36 +7,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from tiny_runs import CONFIG_DIR, SMALL_MODEL, compose_config, tiny_overrides
 
 import tpulearn
 from tpulearn.submission import merge_submissions, validate_submission
 from tpulearn.training import CheckpointMismatchError, evaluate, load_checkpoint, train
 
-CONFIG_DIR = Path(tpulearn.__file__).parent / "configs"
 REPO = Path(__file__).resolve().parents[2]
-SMALL_MODEL = ["model.hidden_channels=8", "model.num_layers=1", "model.opcode_dim=4"]
 
 
 def make_cfg(name="config", overrides=()):
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        return compose(name, overrides=list(overrides))
+    return compose_config(name, overrides)
 
 
 def tiny(tmp_path, *extra, steps=2):
-    return make_cfg(
-        overrides=[
-            f"out_dir={tmp_path}",
-            f"trainer.max_steps={steps}",
-            f"trainer.val_every={steps}",
-            "trainer.configs_per_graph=8",
-            "trainer.progress=false",
-            "data.eval_chunk=512",
-            *SMALL_MODEL,
-            *extra,
-        ]
-    )
+    return make_cfg(overrides=[*tiny_overrides(tmp_path, steps), *extra])
 
 
 def options(group):

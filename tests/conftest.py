@@ -1,0 +1,1 @@
+"""Test-suite root: its folder is on ``sys.path``, so every test imports ``tiny_runs``."""

@@ -1,0 +1,29 @@
+"""Shared by the tests that train: composing a config, and the overrides of a tiny run."""
+
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+
+import tpulearn
+
+CONFIG_DIR = Path(tpulearn.__file__).parent / "configs"
+SMALL_MODEL = ["model.hidden_channels=8", "model.num_layers=1", "model.opcode_dim=4"]
+
+
+def compose_config(name: str = "config", overrides=(), **kwargs):
+    """The package's config ``name`` composed with Hydra overrides."""
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        return compose(name, overrides=list(overrides), **kwargs)
+
+
+def tiny_overrides(out_dir, steps: int = 2) -> list[str]:
+    """A run of ``steps`` steps of a one-layer, 8-wide model, validated at the end."""
+    return [
+        f"out_dir={out_dir}",
+        f"trainer.max_steps={steps}",
+        f"trainer.val_every={steps}",
+        "trainer.configs_per_graph=8",
+        "trainer.progress=false",
+        "data.eval_chunk=512",
+        *SMALL_MODEL,
+    ]
