@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tiny_runs import SMALL_MODEL
 
 import tpulearn
 from tpulearn.data.schema import COLLECTIONS
@@ -26,7 +27,7 @@ TINY = [
     "data.eval_chunk=512",
 ]
 TASK = {
-    "tile": ["model.hidden_channels=8", "model.num_layers=1", "model.opcode_dim=4"],
+    "tile": SMALL_MODEL,
     "layout": [
         "model.model.hidden_channels=8",
         "model.model.num_layers=1",

@@ -24,7 +24,7 @@ Typical use::
 
 from .history import HistoryTable
 from .model import SegmentModel
-from .partition import METHODS, Partition, PartitionCache, partition, partition_key
+from .partition import METHODS, Partition, PartitionCache, key_stem, partition, partition_key
 from .subgraph import segment_batch, segment_data, split_segments
 from .training import (
     MISSING,
@@ -52,6 +52,7 @@ __all__ = [
     "fill_missing",
     "gst_step",
     "partition",
+    "key_stem",
     "partition_key",
     "segment_batch",
     "segment_data",

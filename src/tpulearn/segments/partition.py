@@ -104,6 +104,11 @@ def partition_key(stem: str, num_nodes: int, method: str, max_segment_nodes: int
     return f"{stem}:{num_nodes}:{method}:{max_segment_nodes}"
 
 
+def key_stem(key: str) -> str:
+    """The graph stem of a :func:`partition_key` (stems may themselves contain ':')."""
+    return key.rsplit(":", 3)[0]
+
+
 class PartitionCache:
     """Partitions computed once per (graph stem, num nodes, method, limit).
 

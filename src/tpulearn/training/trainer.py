@@ -381,14 +381,15 @@ class Trainer:
     def _load_gst_state(self, state: dict, train_set, shards: int) -> None:
         """Restore the history entries of the graphs this process owns (all of them in a
         one-process run), and its own RNG when the run had as many processes."""
+        from ..segments import key_stem
+
         world = self.world
         table = state["table"]
         if world.distributed:
-            stems = set(train_set.stems)
-            mine = {train_set.stems[i] for i in dist_utils.owned(len(stems), world.rank, shards)}
-            # Keys are partition keys, "stem:num_nodes:method:limit".
+            stems = train_set.stems
+            mine = {stems[i] for i in dist_utils.owned(len(stems), world.rank, shards)}
             table = {
-                part: {k: v for k, v in table[part].items() if k.rsplit(":", 3)[0] in mine}
+                part: {k: v for k, v in table[part].items() if key_stem(k) in mine}
                 for part in table
             }
         generators = state.get("generators") or [state["generator"]]
