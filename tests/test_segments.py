@@ -183,6 +183,104 @@ def test_segment_without_configurable_node_scores_all_configs_alike():
     torch.testing.assert_close(scores, scores[:1].expand(5))
 
 
+def test_halo_carries_context_nodes_and_marks_the_owned_ones():
+    data = tiny_graph()
+    part = partition(data, 4)  # nodes 0-2 and 3-6; (3, 2) and (6, 2) cross
+    first = segment_data(data, part, 0, halo_hops=1)
+    # 1 hop from {0, 1, 2}: nodes 3 and 6 (both edges into node 2).
+    assert first.num_nodes == 5 and first.owned.tolist() == [True] * 3 + [False] * 2
+    assert torch.equal(first.node_feat, data.node_feat[[0, 1, 2, 3, 6]])
+    # Local ids 0-4 = nodes 0, 1, 2, 3, 6: every edge among them, none to nodes 4 or 5.
+    assert sorted(first.edge_index.T.tolist()) == [[1, 0], [2, 1], [3, 2], [4, 2]]
+    assert first.node_config_ids.tolist() == [2]
+    second = segment_data(data, part, 1, halo_hops=2)
+    # 2 hops from {3, ..., 6}: node 2 (1 hop), node 1 (2 hops); configurable 2 and 5.
+    assert second.owned.tolist() == [False, False, True, True, True, True]
+    assert second.node_config_ids.tolist() == [1, 4]
+    assert torch.equal(second.node_config_feat, data.node_config_feat)
+    assert "owned" not in segment_data(data, part, 1)
+    with pytest.raises(ValueError, match="halo_hops"):
+        segment_data(data, part, 0, halo_hops=-1)
+    with pytest.raises(ValueError, match="halo_hops"):
+        SegmentModel(small(), halo_hops=-1)
+
+
+def test_halo_cap_takes_nearer_and_better_connected_nodes_first(unet3d):
+    _, data = unet3d
+    part = partition(data, 1000)
+    full = [segment_data(data, part, s, halo_hops=2) for s in range(part.num_segments)]
+    one_hop = [segment_data(data, part, s, halo_hops=1) for s in range(part.num_segments)]
+    for s, (seg, near) in enumerate(zip(full, one_hop, strict=True)):
+        context = int((~seg.owned).sum())
+        first_hop = int((~near.owned).sum())
+        assert first_hop < context  # a second hop adds nodes on this graph
+        for cap in (0, first_hop // 2, first_hop, context - 1):
+            capped = segment_data(data, part, s, halo_hops=2, max_halo_nodes=cap)
+            assert int((~capped.owned).sum()) == cap
+            assert int(capped.owned.sum()) == int(part.sizes[s])
+        # A cap at the first hop's size keeps exactly the first hop.
+        at = segment_data(data, part, s, halo_hops=2, max_halo_nodes=first_hop)
+        assert torch.equal(at.node_feat, near.node_feat)
+    # The default cap of SegmentModel is max_segment_nodes.
+    assert SegmentModel(small(), 500, halo_hops=2).max_halo_nodes == 500
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"readout": "sum+mean+max", "config_node_readout": True},
+        {"join": "late", "readout": "mean"},
+    ],
+)
+def test_context_nodes_are_never_pooled(unet3d, kwargs):
+    """Without message passing a node's vector is its own: a segment scored with a halo
+    must score exactly as the bare segment, whatever the readout."""
+    _, data = unet3d
+    model = small(MLP, **kwargs).eval()
+    part = partition(data, 1000)
+    with torch.no_grad():
+        for s in range(part.num_segments):
+            bare = model(segment_data(data, part, s))
+            with_halo = model(segment_data(data, part, s, halo_hops=2))
+            torch.testing.assert_close(with_halo, bare)
+
+
+def linear_head(model):
+    """The model with a bias-free linear head: a graph score is then linear in the pooled
+    vector, so summed segment scores equal the whole graph's when the pooled vectors do."""
+    model.head = torch.nn.Linear(model.head[0].in_features, 1, bias=False)
+    return model.eval()
+
+
+@pytest.mark.parametrize("layer,hops", [(SAGE, 2), (GAT, 2), (GIN, 2), (GCN, 3)])
+def test_halo_of_the_receptive_field_gives_the_whole_graph_score(unet3d, layer, hops):
+    """With a halo covering the receptive field (GCN's degree normalisation reads one hop
+    further), every owned node gets its whole-graph vector: with a sum readout, the segment
+    model is the whole-graph model. Without the halo it is not (edges are cut)."""
+    _, data = unet3d
+    model = linear_head(small(layer))
+    with torch.no_grad():
+        whole = model(data)
+        halo = SegmentModel(model, 1000, halo_hops=hops, max_halo_nodes=10**6)
+        torch.testing.assert_close(halo(data), whole, rtol=1e-4, atol=1e-4 * whole.abs().max())
+        cut = SegmentModel(model, 1000)(data)
+        assert (cut - whole).abs().max() > 1e-3 * whole.abs().max()
+        batch = halo(Batch.from_data_list([data, tiny_graph(8)]))
+        torch.testing.assert_close(batch[0], halo(data))
+
+
+def test_gst_step_trains_segments_with_their_halo(unet3d):
+    _, data = unet3d
+    seg_model = SegmentModel(small(), 1000, halo_hops=2).eval()
+    out = gst_step(seg_model, HistoryTable(), [data], keep_prob=1.0)
+    with torch.no_grad():
+        fresh = seg_model.segment_scores(data)
+    # Every entry is filled fresh on a first step, so the prediction is the full sum.
+    torch.testing.assert_close(out.scores[0], fresh.sum(0), rtol=1e-5, atol=1e-4)
+    out.scores.sum().backward()
+    assert all(p.grad is not None for p in seg_model.model.convs.parameters())
+
+
 # ---------------------------------------------------------------------- inference
 
 
@@ -324,6 +422,27 @@ def test_history_state_dict_round_trip():
     other.load_state_dict(torch.load(buffer))
     assert torch.equal(other.values["g"], table.values["g"])
     assert torch.equal(other.filled["g"], table.filled["g"])
+    assert torch.equal(other.stamps["g"], table.stamps["g"]) and other.clock == table.clock
+
+
+def test_history_ages_count_steps_since_the_last_write():
+    table = HistoryTable()
+    table.ensure("g", 4, 2)
+    table.write("g", torch.tensor([0, 1]), 0, torch.ones(2))
+    table.tick()
+    table.tick()
+    table.write("g", torch.tensor([1]), 0, torch.ones(1))
+    table.write("g", torch.tensor([3]), 1, torch.ones(1))
+    ages = table.age("g", torch.tensor([0, 1, 3]))
+    assert ages[:, 0].tolist() == [2, 0, 2] and ages[2, 1] == 0
+    table.ensure("g", 6, 2)  # grown rows are unwritten
+    assert not table.filled["g"][4:].any()
+    # A state saved without write steps loads with every entry written at step 0.
+    state = table.state_dict()
+    del state["stamps"], state["clock"]
+    other = HistoryTable()
+    other.load_state_dict(state)
+    assert other.clock == 0 and not other.stamps["g"].any()
 
 
 # ---------------------------------------------------------------------- dropout, rescaling
@@ -395,6 +514,37 @@ def test_missing_zero_reads_unwritten_entries_as_zero(unet3d):
     with torch.no_grad():
         fresh = seg_model.segment_scores(data)
     torch.testing.assert_close(out.scores[0], fresh[out.segments[0]])
+
+
+@pytest.mark.parametrize("max_age", [None, 0, 1])
+def test_max_age_recomputes_entries_older_than_the_bound(unet3d, max_age):
+    """Stored entries are kept while at most ``max_age`` steps old, then recomputed; with
+    p = 1, the prediction is the trained segment plus exactly what was read."""
+    _, data = unet3d  # 3 segments
+    seg_model = SegmentModel(small(), 1000).eval()
+    table = HistoryTable()
+    gst_step(seg_model, table, [data], keep_prob=1.0)  # step 1: every entry fresh
+    key = seg_model.partition(data).key
+    table.values[key].fill_(1000.0)  # mark the stored values (written at step 1)
+    with torch.no_grad():
+        fresh = seg_model.segment_scores(data)
+    for step in (2, 3):
+        out = gst_step(seg_model, table, [data], keep_prob=1.0, max_age=max_age)
+        t = out.segments[0]
+        others = [s for s in range(3) if s != t]
+        read = out.scores[0].detach() - fresh[t]
+        # Entries written at step 1 are step - 1 steps old when read.
+        stale = max_age is not None and step - 1 > max_age
+        expected = fresh[others].sum(0) if stale else None
+        if stale:
+            torch.testing.assert_close(read, expected, rtol=1e-4, atol=1e-3)
+        else:
+            # Kept entries still hold the marks (the one trained at step 2 holds fresh).
+            assert (read > 500).all()
+        table.values[key][:, t] = 1000.0  # keep the marks on the trained column too
+        table.stamps[key][:, t] = 1
+    with pytest.raises(ValueError, match="max_age"):
+        gst_step(seg_model, table, [data], max_age=-1)
 
 
 @pytest.mark.parametrize("rescale,factor", [("trained", 3.0), ("none", 1.0)])
@@ -506,5 +656,7 @@ def test_step_memory_probe_runs_every_mode_in_a_fresh_process():
         step = probe["step"]
         assert step["peak_mb"] >= step["base_mb"] - 1.0 > 0 and step["seconds"] > 0
         assert ("first" in probe) == (mode == "gst")
+    probe = measure_step_memory(1500, "gst", timeout_s=240, halo_hops=2, max_age=0)
+    assert "capped" not in probe and probe["step"]["peak_mb"] > 0
     with pytest.raises(ValueError, match="mode must be one of"):
         step_memory(100, "everything")

@@ -283,8 +283,12 @@ def test_every_experiment_composes_and_instantiates(experiment):
             assert cfg.data.collection == "layout:" + name
 
 
-def test_gst_run_checkpoints_its_history_table_and_resumes(tmp_path):
+@pytest.mark.parametrize(
+    "options", [[], ["model.halo_hops=2", "trainer.gst.max_age=1"]], ids=["reference", "halo-age"]
+)
+def test_gst_run_checkpoints_its_history_table_and_resumes(tmp_path, options):
     small = [
+        *options,
         "experiment=layout_xla_default",
         "data.root=sample",
         "model.max_segment_nodes=1000",
@@ -304,7 +308,8 @@ def test_gst_run_checkpoints_its_history_table_and_resumes(tmp_path):
     state = load_checkpoint(whole["checkpoints"]["last"])
     table = state["gst"]["table"]
     assert state["config"]["model"]["_target_"] == "tpulearn.segments.SegmentModel"
-    assert table, "the GST history table is saved"
+    assert table["values"], "the GST history table is saved"
+    assert table["clock"] == 4  # one tick per step: entry ages survive a resume
     run(tmp_path / "split", 2)
     resumed = run(tmp_path / "split", 4, "trainer.resume=true")
     assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in whole["history"]]

@@ -238,13 +238,20 @@ class ConfigGNN(DependentSets, LayerPasses, Readout, nn.Module):
                 deps.append(self._layer(i, plans[i + 1], masks[i], bases[i], deps[-1], weight))
         base, dep = self._jumping_knowledge(list(zip(masks, bases, deps, strict=True)))
         mask = masks[-1]
-        graph = self._readout(base, dep, mask, batch, num_graphs)
+        # Context nodes (a segment's halo, `owned` False) are pooled into an extra group
+        # that is dropped: only owned nodes count in the graph vector.
+        owned = data.owned if "owned" in data else None
+        pool_batch = batch if owned is None else torch.where(owned, batch, num_graphs)
+        groups = num_graphs + (owned is not None)
+        graph = self._readout(base, dep, mask, pool_batch, groups)[:, :num_graphs]
         if self.config_node_readout:
-            graph = torch.cat([graph, self._config_node_pool(data, base, dep, mask)], -1)
+            pooled = self._config_node_pool(data, base, dep, mask, pool_batch, groups)
+            graph = torch.cat([graph, pooled[:, :num_graphs]], -1)
         if self.readout_l2:
             graph = F.normalize(graph, dim=-1)
         if self.join == "late":
-            graph = torch.cat([graph, self._late_config(data, base, cfg, num_graphs)], -1)
+            late = self._late_config(data, base, cfg, pool_batch, groups)[:, :num_graphs]
+            graph = torch.cat([graph, late], -1)
         return graph
 
     def _directed_edges(self, edge_index: Tensor) -> Tensor:

@@ -116,5 +116,7 @@ def config_context(data: Data, hops: int) -> Data:
     out.node_config_ids = new_id[ids]
     if isinstance(data, Batch):
         out.batch = data.batch[subset]
+    if "owned" in data:
+        out.owned = data.owned[subset]
     out.num_nodes = subset.numel()
     return out

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
-from torch_geometric.data import Batch
 from torch_geometric.utils import scatter
 
 from . import dedup
@@ -68,11 +67,10 @@ class Readout:
             pooled.append(out.expand(num_configs, -1, -1))
         return torch.cat(pooled, -1)
 
-    def _config_node_pool(self, data, base, dep, mask):
-        """Mean of the configurable nodes' final vectors per (config, graph)."""
+    def _config_node_pool(self, data, base, dep, mask, batch, num_graphs):
+        """Mean of the configurable nodes' final vectors per (config, group of ``batch``)."""
         ids = data.node_config_ids
-        num_graphs = data.num_graphs if isinstance(data, Batch) else 1
-        graph_of = data.batch[ids] if isinstance(data, Batch) else torch.zeros_like(ids)
+        graph_of = batch[ids]
         pos = torch.cumsum(mask.long(), 0) - 1
         if isinstance(dep, dedup.StateLayer):  # every configurable node is dependent
             config_states = dedup.StateLayer(dep.values, dep.index[:, pos[ids]])
@@ -80,13 +78,13 @@ class Readout:
         vecs = dep[:, pos[ids]] if bool(mask[ids].all()) else base[ids].expand(dep.shape[0], -1, -1)
         return scatter(vecs, graph_of, 1, dim_size=num_graphs, reduce="mean")
 
-    def _late_config(self, data, base, cfg, num_graphs):
-        """Late join: one config vector per (config, graph), [C, B, H]."""
+    def _late_config(self, data, base, cfg, batch, num_graphs):
+        """Late join: one config vector per (config, group of ``batch``), [C, B, H]."""
         feats = self.config_encoder(cfg)
         if self.task == "tile":
             return self.late_config(feats).transpose(0, 1)
         ids = data.node_config_ids
-        graph_of = data.batch[ids] if isinstance(data, Batch) else torch.zeros_like(ids)
+        graph_of = batch[ids]
         node_vec = base[ids].unsqueeze(0).expand(feats.shape[0], -1, -1)
         per_node = self.late_config(torch.cat([node_vec, feats], -1))
         return scatter(per_node, graph_of, 1, dim_size=num_graphs, reduce="mean")

@@ -7,6 +7,11 @@ segment per graph per step; the other segments' scores come from a historical em
 table, each kept with probability p (stale embedding dropout). Inference scores every
 segment fresh.
 
+Two extensions, off by default (the reference has neither): ``halo_hops`` gives each
+segment its k-hop neighbourhood as read-only context (cross-segment edges are then seen,
+not dropped; :mod:`.subgraph`), and ``max_age`` bounds the staleness of the history
+(entries older than that many steps are recomputed without gradient; :mod:`.training`).
+
 Modules: :mod:`.partition` (contiguous / METIS partitions and their cache),
 :mod:`.subgraph` (segments as graphs), :mod:`.model` (:class:`SegmentModel`),
 :mod:`.history` (:class:`HistoryTable`), :mod:`.training` (:func:`gst_step`,

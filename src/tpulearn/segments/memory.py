@@ -79,7 +79,13 @@ def reset_peak_rss() -> None:
     Path("/proc/self/clear_refs").write_text("5")
 
 
-def step_memory(num_nodes: int, mode: str, max_segment_nodes: int = 1000) -> dict:
+def step_memory(
+    num_nodes: int,
+    mode: str,
+    max_segment_nodes: int = 1000,
+    halo_hops: int = 0,
+    max_age: int | None = None,
+) -> dict:
     """Peak RSS of training steps on one synthetic graph, in this process.
 
     Args:
@@ -91,6 +97,8 @@ def step_memory(num_nodes: int, mode: str, max_segment_nodes: int = 1000) -> dic
             step is forward + pairwise hinge loss + backward + Adam, 32 configs,
             :func:`paper_layout_model`.
         max_segment_nodes: the segment limit for ``"gst"``.
+        halo_hops, max_age: the segment model's context hops and the GST staleness bound
+            (``max_age=0``: every other segment recomputed, no grad, at each step).
 
     Returns:
         ``{"num_segments", "first"?, "step": {"peak_mb", "base_mb", "seconds"}}``;
@@ -107,8 +115,9 @@ def step_memory(num_nodes: int, mode: str, max_segment_nodes: int = 1000) -> dic
         max_segment_nodes=max_segment_nodes,
         enabled=mode != "full",
         checkpoint=mode == "checkpoint",
+        halo_hops=halo_hops,
     ).train()
-    trainer = GSTTrainer(model)
+    trainer = GSTTrainer(model, max_age=max_age)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     out: dict = {"num_segments": model.partition(data).num_segments}
 
@@ -191,7 +200,13 @@ def run_probe(
 
 
 def measure_step_memory(
-    num_nodes: int, mode: str, cap_mb: float = RSS_CAP_MB, timeout_s: float = TIMEOUT_S
+    num_nodes: int,
+    mode: str,
+    cap_mb: float = RSS_CAP_MB,
+    timeout_s: float = TIMEOUT_S,
+    halo_hops: int = 0,
+    max_age: int | None = None,
 ) -> dict:
     """:func:`step_memory` in a fresh interpreter (see :func:`run_probe` for the cap)."""
-    return run_probe(__name__, "step_memory", [num_nodes, mode], cap_mb, timeout_s)
+    args = [num_nodes, mode, 1000, halo_hops, max_age]
+    return run_probe(__name__, "step_memory", args, cap_mb, timeout_s)

@@ -22,7 +22,7 @@ from torch_geometric.data import Batch
 
 from ..data.datasets import TpuGraphData
 from .partition import Partition, PartitionCache, partition
-from .subgraph import segment_batch, split_segments
+from .subgraph import segment_batch, segment_data, split_segments
 
 
 class SegmentModel(nn.Module):
@@ -40,6 +40,11 @@ class SegmentModel(nn.Module):
             activation checkpointing: exact gradients through every segment at the memory
             of one (see the module docstring). Training loops then call the model directly
             instead of a GST step.
+        halo_hops: each segment also carries the nodes within this many hops as read-only
+            context (pooled by the segment that owns them only; see
+            :mod:`~tpulearn.segments.subgraph`). 0 (GST): cross-segment edges are dropped.
+        max_halo_nodes: the most context nodes per segment; None: ``max_segment_nodes``
+            (a segment with its halo then has at most twice the limit's nodes).
 
     Input: one graph (scores [C]) or a ``Batch`` / list of graphs sharing C ([B, C]).
     """
@@ -53,8 +58,16 @@ class SegmentModel(nn.Module):
         segments_per_batch: int | None = None,
         cache: PartitionCache | None = None,
         checkpoint: bool = False,
+        halo_hops: int = 0,
+        max_halo_nodes: int | None = None,
     ):
         super().__init__()
+        if halo_hops < 0:
+            raise ValueError(f"halo_hops must be >= 0, got {halo_hops}")
+        if max_halo_nodes is not None and max_halo_nodes < 0:
+            raise ValueError(f"max_halo_nodes must be >= 0, got {max_halo_nodes}")
+        self.halo_hops = halo_hops
+        self.max_halo_nodes = max_segment_nodes if max_halo_nodes is None else max_halo_nodes
         self.model = model
         self.max_segment_nodes = max_segment_nodes
         self.method = method
@@ -72,6 +85,10 @@ class SegmentModel(nn.Module):
         if isinstance(getattr(data, "stem", None), str):
             return self.cache.get(data, self.max_segment_nodes, self.method)
         return partition(data, self.max_segment_nodes, self.method)
+
+    def segment(self, data: TpuGraphData, part: Partition, segment: int) -> TpuGraphData:
+        """Segment ``segment`` of ``data`` as this model scores it (with its halo, if any)."""
+        return segment_data(data, part, segment, self.halo_hops, self.max_halo_nodes)
 
     def score_segments(self, segments: list[TpuGraphData], config_chunk: int | None = None):
         """Fresh scores of segments sharing C, ``[len(segments), C]``, on the model's device."""
@@ -98,7 +115,8 @@ class SegmentModel(nn.Module):
 
     def segment_scores(self, data: TpuGraphData, config_chunk: int | None = None) -> Tensor:
         """Every segment's fresh scores for one graph, ``[num_segments, C]``."""
-        return self.score_segments(split_segments(data, self.partition(data)), config_chunk)
+        segments = split_segments(data, self.partition(data), self.halo_hops, self.max_halo_nodes)
+        return self.score_segments(segments, config_chunk)
 
     def forward(self, data, config_chunk: int | None = None) -> Tensor:
         """Scores: sum over segments of fresh segment scores (no history table).
@@ -117,7 +135,9 @@ class SegmentModel(nn.Module):
         graphs = [data] if single else _graph_list(data)
         segments, owner = [], []
         for g, graph in enumerate(graphs):
-            pieces = split_segments(graph, self.partition(graph))
+            pieces = split_segments(
+                graph, self.partition(graph), self.halo_hops, self.max_halo_nodes
+            )
             segments += pieces
             owner += [g] * len(pieces)
         scores = self.score_segments(segments, config_chunk)  # [total segments, C]
@@ -128,12 +148,15 @@ class SegmentModel(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"max_segment_nodes={self.max_segment_nodes}, method={self.method}, "
-            f"enabled={self.enabled}, checkpoint={self.checkpoint}"
+            f"enabled={self.enabled}, checkpoint={self.checkpoint}, "
+            f"halo_hops={self.halo_hops}, max_halo_nodes={self.max_halo_nodes}"
         )
 
     def __repr__(self) -> str:
         # One line: the segment settings, then the wrapped model's own one-line repr.
         state = ("" if self.enabled else ", disabled") + (", checkpoint" if self.checkpoint else "")
+        if self.halo_hops:
+            state += f", halo_hops={self.halo_hops}, max_halo_nodes={self.max_halo_nodes}"
         return (
             f"SegmentModel(max_segment_nodes={self.max_segment_nodes}, method={self.method}"
             f"{state}, model={self.model!r})"

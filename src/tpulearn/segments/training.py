@@ -26,6 +26,13 @@ missing entries of the sampled configs are filled by a no-grad pass over the seg
 that have any (so a graph's first step sees real scores, not zeros; the pass runs in eval
 mode: no dropout noise is stored, and none is paid for). ``missing="zero"`` reads them as
 0, as the reference's zero-initialised table does.
+
+Staleness bound (an extension; the reference has none): with ``max_age=k``, entries of the
+sampled configs written more than k steps ago are recomputed by the same no-grad pass
+before they are read. ``max_age=0`` gives every step fresh values of the other segments
+(the prediction then equals the segment model's, and its gradient is the unbiased
+one-segment estimate of the segment model's gradient); memory stays that of one segment,
+compute grows by up to one no-grad forward of each other segment. None: no bound.
 """
 
 from __future__ import annotations
@@ -41,7 +48,6 @@ from ..data.datasets import TpuGraphData
 from .history import HistoryTable
 from .model import SegmentModel, _graph_list
 from .partition import Partition
-from .subgraph import segment_data
 
 RESCALES = ("trained", "stale", "none")
 MISSING = ("fill", "zero")
@@ -116,6 +122,7 @@ def gst_step(
     generator: torch.Generator | None = None,
     fill_chunk: int = FILL_CHUNK,
     dropout_unit: str = "entry",
+    max_age: int | None = None,
 ) -> GSTOutput:
     """Forward pass of one GST training step; apply any loss to ``.scores``.
 
@@ -135,6 +142,8 @@ def gst_step(
             reference does; ``"segment"`` draws one per stale segment of a graph, shared by
             its configs (a dropped segment's config-independent part then cancels in every
             pairwise comparison of the step instead of adding noise to it).
+        max_age: recompute (no grad) stored entries of the sampled configs written more
+            than this many steps ago before reading them; None: never (the reference).
 
     Returns:
         :class:`GSTOutput`; the trained segments' fresh scores are already written back.
@@ -142,6 +151,8 @@ def gst_step(
     _check(rescale, RESCALES, "rescale")
     _check(missing, MISSING, "missing")
     _check(dropout_unit, DROPOUT_UNITS, "dropout_unit")
+    if max_age is not None and max_age < 0:
+        raise ValueError(f"max_age must be >= 0 or None, got {max_age}")
     graphs = _graph_list(graphs)
     if len({int(g.config_index.numel()) for g in graphs}) > 1:
         raise ValueError("graphs of one GST step must have the same number of sampled configs")
@@ -154,12 +165,22 @@ def gst_step(
             raise ValueError("GST needs every graph's `stem` to key its history entries")
         rows = num_configs[b] if num_configs is not None else int(graph.config_index.max()) + 1
         table.ensure(part.key, rows, part.num_segments)
+    table.tick()
     chosen = [int(torch.randint(p.num_segments, (), generator=generator)) for p in parts]
-    if missing == "fill":
-        fill_missing(model, table, graphs, parts, skip=chosen, chunk=fill_chunk)
+    if missing == "fill" or max_age is not None:
+        fill_missing(
+            model,
+            table,
+            graphs,
+            parts,
+            skip=chosen,
+            chunk=fill_chunk,
+            max_age=max_age,
+            missing=missing == "fill",
+        )
 
     trained = model.score_segments(
-        [segment_data(g, p, s) for g, p, s in zip(graphs, parts, chosen, strict=True)]
+        [model.segment(g, p, s) for g, p, s in zip(graphs, parts, chosen, strict=True)]
     )  # [B, C]
     preds = []
     for b, (graph, part, seg) in enumerate(zip(graphs, parts, chosen, strict=True)):
@@ -183,30 +204,37 @@ def fill_missing(
     parts: list[Partition],
     skip: Sequence[int] | None = None,
     chunk: int = FILL_CHUNK,
+    max_age: int | None = None,
+    missing: bool = True,
 ) -> int:
     """Score, without gradient and in eval mode, every segment holding a never-written
-    entry of the sampled configs, and write those entries (filled entries keep their
-    stored value).
+    entry of the sampled configs (``missing``) or one written more than ``max_age`` steps
+    ago, and write those entries (the others keep their stored value).
 
     Args:
         skip: per graph, a segment not to fill (the one about to be trained).
         chunk: segments scored per pass (memory stays that of ``chunk`` segments).
+        max_age: also recompute filled entries older than this; None: never.
+        missing: compute never-written entries.
 
     Returns:
         The number of segment passes run.
     """
-    jobs = []  # (graph index, segment, rows still missing [C] bool)
+    jobs = []  # (graph index, segment, rows to compute [C] bool)
     for b, (graph, part) in enumerate(zip(graphs, parts, strict=True)):
         _, filled = table.read(part.key, graph.config_index)
-        for s in (~filled).any(0).nonzero().squeeze(1).tolist():
+        need = ~filled if missing else torch.zeros_like(filled)
+        if max_age is not None:
+            need |= filled & (table.age(part.key, graph.config_index) > max_age)
+        for s in need.any(0).nonzero().squeeze(1).tolist():
             if skip is None or s != skip[b]:
-                jobs.append((b, s, ~filled[:, s]))
+                jobs.append((b, s, need[:, s]))
     training = model.training
     model.eval()
     try:
         for start in range(0, len(jobs), chunk):
             part_jobs = jobs[start : start + chunk]
-            segments = [segment_data(graphs[b], parts[b], s) for b, s, _ in part_jobs]
+            segments = [model.segment(graphs[b], parts[b], s) for b, s, _ in part_jobs]
             scores = model.score_segments(segments)
             for (b, s, need), score in zip(part_jobs, scores, strict=True):
                 rows = graphs[b].config_index.to(need.device)[need]
@@ -222,7 +250,8 @@ class GSTTrainer:
     Args:
         model: the :class:`SegmentModel`; with ``model.enabled`` False, :meth:`step`
             is whole-graph training (scores of the plain model, no table).
-        keep_prob, rescale, missing, fill_chunk, dropout_unit: as in :func:`gst_step`.
+        keep_prob, rescale, missing, fill_chunk, dropout_unit, max_age: as in
+            :func:`gst_step`.
         seed: seed of the segment choice and the stale dropout.
     """
 
@@ -235,6 +264,7 @@ class GSTTrainer:
         fill_chunk: int = FILL_CHUNK,
         seed: int = 0,
         dropout_unit: str = "entry",
+        max_age: int | None = None,
     ):
         _check(rescale, RESCALES, "rescale")
         _check(missing, MISSING, "missing")
@@ -243,6 +273,9 @@ class GSTTrainer:
         self.fill_chunk = fill_chunk
         _check(dropout_unit, DROPOUT_UNITS, "dropout_unit")
         self.dropout_unit = dropout_unit
+        if max_age is not None and max_age < 0:
+            raise ValueError(f"max_age must be >= 0 or None, got {max_age}")
+        self.max_age = max_age
         self.table = HistoryTable(model.device)
         self.generator = torch.Generator().manual_seed(seed)
         self.last: GSTOutput | None = None
@@ -263,6 +296,7 @@ class GSTTrainer:
             self.generator,
             self.fill_chunk,
             self.dropout_unit,
+            self.max_age,
         )
         return self.last.scores
 

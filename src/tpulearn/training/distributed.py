@@ -176,11 +176,13 @@ class NullWriter:
 def merge_gst_states(states: list[dict]) -> dict:
     """One GST state from every process's: the union of their history tables (each owns
     its graphs), rank 0's generator, and every rank's generator for a same-size resume."""
-    values, filled = {}, {}
+    table = {"values": {}, "filled": {}, "stamps": {}}
     for state in states:
-        values.update(state["table"]["values"])
-        filled.update(state["table"]["filled"])
-    merged = {"table": {"values": values, "filled": filled}, "generator": states[0]["generator"]}
+        for part in table:
+            table[part].update(state["table"].get(part, {}))
+    # Every rank ticks once per step, so the clocks agree.
+    table["clock"] = states[0]["table"].get("clock", 0)
+    merged = {"table": table, "generator": states[0]["generator"]}
     if len(states) > 1:
         merged["generators"] = [state["generator"] for state in states]
     return merged

@@ -389,8 +389,10 @@ class Trainer:
             stems = train_set.stems
             mine = {stems[i] for i in dist_utils.owned(len(stems), world.rank, shards)}
             table = {
-                part: {k: v for k, v in table[part].items() if key_stem(k) in mine}
-                for part in table
+                part: {k: v for k, v in entries.items() if key_stem(k) in mine}
+                if isinstance(entries, dict)
+                else entries  # the step counter
+                for part, entries in table.items()
             }
         generators = state.get("generators") or [state["generator"]]
         generator = generators[world.rank] if len(generators) == world.size else None
