@@ -181,21 +181,32 @@ GST_RSS_CAP_MB = 8_000  # a full-graph probe above this is stopped (the machine 
 GST_PROBE_TIMEOUT_S = 900
 
 
-def _run_gst_probe(num_nodes: int, mode: str) -> dict:
+# (label, step_memory mode, halo hops, max_age)
+GST_MEMORY_CASES = (
+    ("GST, 1000-node segments", "gst", 0, None),
+    (
+        "GST, 1000-node segments with a 2-hop halo, other segments recomputed each step",
+        "gst",
+        2,
+        0,
+    ),
+    ("every segment in the gradient, checkpointed, 1000-node segments", "checkpoint", 0, None),
+    ("full graph", "full", 0, None),
+)
+
+
+def _run_gst_probe(num_nodes: int, mode: str, halo_hops: int = 0, max_age=None) -> dict:
     """One training step's peak RSS in a fresh interpreter, stopped above the cap."""
-    return measure_step_memory(num_nodes, mode, GST_RSS_CAP_MB, GST_PROBE_TIMEOUT_S)
+    return measure_step_memory(
+        num_nodes, mode, GST_RSS_CAP_MB, GST_PROBE_TIMEOUT_S, halo_hops, max_age
+    )
 
 
 def _gst_memory_rows(sizes: tuple[int, ...] = GST_SIZES) -> list[dict]:
     rows = []
     for num_nodes in sizes:
-        for mode in ("gst", "checkpoint", "full"):
-            probe = _run_gst_probe(num_nodes, mode)
-            label = {
-                "gst": "GST, 1000-node segments",
-                "checkpoint": "every segment in the gradient, checkpointed, 1000-node segments",
-                "full": "full graph",
-            }[mode]
+        for label, mode, halo_hops, max_age in GST_MEMORY_CASES:
+            probe = _run_gst_probe(num_nodes, mode, halo_hops, max_age)
             what = (
                 f"peak RSS of one training step, synthetic {num_nodes:,} nodes (4% configurable),"
                 f" 32 configs, SAGE 3x256, {label}"

@@ -42,6 +42,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--graphs-per-step", type=int, default=1)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--schedule", choices=("constant", "cosine"), default="constant")
+    p.add_argument("--clip-grad-norm", type=float, help="clip the gradient norm to this")
     p.add_argument(
         "--finetune-head-steps",
         type=int,
@@ -50,9 +51,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--segment-nodes", type=int, default=1000)
     p.add_argument("--method", choices=("contiguous", "metis"), default="metis")
+    p.add_argument("--halo-hops", type=int, default=0, help="segment context hops (0: GST)")
     p.add_argument("--keep-prob", type=float, default=0.5)
     p.add_argument("--dropout-unit", choices=("entry", "segment"), default="entry")
     p.add_argument("--refresh", action="store_true", help="GST: rebuild the history every step")
+    p.add_argument("--max-age", type=int, help="GST: recompute entries older than this")
     p.add_argument("--eval-every", type=int, default=250)
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
@@ -82,8 +85,15 @@ def main(argv: list[str] | None = None) -> list[float]:
         method=args.method,
         enabled=args.mode != "full",
         checkpoint=args.mode == "checkpoint",
+        halo_hops=args.halo_hops,
     )
-    gst = GSTTrainer(model, args.keep_prob, seed=args.seed, dropout_unit=args.dropout_unit)
+    gst = GSTTrainer(
+        model,
+        args.keep_prob,
+        seed=args.seed,
+        dropout_unit=args.dropout_unit,
+        max_age=args.max_age,
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     scheduler = (
         torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, args.steps)
@@ -129,6 +139,8 @@ def main(argv: list[str] | None = None) -> list[float]:
         loss = loss_fn(scores, runtime)
         optimizer.zero_grad()
         loss.backward()
+        if args.clip_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip_grad_norm)
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
