@@ -1,8 +1,12 @@
 """GST against whole-graph training on a synthetic layout collection: a validation curve.
 
-    python scripts/gst_vs_full.py --mode full --steps 5000 --eval-every 1000
+    python scripts/gst_vs_full.py --mode full --steps 12000 --eval-every 1000 \
+        --schedule cosine --clip-grad-norm 1
+    python scripts/gst_vs_full.py --mode gst --keep-prob 1 --max-age 0 --halo-hops 2 \
+        --steps 12000 --eval-every 1000 --schedule cosine --clip-grad-norm 1
     python scripts/gst_vs_full.py --mode gst --graphs-per-step 8 --steps 2000 --eval-every 250
-    python scripts/gst_vs_full.py --mode gst --keep-prob 1 --refresh   # no staleness, no dropout
+
+The curves these gave are in ``benchmarks/gst_vs_full.md``.
 
 The collection (layout:xla:random, 48 train / 12 valid graphs of 1,500-3,000 nodes, 64-128
 configs, seed 0) is written to ``--data`` on first use. SAGE 2x64, pairwise hinge 0.1, Adam,
