@@ -17,6 +17,7 @@ import copy
 import warnings
 
 import torch
+from torch import Tensor
 from torch_geometric.data import Batch, Data
 
 
@@ -99,12 +100,8 @@ def config_context(data: Data, hops: int) -> Data:
     ids = data.node_config_ids
     keep = torch.zeros(num_nodes, dtype=torch.bool, device=ids.device)
     keep[ids] = True
+    keep = grow(keep, data.edge_index, hops)
     a, b = data.edge_index
-    for _ in range(hops):
-        grown = keep.clone()
-        grown[b[keep[a]]] = True
-        grown[a[keep[b]]] = True
-        keep = grown
     subset = keep.nonzero().squeeze(1)
     new_id = torch.full((num_nodes,), -1, dtype=torch.long, device=ids.device)
     new_id[subset] = torch.arange(subset.numel(), device=ids.device)
@@ -120,3 +117,26 @@ def config_context(data: Data, hops: int) -> Data:
         out.owned = data.owned[subset]
     out.num_nodes = subset.numel()
     return out
+
+
+def grow(nodes: Tensor, edge_index: Tensor, hops: int, limit: int | None = None) -> Tensor:
+    """``nodes`` (bool [N]) and the nodes within ``hops`` hops of them (either direction),
+    at most ``limit`` added: nearer hops first; within the hop that reaches the limit, the
+    nodes with the most edges into the set so far, then the lowest ids."""
+    src, dst = edge_index
+    budget = limit
+    for _ in range(hops):
+        links = torch.zeros(nodes.shape, dtype=torch.long, device=nodes.device)
+        links.index_add_(0, dst, nodes[src].long())
+        links.index_add_(0, src, nodes[dst].long())
+        new = ((links > 0) & ~nodes).nonzero().squeeze(1)
+        if budget is not None and new.numel() > budget:
+            order = torch.sort(-links[new], stable=True).indices
+            new = new[order[:budget]]
+        nodes = nodes.clone()
+        nodes[new] = True
+        if budget is not None:
+            budget -= new.numel()
+            if budget == 0:
+                break
+    return nodes

@@ -25,6 +25,7 @@ from torch import Tensor
 from torch_geometric.data import Batch
 
 from ..data.datasets import TpuGraphData
+from ..models.pruning import grow
 from .partition import Partition
 
 # Per-node tensors cut with the node subset; everything else but the keys handled below
@@ -69,7 +70,7 @@ def segment_data(
     device = data.edge_index.device
     assignment = part.assignment.to(device)
     own = assignment == segment
-    inside = _grow(own, data.edge_index, halo_hops, max_halo_nodes) if halo_hops else own
+    inside = grow(own, data.edge_index, halo_hops, max_halo_nodes) if halo_hops else own
     nodes = inside.nonzero().squeeze(1)
     if halo_hops:
         local = torch.full_like(assignment, -1)
@@ -104,29 +105,6 @@ def split_segments(
     return [
         segment_data(data, part, s, halo_hops, max_halo_nodes) for s in range(part.num_segments)
     ]
-
-
-def _grow(nodes: Tensor, edge_index: Tensor, hops: int, limit: int | None = None) -> Tensor:
-    """``nodes`` (bool [N]) and the nodes within ``hops`` hops of them (either direction),
-    at most ``limit`` added: nearer hops first; within the hop that reaches the limit, the
-    nodes with the most edges into the set so far, then the lowest ids."""
-    src, dst = edge_index
-    budget = limit
-    for _ in range(hops):
-        links = torch.zeros(nodes.shape, dtype=torch.long, device=nodes.device)
-        links.index_add_(0, dst, nodes[src].long())
-        links.index_add_(0, src, nodes[dst].long())
-        new = ((links > 0) & ~nodes).nonzero().squeeze(1)
-        if budget is not None and new.numel() > budget:
-            order = torch.sort(-links[new], stable=True).indices
-            new = new[order[:budget]]
-        nodes = nodes.clone()
-        nodes[new] = True
-        if budget is not None:
-            budget -= new.numel()
-            if budget == 0:
-                break
-    return nodes
 
 
 def segment_batch(segments: list[TpuGraphData]) -> Batch:
