@@ -77,7 +77,7 @@ def result(what: str, unit: str, value_of: Callable[[float], float], times, **ex
 
 
 def bench_metrics(args) -> list[dict]:
-    from tpulearn.evaluate import kendall_tau
+    from tpulearn.metrics import kendall_tau
 
     rng = np.random.default_rng(0)
     runtime = rng.integers(1, 10**9, 100_000)

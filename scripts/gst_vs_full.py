@@ -28,8 +28,8 @@ from torch_geometric.data import Batch
 
 from tpulearn.data import AllConfigsSampler, LayoutDataset, UniformSampler
 from tpulearn.data.synthetic import write_layout_collection
-from tpulearn.evaluate import Evaluator
 from tpulearn.losses import PairwiseHingeLoss
+from tpulearn.metrics import Evaluator
 from tpulearn.models import SAGE
 from tpulearn.segments import GSTTrainer, HistoryTable, SegmentModel
 

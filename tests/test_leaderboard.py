@@ -14,8 +14,8 @@ from tiny_runs import SMALL_MODEL
 import tpulearn
 from tpulearn.data.schema import COLLECTIONS
 from tpulearn.data.synthetic import write_layout_collection, write_tile_collection
-from tpulearn.evaluate import kaggle_score
 from tpulearn.leaderboard import PAPER_TOP_K_ERROR_PERCENT, run_leaderboard
+from tpulearn.metrics import kaggle_score
 from tpulearn.submission import validate_submission
 from tpulearn.training import CheckpointMismatchError, load_checkpoint
 

@@ -18,7 +18,7 @@ from tiny_runs import compose_config, tiny_overrides  # noqa: E402
 from tpulearn import plots  # noqa: E402
 from tpulearn.data import read_layout, sample_root  # noqa: E402
 from tpulearn.data.stats import k_hop_nodes, segment_edge_counts  # noqa: E402
-from tpulearn.evaluate import kendall_tau  # noqa: E402
+from tpulearn.metrics import kendall_tau  # noqa: E402
 from tpulearn.segments import partition  # noqa: E402
 from tpulearn.training import GraphScores, evaluate, evaluate_scores, train  # noqa: E402
 

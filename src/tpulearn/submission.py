@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from tpulearn.evaluate import COLLECTIONS, parse_collection
+from tpulearn.data.schema import COLLECTIONS, parse_collection
 
 HEADER = "ID,TopConfigs"
 TILE_MIN_CONFIGS = 5
@@ -41,7 +41,7 @@ def make_id(collection: str, stem: str) -> str:
     """Submission ID of one graph, e.g. ``make_id("layout:nlp:random", "abc")``.
 
     Args:
-        collection: one of :data:`~tpulearn.evaluate.COLLECTIONS`.
+        collection: one of :data:`~tpulearn.data.COLLECTIONS`.
         stem: the test file name without ``.npz``.
     """
     parse_collection(collection)
@@ -93,7 +93,7 @@ def make_rows(
     """Submission rows of one collection from per-graph scores.
 
     Args:
-        collection: one of :data:`~tpulearn.evaluate.COLLECTIONS`.
+        collection: one of :data:`~tpulearn.data.COLLECTIONS`.
         predictions: ``{file stem: [num_configs] scores}``, lower = faster.
         top_k: tile only: keep the ``top_k`` (>= 5) fastest configs; None keeps all.
             Layout rows always list every config once.

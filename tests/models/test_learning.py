@@ -5,8 +5,8 @@ import torch
 
 from tpulearn.data import AllConfigsSampler, LayoutDataset, UniformSampler
 from tpulearn.data.synthetic import write_layout_collection
-from tpulearn.evaluate import Evaluator
 from tpulearn.losses import PairwiseHingeLoss
+from tpulearn.metrics import Evaluator
 from tpulearn.models import MLP, SAGE
 
 

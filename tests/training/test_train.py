@@ -199,7 +199,7 @@ def test_predictor_scores_any_file_like_evaluation(tmp_path):
     assert per_graph.is_file()
     # Scoring all 1965 configs through the evaluation path ranks them identically.
     from tpulearn.data import read_layout
-    from tpulearn.evaluate import kendall_tau
+    from tpulearn.metrics import kendall_tau
 
     runtime = read_layout(path).config_runtime
     assert result["metrics"]["kendall_tau"] == pytest.approx(kendall_tau(scores, runtime), abs=1e-6)

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from ..data.schema import COLLECTIONS
-from ..evaluate import kaggle_score
+from ..metrics import kaggle_score
 from .plan import _check_collections, _check_overrides, _check_seeds
 from .records import Leaderboard, Row
 from .runs import _Reproduction

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..data.schema import parse_collection
-from ..evaluate import kendall_tau
+from ..metrics import kendall_tau
 from ._base import _figure, save_figure
 from .ranking import _scores_and_runtime, ranking_curve
 
@@ -30,7 +30,7 @@ def predicted_vs_true_figure(scores: Any, runtime: Any, title: str | None = None
 
     The x axis is the true runtime relative to the fastest config (1 = the true best), the
     y axis the model's score (lower = predicted faster); the title carries the Kendall tau
-    (:func:`tpulearn.evaluate.kendall_tau`). The true best config and the model's first
+    (:func:`tpulearn.metrics.kendall_tau`). The true best config and the model's first
     choice are marked.
 
     Args:

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..evaluate import kendall_tau
+from ..metrics import kendall_tau
 from ._base import _numpy
 
 # Curves evaluate every k up to this many configs, a geometric grid of k beyond.

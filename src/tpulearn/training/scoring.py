@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..evaluate import Evaluator
+from ..metrics import Evaluator
 
 
 @dataclass

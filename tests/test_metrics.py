@@ -1,4 +1,4 @@
-"""Tests for tpulearn.evaluate: hand-computed values, scipy / brute-force agreement, real data."""
+"""Tests for tpulearn.metrics: hand-computed values, scipy / brute-force agreement, real data."""
 
 import json
 import math
@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tpulearn
-from tpulearn.evaluate import (
+from tpulearn.metrics import (
     COLLECTIONS,
     Evaluator,
     kaggle_score,
