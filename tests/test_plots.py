@@ -18,9 +18,10 @@ from tiny_runs import compose_config, tiny_overrides  # noqa: E402
 from tpulearn import plots  # noqa: E402
 from tpulearn.data import read_layout, sample_root  # noqa: E402
 from tpulearn.data.stats import k_hop_nodes, segment_edge_counts  # noqa: E402
+from tpulearn.evaluation import evaluate  # noqa: E402
 from tpulearn.metrics import kendall_tau  # noqa: E402
 from tpulearn.segments import partition  # noqa: E402
-from tpulearn.training import GraphScores, evaluate, evaluate_scores, train  # noqa: E402
+from tpulearn.training import GraphScores, evaluate_scores, train  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 VALID = "npz/layout/xla/default/valid/unet_3d.4x4.bf16.npz"

@@ -48,6 +48,6 @@ def train_main(cfg: DictConfig) -> float | None:
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="eval")
 def evaluate_main(cfg: DictConfig) -> None:
-    from .training import evaluate
+    from .evaluation import evaluate
 
     _run(evaluate, cfg)

@@ -45,7 +45,7 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu", chunk: int = 256) -> Predictor:
-        from .training import load_model
+        from .evaluation import load_model
 
         model, config, features = load_model(path, device)
         load = FeatureNormalizer.from_state_dict

@@ -11,8 +11,9 @@ from hydra.utils import instantiate
 from tiny_runs import CONFIG_DIR, SMALL_MODEL, compose_config, tiny_overrides
 
 import tpulearn
+from tpulearn.evaluation import evaluate
 from tpulearn.submission import merge_submissions, validate_submission
-from tpulearn.training import CheckpointMismatchError, evaluate, load_checkpoint, train
+from tpulearn.training import CheckpointMismatchError, load_checkpoint, train
 
 REPO = Path(__file__).resolve().parents[2]
 

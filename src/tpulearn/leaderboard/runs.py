@@ -78,7 +78,7 @@ class _Reproduction:
 
     def evaluate(self, ckpt: Path, split: str, collection: str, run_dir: Path) -> dict:
         """``evaluate()`` of a checkpoint on one split; its prints go to ``eval.log``."""
-        from ..training import evaluate
+        from ..evaluation import evaluate
 
         cfg = compose(
             "eval",

@@ -1,4 +1,8 @@
-"""Training and evaluation: the loop, checkpoints, scoring, and the config-driven runs."""
+"""Training: the loop, checkpoints, scoring a dataset, and the config-driven run.
+
+Evaluating a checkpoint on a split (metrics files, submissions, figures) sits above this
+package, in :mod:`tpulearn.evaluation`.
+"""
 
 from .checkpoint import CheckpointMismatchError, load_checkpoint, save_checkpoint
 from .data import CollectionData
@@ -13,30 +17,13 @@ def train(cfg):
     return _train(cfg)
 
 
-def evaluate(cfg):
-    """Evaluate a checkpoint from a composed config (see :func:`tpulearn.training.run.evaluate`)."""
-    from .run import evaluate as _evaluate
-
-    return _evaluate(cfg)
-
-
-def load_model(path, device="cpu"):
-    """``(model, config, normalizer)`` from a checkpoint (see
-    :func:`tpulearn.training.run.load_model`)."""
-    from .run import load_model as _load_model
-
-    return _load_model(path, device)
-
-
 __all__ = [
     "CheckpointMismatchError",
     "CollectionData",
     "GraphScores",
     "Trainer",
-    "evaluate",
     "evaluate_scores",
     "load_checkpoint",
-    "load_model",
     "save_checkpoint",
     "score_dataset",
     "train",

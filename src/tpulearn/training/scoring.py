@@ -45,8 +45,7 @@ def score_dataset(
     """Yield the model's scores for each graph's evaluated configs (the dataset's sampler).
 
     Args:
-        model: a config-scoring model (``model(data) -> [C]``), or any object with a
-            ``score(data) -> [C]`` method (e.g. a segment model).
+        model: a config-scoring model (``model(data) -> [C]``).
         dataset: a Tile/LayoutDataset whose sampler picks the configs to evaluate.
         device: where the model runs.
         chunk: configs per forward pass.
@@ -57,7 +56,6 @@ def score_dataset(
     device = torch.device(device)
     was_training = model.training
     model.eval()
-    score = getattr(model, "score", model)
     try:
         order = range(len(dataset)) if indices is None else indices
         for i in tqdm(order, desc="scoring", disable=not progress):
@@ -65,7 +63,7 @@ def score_dataset(
             for data in dataset.sample_chunks(i, chunk):
                 stem = data.stem
                 with autocast(device, precision):
-                    out = score(data.to(device))
+                    out = model(data.to(device))
                 parts.append(out.float().cpu().numpy())
                 runtimes.append(data.config_runtime.numpy())
                 rows.append(data.config_index.numpy())
