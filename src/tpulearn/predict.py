@@ -1,8 +1,9 @@
-"""Score the configs of any TpuGraphs file with a trained checkpoint (notebook use).
+"""Score the configs of any TpuGraphs file or record with a trained checkpoint.
 
 from tpulearn.predict import Predictor
 predictor = Predictor.from_checkpoint("outputs/.../checkpoints/best.pt")
 scores = predictor.score_file("graph.npz")        # [num_configs], lower = faster
+scores = predictor.score_record(record)           # a record read or featurized in memory
 order = predictor.rank_file("graph.npz")          # config indices, fastest first
 """
 
@@ -13,9 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import FeatureNormalizer, read_layout, read_tile
-from .data.datasets import LayoutDataset, TileDataset
-from .data.sampling import AllConfigsSampler
+from .data import FeatureNormalizer, LayoutRecord, TileRecord, read_layout, read_tile
+from .data.items import layout_item, tile_item
 
 
 class Predictor:
@@ -54,29 +54,42 @@ class Predictor:
         config_normalizer = load(config_norm) if config_norm else None
         return cls(model, config.data.task, normalizer, device, chunk, config_normalizer)
 
-    @torch.no_grad()
     def score_file(self, path: str | Path) -> np.ndarray:
-        """Scores [num_configs] of every config in the file, in file order."""
-        path = Path(path)
+        """Scores [num_configs] of every config in the file, in file order.
+
+        Raises:
+            TpuGraphsFormatError: the file is missing, damaged or breaks an invariant.
+        """
         read = read_tile if self.task == "tile" else read_layout
-        read(path)  # validate first: a clear error names the file and key
-        dataset = _single_file_dataset(self.task, path, self.normalizer)
-        if self.task == "tile":
-            dataset.config_normalizer = self.config_normalizer
-        parts = [
-            self.model(data.to(self.device)).float().cpu().numpy()
-            for data in dataset.chunks(0, self.chunk)
-        ]
+        return self.score_record(read(Path(path)))
+
+    @torch.no_grad()
+    def score_record(self, record: TileRecord | LayoutRecord) -> np.ndarray:
+        """Scores [num_configs] of every config of a validated record, in row order.
+
+        Args:
+            record: a record as :func:`~tpulearn.data.read_tile` /
+                :func:`~tpulearn.data.read_layout` or :mod:`tpulearn.featurize` return
+                it, of this predictor's task.
+        """
+        expected = TileRecord if self.task == "tile" else LayoutRecord
+        if not isinstance(record, expected):
+            raise TypeError(
+                f"a {self.task} predictor scores {expected.__name__}s, got {type(record).__name__}"
+            )
+        parts = []
+        for start in range(0, record.num_configs, self.chunk):
+            rows = np.arange(start, min(start + self.chunk, record.num_configs), dtype=np.int64)
+            data = self._item(record, rows)
+            parts.append(self.model(data.to(self.device)).float().cpu().numpy())
         return np.concatenate(parts)
 
     def rank_file(self, path: str | Path) -> np.ndarray:
         """Config indices of the file, predicted fastest first."""
         return np.argsort(self.score_file(path), kind="stable")
 
-
-def _single_file_dataset(task: str, path: Path, normalizer):
-    """A dataset over one explicit file (the folder and split names are then unused)."""
-    common = dict(sampler=AllConfigsSampler(), normalizer=normalizer, files=[path], min_configs=1)
-    if task == "tile":
-        return TileDataset(path.parent, "test", **common)
-    return LayoutDataset(path.parent, "xla", "default", "test", **common)
+    def _item(self, record, rows: np.ndarray):
+        # The dataset defaults the training runs use: layout padding re-encoded.
+        if self.task == "tile":
+            return tile_item(record, rows, self.normalizer, self.config_normalizer)
+        return layout_item(record, rows, self.normalizer)

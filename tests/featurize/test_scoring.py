@@ -7,7 +7,7 @@ from featurize_inputs import LAYOUT_NPZ, LAYOUT_PB, TILE_PB
 
 from tpulearn.data import LayoutDataset, TileDataset
 from tpulearn.data.sampling import AllConfigsSampler
-from tpulearn.featurize import featurize, score_record, write_npz
+from tpulearn.featurize import featurize, write_npz
 from tpulearn.models import GAT, GCN, GIN, MLP, SAGE, ResGCN
 
 
@@ -52,7 +52,7 @@ def test_predictor_scores_the_featurized_runs_as_the_released_rows(layout_checkp
 
     predictor = Predictor.from_checkpoint(layout_checkpoint)
     record = featurize(LAYOUT_PB)
-    ours = score_record(predictor, record)
+    ours = predictor.score_record(record)
     theirs = predictor.score_file(LAYOUT_NPZ)
     released = np.load(LAYOUT_NPZ)
     feat, runtime = released["node_config_feat"], released["config_runtime"]
@@ -62,3 +62,15 @@ def test_predictor_scores_the_featurized_runs_as_the_released_rows(layout_checkp
     ]
     assert ours.shape == (112,)
     assert np.allclose(ours, theirs[rows], rtol=1e-5, atol=1e-6)
+
+
+def test_a_record_scores_in_memory_exactly_as_its_npz_file(layout_checkpoint, tmp_path):
+    """score_file is read + score_record: no file round trip changes a bit."""
+    from tpulearn.predict import Predictor
+
+    predictor = Predictor.from_checkpoint(layout_checkpoint, chunk=50)  # several chunks
+    record = featurize(LAYOUT_PB)
+    on_disk = predictor.score_file(write_npz(record, tmp_path / "unet.npz"))
+    assert np.array_equal(predictor.score_record(record), on_disk)
+    with pytest.raises(TypeError, match="layout predictor scores LayoutRecords, got TileRecord"):
+        predictor.score_record(featurize(TILE_PB)[0])

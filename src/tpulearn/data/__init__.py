@@ -11,7 +11,7 @@ import importlib
 _EXPORTS = {
     "LayoutDataset": "datasets",
     "TileDataset": "datasets",
-    "TpuGraphData": "datasets",
+    "TpuGraphData": "items",
     "FeatureNormalizer": "features",
     "reencode_minor_to_major": "features",
     "signed_log1p": "features",
@@ -23,6 +23,8 @@ _EXPORTS = {
     "read_layout": "io",
     "read_layout_graph": "io",
     "read_tile": "io",
+    "layout_item": "items",
+    "tile_item": "items",
     "eval_indices_path": "sample",
     "load_eval_indices": "sample",
     "sample_root": "sample",

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch_geometric.data import Data
 
 from .features import FeatureNormalizer, reencode_minor_to_major
 from .io import (
@@ -24,36 +23,13 @@ from .io import (
     read_layout,
     read_tile,
 )
+from .items import TpuGraphData, layout_item, tile_item
 from .sampling import ConfigSampler, UniformSampler, dedup_configs
 from .schema import collection_dir
 
 DOWNLOAD_HINT = (
     "download it with `python scripts/download_tpugraphs.py --collections {name} --root {root}`"
 )
-
-
-class TpuGraphData(Data):
-    """One graph and a sample of its configs.
-
-    Keeps the npz key names. ``edge_index`` is [2, num_edges] with row 0 the consumer and
-    row 1 the producer (the stored direction, transposed to PyG's layout). Config-level
-    tensors have a leading [num_configs] dimension; ``config_index`` holds the rows of the
-    file they came from. When batched, ``node_config_ids`` shift with the node offset and
-    layout ``node_config_feat`` [C, K, 18] concatenates along the configurable-node axis
-    (graphs of one batch must then share C).
-    """
-
-    def __inc__(self, key, value, *args, **kwargs):
-        if key in ("node_config_ids", "node_splits"):
-            return self.num_nodes
-        if key == "config_index":
-            return 0
-        return super().__inc__(key, value, *args, **kwargs)
-
-    def __cat_dim__(self, key, value, *args, **kwargs):
-        if key == "node_config_feat":
-            return 1
-        return super().__cat_dim__(key, value, *args, **kwargs)
 
 
 class _GraphDataset(torch.utils.data.Dataset):
@@ -174,18 +150,6 @@ class _GraphDataset(torch.utils.data.Dataset):
             stop = min(start + chunk_size, record.num_configs)
             yield self.to_data(record, np.arange(start, stop, dtype=np.int64))
 
-    def _graph_tensors(self, record) -> dict[str, torch.Tensor]:
-        node_feat = record.node_feat
-        if self.reencode_layout:
-            node_feat = reencode_minor_to_major(node_feat)
-        if self.normalizer is not None:
-            node_feat = self.normalizer.transform(node_feat)
-        return {
-            "node_feat": torch.from_numpy(np.ascontiguousarray(node_feat, dtype=np.float32)),
-            "node_opcode": torch.from_numpy(record.node_opcode),
-            "edge_index": torch.from_numpy(np.ascontiguousarray(record.edge_index.T)),
-        }
-
     def to_data(self, record, rows: np.ndarray) -> TpuGraphData:
         raise NotImplementedError
 
@@ -264,17 +228,8 @@ class TileDataset(_GraphDataset):
         return record.config_feat
 
     def to_data(self, record: TileRecord, rows: np.ndarray) -> TpuGraphData:
-        config_feat = record.config_feat[rows]
-        if self.config_normalizer is not None:
-            config_feat = self.config_normalizer.transform(config_feat)
-        return TpuGraphData(
-            **self._graph_tensors(record),
-            config_feat=torch.from_numpy(np.ascontiguousarray(config_feat, dtype=np.float32)),
-            config_runtime=torch.from_numpy(record.config_runtime[rows]),
-            config_runtime_normalizers=torch.from_numpy(record.config_runtime_normalizers[rows]),
-            config_index=torch.from_numpy(rows),
-            num_nodes=record.num_nodes,
-            stem=record.stem,
+        return tile_item(
+            record, rows, self.normalizer, self.config_normalizer, self.reencode_layout
         )
 
     def __repr__(self) -> str:
@@ -338,20 +293,7 @@ class LayoutDataset(_GraphDataset):
         return record.node_config_feat
 
     def to_data(self, record: LayoutRecord, rows: np.ndarray) -> TpuGraphData:
-        # Sorted row order makes memory-mapped reads sequential; restore the sample order.
-        order = np.argsort(rows, kind="stable")
-        feat = np.empty((rows.shape[0], *record.node_config_feat.shape[1:]), dtype=np.float32)
-        feat[order] = record.node_config_feat[rows[order]]
-        return TpuGraphData(
-            **self._graph_tensors(record),
-            node_config_ids=torch.from_numpy(record.node_config_ids),
-            node_config_feat=torch.from_numpy(feat),
-            config_runtime=torch.from_numpy(record.config_runtime[rows]),
-            node_splits=torch.from_numpy(record.node_splits),
-            config_index=torch.from_numpy(rows),
-            num_nodes=record.num_nodes,
-            stem=record.stem,
-        )
+        return layout_item(record, rows, self.normalizer, self.reencode_layout)
 
     def __repr__(self) -> str:
         return f"LayoutDataset({self.collection}, {self.split}, {len(self)} graphs)"

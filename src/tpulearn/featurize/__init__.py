@@ -6,6 +6,7 @@ Reads the protobuf messages behind the dataset with a small wire-format decoder 
     from tpulearn.featurize import featurize, write_npz
     record = featurize("module.pb")      # HloModuleProto, HloProto dump or ModuleTuningData
     write_npz(record, "graph.npz")       # read_layout / LayoutDataset / Predictor accept it
+    predictor.score_record(record)       # or score it in memory (tpulearn.predict.Predictor)
 
 ``tpulearn-featurize module.pb -o graph.npz`` does the same from a shell, and
 :mod:`tpulearn.featurize.from_jax` featurizes and scores a jitted JAX function
@@ -27,7 +28,6 @@ from .records import (
     featurize,
     layout_record,
     layout_record_from_tuning,
-    score_record,
     tile_records,
     write_npz,
 )
@@ -50,7 +50,6 @@ __all__ = [
     "read_message",
     "read_module_tuning_data",
     "read_tuning_data",
-    "score_record",
     "tile_records",
     "write_npz",
 ]

@@ -54,7 +54,6 @@ from .records import (
     LAYOUT_MAX_TENSORS,
     configurable_nodes,
     layout_record,
-    score_record,
 )
 from .wire import FeaturizeError
 
@@ -274,6 +273,6 @@ def rank_layouts(
         )
     candidates = candidate_configs(config_tensor_ranks(module, graph), num_configs, seed)
     record = layout_record(module, base.node_config_ids, candidates, path=base.path, graph=graph)
-    scores = np.asarray(score_record(predictor, record), dtype=np.float64)
+    scores = np.asarray(predictor.score_record(record), dtype=np.float64)
     names = [graph.instructions[i]["name"] for i in record.node_config_ids]
     return RankedLayouts(record, scores, np.argsort(scores, kind="stable"), names)

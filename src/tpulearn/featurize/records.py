@@ -355,14 +355,3 @@ def write_npz(record: LayoutRecord | TileRecord, out: str | Path) -> Path:
         if tmp.exists():
             tmp.unlink()
     return out
-
-
-def score_record(predictor, record: LayoutRecord | TileRecord) -> np.ndarray:
-    """Scores [num_configs] of a record's configs with a :class:`tpulearn.predict.Predictor`
-    (lower = predicted faster), through exactly the path :meth:`Predictor.score_file` takes
-    (the record is written to a temporary npz)."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = write_npz(record, Path(tmp) / f"{record.stem}.npz")
-        return predictor.score_file(path)

@@ -1,0 +1,116 @@
+"""Records -> model inputs: one graph and some of its config rows as a :class:`TpuGraphData`.
+
+The one place a validated record (read from a file or built in memory) becomes the PyG
+``Data`` every model takes; the datasets and :class:`tpulearn.predict.Predictor` both go
+through it, so a file and the same record in memory score alike.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch_geometric.data import Data
+
+from .features import FeatureNormalizer, reencode_minor_to_major
+from .io import LayoutRecord, TileRecord
+
+
+class TpuGraphData(Data):
+    """One graph and a sample of its configs.
+
+    Keeps the npz key names. ``edge_index`` is [2, num_edges] with row 0 the consumer and
+    row 1 the producer (the stored direction, transposed to PyG's layout). Config-level
+    tensors have a leading [num_configs] dimension; ``config_index`` holds the rows of the
+    file they came from. When batched, ``node_config_ids`` shift with the node offset and
+    layout ``node_config_feat`` [C, K, 18] concatenates along the configurable-node axis
+    (graphs of one batch must then share C).
+    """
+
+    def __inc__(self, key, value, *args, **kwargs):
+        if key in ("node_config_ids", "node_splits"):
+            return self.num_nodes
+        if key == "config_index":
+            return 0
+        return super().__inc__(key, value, *args, **kwargs)
+
+    def __cat_dim__(self, key, value, *args, **kwargs):
+        if key == "node_config_feat":
+            return 1
+        return super().__cat_dim__(key, value, *args, **kwargs)
+
+
+def graph_tensors(
+    record: TileRecord | LayoutRecord,
+    node_normalizer: FeatureNormalizer | None,
+    reencode_layout: bool,
+) -> dict[str, torch.Tensor]:
+    """The config-independent tensors of a record: node features, opcodes, edges."""
+    node_feat = record.node_feat
+    if reencode_layout:
+        node_feat = reencode_minor_to_major(node_feat)
+    if node_normalizer is not None:
+        node_feat = node_normalizer.transform(node_feat)
+    return {
+        "node_feat": torch.from_numpy(np.ascontiguousarray(node_feat, dtype=np.float32)),
+        "node_opcode": torch.from_numpy(record.node_opcode),
+        "edge_index": torch.from_numpy(np.ascontiguousarray(record.edge_index.T)),
+    }
+
+
+def tile_item(
+    record: TileRecord,
+    rows: np.ndarray,
+    node_normalizer: FeatureNormalizer | None = None,
+    config_normalizer: FeatureNormalizer | None = None,
+    reencode_layout: bool = True,
+) -> TpuGraphData:
+    """A tile kernel with its config rows ``rows`` (int64 indices into the record).
+
+    Args:
+        record: a validated tile record.
+        rows: the config rows to include, in the order given.
+        node_normalizer: fitted node-feature normaliser, or None for raw features.
+        config_normalizer: fitted normaliser of the 24 tile config features, or None.
+        reencode_layout: mark minor_to_major padding (node features 134-139) as -1.
+    """
+    config_feat = record.config_feat[rows]
+    if config_normalizer is not None:
+        config_feat = config_normalizer.transform(config_feat)
+    return TpuGraphData(
+        **graph_tensors(record, node_normalizer, reencode_layout),
+        config_feat=torch.from_numpy(np.ascontiguousarray(config_feat, dtype=np.float32)),
+        config_runtime=torch.from_numpy(record.config_runtime[rows]),
+        config_runtime_normalizers=torch.from_numpy(record.config_runtime_normalizers[rows]),
+        config_index=torch.from_numpy(rows),
+        num_nodes=record.num_nodes,
+        stem=record.stem,
+    )
+
+
+def layout_item(
+    record: LayoutRecord,
+    rows: np.ndarray,
+    node_normalizer: FeatureNormalizer | None = None,
+    reencode_layout: bool = True,
+) -> TpuGraphData:
+    """A layout graph with its config rows ``rows`` (int64 indices into the record).
+
+    Args:
+        record: a validated layout record (``node_config_feat`` in memory or memory-mapped).
+        rows: the config rows to include, in the order given.
+        node_normalizer, reencode_layout: as in :func:`tile_item`.
+    """
+    # Sorted row order makes memory-mapped reads sequential; restore the sample order.
+    order = np.argsort(rows, kind="stable")
+    feat = np.empty((rows.shape[0], *record.node_config_feat.shape[1:]), dtype=np.float32)
+    feat[order] = record.node_config_feat[rows[order]]
+    return TpuGraphData(
+        **graph_tensors(record, node_normalizer, reencode_layout),
+        node_config_ids=torch.from_numpy(record.node_config_ids),
+        node_config_feat=torch.from_numpy(feat),
+        config_runtime=torch.from_numpy(record.config_runtime[rows]),
+        node_splits=torch.from_numpy(record.node_splits),
+        config_index=torch.from_numpy(rows),
+        num_nodes=record.num_nodes,
+        stem=record.stem,
+    )
