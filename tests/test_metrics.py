@@ -29,18 +29,18 @@ VALID_FILE = SAMPLE / "npz/layout/xla/default/valid/unet_3d.4x4.bf16.npz"
 
 
 # Brute-force O(c^2) references, straight from the definitions.
-def brute_opa(pred, runtime):
+def brute_opa(scores, runtime):
     correct = total = 0
-    for i in range(len(pred)):
-        for j in range(i + 1, len(pred)):
+    for i in range(len(scores)):
+        for j in range(i + 1, len(scores)):
             if runtime[i] != runtime[j]:
                 total += 1
-                correct += np.sign(pred[i] - pred[j]) == np.sign(runtime[i] - runtime[j])
+                correct += np.sign(scores[i] - scores[j]) == np.sign(runtime[i] - runtime[j])
     return correct / total if total else math.nan
 
 
-def brute_top_k_error(pred, runtime, k):
-    chosen = sorted(range(len(pred)), key=lambda i: (pred[i], i))[:k]
+def brute_top_k_error(scores, runtime, k):
+    chosen = sorted(range(len(scores)), key=lambda i: (scores[i], i))[:k]
     best = min(runtime)
     return (min(runtime[i] for i in chosen) - best) / best
 
@@ -57,8 +57,8 @@ def test_kendall_tau_perfect_and_reversed():
     assert kendall_tau([4, 3, 2, 1], [10, 20, 30, 40]) == -1.0
 
 
-def test_kendall_tau_ties_in_pred():
-    # Pairs: (0,1) tied in pred, (0,2) and (1,2) concordant -> 2 / sqrt(2 * 3).
+def test_kendall_tau_ties_in_scores():
+    # Pairs: (0,1) tied in scores, (0,2) and (1,2) concordant -> 2 / sqrt(2 * 3).
     assert kendall_tau([1.0, 1.0, 2.0], [1, 2, 3]) == pytest.approx(2 / math.sqrt(6))
 
 
@@ -86,12 +86,12 @@ def test_opa_tied_predictions_are_wrong_and_tied_runtimes_ignored():
 
 
 def test_top_k_error_hand_values():
-    pred = [0.3, 0.1, 0.2, 0.4]
+    scores = [0.3, 0.1, 0.2, 0.4]
     runtime = [100, 150, 120, 110]  # predicted order: 150, 120, 100, 110
-    assert top_k_error(pred, runtime, 1) == pytest.approx(0.5)
-    assert top_k_error(pred, runtime, 2) == pytest.approx(0.2)
-    assert top_k_error(pred, runtime, 3) == 0.0
-    assert top_k_error(pred, runtime, 10) == 0.0  # k > num_configs means all configs
+    assert top_k_error(scores, runtime, 1) == pytest.approx(0.5)
+    assert top_k_error(scores, runtime, 2) == pytest.approx(0.2)
+    assert top_k_error(scores, runtime, 3) == 0.0
+    assert top_k_error(scores, runtime, 10) == 0.0  # k > num_configs means all configs
 
 
 def test_top_k_error_breaks_prediction_ties_by_lowest_index():
@@ -105,30 +105,30 @@ def test_single_config_graph():
 
 
 def test_accepts_torch_tensors_including_bfloat16():
-    pred = torch.tensor([0.1, 0.2, 0.3], dtype=torch.bfloat16, requires_grad=True)
+    scores = torch.tensor([0.1, 0.2, 0.3], dtype=torch.bfloat16, requires_grad=True)
     runtime = torch.tensor([10, 20, 30], dtype=torch.int64)
-    assert kendall_tau(pred, runtime) == 1.0
-    assert top_k_error(pred, runtime, 1) == 0.0
+    assert kendall_tau(scores, runtime) == 1.0
+    assert top_k_error(scores, runtime, 1) == 0.0
 
 
 # --- input errors ----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("pred", "runtime", "message"),
+    ("scores", "runtime", "message"),
     [
         ([1.0, 2.0], [1, 2, 3], "lengths differ.*2 != 3"),
-        ([], [], "pred is empty"),
-        ([1.0, math.nan], [1, 2], "pred contains NaN or inf"),
-        ([1.0, math.inf], [1, 2], "pred contains NaN or inf"),
-        ([[1.0, 2.0]], [1, 2], r"pred must be 1-D \[num_configs\], got shape \(1, 2\)"),
-        (["a", "b"], [1, 2], "pred must be numeric"),
+        ([], [], "scores is empty"),
+        ([1.0, math.nan], [1, 2], "scores contains NaN or inf"),
+        ([1.0, math.inf], [1, 2], "scores contains NaN or inf"),
+        ([[1.0, 2.0]], [1, 2], r"scores must be 1-D \[num_configs\], got shape \(1, 2\)"),
+        (["a", "b"], [1, 2], "scores must be numeric"),
     ],
 )
-def test_metric_input_errors(pred, runtime, message):
+def test_metric_input_errors(scores, runtime, message):
     for metric in (kendall_tau, ordered_pair_accuracy):
         with pytest.raises(ValueError, match=message):
-            metric(pred, runtime)
+            metric(scores, runtime)
 
 
 def test_top_k_error_rejects_bad_k_and_unlabelled_runtime():
@@ -156,43 +156,43 @@ pairs = st.integers(1, 40).flatmap(
 @settings(max_examples=300, deadline=None)
 @given(pairs)
 def test_kendall_tau_matches_scipy(data):
-    pred, runtime = data
+    scores, runtime = data
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # scipy warns where tau is undefined (NaN)
-        expected = scipy.stats.kendalltau(pred, runtime).statistic
-    assert same(kendall_tau(pred, runtime), expected)
+        expected = scipy.stats.kendalltau(scores, runtime).statistic
+    assert same(kendall_tau(scores, runtime), expected)
 
 
 @settings(max_examples=300, deadline=None)
 @given(pairs)
 def test_opa_matches_brute_force(data):
-    pred, runtime = data
-    assert same(ordered_pair_accuracy(pred, runtime), brute_opa(pred, runtime))
+    scores, runtime = data
+    assert same(ordered_pair_accuracy(scores, runtime), brute_opa(scores, runtime))
 
 
 @settings(max_examples=300, deadline=None)
 @given(pairs, st.integers(1, 50))
 def test_top_k_error_matches_brute_force(data, k):
-    pred, runtime = data
-    assert top_k_error(pred, runtime, k) == pytest.approx(brute_top_k_error(pred, runtime, k))
+    scores, runtime = data
+    assert top_k_error(scores, runtime, k) == pytest.approx(brute_top_k_error(scores, runtime, k))
 
 
 def test_kendall_tau_matches_scipy_on_100k_configs_with_ties():
     rng = np.random.default_rng(0)
     runtime = rng.integers(1, 5_000, 100_000)  # many duplicate runtimes
-    pred = np.round(runtime + rng.normal(0, 2_000, runtime.size), -2)  # many tied scores
-    assert kendall_tau(pred, runtime) == pytest.approx(
-        scipy.stats.kendalltau(pred, runtime).statistic, abs=1e-12
+    scores = np.round(runtime + rng.normal(0, 2_000, runtime.size), -2)  # many tied scores
+    assert kendall_tau(scores, runtime) == pytest.approx(
+        scipy.stats.kendalltau(scores, runtime).statistic, abs=1e-12
     )
 
 
 def test_kendall_tau_100k_configs_is_fast():
     rng = np.random.default_rng(1)
-    pred, runtime = rng.random(100_000), rng.integers(1, 10**10, 100_000)
+    scores, runtime = rng.random(100_000), rng.integers(1, 10**10, 100_000)
     best = math.inf
     for _ in range(3):
         start = time.perf_counter()
-        kendall_tau(pred, runtime)
+        kendall_tau(scores, runtime)
         best = min(best, time.perf_counter() - start)
     assert best < 1.0
 
@@ -290,18 +290,18 @@ def test_evaluator_errors_name_the_graph():
     ev = Evaluator("layout:xla:default")
     with pytest.raises(ValueError, match="graph 'g1': 2 != 3"):
         ev.add("g1", [1.0, 2.0], [1, 2, 3])
-    with pytest.raises(ValueError, match="pred for graph 'g2' contains NaN"):
+    with pytest.raises(ValueError, match="scores for graph 'g2' contains NaN"):
         ev.add("g2", [1.0, math.nan], [1, 2])
     with pytest.raises(ValueError, match="runtime for graph 'g3' is all zero: unlabelled"):
         ev.add("g3", [1.0, 2.0], [0, 0])
-    with pytest.raises(ValueError, match="pred for graph 'g4' is empty"):
+    with pytest.raises(ValueError, match="scores for graph 'g4' is empty"):
         ev.add("g4", [], [])
     with pytest.raises(ValueError, match="no graphs were added to the layout:xla:default"):
         ev.compute()
     ev.add("ok", [1.0, 2.0], [1, 2])
     with pytest.raises(ValueError, match="graph 'ok' was already added"):
         ev.add("ok", [1.0, 2.0], [1, 2])
-    with pytest.raises(ValueError, match="either a mapping of graphs or name, pred and runtime"):
+    with pytest.raises(ValueError, match="either a mapping of graphs or name, scores and runtime"):
         ev.add({"x": ([1.0], [1])}, [1.0])
     assert len(ev) == 1
     ev.reset()
@@ -343,19 +343,19 @@ def test_real_file_true_runtimes_score_perfectly(real_runtime):
 
 
 def test_real_file_negated_runtimes_score_minus_one(real_runtime):
-    pred = -real_runtime.astype(np.float64)
-    assert kendall_tau(pred, real_runtime) == -1.0
-    assert ordered_pair_accuracy(pred, real_runtime) == 0.0
-    assert top_k_error(pred, real_runtime, 1) > 0.0
+    scores = -real_runtime.astype(np.float64)
+    assert kendall_tau(scores, real_runtime) == -1.0
+    assert ordered_pair_accuracy(scores, real_runtime) == 0.0
+    assert top_k_error(scores, real_runtime, 1) > 0.0
 
 
 def test_real_file_official_eval_indices(real_runtime):
     indices = json.loads((SAMPLE / "eval_indices/xla_default.json").read_text())["unet_3d.4x4.bf16"]
     runtime = real_runtime[indices]
-    pred = np.random.default_rng(0).random(runtime.size)
+    scores = np.random.default_rng(0).random(runtime.size)
     ev = Evaluator("layout:xla:default")
-    ev.add("unet_3d.4x4.bf16", pred, runtime)
+    ev.add("unet_3d.4x4.bf16", scores, runtime)
     assert ev.per_graph()["unet_3d.4x4.bf16"]["num_configs"] == 1000
     assert ev.compute()["kendall_tau"] == pytest.approx(
-        scipy.stats.kendalltau(pred, runtime).statistic, abs=1e-12
+        scipy.stats.kendalltau(scores, runtime).statistic, abs=1e-12
     )

@@ -28,8 +28,9 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
 
     Returns:
         ``(model, config, features)``: the model in eval mode on ``device``, the run's
-        resolved config, and ``{"normalizer", "config_normalizer"}`` state dicts (values
-        may be None) for :meth:`CollectionData.load_feature_state`.
+        resolved config, and the feature statistics under their checkpoint keys,
+        ``{"normalizer": node features, "config_normalizer": tile config features}``
+        (state dicts or None), for :meth:`CollectionData.load_feature_state`.
     """
     state = load_checkpoint(path)
     config = OmegaConf.create(state["config"])

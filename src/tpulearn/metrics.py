@@ -49,15 +49,15 @@ def _as_array(values: Any, what: str, graph: str | None) -> np.ndarray:
     return array
 
 
-def _check_inputs(pred: Any, runtime: Any, graph: str | None) -> tuple[np.ndarray, np.ndarray]:
-    pred = _as_array(pred, "pred", graph)
+def _check_inputs(scores: Any, runtime: Any, graph: str | None) -> tuple[np.ndarray, np.ndarray]:
+    scores = _as_array(scores, "scores", graph)
     runtime = _as_array(runtime, "runtime", graph)
-    if pred.shape != runtime.shape:
+    if scores.shape != runtime.shape:
         where = f" for graph {graph!r}" if graph is not None else ""
         raise ValueError(
-            f"pred and runtime lengths differ{where}: {pred.shape[0]} != {runtime.shape[0]}"
+            f"scores and runtime lengths differ{where}: {scores.shape[0]} != {runtime.shape[0]}"
         )
-    return pred, runtime
+    return scores, runtime
 
 
 def _tie_pairs(sorted_values: np.ndarray) -> int:
@@ -108,40 +108,40 @@ def _count_inversions(seq: np.ndarray) -> int:
     return total
 
 
-def _pair_counts(pred: np.ndarray, runtime: np.ndarray) -> tuple[int, int, int, int, int]:
+def _pair_counts(scores: np.ndarray, runtime: np.ndarray) -> tuple[int, int, int, int, int]:
     """Pair statistics behind tau-b and OPA (Knight's algorithm, as in scipy).
 
     Returns:
-        ``(total, pred_ties, runtime_ties, joint_ties, discordant)`` pair counts,
+        ``(total, score_ties, runtime_ties, joint_ties, discordant)`` pair counts,
         where discordant pairs are strictly ordered oppositely by both inputs.
     """
-    _, pred_rank = np.unique(pred, return_inverse=True)
+    _, score_rank = np.unique(scores, return_inverse=True)
     _, runtime_rank = np.unique(runtime, return_inverse=True)
-    pred_rank, runtime_rank = pred_rank.ravel(), runtime_rank.ravel()
-    # Sorting by (pred, runtime) puts pred-tied runs in ascending runtime, so
+    score_rank, runtime_rank = score_rank.ravel(), runtime_rank.ravel()
+    # Sorting by (scores, runtime) puts score-tied runs in ascending runtime, so
     # every inversion of the runtime sequence is a strictly discordant pair.
-    order = np.lexsort((runtime_rank, pred_rank))
-    pred_sorted, runtime_seq = pred_rank[order], runtime_rank[order]
-    joint = pred_sorted * (int(runtime_rank.max()) + 1) + runtime_seq
-    n = pred.size
+    order = np.lexsort((runtime_rank, score_rank))
+    score_sorted, runtime_seq = score_rank[order], runtime_rank[order]
+    joint = score_sorted * (int(runtime_rank.max()) + 1) + runtime_seq
+    n = scores.size
     return (
         n * (n - 1) // 2,
-        _pairs_within(np.bincount(pred_rank)),
+        _pairs_within(np.bincount(score_rank)),
         _pairs_within(np.bincount(runtime_rank)),
         _tie_pairs(joint),
         _count_inversions(runtime_seq),
     )
 
 
-def kendall_tau(pred: Any, runtime: Any) -> float:
+def kendall_tau(scores: Any, runtime: Any) -> float:
     """Kendall tau-b between predicted scores and true runtimes of one graph.
 
-    Equals ``scipy.stats.kendalltau(pred, runtime).statistic`` (tau-b, ties
+    Equals ``scipy.stats.kendalltau(scores, runtime).statistic`` (tau-b, ties
     corrected) in O(c log c). Lower score = predicted faster, so a perfect
     model scores 1.
 
     Args:
-        pred: ``[num_configs]`` predicted scores.
+        scores: ``[num_configs]`` predicted scores.
         runtime: ``[num_configs]`` true runtimes.
 
     Returns:
@@ -152,38 +152,38 @@ def kendall_tau(pred: Any, runtime: Any) -> float:
     Raises:
         ValueError: on empty, non 1-D, mismatched or non-finite input.
     """
-    pred, runtime = _check_inputs(pred, runtime, None)
-    return _tau_from_counts(*_pair_counts(pred, runtime))
+    scores, runtime = _check_inputs(scores, runtime, None)
+    return _tau_from_counts(*_pair_counts(scores, runtime))
 
 
-def _tau_from_counts(total: int, pred_ties: int, runtime_ties: int, joint: int, dis: int) -> float:
-    if total in (pred_ties, runtime_ties):
+def _tau_from_counts(total: int, score_ties: int, runtime_ties: int, joint: int, dis: int) -> float:
+    if total in (score_ties, runtime_ties):
         return math.nan
-    concordant_minus_discordant = total - pred_ties - runtime_ties + joint - 2 * dis
+    concordant_minus_discordant = total - score_ties - runtime_ties + joint - 2 * dis
     # One sqrt of the exact integer product (scipy divides by two sqrts): a
     # perfect ranking, ties included, then gives exactly 1.0 rather than 1 - 1e-16.
-    tau = concordant_minus_discordant / math.sqrt((total - pred_ties) * (total - runtime_ties))
+    tau = concordant_minus_discordant / math.sqrt((total - score_ties) * (total - runtime_ties))
     return min(1.0, max(-1.0, tau))
 
 
-def _opa_from_counts(total: int, pred_ties: int, runtime_ties: int, joint: int, dis: int) -> float:
+def _opa_from_counts(total: int, score_ties: int, runtime_ties: int, joint: int, dis: int) -> float:
     if total == runtime_ties:
         return math.nan
-    concordant = total - pred_ties - runtime_ties + joint - dis
+    concordant = total - score_ties - runtime_ties + joint - dis
     return concordant / (total - runtime_ties)
 
 
-def ordered_pair_accuracy(pred: Any, runtime: Any) -> float:
-    """Fraction of config pairs with different runtimes that ``pred`` orders correctly.
+def ordered_pair_accuracy(scores: Any, runtime: Any) -> float:
+    """Fraction of config pairs with different runtimes that ``scores`` order correctly.
 
     Follows the official trainers (``tfr.keras.metrics.OPAMetric``): a pair
     (i, j) with ``runtime[i] != runtime[j]`` is correct when
-    ``sign(pred[i] - pred[j]) == sign(runtime[i] - runtime[j])``. Pairs tied in
-    ``pred`` are therefore *incorrect* (no half credit); pairs tied in runtime
+    ``sign(scores[i] - scores[j]) == sign(runtime[i] - runtime[j])``. Pairs tied in
+    ``scores`` are therefore *incorrect* (no half credit); pairs tied in runtime
     are ignored. Lower score = predicted faster. O(c log c).
 
     Args:
-        pred: ``[num_configs]`` predicted scores.
+        scores: ``[num_configs]`` predicted scores.
         runtime: ``[num_configs]`` true runtimes.
 
     Returns:
@@ -193,20 +193,20 @@ def ordered_pair_accuracy(pred: Any, runtime: Any) -> float:
     Raises:
         ValueError: on empty, non 1-D, mismatched or non-finite input.
     """
-    pred, runtime = _check_inputs(pred, runtime, None)
-    return _opa_from_counts(*_pair_counts(pred, runtime))
+    scores, runtime = _check_inputs(scores, runtime, None)
+    return _opa_from_counts(*_pair_counts(scores, runtime))
 
 
-def top_k_error(pred: Any, runtime: Any, k: int) -> float:
+def top_k_error(scores: Any, runtime: Any, k: int) -> float:
     """Slowdown of the best of the ``k`` best-predicted configs over the true best.
 
-    ``(min(runtime[k configs with the lowest pred]) - min(runtime)) / min(runtime)``.
-    Lower score = predicted faster. Ties in ``pred`` are broken by a stable
+    ``(min(runtime[k configs with the lowest scores]) - min(runtime)) / min(runtime)``.
+    Lower score = predicted faster. Ties in ``scores`` are broken by a stable
     argsort: the lower config index is taken first. ``k`` larger than the number
     of configs means all configs (error 0).
 
     Args:
-        pred: ``[num_configs]`` predicted scores.
+        scores: ``[num_configs]`` predicted scores.
         runtime: ``[num_configs]`` true runtimes, all positive.
         k: number of candidates, at least 1.
 
@@ -216,9 +216,9 @@ def top_k_error(pred: Any, runtime: Any, k: int) -> float:
     Raises:
         ValueError: on bad input, ``k < 1``, or a runtime <= 0.
     """
-    pred, runtime = _check_inputs(pred, runtime, None)
+    scores, runtime = _check_inputs(scores, runtime, None)
     _check_positive(runtime, None)
-    return _top_k_error(pred, runtime, [k])[0]
+    return _top_k_error(scores, runtime, [k])[0]
 
 
 def _check_positive(runtime: np.ndarray, graph: str | None) -> None:
@@ -229,15 +229,15 @@ def _check_positive(runtime: np.ndarray, graph: str | None) -> None:
         raise ValueError(f"runtime{where} must be positive, got min {runtime.min()}")
 
 
-def _top_k_error(pred: np.ndarray, runtime: np.ndarray, ks: list[int]) -> list[float]:
+def _top_k_error(scores: np.ndarray, runtime: np.ndarray, ks: list[int]) -> list[float]:
     for k in ks:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"k must be an integer >= 1, got {k!r}")
-    order = np.argsort(pred, kind="stable")
+    order = np.argsort(scores, kind="stable")
     # Running minimum of runtimes in predicted order: entry k-1 is the best of the top k.
     best_of_top = np.minimum.accumulate(runtime[order])
     best = float(best_of_top[-1])
-    return [(float(best_of_top[min(k, pred.size) - 1]) - best) / best for k in ks]
+    return [(float(best_of_top[min(k, scores.size) - 1]) - best) / best for k in ks]
 
 
 class Evaluator:
@@ -268,7 +268,7 @@ class Evaluator:
 
     Example:
         >>> ev = Evaluator("layout:xla:default")
-        >>> ev.add("g0", pred=[0.1, 0.5, 0.3], runtime=[10, 30, 20])
+        >>> ev.add("g0", scores=[0.1, 0.5, 0.3], runtime=[10, 30, 20])
         >>> ev.compute()["kendall_tau"]
         1.0
 
@@ -292,15 +292,15 @@ class Evaluator:
     def add(
         self,
         name: str | Mapping[str, tuple[Any, Any]],
-        pred: Any = None,
+        scores: Any = None,
         runtime: Any = None,
     ) -> None:
-        """Scores one graph, or several given as ``{name: (pred, runtime)}``.
+        """Scores one graph, or several given as ``{name: (scores, runtime)}``.
 
         Args:
             name: graph name (e.g. the npz file stem), unique within the evaluator;
-                or a mapping from names to ``(pred, runtime)`` pairs.
-            pred: ``[num_configs]`` predicted scores, lower = faster.
+                or a mapping from names to ``(scores, runtime)`` pairs.
+            scores: ``[num_configs]`` predicted scores, lower = faster.
             runtime: ``[num_configs]`` true runtimes (int64 ns or normalised floats).
 
         Raises:
@@ -308,23 +308,23 @@ class Evaluator:
                 empty input, NaN/inf, or unlabelled (all-zero) / non-positive runtimes.
         """
         if isinstance(name, Mapping):
-            if pred is not None or runtime is not None:
-                raise ValueError("pass either a mapping of graphs or name, pred and runtime")
-            for graph, (graph_pred, graph_runtime) in name.items():
-                self.add(graph, graph_pred, graph_runtime)
+            if scores is not None or runtime is not None:
+                raise ValueError("pass either a mapping of graphs or name, scores and runtime")
+            for graph, (graph_scores, graph_runtime) in name.items():
+                self.add(graph, graph_scores, graph_runtime)
             return
         if name in self._graphs:
             raise ValueError(f"graph {name!r} was already added to this evaluator")
-        pred_arr, runtime_arr = _check_inputs(pred, runtime, name)
+        scores_arr, runtime_arr = _check_inputs(scores, runtime, name)
         _check_positive(runtime_arr, name)
-        self._graphs[name] = self._score_graph(pred_arr, runtime_arr)
+        self._graphs[name] = self._score_graph(scores_arr, runtime_arr)
 
-    def _score_graph(self, pred: np.ndarray, runtime: np.ndarray) -> dict[str, float]:
-        errors = _top_k_error(pred, runtime, list(self.ks))
+    def _score_graph(self, scores: np.ndarray, runtime: np.ndarray) -> dict[str, float]:
+        errors = _top_k_error(scores, runtime, list(self.ks))
         metrics = {f"top{k}_error": e for k, e in zip(self.ks, errors, strict=True)}
-        metrics["num_configs"] = float(pred.size)
+        metrics["num_configs"] = float(scores.size)
         if self.task == "layout":
-            counts = _pair_counts(pred, runtime)
+            counts = _pair_counts(scores, runtime)
             tau = _tau_from_counts(*counts)
             if math.isnan(tau) and not math.isnan(_opa_from_counts(*counts)):
                 tau = 0.0  # constant prediction, see the class docstring

@@ -24,7 +24,7 @@ class Predictor:
     Args:
         model: a config-scoring model (``model(data) -> [C]``).
         task: ``"tile"`` or ``"layout"``.
-        normalizer: the node-feature normaliser of its training run (or None).
+        node_normalizer: the node-feature normaliser of its training run (or None).
         device: where to run.
         chunk: configs scored per forward pass.
         config_normalizer: the tile config-feature normaliser of its run (or None).
@@ -34,13 +34,14 @@ class Predictor:
         self,
         model,
         task: str,
-        normalizer: FeatureNormalizer | None,
+        node_normalizer: FeatureNormalizer | None,
         device="cpu",
         chunk=256,
         config_normalizer: FeatureNormalizer | None = None,
     ):
         self.model = model.to(device).eval()
-        self.task, self.normalizer, self.device, self.chunk = task, normalizer, device, chunk
+        self.task, self.device, self.chunk = task, device, chunk
+        self.node_normalizer = node_normalizer
         self.config_normalizer = config_normalizer
 
     @classmethod
@@ -49,10 +50,12 @@ class Predictor:
 
         model, config, features = load_model(path, device)
         load = FeatureNormalizer.from_state_dict
-        normalizer = load(features["normalizer"]) if features["normalizer"] else None
-        config_norm = features["config_normalizer"]
-        config_normalizer = load(config_norm) if config_norm else None
-        return cls(model, config.data.task, normalizer, device, chunk, config_normalizer)
+        # Checkpoint keys: "normalizer" is the node-feature one (the key predates tile
+        # config normalisers and stays so that existing checkpoints load).
+        node_state, config_state = features["normalizer"], features["config_normalizer"]
+        node_normalizer = load(node_state) if node_state else None
+        config_normalizer = load(config_state) if config_state else None
+        return cls(model, config.data.task, node_normalizer, device, chunk, config_normalizer)
 
     def score_file(self, path: str | Path) -> np.ndarray:
         """Scores [num_configs] of every config in the file, in file order.
@@ -91,5 +94,5 @@ class Predictor:
     def _item(self, record, rows: np.ndarray):
         # The dataset defaults the training runs use: layout padding re-encoded.
         if self.task == "tile":
-            return tile_item(record, rows, self.normalizer, self.config_normalizer)
-        return layout_item(record, rows, self.normalizer)
+            return tile_item(record, rows, self.node_normalizer, self.config_normalizer)
+        return layout_item(record, rows, self.node_normalizer)

@@ -88,13 +88,13 @@ def ranking(scores: Any, top_k: int | None = None) -> np.ndarray:
 
 
 def make_rows(
-    collection: str, predictions: Mapping[str, Any], top_k: int | None = None
+    collection: str, scores: Mapping[str, Any], top_k: int | None = None
 ) -> dict[str, np.ndarray]:
     """Submission rows of one collection from per-graph scores.
 
     Args:
         collection: one of :data:`~tpulearn.data.COLLECTIONS`.
-        predictions: ``{file stem: [num_configs] scores}``, lower = faster.
+        scores: ``{file stem: [num_configs] scores}``, lower = faster.
         top_k: tile only: keep the ``top_k`` (>= 5) fastest configs; None keeps all.
             Layout rows always list every config once.
 
@@ -107,7 +107,7 @@ def make_rows(
             f"top_k={top_k} is not allowed for {collection}: layout rows list every config, "
             f"tile rows need at least {TILE_MIN_CONFIGS}"
         )
-    return {make_id(collection, stem): ranking(s, top_k) for stem, s in predictions.items()}
+    return {make_id(collection, stem): ranking(s, top_k) for stem, s in scores.items()}
 
 
 def _format_row(row_id: str, indices: Any) -> str:

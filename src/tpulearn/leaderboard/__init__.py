@@ -21,7 +21,7 @@ evaluation calls), :mod:`.tables` (``leaderboard.md`` and ``leaderboard.json``) 
 :mod:`.reproduce` (:func:`run_leaderboard`).
 """
 
-from .plan import RESERVED, experiment_name, plan_sources, resolve_root, split_counts
+from .plan import RESERVED, experiment_name, plan_sources, root_folder_and_override, split_counts
 from .records import Leaderboard, Row, Run
 from .reference import (
     KAGGLE_BEST_PRIVATE,
@@ -58,7 +58,7 @@ __all__ = [
     "markdown",
     "plan_sources",
     "quote",
-    "resolve_root",
+    "root_folder_and_override",
     "run_leaderboard",
     "split_counts",
     "write_json",

@@ -19,7 +19,7 @@ def experiment_name(collection: str) -> str:
     return collection.replace(":", "_")
 
 
-def resolve_root(root: str | Path | None) -> tuple[Path, str]:
+def root_folder_and_override(root: str | Path | None) -> tuple[Path, str]:
     """``(folder, value for data.root)``; ``"sample"``/None is the bundled sample."""
     if root is None or str(root) == "sample":
         return sample_root(), "sample"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..data.schema import COLLECTIONS
 from ..submission import merge_submissions, validate_submission
-from .plan import experiment_name, plan_sources, resolve_root, split_counts
+from .plan import experiment_name, plan_sources, root_folder_and_override, split_counts
 from .records import Row, Run
 from .reuse import existing_run
 
@@ -61,7 +61,7 @@ class _Reproduction:
     """One leaderboard invocation: checked settings in, runs and table rows out."""
 
     def __init__(self, root, out, collections, seeds, overrides, retrain, device, log):
-        self.root, self.root_value = resolve_root(root)
+        self.root, self.root_value = root_folder_and_override(root)
         self.collections, self.seeds = collections, seeds
         self.overrides, self.retrain, self.log = overrides, retrain, log
         self.out = Path(out).expanduser().resolve()

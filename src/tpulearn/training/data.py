@@ -25,7 +25,7 @@ from ..data import (
 SAMPLERS = ("uniform", "fast_biased")
 
 
-def resolve_root(root: str | Path | None) -> Path:
+def data_root_folder(root: str | Path | None) -> Path:
     """``None`` or ``"sample"`` -> the bundled sample; otherwise the given folder."""
     if root is None or root == "sample":
         return sample_root()
@@ -87,7 +87,7 @@ class CollectionData:
                 f"data.valid_indices must be 'official' or 'all', got {valid_indices!r}"
             )
         self.collection, self.task = collection, task
-        self.root = resolve_root(root)
+        self.root = data_root_folder(root)
         self.is_sample = self.root == sample_root()
         self.configs_per_graph, self.sampler = configs_per_graph, sampler
         self.valid_indices, self.normalize, self.log_features = (
@@ -96,11 +96,11 @@ class CollectionData:
             log_features,
         )
         self.dedup, self.cache_dir, self.eval_chunk, self.seed = dedup, cache_dir, eval_chunk, seed
-        self.normalizer: FeatureNormalizer | None = None
+        self.node_normalizer: FeatureNormalizer | None = None
         self.config_normalizer: FeatureNormalizer | None = None  # tile config features
 
     def _dataset(self, split: str, sampler, **kwargs):
-        common = dict(sampler=sampler, normalizer=self.normalizer, seed=self.seed, **kwargs)
+        common = dict(sampler=sampler, normalizer=self.node_normalizer, seed=self.seed, **kwargs)
         if self.task == "tile":
             return TileDataset(self.root, split, config_normalizer=self.config_normalizer, **common)
         return LayoutDataset(
@@ -111,19 +111,24 @@ class CollectionData:
         """Training split with the training sampler; fits the normaliser on first use."""
         cls = UniformSampler if self.sampler == "uniform" else FastBiasedSampler
         ds = self._dataset("train", cls(self.configs_per_graph), dedup=self.dedup)
-        if self.normalize and self.normalizer is None:
-            self.normalizer = ds.fit_normalizer(mode=self.normalize, log=self.log_features)
+        if self.normalize and self.node_normalizer is None:
+            self.node_normalizer = ds.fit_normalizer(mode=self.normalize, log=self.log_features)
             if self.task == "tile":
                 self.config_normalizer = ds.fit_config_normalizer(self.normalize, self.log_features)
-        ds.normalizer = self.normalizer
+        ds.normalizer = self.node_normalizer
         if self.task == "tile":
             ds.config_normalizer = self.config_normalizer
         return ds
 
     def feature_state(self) -> dict:
-        """Fitted feature statistics, for checkpoints."""
+        """Fitted feature statistics, for checkpoints.
+
+        The node-feature normaliser is saved under the key ``"normalizer"``, older than
+        tile config normalisers; the key stays so that existing checkpoints load.
+        """
+        node = self.node_normalizer
         return {
-            "normalizer": self.normalizer.state_dict() if self.normalizer else None,
+            "normalizer": node.state_dict() if node else None,
             "config_normalizer": (
                 self.config_normalizer.state_dict() if self.config_normalizer else None
             ),
@@ -132,7 +137,7 @@ class CollectionData:
     def load_feature_state(self, state: dict) -> None:
         """Restore statistics saved by :meth:`feature_state` (evaluation reuses them)."""
         load = FeatureNormalizer.from_state_dict
-        self.normalizer = load(state["normalizer"]) if state.get("normalizer") else None
+        self.node_normalizer = load(state["normalizer"]) if state.get("normalizer") else None
         cfg = state.get("config_normalizer")
         self.config_normalizer = load(cfg) if cfg else None
 
