@@ -143,11 +143,6 @@ def broadcast(obj, world: World):
     return box[0]
 
 
-def barrier(world: World) -> None:
-    if world.distributed:
-        dist.barrier()
-
-
 class StepModule(torch.nn.Module):
     """The model's training forward for one graph (a GST step for segment models), as a
     module so that DistributedDataParallel can wrap it."""
