@@ -14,7 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from tpulearn.data.synthetic.writer import write_layout_collection
 from tpulearn.training import Trainer
-from tpulearn.training.distributed import World, merge_gst_states, owned
+from tpulearn.training.distributed import World, merge_gst_states, owned, rank_seed
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = [
@@ -76,6 +76,11 @@ def test_batch_and_shard_errors():
     trainer.world = World(rank=0, size=2)
     with pytest.raises(ValueError, match="trainer.shards=4 but 2 processes"):
         trainer._shards(10)
+
+
+def test_rank_seeds_keep_the_run_seed_on_rank_0_and_their_own_elsewhere():
+    # Exact numbers: checkpoints of multi-process runs hold streams seeded with them.
+    assert [rank_seed(7, r) for r in range(3)] == [7, 7_000_022, 7_000_023]
 
 
 # ------------------------------------------------------------------ GST history per rank

@@ -111,6 +111,12 @@ def teardown(world: World) -> None:
         dist.destroy_process_group()
 
 
+def rank_seed(seed: int, rank: int) -> int:
+    """The seed of ``rank``'s own random streams: the run's ``seed`` on rank 0 (so a
+    one-process run is rank 0 of any larger one), a distinct mix of both elsewhere."""
+    return seed if rank == 0 else seed * 1_000_003 + rank
+
+
 def owned(num_items: int, rank: int, shards: int) -> list[int]:
     """Indices of the items (graphs) that ``rank`` owns: ``i % shards == rank``."""
     return list(range(rank, num_items, shards))

@@ -296,7 +296,7 @@ class Trainer:
         )
         # Same initial weights everywhere (DDP broadcast them); own dropout streams.
         if world.rank:
-            torch.manual_seed(self.seed * 1_000_003 + world.rank)
+            torch.manual_seed(dist_utils.rank_seed(self.seed, world.rank))
         return runner
 
     def _restore(self, run: _Run, path, train_set, shards: int) -> None:
@@ -405,9 +405,7 @@ class Trainer:
 
         if not (isinstance(model, SegmentModel) and model.enabled) or model.checkpoint:
             return None  # whole graphs, or exact checkpointed segments: the model's forward
-        # Rank 0 keeps the run's seed (a one-process run is rank 0); the others their own.
-        seed = self.seed if rank == 0 else self.seed * 1_000_003 + rank
-        return GSTTrainer(model, seed=seed, **self.gst_settings)
+        return GSTTrainer(model, seed=dist_utils.rank_seed(self.seed, rank), **self.gst_settings)
 
     def _metric_name(self, metrics: dict) -> str:
         if self.select_metric == "auto":
