@@ -19,7 +19,7 @@ from tpulearn.training.distributed import World, merge_gst_states, owned, rank_s
 REPO = Path(__file__).resolve().parents[2]
 TINY = [
     "data=synthetic",
-    "trainer.configs_per_graph=8",
+    "data.configs_per_graph=8",
     "trainer.progress=false",
     "trainer.max_steps=6",
     "trainer.val_every=3",

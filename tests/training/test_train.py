@@ -256,7 +256,7 @@ def test_multirun_runs_each_job_in_its_own_folder(tmp_path):
             "model=sage,gcn",
             "trainer.max_steps=1",
             "trainer.val_every=1",
-            "trainer.configs_per_graph=4",
+            "data.configs_per_graph=4",
             *SMALL_MODEL,
             f"hydra.sweep.dir={tmp_path}",
         ],
@@ -275,6 +275,7 @@ def test_every_experiment_composes_and_instantiates(experiment):
     net = instantiate(cfg.model)
     data = instantiate(cfg.data)
     assert data.task == ("tile" if experiment.startswith("tile") else "layout")
+    assert data.configs_per_graph == (10 if experiment.startswith("tile") else 32)
     if experiment.startswith("layout"):
         assert type(net).__name__ == "SegmentModel" and net.max_segment_nodes == 1000
         assert net.model.hidden_channels == 256 and cfg.optim.lr == 1e-4
@@ -296,7 +297,7 @@ def test_gst_run_checkpoints_its_history_table_and_resumes(tmp_path, options):
         "model.model.opcode_dim=4",
         "model.model.num_layers=1",
         "trainer.graphs_per_batch=1",
-        "trainer.configs_per_graph=8",
+        "data.configs_per_graph=8",
         "trainer.progress=false",
     ]
 

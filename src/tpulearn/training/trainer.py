@@ -77,7 +77,8 @@ class Trainer:
         patience: stop after this many validations without improvement (0: never).
         log_every: steps between loss logs.
         progress: ``"auto"`` (a bar only on a terminal), ``True`` or ``False``.
-        configs_per_graph, seed: recorded for reference (the data config samples them).
+        seed: seed of the graph order, of the GST generator and of the dropout streams of
+            processes other than rank 0.
         resume: ``True`` continues from ``<out_dir>/checkpoints/last.pt``, a path from that
             checkpoint; ``False`` starts afresh.
         gst: graph segment training settings used when the model is a
@@ -102,7 +103,6 @@ class Trainer:
         patience: int = 0,
         log_every: int = 10,
         progress: str | bool = "auto",
-        configs_per_graph: int = 32,
         seed: int = 0,
         resume: bool | str = False,
         gst: dict | None = None,
