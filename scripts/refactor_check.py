@@ -173,7 +173,7 @@ TRAIN_RUNS = {
         "model.model.hidden_channels=16",
         "model.model.num_layers=2",
         "model.model.opcode_dim=8",
-        "trainer.gst.max_age=0",
+        "gst.max_age=0",
     ],
 }
 

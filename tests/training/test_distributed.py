@@ -13,8 +13,9 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tpulearn.data.synthetic.writer import write_layout_collection
+from tpulearn.segments import merge_gst_states
 from tpulearn.training import Trainer
-from tpulearn.training.distributed import World, merge_gst_states, owned, rank_seed
+from tpulearn.training.distributed import World, owned, rank_seed
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = [

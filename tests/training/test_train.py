@@ -110,6 +110,11 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_gst_settings_of_a_whole_graph_run_warn(tmp_path):
+    with pytest.warns(UserWarning, match=r"GST settings \{'keep_prob': 1.0\} have no effect"):
+        train(tiny(tmp_path, "model=sage", "gst.keep_prob=1", steps=1))
+
+
 def test_a_checkpoint_of_another_model_is_refused(tmp_path):
     train(tiny(tmp_path))
     other = tiny(tmp_path, "model=gcn", "trainer.resume=true", steps=4)
@@ -285,7 +290,7 @@ def test_every_experiment_composes_and_instantiates(experiment):
 
 
 @pytest.mark.parametrize(
-    "options", [[], ["model.halo_hops=2", "trainer.gst.max_age=1"]], ids=["reference", "halo-age"]
+    "options", [[], ["model.halo_hops=2", "gst.max_age=1"]], ids=["reference", "halo-age"]
 )
 def test_gst_run_checkpoints_its_history_table_and_resumes(tmp_path, options):
     small = [

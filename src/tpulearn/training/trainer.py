@@ -8,6 +8,7 @@ import math
 import resource
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
+from ..segments import GSTSettings, StepModule, gst_trainer, load_gst_state, merge_gst_states
 from . import distributed as dist_utils
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .prefetch import Prefetcher
@@ -81,10 +83,9 @@ class Trainer:
             processes other than rank 0.
         resume: ``True`` continues from ``<out_dir>/checkpoints/last.pt``, a path from that
             checkpoint; ``False`` starts afresh.
-        gst: graph segment training settings used when the model is a
-            :class:`~tpulearn.segments.SegmentModel` with segments enabled: ``keep_prob``,
-            ``rescale``, ``missing``, ``fill_chunk``, ``dropout_unit`` (see
-            :class:`~tpulearn.segments.GSTTrainer`).
+        gst: graph segment training step settings (a
+            :class:`~tpulearn.segments.GSTSettings` or a mapping of its fields), used when
+            the model trains by GST; a warning says when they are set for one that does not.
         shards: graph ownership groups (``None``: the number of processes). Graph ``i``
             belongs to shard ``i % shards`` and each step takes ``graphs_per_batch /
             shards`` graphs from every shard, so a one-process run with ``shards=N`` sees
@@ -105,7 +106,7 @@ class Trainer:
         progress: str | bool = "auto",
         seed: int = 0,
         resume: bool | str = False,
-        gst: dict | None = None,
+        gst: GSTSettings | Mapping | None = None,
         shards: int | None = None,
     ):
         self.max_steps, self.graphs_per_batch, self.grad_clip = (
@@ -116,7 +117,7 @@ class Trainer:
         self.device, self.precision = resolve_device(device), precision
         self.val_every, self.select_metric, self.patience = val_every, select_metric, patience
         self.log_every, self.seed, self.resume = log_every, seed, resume
-        self.gst_settings = dict(gst or {})
+        self.gst_settings = GSTSettings(**gst) if isinstance(gst, Mapping) else gst
         self.gst = None  # a GSTTrainer once fit() meets a segment model
         self.shards = shards
         self._orders: dict[tuple[int, int, int, int], np.ndarray] = {}
@@ -205,7 +206,9 @@ class Trainer:
             self.device = torch.device("cuda", dist_utils.cuda_index(world.local_rank))
         out_dir = Path(dist_utils.broadcast(str(out_dir), world))
         model.to(self.device)
-        self.gst = self._gst_trainer(model, world.rank)
+        self.gst = gst_trainer(
+            model, self.gst_settings, dist_utils.rank_seed(self.seed, world.rank)
+        )
         train_set = self._train_set(data, world)
         valid_set = data.eval_set("valid")
         shards = self._shards(len(train_set))
@@ -283,7 +286,7 @@ class Trainer:
 
     def _runner(self, model):
         """What a training step calls: the model's step forward, in DDP under torchrun."""
-        runner = dist_utils.StepModule(model, self.gst)
+        runner = StepModule(model, self.gst)
         world = self.world
         if not world.distributed:
             return runner
@@ -342,7 +345,7 @@ class Trainer:
                 "history": run.history,
                 "bad": run.bad,
                 **run.data.feature_state(),
-                "gst": dist_utils.merge_gst_states(gst_states) if self.gst else None,
+                "gst": merge_gst_states(gst_states) if self.gst else None,
                 "config": run.config,
             },
         )
@@ -381,31 +384,11 @@ class Trainer:
     def _load_gst_state(self, state: dict, train_set, shards: int) -> None:
         """Restore the history entries of the graphs this process owns (all of them in a
         one-process run), and its own RNG when the run had as many processes."""
-        from ..segments import key_stem
-
-        world = self.world
-        table = state["table"]
+        world, stems = self.world, None
         if world.distributed:
-            stems = train_set.stems
-            mine = {stems[i] for i in dist_utils.owned(len(stems), world.rank, shards)}
-            table = {
-                part: {k: v for k, v in entries.items() if key_stem(k) in mine}
-                if isinstance(entries, dict)
-                else entries  # the step counter
-                for part, entries in table.items()
-            }
-        generators = state.get("generators") or [state["generator"]]
-        generator = generators[world.rank] if len(generators) == world.size else None
-        self.gst.table.load_state_dict(table)
-        if generator is not None:
-            self.gst.generator.set_state(generator)
-
-    def _gst_trainer(self, model, rank: int = 0):
-        from ..segments import GSTTrainer, SegmentModel
-
-        if not (isinstance(model, SegmentModel) and model.enabled) or model.checkpoint:
-            return None  # whole graphs, or exact checkpointed segments: the model's forward
-        return GSTTrainer(model, seed=dist_utils.rank_seed(self.seed, rank), **self.gst_settings)
+            owned = dist_utils.owned(len(train_set.stems), world.rank, shards)
+            stems = {train_set.stems[i] for i in owned}
+        load_gst_state(self.gst, state, world.rank, world.size, stems)
 
     def _metric_name(self, metrics: dict) -> str:
         if self.select_metric == "auto":
