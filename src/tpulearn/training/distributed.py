@@ -147,13 +147,3 @@ def broadcast(obj, world: World):
     box = [obj if world.main else None]
     dist.broadcast_object_list(box, src=0)
     return box[0]
-
-
-class NullWriter:
-    """Stands in for the SummaryWriter on ranks other than 0."""
-
-    def add_scalar(self, *args, **kwargs) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
