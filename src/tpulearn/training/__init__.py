@@ -3,6 +3,7 @@
 from .checkpoint import CheckpointMismatchError, load_checkpoint, save_checkpoint
 from .data import CollectionData
 from .scoring import GraphScores, evaluate_scores, score_dataset
+from .step import step_runner, train_step
 from .trainer import Trainer
 
 
@@ -39,5 +40,7 @@ __all__ = [
     "load_model",
     "save_checkpoint",
     "score_dataset",
+    "step_runner",
     "train",
+    "train_step",
 ]

@@ -54,7 +54,7 @@ def train_step(
     loss_fn: Callable,
     optimizer: torch.optim.Optimizer,
     graphs: Sequence[tuple],
-    device: torch.device,
+    device: torch.device | str,
     precision: str = "fp32",
     grad_clip: float | None = None,
     world: World | None = None,
@@ -80,7 +80,7 @@ def train_step(
         The step's loss (the mean over the global batch; it may be non-finite) and the
         configs scored by all processes.
     """
-    world = world or World()
+    world, device = world or World(), torch.device(device)
     runner.train()
     optimizer.zero_grad(set_to_none=True)
     total, configs = 0.0, 0
