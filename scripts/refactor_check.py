@@ -173,7 +173,7 @@ TRAIN_RUNS = {
         "model.model.hidden_channels=16",
         "model.model.num_layers=2",
         "model.model.opcode_dim=8",
-        "trainer.gst.max_age=0",
+        "gst.max_age=0",
     ],
 }
 
@@ -197,7 +197,7 @@ def train_records() -> dict:
                 f"out_dir={tmp}",
                 "trainer.max_steps=4",
                 "trainer.val_every=2",
-                "trainer.configs_per_graph=8",
+                "data.configs_per_graph=8",
                 "trainer.progress=false",
                 "data.eval_chunk=512",
             ]

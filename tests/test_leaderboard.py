@@ -22,7 +22,7 @@ from tpulearn.training import CheckpointMismatchError, load_checkpoint
 REPO = Path(__file__).resolve().parents[1]
 TINY = [
     "trainer.max_steps=2",
-    "trainer.configs_per_graph=8",
+    "data.configs_per_graph=8",
     "trainer.graphs_per_batch=1",
     "data.eval_chunk=512",
 ]

@@ -5,6 +5,7 @@ import io
 import math
 import sys
 import types
+import warnings
 
 import numpy as np
 import pytest
@@ -15,12 +16,14 @@ from tpulearn.data import LayoutDataset, TpuGraphData, UniformSampler, sample_ro
 from tpulearn.losses import pairwise_hinge_loss
 from tpulearn.models import GAT, GCN, GIN, MLP, SAGE, ResGCN
 from tpulearn.segments import (
+    GSTSettings,
     GSTTrainer,
     HistoryTable,
     PartitionCache,
     SegmentModel,
     combine,
     gst_step,
+    gst_trainer,
     partition,
     segment_data,
     split_segments,
@@ -378,11 +381,22 @@ def test_checkpointed_segments_keep_one_segment_of_activations(unet3d):
 
 
 def test_trainer_trains_checkpointed_segments_without_a_history_table(tmp_path):
-    from tpulearn.training import Trainer
-
     seg = SegmentModel(small(), max_segment_nodes=1000, checkpoint=True)
-    assert Trainer(device="cpu")._gst_trainer(seg) is None
+    assert gst_trainer(seg) is None
     assert "checkpoint" in repr(seg)
+
+
+def test_gst_settings_for_a_model_that_does_not_train_by_gst_warn():
+    settings = GSTSettings(max_age=0)
+    with pytest.warns(UserWarning, match=r"\{'max_age': 0\} have no effect: SAGE trains on whole"):
+        assert gst_trainer(small(), settings) is None
+    disabled = SegmentModel(small(), max_segment_nodes=1000, enabled=False)
+    with pytest.warns(UserWarning, match="segments disabled"):
+        assert gst_trainer(disabled, settings) is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert gst_trainer(small(), GSTSettings()) is None  # the defaults: nothing was set
+        assert gst_trainer(SegmentModel(small(), 1000), settings).max_age == 0
 
 
 # ---------------------------------------------------------------------- history table

@@ -22,7 +22,7 @@ def tiny_overrides(out_dir, steps: int = 2) -> list[str]:
         f"out_dir={out_dir}",
         f"trainer.max_steps={steps}",
         f"trainer.val_every={steps}",
-        "trainer.configs_per_graph=8",
+        "data.configs_per_graph=8",
         "trainer.progress=false",
         "data.eval_chunk=512",
         *SMALL_MODEL,

@@ -13,13 +13,15 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tpulearn.data.synthetic.writer import write_layout_collection
-from tpulearn.training import Trainer
-from tpulearn.training.distributed import World, merge_gst_states, owned
+from tpulearn.segments import load_gst_state, merge_gst_states
+from tpulearn.training.distributed import World, owned, rank_seed
+from tpulearn.training.schedule import BatchSchedule, num_shards
+from tpulearn.training.state import owned_stems
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = [
     "data=synthetic",
-    "trainer.configs_per_graph=8",
+    "data.configs_per_graph=8",
     "trainer.progress=false",
     "trainer.max_steps=6",
     "trainer.val_every=3",
@@ -32,12 +34,12 @@ TINY = [
 
 @pytest.mark.parametrize("num_graphs", [4, 5, 7])
 def test_each_shard_visits_its_graphs_once_per_epoch(num_graphs):
-    trainer = Trainer(graphs_per_batch=4, seed=3, device="cpu")
     shards = 2
+    schedule = BatchSchedule(graphs_per_batch=4, num_graphs=num_graphs, shards=shards, seed=3)
     for rank in range(shards):
         mine = owned(num_graphs, rank, shards)
         assert mine == [i for i in range(num_graphs) if i % shards == rank]
-        pairs = [p for s in range(12) for p in trainer.graph_indices(s, num_graphs, 2, [rank])]
+        pairs = [p for s in range(12) for p in schedule.graph_indices(s, [rank])]
         by_epoch = {}
         for epoch, idx in pairs:
             by_epoch.setdefault(epoch, []).append(idx)
@@ -48,17 +50,17 @@ def test_each_shard_visits_its_graphs_once_per_epoch(num_graphs):
 
 
 def test_union_of_ranks_is_the_one_process_batch_with_shards():
-    trainer = Trainer(graphs_per_batch=4, seed=0, device="cpu")
+    schedule = BatchSchedule(graphs_per_batch=4, num_graphs=9, shards=2, seed=0)
     for step in range(6):
-        union = trainer.graph_indices(step, 9, 2)
-        parts = [p for r in range(2) for p in trainer.graph_indices(step, 9, 2, [r])]
+        union = schedule.graph_indices(step)
+        parts = [p for r in range(2) for p in schedule.graph_indices(step, [r])]
         assert union == parts
         assert Counter(idx % 2 for _, idx in union) == {0: 2, 1: 2}
 
 
 def test_one_shard_is_the_epoch_permutation():
-    trainer = Trainer(graphs_per_batch=3, seed=5, device="cpu")
-    pairs = [p for s in range(4) for p in trainer.graph_indices(s, 6)]
+    schedule = BatchSchedule(graphs_per_batch=3, num_graphs=6, seed=5)
+    pairs = [p for s in range(4) for p in schedule.graph_indices(s)]
     first, second = np.random.default_rng((5, 0)), np.random.default_rng((5, 1))
     expected = [(0, int(i)) for i in first.permutation(6)]
     expected += [(1, int(i)) for i in second.permutation(6)]
@@ -66,16 +68,18 @@ def test_one_shard_is_the_epoch_permutation():
 
 
 def test_batch_and_shard_errors():
-    trainer = Trainer(graphs_per_batch=3, shards=2, device="cpu")
     with pytest.raises(ValueError, match="multiple of the number of shards"):
-        trainer._shards(10)
-    trainer = Trainer(graphs_per_batch=4, shards=4, device="cpu")
+        num_shards(2, graphs_per_batch=3, num_graphs=10, world=World())
     with pytest.raises(ValueError, match="3 training graphs cannot be shared by 4"):
-        trainer._shards(3)
-    trainer = Trainer(graphs_per_batch=4, shards=4, device="cpu")
-    trainer.world = World(rank=0, size=2)
+        num_shards(4, graphs_per_batch=4, num_graphs=3, world=World())
     with pytest.raises(ValueError, match="trainer.shards=4 but 2 processes"):
-        trainer._shards(10)
+        num_shards(4, graphs_per_batch=4, num_graphs=10, world=World(rank=0, size=2))
+    assert num_shards(None, graphs_per_batch=4, num_graphs=10, world=World(rank=1, size=2)) == 2
+
+
+def test_rank_seeds_keep_the_run_seed_on_rank_0_and_their_own_elsewhere():
+    # Exact numbers: checkpoints of multi-process runs hold streams seeded with them.
+    assert [rank_seed(7, r) for r in range(3)] == [7, 7_000_022, 7_000_023]
 
 
 # ------------------------------------------------------------------ GST history per rank
@@ -102,18 +106,15 @@ def test_gst_states_merge_and_each_rank_reloads_only_its_graphs():
     )
     assert len(merged["generators"]) == 2
 
-    class Stems:
-        stems = ["g0", "g1", "g2", "g3"]
-
-    trainer = Trainer(device="cpu")
-    trainer.world = World(rank=1, size=2)
-    trainer.gst = GSTTrainer(SegmentModel(SAGE("layout", hidden_channels=4), 4), seed=9)
-    trainer._load_gst_state(merged, Stems, shards=2)
-    assert sorted(trainer.gst.table.values) == ["g1:12:contiguous:4", "g3:9:contiguous:4"]
+    stems = ["g0", "g1", "g2", "g3"]
+    world = World(rank=1, size=2)
+    gst = GSTTrainer(SegmentModel(SAGE("layout", hidden_channels=4), 4), seed=9)
+    load_gst_state(gst, merged, world.rank, world.size, owned_stems(stems, world, 2))
+    assert sorted(gst.table.values) == ["g1:12:contiguous:4", "g3:9:contiguous:4"]
     torch.testing.assert_close(
-        trainer.gst.table.values["g3:9:contiguous:4"], rank1["table"]["values"]["g3:9:contiguous:4"]
+        gst.table.values["g3:9:contiguous:4"], rank1["table"]["values"]["g3:9:contiguous:4"]
     )
-    assert torch.equal(trainer.gst.generator.get_state(), rank1["generator"])
+    assert torch.equal(gst.generator.get_state(), rank1["generator"])
 
 
 # ------------------------------------------------------------------ torchrun runs

@@ -111,6 +111,11 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_gst_settings_of_a_whole_graph_run_warn(tmp_path):
+    with pytest.warns(UserWarning, match=r"GST settings \{'keep_prob': 1.0\} have no effect"):
+        train(tiny(tmp_path, "model=sage", "gst.keep_prob=1", steps=1))
+
+
 def test_a_checkpoint_of_another_model_is_refused(tmp_path):
     train(tiny(tmp_path))
     other = tiny(tmp_path, "model=gcn", "trainer.resume=true", steps=4)
@@ -257,7 +262,7 @@ def test_multirun_runs_each_job_in_its_own_folder(tmp_path):
             "model=sage,gcn",
             "trainer.max_steps=1",
             "trainer.val_every=1",
-            "trainer.configs_per_graph=4",
+            "data.configs_per_graph=4",
             *SMALL_MODEL,
             f"hydra.sweep.dir={tmp_path}",
         ],
@@ -276,6 +281,7 @@ def test_every_experiment_composes_and_instantiates(experiment):
     net = instantiate(cfg.model)
     data = instantiate(cfg.data)
     assert data.task == ("tile" if experiment.startswith("tile") else "layout")
+    assert data.configs_per_graph == (10 if experiment.startswith("tile") else 32)
     if experiment.startswith("layout"):
         assert type(net).__name__ == "SegmentModel" and net.max_segment_nodes == 1000
         assert net.model.hidden_channels == 256 and cfg.optim.lr == 1e-4
@@ -285,7 +291,7 @@ def test_every_experiment_composes_and_instantiates(experiment):
 
 
 @pytest.mark.parametrize(
-    "options", [[], ["model.halo_hops=2", "trainer.gst.max_age=1"]], ids=["reference", "halo-age"]
+    "options", [[], ["model.halo_hops=2", "gst.max_age=1"]], ids=["reference", "halo-age"]
 )
 def test_gst_run_checkpoints_its_history_table_and_resumes(tmp_path, options):
     small = [
@@ -297,7 +303,7 @@ def test_gst_run_checkpoints_its_history_table_and_resumes(tmp_path, options):
         "model.model.opcode_dim=4",
         "model.model.num_layers=1",
         "trainer.graphs_per_batch=1",
-        "trainer.configs_per_graph=8",
+        "data.configs_per_graph=8",
         "trainer.progress=false",
     ]
 

@@ -15,7 +15,8 @@ not dropped; :mod:`.subgraph`), and ``max_age`` bounds the staleness of the hist
 Modules: :mod:`.partition` (contiguous / METIS partitions and their cache),
 :mod:`.subgraph` (segments as graphs), :mod:`.model` (:class:`SegmentModel`),
 :mod:`.history` (:class:`HistoryTable`), :mod:`.training` (:func:`gst_step`,
-:class:`GSTTrainer`, stale dropout and rescaling).
+:class:`GSTTrainer`, stale dropout and rescaling), :mod:`.loop` (GST in a training loop:
+:class:`GSTSettings`, :func:`gst_trainer`, :class:`StepModule`, checkpointed state).
 
 Typical use::
 
@@ -28,6 +29,7 @@ Typical use::
 """
 
 from .history import HistoryTable
+from .loop import GSTSettings, StepModule, gst_trainer, load_gst_state, merge_gst_states
 from .model import SegmentModel
 from .partition import METHODS, Partition, PartitionCache, key_stem, partition, partition_key
 from .subgraph import segment_batch, segment_data, split_segments
@@ -48,14 +50,19 @@ __all__ = [
     "MISSING",
     "RESCALES",
     "GSTOutput",
+    "GSTSettings",
     "GSTTrainer",
     "HistoryTable",
     "Partition",
     "PartitionCache",
     "SegmentModel",
+    "StepModule",
     "combine",
     "fill_missing",
     "gst_step",
+    "gst_trainer",
+    "load_gst_state",
+    "merge_gst_states",
     "partition",
     "key_stem",
     "partition_key",

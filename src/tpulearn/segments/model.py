@@ -145,13 +145,6 @@ class SegmentModel(nn.Module):
         out = scores.new_zeros(len(graphs), scores.shape[1]).index_add_(0, owner, scores)
         return out[0] if single else out
 
-    def extra_repr(self) -> str:
-        return (
-            f"max_segment_nodes={self.max_segment_nodes}, method={self.method}, "
-            f"enabled={self.enabled}, checkpoint={self.checkpoint}, "
-            f"halo_hops={self.halo_hops}, max_halo_nodes={self.max_halo_nodes}"
-        )
-
     def __repr__(self) -> str:
         # One line: the segment settings, then the wrapped model's own one-line repr.
         state = ("" if self.enabled else ", disabled") + (", checkpoint" if self.checkpoint else "")

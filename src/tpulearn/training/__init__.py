@@ -7,6 +7,7 @@ package, in :mod:`tpulearn.evaluation`.
 from .checkpoint import CheckpointMismatchError, load_checkpoint, save_checkpoint
 from .data import CollectionData
 from .scoring import GraphScores, evaluate_scores, score_dataset
+from .step import step_runner, train_step
 from .trainer import Trainer
 
 
@@ -26,5 +27,7 @@ __all__ = [
     "load_checkpoint",
     "save_checkpoint",
     "score_dataset",
+    "step_runner",
     "train",
+    "train_step",
 ]

@@ -111,6 +111,12 @@ def teardown(world: World) -> None:
         dist.destroy_process_group()
 
 
+def rank_seed(seed: int, rank: int) -> int:
+    """The seed of ``rank``'s own random streams: the run's ``seed`` on rank 0 (so a
+    one-process run is rank 0 of any larger one), a distinct mix of both elsewhere."""
+    return seed if rank == 0 else seed * 1_000_003 + rank
+
+
 def owned(num_items: int, rank: int, shards: int) -> list[int]:
     """Indices of the items (graphs) that ``rank`` owns: ``i % shards == rank``."""
     return list(range(rank, num_items, shards))
@@ -141,48 +147,3 @@ def broadcast(obj, world: World):
     box = [obj if world.main else None]
     dist.broadcast_object_list(box, src=0)
     return box[0]
-
-
-def barrier(world: World) -> None:
-    if world.distributed:
-        dist.barrier()
-
-
-class StepModule(torch.nn.Module):
-    """The model's training forward for one graph (a GST step for segment models), as a
-    module so that DistributedDataParallel can wrap it."""
-
-    def __init__(self, model, gst):
-        super().__init__()
-        self.model = model
-        self.gst = gst  # a GSTTrainer or None (not a module: no parameters of its own)
-
-    def forward(self, data, num_configs: int):
-        if self.gst is not None:
-            return self.gst.step([data], [num_configs])[0]
-        return self.model(data)
-
-
-class NullWriter:
-    """Stands in for the SummaryWriter on ranks other than 0."""
-
-    def add_scalar(self, *args, **kwargs) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def merge_gst_states(states: list[dict]) -> dict:
-    """One GST state from every process's: the union of their history tables (each owns
-    its graphs), rank 0's generator, and every rank's generator for a same-size resume."""
-    table = {"values": {}, "filled": {}, "stamps": {}}
-    for state in states:
-        for part in table:
-            table[part].update(state["table"].get(part, {}))
-    # Every rank ticks once per step, so the clocks agree.
-    table["clock"] = states[0]["table"].get("clock", 0)
-    merged = {"table": table, "generator": states[0]["generator"]}
-    if len(states) > 1:
-        merged["generators"] = [state["generator"] for state in states]
-    return merged

@@ -36,7 +36,8 @@ def train(cfg: DictConfig) -> dict:
     loss_fn = instantiate(cfg.loss)
     optimizer = instantiate(cfg.optim)(params=model.parameters())
     scheduler = instantiate(cfg.scheduler)(optimizer=optimizer) if cfg.get("scheduler") else None
-    trainer = instantiate(cfg.trainer)
+    gst = instantiate(cfg.gst) if cfg.get("gst") else None
+    trainer = instantiate(cfg.trainer, gst=gst)
     out_dir = Path(cfg.out_dir)
     main = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports
     if main:

@@ -1,0 +1,129 @@
+"""What a run carries from step to step and across restarts: :class:`RunState`, written to
+and restored from checkpoints by every process together."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..segments import GSTTrainer, load_gst_state, merge_gst_states
+from . import distributed as dist_utils
+from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .distributed import World
+
+# Metrics where a larger value is better; the rest (errors) are minimised.
+MAXIMISED = ("kendall_tau", "opa", "score")
+
+
+def better(new: float, old: float, metric: str) -> bool:
+    """Whether ``new`` improves on ``old`` for ``metric``."""
+    return new > old if metric in MAXIMISED else new < old
+
+
+@dataclass
+class RunState:
+    """What one ``fit`` carries from step to step (and into checkpoints).
+
+    Attributes:
+        model, optimizer, scheduler: what trains (the scheduler may be None).
+        data: the :class:`~tpulearn.training.data.CollectionData` (its feature statistics
+            go into checkpoints).
+        config: the resolved config, stored in checkpoints.
+        gst: this process's GST state, or None for a model trained by its own forward.
+        step: optimizer steps done.
+        best: the best validation so far (with its ``step``).
+        history: every validation.
+        bad: validations since the last improvement.
+    """
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    data: object
+    config: dict
+    gst: GSTTrainer | None = None
+    step: int = 0
+    best: dict | None = None
+    history: list = field(default_factory=list)
+    bad: int = 0
+
+    def record(self, step: int, loss: float, metrics: dict, metric: str) -> bool:
+        """Add a validation; True when it is the best so far on ``metric``."""
+        self.history.append({"step": step, "loss": loss, **metrics})
+        improved = self.best is None or better(metrics[metric], self.best[metric], metric)
+        if improved:
+            self.best, self.bad = {"step": step, **metrics}, 0
+        else:
+            self.bad += 1
+        return improved
+
+
+def resume_path(resume: bool | str, out_dir: Path) -> Path | None:
+    """The checkpoint ``trainer.resume`` names: ``true`` the run folder's ``last.pt``, a
+    path that checkpoint, ``false`` none."""
+    if resume is True or resume == "true":
+        return out_dir / "checkpoints" / "last.pt"
+    return Path(resume) if resume else None
+
+
+def owned_stems(stems: list[str], world: World, shards: int) -> set[str] | None:
+    """The graphs whose GST history this process keeps: those it owns under torchrun,
+    None (all) in a one-process run."""
+    if not world.distributed:
+        return None
+    return {stems[i] for i in dist_utils.owned(len(stems), world.rank, shards)}
+
+
+def restore(run: RunState, path, world: World, stems: set[str] | None = None) -> None:
+    """Continue from a checkpoint: weights, optimizer, scheduler, RNGs, GST history.
+
+    Args:
+        run: the fresh run state to fill.
+        path: the checkpoint.
+        world: this process; each takes its own RNG state when the saved run had as many.
+        stems: the graphs whose GST history this process keeps (None: all).
+    """
+    state = load_checkpoint(path, run.config.get("model"))
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    if run.scheduler is not None and state.get("scheduler"):
+        run.scheduler.load_state_dict(state["scheduler"])
+    per_rank = state.get("rng_ranks") or [state["rng"]]
+    set_rng_state(per_rank[world.rank] if len(per_rank) == world.size else state["rng"])
+    if run.gst is not None and state.get("gst"):
+        load_gst_state(run.gst, state["gst"], world.rank, world.size, stems)
+    run.step, run.best, run.history, run.bad = (
+        state["step"],
+        state["best"],
+        state["history"],
+        state["bad"],
+    )
+
+
+def save(run: RunState, path: Path, world: World) -> None:
+    """Checkpoint at ``run.step``: collectives first (every rank takes part), then rank 0
+    writes, with every rank's RNG state and history entries."""
+    gst_states = dist_utils.all_gather(run.gst.state_dict() if run.gst is not None else None, world)
+    rngs = dist_utils.all_gather(rng_state(), world)
+    if not world.main:
+        return
+    scheduler = run.scheduler
+    save_checkpoint(
+        path,
+        {
+            "model": run.model.state_dict(),
+            "optimizer": run.optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "rng": rngs[0],
+            "rng_ranks": rngs if world.distributed else None,
+            "step": run.step,
+            "best": run.best,
+            "history": run.history,
+            "bad": run.bad,
+            **run.data.feature_state(),
+            "gst": merge_gst_states(gst_states) if run.gst else None,
+            "config": run.config,
+        },
+    )

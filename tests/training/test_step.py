@@ -1,0 +1,53 @@
+"""One training step on its own: the function the trainer's loop and benchmarks share."""
+
+import torch
+
+from tpulearn.data import TpuGraphData
+from tpulearn.losses import pairwise_hinge_loss
+from tpulearn.models import SAGE
+from tpulearn.segments import SegmentModel, gst_trainer
+from tpulearn.training.step import step_runner, train_step
+
+
+def graph(seed: int, num_configs: int = 6) -> TpuGraphData:
+    g = torch.Generator().manual_seed(seed)
+    return TpuGraphData(
+        node_feat=torch.randn(7, 140, generator=g),
+        node_opcode=torch.randint(1, 100, (7,), generator=g),
+        edge_index=torch.tensor([[1, 0], [2, 1], [3, 2], [4, 3], [5, 4], [6, 5], [6, 2]]).T,
+        node_config_ids=torch.tensor([2, 5]),
+        node_config_feat=torch.randint(-1, 6, (num_configs, 2, 18), generator=g).float(),
+        config_runtime=torch.randint(1, 1000, (num_configs,), generator=g),
+        config_index=torch.arange(num_configs),
+        num_nodes=7,
+        stem=f"g{seed}",
+    )
+
+
+def hinge(scores, runtime):
+    return pairwise_hinge_loss(scores, runtime)
+
+
+def test_train_step_is_the_mean_loss_over_graphs_and_one_optimizer_step():
+    torch.manual_seed(0)
+    model = SAGE("layout", hidden_channels=8, num_layers=1, opcode_dim=4)
+    graphs = [graph(1), graph(2)]
+    with torch.no_grad():
+        expected = sum(pairwise_hinge_loss(model(g)[None], g.config_runtime[None]) for g in graphs)
+    before = [p.detach().clone() for p in model.parameters()]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    pairs = [(g, 6) for g in graphs]
+    loss, configs = train_step(step_runner(model), hinge, optimizer, pairs, "cpu")
+    assert configs == 12
+    assert abs(loss - expected.item() / 2) < 1e-6
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_train_step_runs_a_gst_step_for_a_segment_model():
+    torch.manual_seed(0)
+    model = SegmentModel(SAGE("layout", hidden_channels=8, num_layers=1, opcode_dim=4), 4)
+    gst = gst_trainer(model, seed=3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    train_step(step_runner(model, gst), hinge, optimizer, [(graph(1), 6)], "cpu")
+    assert gst.last is not None and gst.last.num_segments == [2]
+    assert len(gst.table.values) == 1  # the graph's history entries
