@@ -1,7 +1,7 @@
 """Training and evaluation: the loop, checkpoints, scoring, and the config-driven runs."""
 
+from ..data import CollectionData  # noqa: F401  (old checkpoints' data configs name it here)
 from .checkpoint import CheckpointMismatchError, load_checkpoint, save_checkpoint
-from .data import CollectionData
 from .scoring import GraphScores, evaluate_scores, score_dataset
 from .trainer import Trainer
 
@@ -30,7 +30,6 @@ def load_model(path, device="cpu"):
 
 __all__ = [
     "CheckpointMismatchError",
-    "CollectionData",
     "GraphScores",
     "Trainer",
     "evaluate",

@@ -9,18 +9,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..data import (
-    AllConfigsSampler,
-    FastBiasedSampler,
-    FeatureNormalizer,
-    FixedIndicesSampler,
-    LayoutDataset,
-    TileDataset,
-    UniformSampler,
-    eval_indices_path,
-    parse_collection,
-    sample_root,
-)
+from .datasets import LayoutDataset, TileDataset
+from .features import FeatureNormalizer
+from .sample import eval_indices_path, sample_root
+from .sampling import AllConfigsSampler, FastBiasedSampler, FixedIndicesSampler, UniformSampler
+from .schema import parse_collection
 
 SAMPLERS = ("uniform", "fast_biased")
 
