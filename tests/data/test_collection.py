@@ -23,7 +23,11 @@ def test_sampler_partial_from_config_gets_configs_per_graph():
 
 def test_sampler_class_and_old_names():
     assert CollectionData(LAYOUT, "layout").sampler is FastBiasedSampler
-    # Configs stored in checkpoints before samplers were config nodes name them.
+    # Configs stored in checkpoints before samplers were config nodes name them, and
+    # CollectionData under tpulearn.training.
+    import tpulearn.training
+
+    assert tpulearn.training.CollectionData is CollectionData
     assert CollectionData(LAYOUT, "layout", sampler="uniform").sampler is UniformSampler
     with pytest.raises(ValueError, match="data.sampler must be one of"):
         CollectionData(LAYOUT, "layout", sampler="fast")
