@@ -3,7 +3,8 @@
 The layers, lowest first (a module may import from its own layer and any below it):
 
 0. base: ``tpulearn.data``, ``tpulearn.metrics``, ``tpulearn.losses``, ``tpulearn.graph``,
-   ``tpulearn.configs`` (YAML files only) and the package root ``tpulearn``;
+   ``tpulearn._checks`` (argument checks), ``tpulearn.configs`` (YAML files only) and the
+   package root ``tpulearn``;
 1. ``tpulearn.models``;
 2. ``tpulearn.segments``;
 3. ``tpulearn.training``;
@@ -29,7 +30,14 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "tpulearn"
 
 LAYERS = (
-    ("tpulearn.data", "tpulearn.metrics", "tpulearn.losses", "tpulearn.graph", "tpulearn.configs"),
+    (
+        "tpulearn.data",
+        "tpulearn.metrics",
+        "tpulearn.losses",
+        "tpulearn.graph",
+        "tpulearn._checks",
+        "tpulearn.configs",
+    ),
     ("tpulearn.models",),
     ("tpulearn.segments",),
     ("tpulearn.training",),

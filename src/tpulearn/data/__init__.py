@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
+    "CollectionData": "collection",
     "LayoutDataset": "datasets",
     "TileDataset": "datasets",
     "TpuGraphData": "items",

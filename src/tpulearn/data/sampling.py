@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .._checks import check_choice
+
 
 class ConfigSampler:
     """Base class: ``sampler(candidates, runtime, rng, stem) -> indices``.
@@ -101,9 +103,7 @@ class FixedIndicesSampler(ConfigSampler):
     """
 
     def __init__(self, indices: Mapping[str, list[int]] | str | Path, unlisted: str = "error"):
-        if unlisted not in ("error", "all"):
-            raise ValueError(f"unlisted must be 'error' or 'all', got {unlisted!r}")
-        self.unlisted = unlisted
+        self.unlisted = check_choice("unlisted", unlisted, ("error", "all"))
         if isinstance(indices, str | Path):
             import json
 

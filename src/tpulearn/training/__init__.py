@@ -4,8 +4,8 @@ Evaluating a checkpoint on a split (metrics files, submissions, figures) sits ab
 package, in :mod:`tpulearn.evaluation`.
 """
 
+from ..data import CollectionData  # noqa: F401  (old checkpoints' data configs name it here)
 from .checkpoint import CheckpointMismatchError, load_checkpoint, save_checkpoint
-from .data import CollectionData
 from .scoring import GraphScores, evaluate_scores, score_dataset
 from .step import step_runner, train_step
 from .trainer import Trainer
@@ -20,7 +20,6 @@ def train(cfg):
 
 __all__ = [
     "CheckpointMismatchError",
-    "CollectionData",
     "GraphScores",
     "Trainer",
     "evaluate_scores",

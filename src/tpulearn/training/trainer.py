@@ -105,7 +105,7 @@ class Trainer:
             model: config-scoring model.
             loss_fn: ``loss_fn(scores [1, C], runtime [1, C]) -> scalar``.
             optimizer, scheduler: torch optimizer and optional LR scheduler (stepped each step).
-            data: a :class:`~tpulearn.training.data.CollectionData`.
+            data: a :class:`~tpulearn.data.CollectionData`.
             out_dir: run folder (checkpoints, TensorBoard events); rank 0's is used by all.
             config: the resolved config, stored in checkpoints.
         """

@@ -7,22 +7,32 @@ splits, so evaluation sees exactly what training saw; they travel in checkpoints
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Literal, get_args
 
-from ..data import (
+from .._checks import check_choice, warn_if_disabled
+from .datasets import LayoutDataset, TileDataset
+from .features import FeatureNormalizer
+from .sample import eval_indices_path, sample_root
+from .sampling import (
     AllConfigsSampler,
+    ConfigSampler,
     FastBiasedSampler,
-    FeatureNormalizer,
     FixedIndicesSampler,
-    LayoutDataset,
-    TileDataset,
     UniformSampler,
-    eval_indices_path,
-    parse_collection,
-    sample_root,
 )
+from .schema import parse_collection
 
-SAMPLERS = ("uniform", "fast_biased")
+ValidIndices = Literal["official", "all"]
+Normalize = Literal["zscore", "minmax"] | None
+
+# The sampler names of configs written before samplers became config nodes (they are
+# stored in checkpoints, which evaluation re-instantiates).
+SAMPLER_NAMES: dict[str, Callable[[int], ConfigSampler]] = {
+    "uniform": UniformSampler,
+    "fast_biased": FastBiasedSampler,
+}
 
 
 def data_root_folder(root: str | Path | None) -> Path:
@@ -51,15 +61,28 @@ class CollectionData:
         task: ``"tile"`` or ``"layout"``; must match the collection (models read it).
         root: data root laid out as released; ``None`` = the bundled sample.
         configs_per_graph: configs sampled per graph per training step.
-        sampler: ``"uniform"`` or ``"fast_biased"`` for training.
+        sampler: the training sampler's constructor given ``configs_per_graph``: a
+            :class:`~tpulearn.data.ConfigSampler` class or a partial of one (what a
+            ``configs/data/sampler/*.yaml`` node with ``_partial_: true`` gives). The
+            names ``"uniform"`` and ``"fast_biased"`` of older configs (those stored in
+            checkpoints) still work and mean the class with its default arguments.
         valid_indices: ``"official"`` (the fixed 1000-config subsets, layout only; all
             configs for graphs they do not list) or ``"all"``.
         normalize: ``"zscore"``, ``"minmax"`` or ``None`` for node features.
-        log_features: signed log1p before normalising.
+        log_features: signed log1p before normalising (no effect without ``normalize``).
         dedup: train on distinct configs only.
-        cache_dir: memory-mapped cache of layout config features (``None``: in memory).
+        cache_dir: memory-mapped cache of layout config features (``None``: in memory;
+            no effect on tile collections).
         eval_chunk: configs scored at a time during evaluation.
         seed: sampling seed.
+
+    Raises:
+        ValueError: an unknown collection, sampler name, ``valid_indices`` or
+            ``normalize``, or a ``task`` that does not match the collection.
+
+    Warns:
+        UserWarning: ``log_features`` or ``cache_dir`` set to a non-default value that
+            the other arguments make ineffective.
     """
 
     def __init__(
@@ -68,9 +91,9 @@ class CollectionData:
         task: str,
         root: str | Path | None = None,
         configs_per_graph: int = 32,
-        sampler: str = "fast_biased",
-        valid_indices: str = "official",
-        normalize: str | None = "zscore",
+        sampler: Callable[[int], ConfigSampler] | str = FastBiasedSampler,
+        valid_indices: ValidIndices = "official",
+        normalize: Normalize = "zscore",
         log_features: bool = True,
         dedup: bool = False,
         cache_dir: str | Path | None = None,
@@ -80,12 +103,21 @@ class CollectionData:
         kind, self.source, self.search = parse_collection(collection)
         if kind != task:
             raise ValueError(f"data.task={task!r} does not match collection {collection!r}")
-        if sampler not in SAMPLERS:
-            raise ValueError(f"data.sampler must be one of {SAMPLERS}, got {sampler!r}")
-        if valid_indices not in ("official", "all"):
-            raise ValueError(
-                f"data.valid_indices must be 'official' or 'all', got {valid_indices!r}"
+        if isinstance(sampler, str):
+            sampler = SAMPLER_NAMES[check_choice("data.sampler", sampler, SAMPLER_NAMES)]
+        elif not callable(sampler):
+            raise TypeError(
+                "data.sampler must build a ConfigSampler from the configs per graph (a "
+                f"class or partial, e.g. configs/data/sampler/*.yaml), got {sampler!r}"
             )
+        check_choice("data.valid_indices", valid_indices, get_args(ValidIndices))
+        check_choice("data.normalize", normalize, (*FeatureNormalizer.MODES, None))
+        warn_if_disabled(
+            "data.log_features", log_features, True, bool(normalize), "data.normalize is null"
+        )
+        warn_if_disabled(
+            "data.cache_dir", cache_dir, None, task == "layout", "tile data is kept in memory"
+        )
         self.collection, self.task = collection, task
         self.root = data_root_folder(root)
         self.is_sample = self.root == sample_root()
@@ -109,8 +141,7 @@ class CollectionData:
 
     def train_set(self):
         """Training split with the training sampler; fits the normaliser on first use."""
-        cls = UniformSampler if self.sampler == "uniform" else FastBiasedSampler
-        ds = self._dataset("train", cls(self.configs_per_graph), dedup=self.dedup)
+        ds = self._dataset("train", self.sampler(self.configs_per_graph), dedup=self.dedup)
         if self.normalize and self.node_normalizer is None:
             self.node_normalizer = ds.fit_normalizer(mode=self.normalize, log=self.log_features)
             if self.task == "tile":

@@ -1,0 +1,55 @@
+"""Argument checks shared by every layer (imports nothing from tpulearn).
+
+Constructors are configs (their arguments are the YAML keys), so they validate their
+arguments with these helpers: one wording for a bad choice, and one rule for options
+that a switch turns off.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Collection
+from typing import Any
+
+
+def check_choice(name: str, value: Any, choices: Collection) -> Any:
+    """Raise unless ``value`` is one of ``choices``; return it.
+
+    Args:
+        name: the argument's name, as the user writes it (e.g. ``"data.valid_indices"``).
+        value: the given value.
+        choices: the allowed values.
+
+    Raises:
+        ValueError: ``"<name> must be one of (...), got <value>"``.
+    """
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+    return value
+
+
+def warn_if_disabled(
+    name: str, value: Any, default: Any, active: bool, reason: str, stacklevel: int = 3
+) -> bool:
+    """Warn when an option is given a non-default value that has no effect.
+
+    The rule: an option that another argument switches off (``attention_heads`` without
+    ``config_attention``, ``log_features`` without ``normalize``) warns only when it was
+    changed from its default, since the default is always present in a config and says
+    nothing about what the user wanted.
+
+    Args:
+        name: the option's name (e.g. ``"data.log_features"``).
+        value: its value.
+        default: its constructor default.
+        active: whether the option takes effect with the other arguments given.
+        reason: why it does not, e.g. ``"data.normalize is null"``.
+        stacklevel: passed to :func:`warnings.warn` (3: the caller's caller).
+
+    Returns:
+        Whether a warning was issued.
+    """
+    if active or value == default:
+        return False
+    warnings.warn(f"{name}={value!r} has no effect: {reason}", UserWarning, stacklevel=stacklevel)
+    return True
