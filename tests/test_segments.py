@@ -636,7 +636,6 @@ def test_gst_step_on_the_real_graph_every_layer_type(unet3d, layer):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_table_and_segments_follow_the_model_to_cuda(unet3d):
     _, data = unet3d
     seg_model = SegmentModel(small().cuda())
