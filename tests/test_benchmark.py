@@ -71,6 +71,7 @@ def test_every_group_module_is_registered(runner):
     assert set(runner.COLUMNS) == {"io", "memory", "scoring", "training"}
 
 
+@pytest.mark.slow
 def test_cheap_groups(runner, tmp_path):
     groups = ["metrics", "io", "training"]
     assert runner.main([*TINY, "--out", str(tmp_path), "--only", *groups]) == 0
@@ -96,6 +97,7 @@ def test_cheap_groups(runner, tmp_path):
     assert "| node-states/s | parameters |" in markdown
 
 
+@pytest.mark.slow
 def test_memory_group(runner, tmp_path):
     assert runner.main([*TINY, "--out", str(tmp_path), "--only", "memory"]) == 0
     rows = _check(tmp_path, ["memory"])["memory"]["rows"]
@@ -126,6 +128,7 @@ def test_results_merge_and_default_out(runner, tmp_path, monkeypatch):
     assert not (tmp_path / "unused").exists()
 
 
+@pytest.mark.slow
 def test_the_script_runs_from_any_folder(tmp_path):
     out = tmp_path / "out"
     subprocess.run(
@@ -139,6 +142,7 @@ def test_the_script_runs_from_any_folder(tmp_path):
     _check(out, ["metrics"])
 
 
+@pytest.mark.slow
 def test_step_memory_probe_runs_every_mode_in_a_fresh_process(bench):
     from bench.step_memory import MODES, measure_step_memory, step_memory
 
