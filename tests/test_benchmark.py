@@ -1,16 +1,18 @@
-"""scripts/benchmark.py in its smallest form: both result files and their rows."""
+"""scripts/benchmark.py in its smallest form: both result files and their rows, and the
+step-memory probe of ``scripts/bench/``."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import math
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "benchmark.py"
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 TINY = [
     "--quick",
     "--io-configs",
@@ -28,19 +30,16 @@ REQUIRED = {"what", "unit", "median", "min", "max", "runs", "device"}
 
 
 @pytest.fixture(scope="module")
-def benchmark():
-    spec = importlib.util.spec_from_file_location("benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    previous = sys.modules.get("benchmark")
-    sys.modules["benchmark"] = module
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        if previous is None:
-            sys.modules.pop("benchmark", None)
-        else:
-            sys.modules["benchmark"] = previous
+def bench():
+    """The ``bench`` package, imported as ``scripts/benchmark.py`` imports it."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(SCRIPTS))
+        yield importlib.import_module("bench")
+
+
+@pytest.fixture(scope="module")
+def runner(bench):
+    return importlib.import_module("bench.runner")
 
 
 def _check(out: Path, groups: list[str]) -> dict:
@@ -59,9 +58,23 @@ def _check(out: Path, groups: list[str]) -> dict:
     return results
 
 
-def test_cheap_groups(benchmark, tmp_path):
+def test_every_group_module_is_registered(runner):
+    assert sorted(runner.GROUPS) == [
+        "gst_memory",
+        "gst_speed",
+        "io",
+        "memory",
+        "metrics",
+        "scoring",
+        "training",
+    ]
+    assert set(runner.COLUMNS) == {"io", "memory", "scoring", "training"}
+
+
+@pytest.mark.slow
+def test_cheap_groups(runner, tmp_path):
     groups = ["metrics", "io", "training"]
-    assert benchmark.main([*TINY, "--out", str(tmp_path), "--only", *groups]) == 0
+    assert runner.main([*TINY, "--out", str(tmp_path), "--only", *groups]) == 0
     results = _check(tmp_path, groups)
 
     io = results["io"]["rows"]
@@ -84,8 +97,9 @@ def test_cheap_groups(benchmark, tmp_path):
     assert "| node-states/s | parameters |" in markdown
 
 
-def test_memory_group(benchmark, tmp_path):
-    assert benchmark.main([*TINY, "--out", str(tmp_path), "--only", "memory"]) == 0
+@pytest.mark.slow
+def test_memory_group(runner, tmp_path):
+    assert runner.main([*TINY, "--out", str(tmp_path), "--only", "memory"]) == 0
     rows = _check(tmp_path, ["memory"])["memory"]["rows"]
     cpu = [r for r in rows if r["device"] == "cpu"]
     assert sorted({r["graphs"] for r in cpu}) == [1, 2]
@@ -100,15 +114,46 @@ def test_memory_group(benchmark, tmp_path):
         assert row["rss_before_epoch_mb"] > 0
 
 
-def test_results_merge_and_default_out(benchmark, tmp_path, monkeypatch):
-    monkeypatch.setattr(benchmark, "OUT", tmp_path / "unused")
-    benchmark.main(["--quick", "--out", str(tmp_path), "--only", "metrics"])
+def test_results_merge_and_default_out(runner, tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "OUT", tmp_path / "unused")
+    runner.main(["--quick", "--out", str(tmp_path), "--only", "metrics"])
     first = json.loads((tmp_path / "results.json").read_text())
-    benchmark.write({**first, "other": {**first["metrics"], "rows": []}}, tmp_path)
-    benchmark.main(["--quick", "--out", str(tmp_path), "--only", "metrics"])
+    runner.write({**first, "other": {**first["metrics"], "rows": []}}, tmp_path)
+    runner.main(["--quick", "--out", str(tmp_path), "--only", "metrics"])
     merged = json.loads((tmp_path / "results.json").read_text())
     assert sorted(merged) == ["metrics", "other"]
     assert merged["metrics"]["command"] == (
         f"python scripts/benchmark.py --quick --out {tmp_path} --only metrics"
     )
     assert not (tmp_path / "unused").exists()
+
+
+@pytest.mark.slow
+def test_the_script_runs_from_any_folder(tmp_path):
+    out = tmp_path / "out"
+    subprocess.run(
+        [sys.executable, str(SCRIPTS / "benchmark.py"), "--quick", "--only", "metrics"]
+        + ["--out", str(out)],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+        timeout=240,
+    )
+    _check(out, ["metrics"])
+
+
+@pytest.mark.slow
+def test_step_memory_probe_runs_every_mode_in_a_fresh_process(bench):
+    from bench.step_memory import MODES, measure_step_memory, step_memory
+
+    for mode in MODES:
+        probe = measure_step_memory(1500, mode, timeout_s=240)
+        assert "capped" not in probe, probe
+        assert probe["num_segments"] == 2
+        step = probe["step"]
+        assert step["peak_mb"] >= step["base_mb"] - 1.0 > 0 and step["seconds"] > 0
+        assert ("first" in probe) == (mode == "gst")
+    probe = measure_step_memory(1500, "gst", timeout_s=240, halo_hops=2, max_age=0)
+    assert "capped" not in probe and probe["step"]["peak_mb"] > 0
+    with pytest.raises(ValueError, match="mode must be one of"):
+        step_memory(100, "everything")

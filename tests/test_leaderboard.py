@@ -89,6 +89,7 @@ def synthetic_root(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_sample_table_shows_each_collection_with_its_runs_metrics(sample_board):
     board, lines, out = sample_board
     text = (out / "leaderboard.md").read_text()
@@ -130,6 +131,7 @@ def test_sample_table_shows_each_collection_with_its_runs_metrics(sample_board):
     assert sum(": transfer of" in line for line in lines) == 4
 
 
+@pytest.mark.slow
 def test_sample_submission_is_merged_and_validated(sample_board):
     board, _, out = sample_board
     assert board.submission == out / "submission.csv"
@@ -151,6 +153,7 @@ def test_sample_submission_is_merged_and_validated(sample_board):
     assert "submission.csv validated against the root's test files" in text
 
 
+@pytest.mark.slow
 def test_a_second_invocation_reuses_the_checkpoints(sample_board, tmp_path):
     board, _, out = sample_board
     copy = tmp_path / "lb"
@@ -200,6 +203,7 @@ def test_an_interrupted_run_resumes(tmp_path, monkeypatch):
     assert "not validated" in board.submission_note and board.submission.is_file()
 
 
+@pytest.mark.slow
 def test_synthetic_root_trains_all_five_and_gets_a_kaggle_score(synthetic_root, tmp_path):
     board, _ = tiny_board(synthetic_root, tmp_path, seeds=[3])
     assert [(r.collection, r.status, r.model_from) for r in board.runs] == [
@@ -274,6 +278,7 @@ def load_script():
     return module
 
 
+@pytest.mark.slow
 def test_script_runs_and_reports_errors_in_one_line(tmp_path, capsys):
     script = load_script()
     argv = ["--root", "sample", "--out", str(tmp_path), "--collections", "tile:xla"]

@@ -42,6 +42,7 @@ class ThisInterpreter(KernelSpecManager):
         )
 
 
+@pytest.mark.slow
 def test_the_kernel_runs_the_interpreter_running_the_tests():
     probe = nbformat.v4.new_notebook(
         cells=[nbformat.v4.new_code_cell("import sys; print(sys.executable)")]
@@ -89,6 +90,7 @@ def test_missing_requirements_are_read_from_the_metadata():
     assert missing_requirements(nbformat.v4.new_notebook()) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
 def test_notebook_runs_and_draws(path, tmp_path, monkeypatch):
     nb = nbformat.read(path, as_version=4)

@@ -650,7 +650,6 @@ def test_gst_step_on_the_real_graph_every_layer_type(unet3d, layer):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_table_and_segments_follow_the_model_to_cuda(unet3d):
     _, data = unet3d
     seg_model = SegmentModel(small().cuda())
@@ -658,19 +657,3 @@ def test_table_and_segments_follow_the_model_to_cuda(unet3d):
     scores = trainer.step([data])
     assert scores.is_cuda and trainer.table.device.type == "cuda"
     assert seg_model.eval()(data).is_cuda
-
-
-def test_step_memory_probe_runs_every_mode_in_a_fresh_process():
-    from tpulearn.segments.memory import MODES, measure_step_memory, step_memory
-
-    for mode in MODES:
-        probe = measure_step_memory(1500, mode, timeout_s=240)
-        assert "capped" not in probe, probe
-        assert probe["num_segments"] == 2
-        step = probe["step"]
-        assert step["peak_mb"] >= step["base_mb"] - 1.0 > 0 and step["seconds"] > 0
-        assert ("first" in probe) == (mode == "gst")
-    probe = measure_step_memory(1500, "gst", timeout_s=240, halo_hops=2, max_age=0)
-    assert "capped" not in probe and probe["step"]["peak_mb"] > 0
-    with pytest.raises(ValueError, match="mode must be one of"):
-        step_memory(100, "everything")

@@ -240,7 +240,6 @@ def test_bf16_autocast_runs_and_stays_close_to_fp32(layer):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("layer", LAYERS)
 def test_cuda_scores_match_cpu(layer):
     data = real_graph("layout")

@@ -65,6 +65,7 @@ def train_and_score(layer, collection):
     return mean_tau(model, train_all), mean_tau(model, valid), (train_all, valid)
 
 
+@pytest.mark.slow
 def test_sage_ranks_configs_well_above_config_blind_and_structure_blind_models(collection):
     sage_train, sage_valid, (train_all, valid) = train_and_score(SAGE, collection)
     _, mlp_valid = train_and_score(MLP, collection)[:2]

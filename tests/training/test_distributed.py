@@ -154,6 +154,7 @@ def _params(run_dir):
     return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_process_with_the_same_global_batch(root, tmp_path):
     # SGD: unlike Adam its updates scale with the gradient, so a wrong average over
     # processes (a sum, or a mean over the wrong count) would show in the curve.
@@ -184,6 +185,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(root, tmp_pa
     assert len(list((two / "tensorboard").glob("events.out.tfevents.*"))) == 1
 
 
+@pytest.mark.slow
 def test_two_process_gst_resume_equals_an_uninterrupted_run(root, tmp_path):
     common = [
         *TINY,
