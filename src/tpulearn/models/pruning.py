@@ -7,18 +7,17 @@ runs every layer once for the whole graph with no config (the "base" pass), and 
 only on the dependent set S_l, reading the base values of neighbours outside S_{l-1}.
 :class:`DependentSets` plans these sets and the subgraphs that update them. Subgraphs keep
 every incoming edge of the nodes they update, so mean/attention/normalised aggregations
-see exactly the neighbourhood of the full graph. :func:`config_context` is the inexact
-alternative: drop the nodes far from any configurable node before the model runs.
+see exactly the neighbourhood of the full graph. :func:`tpulearn.graph.config_context` is
+the inexact alternative: drop the nodes far from any configurable node before the model runs.
 """
 
 from __future__ import annotations
 
-import copy
 import warnings
 
 import torch
-from torch import Tensor
-from torch_geometric.data import Batch, Data
+
+from ..graph import config_context, grow  # noqa: F401 (re-exported until the models move)
 
 
 class DependentSets:
@@ -91,52 +90,3 @@ class DependentSets:
                 torch.stack([rows, cols]), values, (num_rows, node_ids.numel())
             )
             return adj.coalesce().to_sparse_csr()
-
-
-def config_context(data: Data, hops: int) -> Data:
-    """A shallow copy of ``data`` restricted to the configurable nodes and the nodes within
-    ``hops`` hops of one (either edge direction), relabelled in node order."""
-    num_nodes = data.num_nodes
-    ids = data.node_config_ids
-    keep = torch.zeros(num_nodes, dtype=torch.bool, device=ids.device)
-    keep[ids] = True
-    keep = grow(keep, data.edge_index, hops)
-    a, b = data.edge_index
-    subset = keep.nonzero().squeeze(1)
-    new_id = torch.full((num_nodes,), -1, dtype=torch.long, device=ids.device)
-    new_id[subset] = torch.arange(subset.numel(), device=ids.device)
-    inner = keep[a] & keep[b]
-    out = copy.copy(data)
-    out.node_feat = data.node_feat[subset]
-    out.node_opcode = data.node_opcode[subset]
-    out.edge_index = new_id[data.edge_index[:, inner]]
-    out.node_config_ids = new_id[ids]
-    if isinstance(data, Batch):
-        out.batch = data.batch[subset]
-    if "owned" in data:
-        out.owned = data.owned[subset]
-    out.num_nodes = subset.numel()
-    return out
-
-
-def grow(nodes: Tensor, edge_index: Tensor, hops: int, limit: int | None = None) -> Tensor:
-    """``nodes`` (bool [N]) and the nodes within ``hops`` hops of them (either direction),
-    at most ``limit`` added: nearer hops first; within the hop that reaches the limit, the
-    nodes with the most edges into the set so far, then the lowest ids."""
-    src, dst = edge_index
-    budget = limit
-    for _ in range(hops):
-        links = torch.zeros(nodes.shape, dtype=torch.long, device=nodes.device)
-        links.index_add_(0, dst, nodes[src].long())
-        links.index_add_(0, src, nodes[dst].long())
-        new = ((links > 0) & ~nodes).nonzero().squeeze(1)
-        if budget is not None and new.numel() > budget:
-            order = torch.sort(-links[new], stable=True).indices
-            new = new[order[:budget]]
-        nodes = nodes.clone()
-        nodes[new] = True
-        if budget is not None:
-            budget -= new.numel()
-            if budget == 0:
-                break
-    return nodes

@@ -25,7 +25,7 @@ from torch import Tensor
 from torch_geometric.data import Batch
 
 from ..data.datasets import TpuGraphData
-from ..models.pruning import grow
+from ..graph import grow
 from .partition import Partition
 
 # Per-node tensors cut with the node subset; everything else but the keys handled below
