@@ -189,7 +189,9 @@ class ConfigGNN(nn.Module):
 
     # ------------------------------------------------------------------ forward
 
-    def forward(self, data: Data, config_chunk: int | None = None) -> Tensor:
+    def forward(
+        self, data: Data, config_chunk: int | None = None, owned: Tensor | None = None
+    ) -> Tensor:
         """Score every config of the graph(s) in ``data``.
 
         Args:
@@ -198,18 +200,22 @@ class ConfigGNN(nn.Module):
             config_chunk: process at most this many configs at a time through the
                 config-dependent layers (bounds memory when scoring thousands of configs;
                 the config-free pass runs once). ``None``: all at once.
+            owned: bool [N], the nodes the graph vectors pool (a segment's own nodes; its
+                halo is read-only context). ``None``: every node.
         """
         is_batch = isinstance(data, Batch)
         num_graphs = data.num_graphs if is_batch else 1
         if self.context_hops is not None:
-            data = induced_subgraph(data, context_nodes(data, self.context_hops))
+            keep = context_nodes(data, self.context_hops)
+            data = induced_subgraph(data, keep)
+            owned = None if owned is None else owned[keep]
         num_nodes = data.num_nodes
         batch = data.batch if is_batch else data.node_feat.new_zeros(num_nodes, dtype=torch.long)
         edges = directed_edges(data.edge_index, self.edge_direction)
         edge_index, weight = self.edge_weights(edges, num_nodes)
         cfg, num_configs = config_features(data, self.task, num_graphs)
         passes = self._passes(edge_index, weight)
-        readout = self._readout(data, batch, num_graphs, data.owned if "owned" in data else None)
+        readout = self._readout(data, batch, num_graphs, owned)
 
         enc = self.node_encoder(data.node_feat, data.node_opcode)
         plan = self._planner().plan(data, edge_index, weight)
