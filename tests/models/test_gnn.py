@@ -259,3 +259,8 @@ def test_cuda_scores_match_cpu(layer):
         gpu = model.cuda()(data.cuda())
     assert gpu.device.type == "cuda"
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-3, atol=1e-4)
+
+
+def test_gin_layers_use_the_models_activation():
+    assert isinstance(GIN("layout", hidden_channels=8).convs[0].nn[1], torch.nn.LeakyReLU)
+    assert isinstance(GIN("layout", hidden_channels=8, act="gelu").convs[0].nn[1], torch.nn.GELU)

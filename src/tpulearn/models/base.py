@@ -131,6 +131,7 @@ class ConfigGNN(nn.Module):
         self.config_node_readout = config_node_readout and task == "layout"
 
         h = hidden_channels
+        self.act = act  # read by layer types whose layer holds an activation (GIN)
         self.node_encoder = NodeEncoder(h, opcode_dim=opcode_dim)
         self.config_encoder = ConfigEncoder(task, h, layout_onehot=layout_onehot)
         self.input_act = ACTIVATIONS[act]()

@@ -12,7 +12,7 @@ from torch import nn
 from torch_geometric.nn import GATv2Conv, GCNConv, GINConv, SAGEConv
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
-from .base import ACTIVATIONS, EDGE_DIRECTIONS, ConfigGNN  # noqa: F401 (re-exported)
+from .base import ACTIVATIONS, EDGE_DIRECTIONS, ConfigGNN  # noqa: F401 (EDGE_DIRECTIONS re-exported)
 from .readout import READOUTS  # noqa: F401 (re-exported)
 
 
@@ -76,12 +76,13 @@ class GAT(ConfigGNN):
 
 
 class GIN(ConfigGNN):
-    """Graph isomorphism network layers (Xu et al., arXiv 1810.00826), sum aggregation."""
+    """Graph isomorphism network layers (Xu et al., arXiv 1810.00826), sum aggregation;
+    the layer's MLP uses the model's activation ``act``."""
 
     def init_conv(self, in_channels, out_channels):
         mlp = nn.Sequential(
             nn.Linear(in_channels, out_channels),
-            nn.LeakyReLU(),
+            ACTIVATIONS[self.act](),
             nn.Linear(out_channels, out_channels),
         )
         return GINConv(mlp, train_eps=True)
