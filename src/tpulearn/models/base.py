@@ -185,7 +185,15 @@ class ConfigGNN(nn.Module):
 
     def combine(self, conv: nn.Module, agg: Tensor, x_self: Tensor) -> Tensor:
         """The layer's output from its aggregated neighbours and the node's own input,
-        exactly as ``conv`` computes it."""
+        exactly as ``conv`` computes it.
+
+        Implementations read the PyG layer's submodules (SAGE ``lin_l``/``lin_r``, GCN
+        ``lin``/``bias``, GIN ``nn``/``eps``) on purpose: the sparse and distinct-state
+        paths must give the PyG layer's output with the same weights, so one
+        ``state_dict`` (and every saved checkpoint) serves all three layer paths, and
+        ``sparse_aggregation=False`` / ``prune=False`` remain the PyG reference
+        (tests/models/test_gnn.py checks they agree).
+        """
         raise NotImplementedError
 
     # ------------------------------------------------------------------ forward

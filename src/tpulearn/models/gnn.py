@@ -3,6 +3,8 @@
 Each type overrides :meth:`~tpulearn.models.ConfigGNN.init_conv` and, where its
 neighbour aggregation is linear (mean, sum or weighted), sets ``aggregation`` and
 implements ``combine`` so the per-config layers aggregate with one sparse matrix product.
+``combine`` reads the PyG layer's own submodules so every layer path shares its weights
+(see :meth:`~tpulearn.models.ConfigGNN.combine`).
 The base model lives in :mod:`tpulearn.models.base`.
 """
 
