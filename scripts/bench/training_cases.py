@@ -121,7 +121,7 @@ def training_cases(tmp: Path):
     # The Kaggle 1st place's graph: configurable nodes and their direct neighbours only
     # (what `context_hops=1` does inside the model; done once here so node-states count
     # the nodes actually processed).
-    from tpulearn.models.pruning import config_context
+    from tpulearn.graph import config_context
 
     pruned = [config_context(d, 1) for d in samples]
     yield TrainingCase(

@@ -5,7 +5,9 @@ import torch
 from torch_geometric.data import Batch
 
 from tpulearn.data import AllConfigsSampler, LayoutDataset, TpuGraphData, sample_root
+from tpulearn.graph import induced_subgraph
 from tpulearn.models import GAT, GCN, GIN, SAGE, ResGCN, dedup
+from tpulearn.models import base as model_base
 
 ROOT = sample_root()
 
@@ -175,19 +177,19 @@ def test_a_graph_without_configurable_nodes_uses_the_plain_path():
     assert torch.allclose(scores, scores[0].expand(4))
 
 
-def test_context_hops_keeps_the_neighbourhood_of_configurable_nodes():
+def test_context_hops_keeps_the_neighbourhood_of_configurable_nodes(monkeypatch):
     # Chain 0 <- 1 <- ... <- 6 plus 6 -> 2; configurable nodes 2 and 5.
     data = tiny_graph(4)
     torch.manual_seed(0)
     model = SAGE("layout", hidden_channels=8, num_layers=2, context_hops=1).eval()
     kept = []
-    plan = model._plan
 
-    def spy(sub, *args):
+    def spy(*args):
+        sub = induced_subgraph(*args)
         kept.append((sub.num_nodes, sub.node_config_ids.tolist(), sub.edge_index.shape[1]))
-        return plan(sub, *args)
+        return sub
 
-    model._plan = spy
+    monkeypatch.setattr(model_base, "induced_subgraph", spy)
     with torch.no_grad():
         scores = model(data)
     # Within 1 hop of 2 or 5 (either direction): 1, 2, 3, 4, 5, 6; node 0 is dropped. Its
@@ -195,7 +197,7 @@ def test_context_hops_keeps_the_neighbourhood_of_configurable_nodes():
     assert kept == [(6, [1, 4], 6)]
     assert scores.shape == (4,) and torch.isfinite(scores).all()
     # context_hops=None scores the whole graph: the model output differs (node 0 is read).
-    model.context_hops, model._plan = None, plan
+    model.context_hops = None
     with torch.no_grad():
         assert not torch.allclose(model(data), scores)
     with pytest.raises(ValueError, match="context_hops"):

@@ -7,7 +7,9 @@ import torch
 from torch_geometric.data import Batch
 
 from tpulearn.data import LayoutDataset, TileDataset, TpuGraphData, UniformSampler, sample_root
+from tpulearn.graph import directed_edges
 from tpulearn.models import GAT, GCN, GIN, MLP, SAGE, ResGCN
+from tpulearn.models.plan import Planner
 
 ROOT = sample_root()
 LAYERS = [SAGE, GCN, GAT, GIN, ResGCN, MLP]
@@ -170,12 +172,18 @@ def test_config_chunks_give_the_same_scores():
 
 def test_pruning_touches_only_nodes_near_configurable_ones():
     data = tiny_graph("layout")
-    model = SAGE("layout", hidden_channels=8, num_layers=1, edge_direction="stored")
-    edges = model._directed_edges(data.edge_index)
-    plans = model._plan(data, edges, None, 7, torch.device("cpu"))
+    edges = directed_edges(data.edge_index, "stored")
+    plan = Planner(1, propagates=True, aggregation="mean", inputs="configurable").plan(
+        data, edges, None
+    )
     # Messages flow consumer -> producer: configurable 2 and 5 reach 1 and 4 in one hop.
-    assert plans[0][0].nonzero().squeeze(1).tolist() == [2, 5]
-    assert plans[1][0].nonzero().squeeze(1).tolist() == [1, 2, 4, 5]
+    assert [m.nonzero().squeeze(1).tolist() for m in plan.masks] == [[2, 5], [1, 2, 4, 5]]
+    layer = plan.layers[0]
+    # The subgraph: S_1 and its in-neighbours 3 (-> 2) and 6 (-> 2, -> 5).
+    assert layer.node_ids.tolist() == [1, 2, 3, 4, 5, 6]
+    assert layer.prev_pos.tolist() == [1, 4] and layer.upd.tolist() == [0, 1, 3, 4]
+    assert int(layer.edge_keep.sum()) == layer.edges.shape[1] == 5
+    assert layer.adj.shape == (4, 6) and plan.distinct
 
 
 def test_batch_of_graphs_scores_each_graph_like_alone():
@@ -250,3 +258,8 @@ def test_cuda_scores_match_cpu(layer):
         gpu = model.cuda()(data.cuda())
     assert gpu.device.type == "cuda"
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-3, atol=1e-4)
+
+
+def test_gin_layers_use_the_models_activation():
+    assert isinstance(GIN("layout", hidden_channels=8).convs[0].nn[1], torch.nn.LeakyReLU)
+    assert isinstance(GIN("layout", hidden_channels=8, act="gelu").convs[0].nn[1], torch.nn.GELU)

@@ -1,13 +1,21 @@
 """The GNN family's base model: one class that scores every sampled config of a graph.
 
-Pipeline: encoder (opcode embedding + node features, config features joined early or late)
--> message-passing stack -> readout -> head, one score per config (lower = predicted
-faster). Layer types (:mod:`tpulearn.models.gnn`) differ only in :meth:`ConfigGNN.init_conv`.
+Pipeline, as :meth:`ConfigGNN.forward` reads: encode the nodes (opcode embedding + node
+features) -> plan the config-dependent node sets (:mod:`.plan`) -> the config-free layer
+pass, once -> per chunk of configs: join the config features (early join), the per-config
+layer passes (:mod:`.passes`), readout to one vector per (config, graph) (:mod:`.readout`)
+-> attention across configs -> head, one score per config (lower = predicted faster).
+Layer types (:mod:`tpulearn.models.gnn`) differ only in the hooks :meth:`~ConfigGNN.init_conv`,
+``edge_weights``, ``run_conv`` and ``combine``.
 
 Exact config-dependent compute: the layers run once for the whole graph with no config,
-then per config only on the nodes a config can reach (:mod:`.pruning` plans them,
-:mod:`.passes` runs them); the scores equal those of C independent full-graph copies
-(``prune=False``) to float rounding. :mod:`.readout` pools the node vectors.
+then per config only on the nodes a config can reach; the scores equal those of C
+independent full-graph copies (``prune=False``) to float rounding. The planner, the passes
+and the readout are built per forward from the model's options and layers, so options
+toggled on a built model (``prune``, ``sparse_aggregation``, ``distinct_states``) apply.
+
+Over 300 lines because the constructor documents and checks 22 options, and the glue that
+builds the parts from them belongs beside :meth:`ConfigGNN.forward`.
 """
 
 from __future__ import annotations
@@ -15,20 +23,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.data import Batch, Data
 
-from .encoders import ConfigEncoder, NodeEncoder
+from ..graph import EDGE_DIRECTIONS, context_nodes, directed_edges, induced_subgraph
+from .encoders import ConfigEncoder, NodeEncoder, config_features, distinct_inputs, join_configs
 from .passes import LayerPasses
-from .pruning import DependentSets, config_context
+from .plan import Planner
 from .readout import Readout, parse_readout
 
-EDGE_DIRECTIONS = ("stored", "reversed", "both")
 ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU, "prelu": nn.PReLU}
 
 
-class ConfigGNN(DependentSets, LayerPasses, Readout, nn.Module):
+class ConfigGNN(nn.Module):
     """Base model: scores C configs of each graph in one forward pass.
 
     Args:
@@ -124,6 +131,7 @@ class ConfigGNN(DependentSets, LayerPasses, Readout, nn.Module):
         self.config_node_readout = config_node_readout and task == "layout"
 
         h = hidden_channels
+        self.act = act  # read by layer types whose layer holds an activation (GIN)
         self.node_encoder = NodeEncoder(h, opcode_dim=opcode_dim)
         self.config_encoder = ConfigEncoder(task, h, layout_onehot=layout_onehot)
         self.input_act = ACTIVATIONS[act]()
@@ -177,12 +185,22 @@ class ConfigGNN(DependentSets, LayerPasses, Readout, nn.Module):
 
     def combine(self, conv: nn.Module, agg: Tensor, x_self: Tensor) -> Tensor:
         """The layer's output from its aggregated neighbours and the node's own input,
-        exactly as ``conv`` computes it."""
+        exactly as ``conv`` computes it.
+
+        Implementations read the PyG layer's submodules (SAGE ``lin_l``/``lin_r``, GCN
+        ``lin``/``bias``, GIN ``nn``/``eps``) on purpose: the sparse and distinct-state
+        paths must give the PyG layer's output with the same weights, so one
+        ``state_dict`` (and every saved checkpoint) serves all three layer paths, and
+        ``sparse_aggregation=False`` / ``prune=False`` remain the PyG reference
+        (tests/models/test_gnn.py checks they agree).
+        """
         raise NotImplementedError
 
     # ------------------------------------------------------------------ forward
 
-    def forward(self, data: Data, config_chunk: int | None = None) -> Tensor:
+    def forward(
+        self, data: Data, config_chunk: int | None = None, owned: Tensor | None = None
+    ) -> Tensor:
         """Score every config of the graph(s) in ``data``.
 
         Args:
@@ -191,93 +209,106 @@ class ConfigGNN(DependentSets, LayerPasses, Readout, nn.Module):
             config_chunk: process at most this many configs at a time through the
                 config-dependent layers (bounds memory when scoring thousands of configs;
                 the config-free pass runs once). ``None``: all at once.
+            owned: bool [N], the nodes the graph vectors pool (a segment's own nodes; its
+                halo is read-only context). ``None``: every node.
         """
         is_batch = isinstance(data, Batch)
         num_graphs = data.num_graphs if is_batch else 1
         if self.context_hops is not None:
-            data = config_context(data, self.context_hops)
+            keep = context_nodes(data, self.context_hops)
+            data = induced_subgraph(data, keep)
+            owned = None if owned is None else owned[keep]
         num_nodes = data.num_nodes
         batch = data.batch if is_batch else data.node_feat.new_zeros(num_nodes, dtype=torch.long)
-        edge_index, weight = self.edge_weights(self._directed_edges(data.edge_index), num_nodes)
-        cfg, num_configs = self._config_inputs(data, num_graphs)
+        edges = directed_edges(data.edge_index, self.edge_direction)
+        edge_index, weight = self.edge_weights(edges, num_nodes)
+        cfg, num_configs = config_features(data, self.task, num_graphs)
+        passes = self._passes(edge_index, weight)
+        readout = self._readout(data, batch, num_graphs, owned)
 
-        # Config-free pass, once: `bases[l]` [N, H] is every node's layer-l vector when no
-        # config applies. Rows of the dependent set S_l are never read (the per-config values
-        # replace them), so layers with a linear aggregation compute only the other rows.
         enc = self.node_encoder(data.node_feat, data.node_opcode)
-        plans = self._plan(data, edge_index, weight, num_nodes, enc.device)
+        plan = self._planner().plan(data, edge_index, weight)
+        # Config-free pass, once: `bases[l]` [N, H] is every node's layer-l vector when no
+        # config applies (rows of S_l may be left at 0: the per-config values replace them).
         bases = [self.input_act(enc)]
-        for i in range(self.num_layers):
-            bases.append(self._base_layer(i, bases[-1], plans[i + 1][0], edge_index, weight))
+        for i, layer in enumerate(plan.layers):
+            bases.append(passes.base(i, bases[-1], layer.mask))
 
+        distinct = self.distinct_states and plan.distinct
         chunk = config_chunk or num_configs
         graphs = []
         for start in range(0, num_configs, chunk):
             part = slice(start, min(start + chunk, num_configs))
             part_cfg = cfg[:, part] if self.task == "tile" else cfg[part]
-            graphs.append(
-                self._graph_vectors(
-                    data, part_cfg, enc, bases, plans, batch, num_graphs, edge_index, weight
-                )
-            )
+            # Per-config passes: `deps[l]` holds the per-config values of S_l.
+            deps = [self._join(data, enc, part_cfg, batch, plan.inputs, distinct)]
+            for i, layer in enumerate(plan.layers):
+                deps.append(passes.run(i, layer, bases[i], deps[-1]))
+            graphs.append(readout(plan.masks, bases, deps, part_cfg))
         z = torch.cat(graphs, 0).transpose(0, 1)  # [B, C, D]
         if self.attention is not None:
             z = self.attention(z)
         scores = self.head(z).squeeze(-1)
         return scores if is_batch else scores[0]
 
-    def _graph_vectors(self, data, cfg, enc, bases, plans, batch, num_graphs, edge_index, weight):
-        """Per-config graph vectors [C, B, D] for one chunk of configs."""
-        masks = [plan[0] for plan in plans]
-        # `deps[l]` [C, |S_l|, H]: per-config vectors of the dependent nodes S_l = masks[l].
-        if self._use_distinct_states(data, plans):
-            deps = self._distinct_deps(data, enc, cfg, bases, plans)
-        else:
-            deps = [self.input_act(self._join_inputs(data, enc, cfg, batch, masks[0]))]
-            for i in range(self.num_layers):
-                deps.append(self._layer(i, plans[i + 1], masks[i], bases[i], deps[-1], weight))
-        base, dep = self._jumping_knowledge(list(zip(masks, bases, deps, strict=True)))
-        mask = masks[-1]
-        # Context nodes (a segment's halo, `owned` False) are pooled into an extra group
-        # that is dropped: only owned nodes count in the graph vector.
-        owned = data.owned if "owned" in data else None
-        pool_batch = batch if owned is None else torch.where(owned, batch, num_graphs)
-        groups = num_graphs + (owned is not None)
-        graph = self._readout(base, dep, mask, pool_batch, groups)[:, :num_graphs]
-        if self.config_node_readout:
-            pooled = self._config_node_pool(data, base, dep, mask, pool_batch, groups)
-            graph = torch.cat([graph, pooled[:, :num_graphs]], -1)
-        if self.readout_l2:
-            graph = F.normalize(graph, dim=-1)
+    # ------------------------------------------------------------------ the parts
+
+    def _planner(self) -> Planner:
         if self.join == "late":
-            late = self._late_config(data, base, cfg, pool_batch, groups)[:, :num_graphs]
-            graph = torch.cat([graph, late], -1)
-        return graph
+            inputs = "none"
+        elif self.task == "tile" or not self.prune:
+            inputs = "all"
+        else:
+            inputs = "configurable"
+        linear = self.aggregation if self.sparse_aggregation else None
+        return Planner(self.num_layers, self.propagates, linear, inputs)
 
-    def _directed_edges(self, edge_index: Tensor) -> Tensor:
-        if self.edge_direction == "stored":
-            return edge_index
-        if self.edge_direction == "reversed":
-            return edge_index.flip(0)
-        return torch.cat([edge_index, edge_index.flip(0)], dim=1)
+    def _passes(self, edge_index: Tensor, weight: Tensor | None) -> LayerPasses:
+        # Unpruned, every node is dependent: the base pass then runs the whole PyG layer,
+        # keeping `prune=False` free of the sparse machinery.
+        partial = self.sparse_aggregation and self.prune
+        return LayerPasses(
+            self.convs,
+            self.norms,
+            self.acts,
+            run_conv=self.run_conv,
+            combine=self.combine,
+            edge_index=edge_index,
+            weight=weight,
+            base_aggregation=self.aggregation if partial else None,
+            dropout=self.dropout,
+            residual=self.residual,
+            l2_normalize=self.l2_normalize,
+            training=self.training,
+        )
 
-    def _config_inputs(self, data: Data, num_graphs: int) -> tuple[Tensor, int]:
-        """Raw config features and C: tile [B, C, 24], layout [C, K, 18]."""
-        if self.task == "tile":
-            feat = data.config_feat
-            if feat.shape[0] % num_graphs:
-                raise ValueError(
-                    f"a batch of {num_graphs} tile graphs holds {feat.shape[0]} configs: "
-                    "graphs of one batch must have the same number of configs"
-                )
-            return feat.view(num_graphs, -1, feat.shape[-1]), feat.shape[0] // num_graphs
-        feat = data.node_config_feat
-        if feat.dim() != 3 or feat.shape[1] != data.node_config_ids.shape[0]:
-            raise ValueError(
-                f"node_config_feat of shape {tuple(feat.shape)} does not match "
-                f"{data.node_config_ids.shape[0]} node_config_ids (expected [C, K, 18])"
-            )
-        return feat, feat.shape[0]
+    def _readout(self, data: Data, batch: Tensor, num_graphs: int, owned) -> Readout:
+        return Readout(
+            self.readout,
+            self.jk,
+            self.config_node_readout,
+            self.readout_l2,
+            self.task,
+            self.config_encoder,
+            self.late_config if self.join == "late" else None,
+            data.node_config_ids if self.task == "layout" else None,
+            batch,
+            num_graphs,
+            owned,
+        )
+
+    def _join(self, data, enc, cfg, batch, inputs, distinct):
+        """Layer-0 values of S_0 (``inputs``) per config, activated: [C, |S_0|, H], or with
+        ``distinct`` a :class:`~.dedup.StateLayer` of the distinct (node, config row)s."""
+        if distinct:
+            ids = data.node_config_ids
+            return distinct_inputs(ids, enc, cfg, self.config_encoder, self.input_act)
+        if self.join == "late":
+            num_configs = cfg.shape[1] if self.task == "tile" else cfg.shape[0]
+            return self.input_act(enc.new_zeros(num_configs, 0, enc.shape[1]))
+        ids = data.node_config_ids if self.task == "layout" else None
+        cfg_vec = self.config_encoder(cfg)
+        return self.input_act(join_configs(self.task, enc, cfg_vec, inputs, batch, ids))
 
     def __repr__(self) -> str:
         params = sum(p.numel() for p in self.parameters())

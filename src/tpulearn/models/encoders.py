@@ -6,6 +6,10 @@ that is *added* to the node's pre-activation. Because a linear layer of a concat
 the sum of linear layers of its parts, this is exactly the official "concatenate opcode
 embedding, node features and config features, then project", with the config-free part
 computed once per graph.
+
+Below the encoders: the raw config features of a graph (:func:`config_features`) and their
+early join into the layer-0 vectors of the config-dependent nodes (:func:`join_configs`,
+or once per distinct node state, :func:`distinct_inputs`).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch_geometric.data import Data
 
 from ..data.schema import (
     LAYOUT_CONFIG_FEAT_DIM,
@@ -20,6 +25,7 @@ from ..data.schema import (
     NUM_OPCODES,
     TILE_CONFIG_FEAT_DIM,
 )
+from . import dedup
 
 # Layout config values are minor-to-major dimension indices 0..5, or -1 for "unset".
 LAYOUT_CONFIG_VALUES = 7
@@ -88,3 +94,58 @@ class ConfigEncoder(nn.Module):
 
     def forward(self, feat: Tensor) -> Tensor:
         return self.lin(self.featurize(feat))
+
+
+def config_features(data: Data, task: str, num_graphs: int) -> tuple[Tensor, int]:
+    """Raw config features and C: tile [B, C, 24], layout [C, K, 18]."""
+    if task == "tile":
+        feat = data.config_feat
+        if feat.shape[0] % num_graphs:
+            raise ValueError(
+                f"a batch of {num_graphs} tile graphs holds {feat.shape[0]} configs: "
+                "graphs of one batch must have the same number of configs"
+            )
+        return feat.view(num_graphs, -1, feat.shape[-1]), feat.shape[0] // num_graphs
+    feat = data.node_config_feat
+    if feat.dim() != 3 or feat.shape[1] != data.node_config_ids.shape[0]:
+        raise ValueError(
+            f"node_config_feat of shape {tuple(feat.shape)} does not match "
+            f"{data.node_config_ids.shape[0]} node_config_ids (expected [C, K, 18])"
+        )
+    return feat, feat.shape[0]
+
+
+def join_configs(
+    task: str, enc: Tensor, cfg_vec: Tensor, inputs: Tensor, batch: Tensor, config_ids
+) -> Tensor:
+    """Pre-activation layer-0 values of the config-dependent nodes S_0 per config.
+
+    Args:
+        task: ``"tile"``: ``cfg_vec`` [B, C, H] is added to every node of its graph (S_0 is
+            every node); ``"layout"``: ``cfg_vec`` [C, K, H] is added to the configurable
+            nodes ``config_ids`` [K] (all in S_0).
+        enc: [N, H] node encodings; ``inputs`` bool [N] S_0; ``batch`` [N] graph of each node.
+
+    Returns:
+        [C, |S_0|, H].
+    """
+    if task == "tile":
+        return enc.unsqueeze(0) + cfg_vec.transpose(0, 1)[:, batch]
+    dep = enc[inputs].unsqueeze(0).repeat(cfg_vec.shape[0], 1, 1)
+    pos = torch.cumsum(inputs.long(), 0) - 1  # node id -> position among S_0
+    dep[:, pos[config_ids]] += cfg_vec
+    return dep
+
+
+def distinct_inputs(
+    config_ids: Tensor, enc: Tensor, cfg: Tensor, encoder: ConfigEncoder, act: nn.Module
+) -> dedup.StateLayer:
+    """Layer-0 states of the configurable nodes ``config_ids`` [K] (S_0 exactly), one per
+    distinct (node, config row) of ``cfg`` [C, K, 18]: ``act(enc + encoder(row))``."""
+    num_configs, k = cfg.shape[0], cfg.shape[1]
+    slot = torch.arange(k, device=cfg.device).repeat(num_configs)
+    rows = torch.cat([slot.unsqueeze(1).to(cfg.dtype), cfg.reshape(num_configs * k, -1)], 1)
+    inverse, rep = dedup.unique_rows(rows)
+    node, config = rep % k, rep // k
+    values = act(enc[config_ids[node]] + encoder(cfg[config, node]))
+    return dedup.StateLayer(values, inverse.view(num_configs, k))

@@ -3,6 +3,8 @@
 Each type overrides :meth:`~tpulearn.models.ConfigGNN.init_conv` and, where its
 neighbour aggregation is linear (mean, sum or weighted), sets ``aggregation`` and
 implements ``combine`` so the per-config layers aggregate with one sparse matrix product.
+``combine`` reads the PyG layer's own submodules so every layer path shares its weights
+(see :meth:`~tpulearn.models.ConfigGNN.combine`).
 The base model lives in :mod:`tpulearn.models.base`.
 """
 
@@ -12,7 +14,7 @@ from torch import nn
 from torch_geometric.nn import GATv2Conv, GCNConv, GINConv, SAGEConv
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
-from .base import ACTIVATIONS, EDGE_DIRECTIONS, ConfigGNN  # noqa: F401 (re-exported)
+from .base import ACTIVATIONS, EDGE_DIRECTIONS, ConfigGNN  # noqa: F401 (EDGE_DIRECTIONS re-exported)
 from .readout import READOUTS  # noqa: F401 (re-exported)
 
 
@@ -76,12 +78,13 @@ class GAT(ConfigGNN):
 
 
 class GIN(ConfigGNN):
-    """Graph isomorphism network layers (Xu et al., arXiv 1810.00826), sum aggregation."""
+    """Graph isomorphism network layers (Xu et al., arXiv 1810.00826), sum aggregation;
+    the layer's MLP uses the model's activation ``act``."""
 
     def init_conv(self, in_channels, out_channels):
         mlp = nn.Sequential(
             nn.Linear(in_channels, out_channels),
-            nn.LeakyReLU(),
+            ACTIVATIONS[self.act](),
             nn.Linear(out_channels, out_channels),
         )
         return GINConv(mlp, train_eps=True)

@@ -1,86 +1,147 @@
 """The layer passes: once with no config, then per config on the dependent nodes only.
 
 :class:`ConfigGNN <tpulearn.models.ConfigGNN>` runs every layer once for the whole graph
-with no config (the "base" pass) and, per config, only on the dependent sets S_l of
-:mod:`tpulearn.models.pruning`, reading the base values of neighbours outside S_{l-1}.
-Layers with a linear aggregation aggregate every config with one sparse matrix product
-(:func:`spmm`); layout models may instead compute each distinct (node, layer) state once
-for all configs that share it (:mod:`tpulearn.models.dedup`).
+with no config (the "base" pass, :meth:`LayerPasses.base`) and, per config, only on the
+dependent sets S_l planned by :mod:`tpulearn.models.plan`, reading the base values of
+neighbours outside S_{l-1} (:meth:`LayerPasses.run`). The per-config layer takes one of
+three paths, all computing the same values:
+
+- distinct states (layout models, :mod:`tpulearn.models.dedup`): each distinct
+  (node, layer) state once for all configs that share it;
+- sparse product (layers with a linear aggregation): all configs aggregated with one
+  sparse matrix product (:func:`spmm`);
+- C copies: the PyG layer on C disjoint copies of the subgraph.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from . import dedup
+from .plan import LayerPlan, aggregation_matrix
+
+# A dependent set's per-config values: a tensor [C, |S_l|, H] or, on the distinct-state
+# path, a dedup.StateLayer.
+Dependent = Tensor | dedup.StateLayer
 
 
 class LayerPasses:
-    """The config-free and per-config layer passes, mixed into
-    :class:`~tpulearn.models.ConfigGNN`.
+    """The model's layers run on one graph, config-free or per config.
 
-    Reads the model's layers (``convs``, ``norms``, ``acts``, ``input_act``, the encoders)
-    and options, and calls its hooks (``run_conv``, ``combine``) and ``_aggregation_matrix``.
+    Args:
+        convs, norms, acts: the model's layers, one per depth (the model owns them: their
+            parameters stay in its ``state_dict``).
+        run_conv: ``(conv, x [n, H], edge_index, weight) -> [n, H]``, the layer type's
+            call of its PyG layer.
+        combine: ``(conv, agg, x_self) -> out``, the layer's output from its aggregated
+            neighbours and its own input (layer types with a linear aggregation).
+        edge_index: [2, E] the edges messages flow along; ``weight`` [E] or ``None``.
+        base_aggregation: the linear aggregation with which the base pass computes only
+            the rows outside the dependent set (the others are never read); ``None``
+            runs the whole layer.
+        dropout, residual, l2_normalize, training: applied after every layer, as the
+            model's options of those names (``training``: dropout is active).
     """
 
-    def _join_inputs(self, data, enc, cfg, batch, mask):
-        """Per-config encoder outputs of the layer-0 dependent nodes [C, |S_0|, H]."""
-        num_configs = cfg.shape[1] if self.task == "tile" else cfg.shape[0]
-        if self.join == "late":
-            return enc.new_zeros(num_configs, 0, enc.shape[1])
-        if self.task == "tile":
-            # Tile configs are graph-level: every node sees them.
-            cfg_vec = self.config_encoder(cfg).transpose(0, 1)  # [C, B, H]
-            return enc.unsqueeze(0) + cfg_vec[:, batch]
-        ids = data.node_config_ids
-        dep = enc[mask].unsqueeze(0).repeat(num_configs, 1, 1)
-        pos = torch.cumsum(mask.long(), 0) - 1  # node id -> position among dependent nodes
-        dep[:, pos[ids]] += self.config_encoder(cfg)
-        return dep
+    def __init__(
+        self,
+        convs: nn.ModuleList,
+        norms: nn.ModuleList,
+        acts: nn.ModuleList,
+        run_conv: Callable,
+        combine: Callable,
+        edge_index: Tensor,
+        weight: Tensor | None,
+        base_aggregation: str | None,
+        dropout: float,
+        residual: bool,
+        l2_normalize: bool,
+        training: bool,
+    ):
+        self.convs, self.norms, self.acts = convs, norms, acts
+        self.run_conv, self.combine = run_conv, combine
+        self.edge_index, self.weight = edge_index, weight
+        self.base_aggregation = base_aggregation
+        self.dropout, self.residual, self.l2_normalize = dropout, residual, l2_normalize
+        self.training = training
 
-    def _base_layer(self, i, x, dependent, edge_index, weight):
-        """Layer i of the config-free pass; with a linear aggregation only the rows outside
-        the dependent set ``dependent`` are computed (the others are left at 0)."""
-        if not (self.sparse_aggregation and self.aggregation and self.prune):
-            return self._post(i, self.run_conv(self.convs[i], x, edge_index, weight), x)
+    def base(self, i: int, x: Tensor, dependent: Tensor) -> Tensor:
+        """Layer i of the config-free pass: [N, H] -> [N, H].
+
+        With ``base_aggregation`` only the rows outside ``dependent`` (bool [N], S_{i+1})
+        are computed; the others are left at 0 (the per-config values replace them).
+        """
+        if self.base_aggregation is None:
+            return self._post(i, self.run_conv(self.convs[i], x, self.edge_index, self.weight), x)
         rows = (~dependent).nonzero().squeeze(1)
-        out = x.new_zeros(x.shape[0], self.hidden_channels)
+        out = x.new_zeros(x.shape)  # every layer keeps the hidden width
         if rows.numel() == 0:
             return out
-        src, dst = edge_index
-        keep = ~dependent[dst]
+        keep = ~dependent[self.edge_index[1]]
         ids = torch.arange(x.shape[0], device=x.device)
-        matrix = self._aggregation_matrix(~dependent, ids, src, dst, keep, weight, ids)
+        matrix = aggregation_matrix(
+            self.base_aggregation, ~dependent, ids, self.edge_index, keep, self.weight, x.shape[0]
+        )
         x_self = x[rows]
         value = self._post(i, self.combine(self.convs[i], spmm(matrix, x), x_self), x_self)
         return out.index_copy(0, rows, value.to(out.dtype))
 
-    def _layer(self, i, plan, prev_mask, base, dep, weight):
-        """Layer i on the dependent nodes, for every config of the chunk."""
-        mask, node_ids, sub_edges, keep, prev_pos, upd, adj = plan
-        num_configs, u = dep.shape[0], node_ids.numel()
-        if u == 0:
+    def run(self, i: int, plan: LayerPlan, base: Tensor, dep: Dependent) -> Dependent:
+        """Layer i on the dependent nodes, for every config of the chunk.
+
+        Args:
+            i: the layer (0-based); ``plan`` its :class:`LayerPlan` (S_{i+1}).
+            base: [N, H] the config-free layer-i values.
+            dep: the layer-i values of S_i, [C, |S_i|, H] or a :class:`~.dedup.StateLayer`.
+
+        Returns:
+            The layer-(i+1) values of S_{i+1}, in the same form as ``dep``.
+        """
+        if isinstance(dep, dedup.StateLayer):
+            return self._distinct(i, plan, base, dep)
+        if plan.node_ids.numel() == 0:
             return dep
-        if adj is not None:
-            # Node-major [U, C, H]: one sparse product aggregates every config at once,
-            # configs becoming columns of the dense operand.
-            x = base[node_ids].unsqueeze(1).repeat(1, num_configs, 1)
-            x[prev_pos] = dep.transpose(0, 1)
-            agg = spmm(adj, x.view(u, -1)).view(-1, num_configs, x.shape[-1])
-            x_self = x[upd]
-            out = self._post(i, self.combine(self.convs[i], agg, x_self), x_self)
-            return out.transpose(0, 1)
-        x = base[node_ids].unsqueeze(0).repeat(num_configs, 1, 1)  # [C, U, H]
-        x[:, prev_pos] = dep
-        # C disjoint copies of the subgraph, one per config.
+        if plan.adj is not None:
+            return self._sparse(i, plan, base, dep)
+        return self._copies(i, plan, base, dep)
+
+    def _sparse(self, i: int, plan: LayerPlan, base: Tensor, dep: Tensor) -> Tensor:
+        # Node-major [U, C, H]: one sparse product aggregates every config at once,
+        # configs becoming columns of the dense operand.
+        num_configs, u = dep.shape[0], plan.node_ids.numel()
+        x = base[plan.node_ids].unsqueeze(1).repeat(1, num_configs, 1)
+        x[plan.prev_pos] = dep.transpose(0, 1)
+        agg = spmm(plan.adj, x.view(u, -1)).view(-1, num_configs, x.shape[-1])
+        x_self = x[plan.upd]
+        out = self._post(i, self.combine(self.convs[i], agg, x_self), x_self)
+        return out.transpose(0, 1)
+
+    def _copies(self, i: int, plan: LayerPlan, base: Tensor, dep: Tensor) -> Tensor:
+        # C disjoint copies of the subgraph, one per config, through the PyG layer.
+        num_configs, u = dep.shape[0], plan.node_ids.numel()
+        x = base[plan.node_ids].unsqueeze(0).repeat(num_configs, 1, 1)  # [C, U, H]
+        x[:, plan.prev_pos] = dep
         offsets = (torch.arange(num_configs, device=x.device) * u).view(-1, 1, 1)
-        edges = (sub_edges.unsqueeze(0) + offsets).transpose(0, 1).reshape(2, -1)
-        sub_weight = None if weight is None else weight[keep].repeat(num_configs)
-        out = self.run_conv(self.convs[i], x.reshape(num_configs * u, -1), edges, sub_weight)
+        edges = (plan.edges.unsqueeze(0) + offsets).transpose(0, 1).reshape(2, -1)
+        weight = None if self.weight is None else self.weight[plan.edge_keep].repeat(num_configs)
+        out = self.run_conv(self.convs[i], x.reshape(num_configs * u, -1), edges, weight)
         out = out.view(num_configs, u, -1)
-        return self._post(i, out[:, upd], x[:, upd])
+        return self._post(i, out[:, plan.upd], x[:, plan.upd])
+
+    def _distinct(
+        self, i: int, plan: LayerPlan, base: Tensor, prev: dedup.StateLayer
+    ) -> dedup.StateLayer:
+        # Each distinct state of S_{i+1} computed once, from one config that has it.
+        table, slot_of = dedup.layer_inputs(prev, base, plan.node_ids, plan.prev_pos)
+        index, rep_config, rep_row = dedup.distinct_rows(prev, slot_of, plan.upd, plan.adj)
+        matrix = dedup.aggregation_rows(plan.adj, prev, slot_of, rep_config, rep_row)
+        x_self = table[dedup.self_rows(prev, slot_of, plan.upd, rep_config, rep_row)]
+        out = self.combine(self.convs[i], spmm(matrix, table), x_self)
+        return dedup.StateLayer(self._post(i, out, x_self), index)
 
     def _post(self, i: int, h: Tensor, h_in: Tensor) -> Tensor:
         h = self.acts[i](self.norms[i](h))
@@ -90,47 +151,6 @@ class LayerPasses:
         if self.l2_normalize:
             h = F.normalize(h, dim=-1)
         return h
-
-    def _use_distinct_states(self, data, plans) -> bool:
-        """Distinct-state computation applies: layout, early join, exact pruning, a linear
-        aggregation, and S_0 is exactly the (sorted) configurable nodes."""
-        if not (
-            self.distinct_states
-            and self.task == "layout"
-            and self.join == "early"
-            and self.prune
-            and self.propagates
-            and self.num_layers > 0
-            and all(plan[-1] is not None for plan in plans[1:])
-        ):
-            return False
-        ids = data.node_config_ids
-        return ids.numel() > 0 and int(plans[0][0].sum()) == ids.numel()
-
-    def _distinct_deps(self, data, enc, cfg, bases, plans):
-        """Dependent-node values per layer, computed once per distinct state (module
-        :mod:`tpulearn.models.dedup`): the final layer's :class:`~.dedup.StateLayer` for
-        ``jk="last"`` (pooled without expanding it), else per-config tensors."""
-        ids = data.node_config_ids
-        num_configs, k = cfg.shape[0], cfg.shape[1]
-        slot = torch.arange(k, device=cfg.device).repeat(num_configs)
-        rows = torch.cat([slot.unsqueeze(1).to(cfg.dtype), cfg.reshape(num_configs * k, -1)], 1)
-        inverse, rep = dedup.unique_rows(rows)
-        node, config = rep % k, rep // k
-        values = self.input_act(enc[ids[node]] + self.config_encoder(cfg[config, node]))
-        states = [dedup.StateLayer(values, inverse.view(num_configs, k))]
-        for i in range(self.num_layers):
-            _, node_ids, _, _, prev_pos, upd, adj = plans[i + 1]
-            prev = states[-1]
-            table, slot_of = dedup.layer_inputs(prev, bases[i], node_ids, prev_pos)
-            index, rep_config, rep_row = dedup.distinct_rows(prev, slot_of, upd, adj)
-            matrix = dedup.aggregation_rows(adj, prev, slot_of, rep_config, rep_row)
-            x_self = table[dedup.self_rows(prev, slot_of, upd, rep_config, rep_row)]
-            out = self.combine(self.convs[i], spmm(matrix, table), x_self)
-            states.append(dedup.StateLayer(self._post(i, out, x_self), index))
-        if self.jk == "last":  # the readout pools the states without expanding them
-            return [None] * (len(states) - 1) + [states[-1]]
-        return [None] + [s.dense() for s in states[1:]]
 
 
 def spmm(adj: Tensor, x: Tensor) -> Tensor:

@@ -4,6 +4,9 @@ Node vectors come in two parts: ``base`` [N, D], one value for all configs, and 
 the per-config values of the dependent nodes (a tensor [C, |S|, D] or a
 :class:`~tpulearn.models.dedup.StateLayer`). Pools add the config-free part once and the
 dependent part per config, never expanding the graph C times.
+
+Context nodes (a segment's halo, ``owned`` False) are pooled into an extra group that is
+dropped: only owned nodes count in the graph vector.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
 from . import dedup
@@ -20,74 +24,125 @@ READOUTS = ("sum", "mean", "max")
 
 
 class Readout:
-    """Jumping knowledge, graph pooling and the late config join, mixed into
-    :class:`~tpulearn.models.ConfigGNN`.
+    """Jumping knowledge, graph pooling and the late config join, for one graph (or batch).
 
-    Reads the model's ``jk``, ``num_layers``, ``readout``, ``task``, ``config_encoder``
-    and ``late_config``.
+    Args:
+        kinds: the pools, concatenated (see :func:`parse_readout`).
+        jk: ``"last"``, ``"cat"`` or ``"max"`` over the layer outputs.
+        config_node_readout: also mean-pool the configurable nodes.
+        l2: L2-normalise the pooled vector (before the late join).
+        task: ``"tile"`` (graph-level configs) or ``"layout"`` (per-node configs).
+        config_encoder: the model's config encoder (read by the late join).
+        late_config: the late join's layer; ``None`` for an early join.
+        config_ids: [K] the configurable nodes (layout), else ``None``.
+        batch: [N] graph of each node; ``num_graphs`` B.
+        owned: bool [N], the nodes pooled (a segment's own nodes), or ``None``: all.
     """
 
-    def _jumping_knowledge(self, layers):
+    def __init__(
+        self,
+        kinds: tuple[str, ...],
+        jk: str,
+        config_node_readout: bool,
+        l2: bool,
+        task: str,
+        config_encoder: nn.Module,
+        late_config: nn.Module | None,
+        config_ids: Tensor | None,
+        batch: Tensor,
+        num_graphs: int,
+        owned: Tensor | None = None,
+    ):
+        self.kinds, self.jk, self.config_node_readout, self.l2 = kinds, jk, config_node_readout, l2
+        self.task, self.config_encoder, self.late_config = task, config_encoder, late_config
+        self.config_ids, self.num_graphs = config_ids, num_graphs
+        # Unowned nodes go to group B, which is cut off after pooling.
+        self.batch = batch if owned is None else torch.where(owned, batch, num_graphs)
+        self.groups = num_graphs + (owned is not None)
+
+    def __call__(self, masks: list[Tensor], bases: list[Tensor], deps: list, cfg: Tensor):
+        """Graph vectors [C, B, D] of one chunk of C configs.
+
+        Args:
+            masks: S_0 .. S_L, bool [N] each.
+            bases: config-free values per layer, [N, H] each.
+            deps: per-config values of S_l per layer ([C, |S_l|, H] or StateLayers).
+            cfg: the chunk's raw config features (read by the late join).
+        """
+        base, dep = self._jumping_knowledge(masks, bases, deps)
+        mask = masks[-1]
+        graph = self._pool(base, dep, mask)[:, : self.num_graphs]
+        if self.config_node_readout:
+            pooled = self._config_node_pool(base, dep, mask)
+            graph = torch.cat([graph, pooled[:, : self.num_graphs]], -1)
+        if self.l2:
+            graph = F.normalize(graph, dim=-1)
+        if self.late_config is not None:
+            late = self._late_join(base, cfg)[:, : self.num_graphs]
+            graph = torch.cat([graph, late], -1)
+        return graph
+
+    def _jumping_knowledge(self, masks, bases, deps):
         """Combine layer outputs; dependent values of earlier layers are widened to the
         final dependent set with their base values."""
-        final_mask, base, dep = layers[-1]
-        if self.jk == "last" or self.num_layers == 0:
-            return base, dep
-        outs = layers[1:]
-        bases = [b for _, b, _ in outs]
-        deps = [widen(m, b, d, final_mask) for m, b, d in outs]
+        if self.jk == "last" or len(masks) == 1:
+            return bases[-1], deps[-1]
+        final_mask = masks[-1]
+        outs = list(zip(masks, bases, deps, strict=True))[1:]
+        layer_bases = [b for _, b, _ in outs]
+        layer_deps = [widen(m, b, dense(d), final_mask) for m, b, d in outs]
         if self.jk == "cat":
-            return torch.cat(bases, -1), torch.cat(deps, -1)
-        return torch.stack(bases).amax(0), torch.stack(deps).amax(0)
+            return torch.cat(layer_bases, -1), torch.cat(layer_deps, -1)
+        return torch.stack(layer_bases).amax(0), torch.stack(layer_deps).amax(0)
 
-    def _readout(self, base, dep, mask, batch, num_graphs):
-        """Pool node vectors per (config, graph): [C, B, D * len(readout)]; ``dep`` is a
-        per-config tensor [C, |S|, D] or a :class:`~.dedup.StateLayer`."""
+    def _pool(self, base, dep, mask):
+        """Pool node vectors per (config, group): [C, groups, D * len(kinds)]."""
+        batch, groups = self.batch, self.groups
         num_configs = dep.index.shape[0] if isinstance(dep, dedup.StateLayer) else dep.shape[0]
         free, dep_batch = ~mask, batch[mask]
         pooled = []
-        for kind in self.readout:
+        for kind in self.kinds:
             if kind in ("sum", "mean"):
-                fixed = scatter(base[free], batch[free], 0, dim_size=num_graphs, reduce="sum")
+                fixed = scatter(base[free], batch[free], 0, dim_size=groups, reduce="sum")
                 if isinstance(dep, dedup.StateLayer):
-                    var = dedup.pool(dep, dep_batch, num_graphs, "sum")
+                    var = dedup.pool(dep, dep_batch, groups, "sum")
                 else:
-                    var = scatter(dep, dep_batch, 1, dim_size=num_graphs, reduce="sum")
+                    var = scatter(dep, dep_batch, 1, dim_size=groups, reduce="sum")
                 out = fixed.unsqueeze(0) + var
                 if kind == "mean":
-                    count = torch.bincount(batch, minlength=num_graphs).clamp(min=1)
+                    count = torch.bincount(batch, minlength=groups).clamp(min=1)
                     out = out / count.view(1, -1, 1).to(out.dtype)
             else:
-                fixed = scatter_max(base[free], batch[free], num_graphs, 0)
+                fixed = scatter_max(base[free], batch[free], groups, 0)
                 if isinstance(dep, dedup.StateLayer):
-                    var = dedup.pool(dep, dep_batch, num_graphs, "max")
+                    var = dedup.pool(dep, dep_batch, groups, "max")
                 else:
-                    var = scatter_max(dep, dep_batch, num_graphs, 1)
+                    var = scatter_max(dep, dep_batch, groups, 1)
                 out = torch.maximum(fixed.unsqueeze(0).expand_as(var), var)
             pooled.append(out.expand(num_configs, -1, -1))
         return torch.cat(pooled, -1)
 
-    def _config_node_pool(self, data, base, dep, mask, batch, num_graphs):
-        """Mean of the configurable nodes' final vectors per (config, group of ``batch``)."""
-        ids = data.node_config_ids
-        graph_of = batch[ids]
+    def _config_node_pool(self, base, dep, mask):
+        """Mean of the configurable nodes' final vectors per (config, group)."""
+        ids = self.config_ids
+        graph_of = self.batch[ids]
         pos = torch.cumsum(mask.long(), 0) - 1
         if isinstance(dep, dedup.StateLayer):  # every configurable node is dependent
             config_states = dedup.StateLayer(dep.values, dep.index[:, pos[ids]])
-            return dedup.pool(config_states, graph_of, num_graphs, "mean")
+            return dedup.pool(config_states, graph_of, self.groups, "mean")
         vecs = dep[:, pos[ids]] if bool(mask[ids].all()) else base[ids].expand(dep.shape[0], -1, -1)
-        return scatter(vecs, graph_of, 1, dim_size=num_graphs, reduce="mean")
+        return scatter(vecs, graph_of, 1, dim_size=self.groups, reduce="mean")
 
-    def _late_config(self, data, base, cfg, batch, num_graphs):
-        """Late join: one config vector per (config, group of ``batch``), [C, B, H]."""
+    def _late_join(self, base, cfg):
+        """Late join: one config vector per (config, group), [C, groups, H]."""
         feats = self.config_encoder(cfg)
         if self.task == "tile":
             return self.late_config(feats).transpose(0, 1)
-        ids = data.node_config_ids
-        graph_of = batch[ids]
+        ids = self.config_ids
+        graph_of = self.batch[ids]
         node_vec = base[ids].unsqueeze(0).expand(feats.shape[0], -1, -1)
         per_node = self.late_config(torch.cat([node_vec, feats], -1))
-        return scatter(per_node, graph_of, 1, dim_size=num_graphs, reduce="mean")
+        return scatter(per_node, graph_of, 1, dim_size=self.groups, reduce="mean")
 
 
 def parse_readout(readout: str | Sequence[str]) -> tuple[str, ...]:
@@ -95,6 +150,11 @@ def parse_readout(readout: str | Sequence[str]) -> tuple[str, ...]:
     if not kinds or any(k not in READOUTS for k in kinds):
         raise ValueError(f"readout must be one or more of {READOUTS}, got {readout!r}")
     return kinds
+
+
+def dense(dep: Tensor | dedup.StateLayer) -> Tensor:
+    """Per-config values [C, |S|, D] of a dependent set in either form."""
+    return dep.dense() if isinstance(dep, dedup.StateLayer) else dep
 
 
 def widen(mask: Tensor, base: Tensor, dep: Tensor, final_mask: Tensor) -> Tensor:

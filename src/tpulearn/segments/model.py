@@ -95,22 +95,24 @@ class SegmentModel(nn.Module):
         if self.checkpoint and self.training and torch.is_grad_enabled():
             # One segment per pass, its activations recomputed in the backward pass (with
             # the RNG state of the forward pass, so dropout draws the same masks).
-            return torch.cat(
-                [
+            out = []
+            for seg in segments:
+                batch = segment_batch([seg]).to(self.device)
+                out.append(
                     activation_checkpoint(
                         self.model,
-                        segment_batch([seg]).to(self.device),
+                        batch,
                         config_chunk=config_chunk,
+                        owned=_owned(batch),
                         use_reentrant=False,
                     )
-                    for seg in segments
-                ]
-            )
+                )
+            return torch.cat(out)
         step = self.segments_per_batch or max(len(segments), 1)
         out = []
         for start in range(0, len(segments), step):
             batch = segment_batch(segments[start : start + step]).to(self.device)
-            out.append(self.model(batch, config_chunk=config_chunk))
+            out.append(self.model(batch, config_chunk=config_chunk, owned=_owned(batch)))
         return torch.cat(out)
 
     def segment_scores(self, data: TpuGraphData, config_chunk: int | None = None) -> Tensor:
@@ -154,6 +156,12 @@ class SegmentModel(nn.Module):
             f"SegmentModel(max_segment_nodes={self.max_segment_nodes}, method={self.method}"
             f"{state}, model={self.model!r})"
         )
+
+
+def _owned(batch: Batch) -> Tensor | None:
+    """The segments' own nodes (bool [N]) when they carry a halo: the model pools only
+    those, so each node counts in exactly one segment."""
+    return batch.owned if "owned" in batch else None
 
 
 def _graph_list(data) -> list[TpuGraphData]:

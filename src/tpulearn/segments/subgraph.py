@@ -10,9 +10,10 @@ without configurable nodes simply gets the same score for every config.
 Halo (``halo_hops=k > 0``, an extension; GST drops cross-segment edges): the segment also
 carries every node within k hops of it (either edge direction) as read-only context, with
 the edges among all these nodes and the context's configurable nodes. A bool ``owned``
-[n] marks the segment's own nodes; the models pool only those, so each node is counted in
-exactly one segment. With k at least the number of message-passing layers (one more for
-GCN's degree normalisation), every owned node's final vector equals its whole-graph vector.
+[n] marks the segment's own nodes; the segment model passes it to the model's ``owned``
+argument, which pools only those, so each node is counted in exactly one segment. With k
+at least the number of message-passing layers (one more for GCN's degree normalisation),
+every owned node's final vector equals its whole-graph vector.
 Hubs (a constant or parameter read by hundreds of operations) make k-hop halos of real
 graphs several times the segment (2 hops: 2.2x on the bundled unet_3d, 9x on an nlp
 graph of 22k nodes), so ``max_halo_nodes`` caps the context; a capped halo is approximate.
@@ -25,7 +26,7 @@ from torch import Tensor
 from torch_geometric.data import Batch
 
 from ..data.datasets import TpuGraphData
-from ..models.pruning import grow
+from ..graph import grow
 from .partition import Partition
 
 # Per-node tensors cut with the node subset; everything else but the keys handled below

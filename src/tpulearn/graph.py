@@ -1,0 +1,95 @@
+"""Pure graph helpers shared by the models and the segments.
+
+Edge directions, k-hop growth of a node set, and induced subgraphs (the configurable
+nodes' context). This module sits at the bottom layer with :mod:`tpulearn.data`: it imports
+torch and PyG only, so :mod:`tpulearn.models` and :mod:`tpulearn.segments` both use it
+without importing each other.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import Tensor
+from torch_geometric.data import Batch, Data
+
+EDGE_DIRECTIONS = ("stored", "reversed", "both")
+
+
+def directed_edges(edge_index: Tensor, direction: str) -> Tensor:
+    """The edges messages flow along, [2, E] or [2, 2E] for ``"both"``.
+
+    Args:
+        edge_index: [2, E] as stored in the files (consumer -> producer).
+        direction: ``"stored"``, ``"reversed"`` or ``"both"`` (each edge and its reverse).
+    """
+    if direction == "stored":
+        return edge_index
+    if direction == "reversed":
+        return edge_index.flip(0)
+    if direction == "both":
+        return torch.cat([edge_index, edge_index.flip(0)], dim=1)
+    raise ValueError(f"direction must be one of {EDGE_DIRECTIONS}, got {direction!r}")
+
+
+def grow(nodes: Tensor, edge_index: Tensor, hops: int, limit: int | None = None) -> Tensor:
+    """``nodes`` (bool [N]) and the nodes within ``hops`` hops of them (either direction),
+    at most ``limit`` added: nearer hops first; within the hop that reaches the limit, the
+    nodes with the most edges into the set so far, then the lowest ids."""
+    src, dst = edge_index
+    budget = limit
+    for _ in range(hops):
+        links = torch.zeros(nodes.shape, dtype=torch.long, device=nodes.device)
+        links.index_add_(0, dst, nodes[src].long())
+        links.index_add_(0, src, nodes[dst].long())
+        new = ((links > 0) & ~nodes).nonzero().squeeze(1)
+        if budget is not None and new.numel() > budget:
+            order = torch.sort(-links[new], stable=True).indices
+            new = new[order[:budget]]
+        nodes = nodes.clone()
+        nodes[new] = True
+        if budget is not None:
+            budget -= new.numel()
+            if budget == 0:
+                break
+    return nodes
+
+
+def context_nodes(data: Data, hops: int) -> Tensor:
+    """The configurable nodes and the nodes within ``hops`` hops of one (either edge
+    direction), bool [N]."""
+    ids = data.node_config_ids
+    keep = torch.zeros(data.num_nodes, dtype=torch.bool, device=ids.device)
+    keep[ids] = True
+    return grow(keep, data.edge_index, hops)
+
+
+def induced_subgraph(data: Data, keep: Tensor) -> Data:
+    """A shallow copy of ``data`` (one graph or a ``Batch``) restricted to the nodes ``keep``
+    (bool [N]) and the edges among them, relabelled in node order.
+
+    Per-node tensors (features, opcodes, ``batch``, a segment's ``owned``) are cut; every
+    configurable node must be kept (their config columns are not cut).
+    """
+    subset = keep.nonzero().squeeze(1)
+    new_id = torch.full((data.num_nodes,), -1, dtype=torch.long, device=keep.device)
+    new_id[subset] = torch.arange(subset.numel(), device=keep.device)
+    a, b = data.edge_index
+    out = copy.copy(data)
+    out.node_feat = data.node_feat[subset]
+    out.node_opcode = data.node_opcode[subset]
+    out.edge_index = new_id[data.edge_index[:, keep[a] & keep[b]]]
+    out.node_config_ids = new_id[data.node_config_ids]
+    if isinstance(data, Batch):
+        out.batch = data.batch[subset]
+    if "owned" in data:
+        out.owned = data.owned[subset]
+    out.num_nodes = subset.numel()
+    return out
+
+
+def config_context(data: Data, hops: int) -> Data:
+    """A shallow copy of ``data`` restricted to the configurable nodes and the nodes within
+    ``hops`` hops of one (either edge direction), relabelled in node order."""
+    return induced_subgraph(data, context_nodes(data, hops))
