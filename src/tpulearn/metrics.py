@@ -13,6 +13,9 @@ Metrics follow the official TpuGraphs evaluation (arXiv 2308.13490, the
 - ``ordered_pair_accuracy`` (OPA): the official trainers' checkpoint metric.
 
 Inputs may be numpy arrays, sequences or torch tensors (converted on the CPU).
+
+One file over 300 lines on purpose: the metrics and the Evaluator share the input checks
+and the O(c log c) pair counting, which are the subtle part and read best in one place.
 """
 
 from __future__ import annotations
