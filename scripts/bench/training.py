@@ -1,6 +1,14 @@
-"""Group ``training``: full training steps (forward, loss, backward, gradient clipping,
-Adam) on prepared batches: configs/s and node-states/s, fp32 and bf16 autocast, on every
-device. The cases are in :mod:`.training_cases`.
+"""Group ``training``: full training steps (forward, loss, backward, gradient clipping at
+norm 1, Adam) on prepared graphs: configs/s and node-states/s, fp32 and bf16 autocast, on
+every device. The cases are in :mod:`.training_cases`.
+
+The step is the library's own, :func:`tpulearn.training.train_step` on
+:func:`~tpulearn.training.step_runner`'s module, so the group times the step training runs.
+Like training, it runs one forward and one backward per graph of a step (tile steps hold
+10 graphs; gradients accumulate, the loss is their mean), reads each graph's loss back
+with ``.item()`` (a device sync per graph), ranks tile runtimes without their
+``config_runtime_normalizers``, and trains a segment model by GST through the run's
+:func:`~tpulearn.segments.gst_trainer`.
 """
 
 from __future__ import annotations
@@ -24,65 +32,59 @@ COLUMNS = [
 
 STEPS, STEPS_QUICK = 10, 3
 NODE_STATES = "node-states = graph nodes x configs per step"
+GRAD_CLIP = 1.0
 
 
-# ---------------------------------------------------------------------- the training step
-# The group's training step lives in this one function on purpose: once the library
-# exposes its own training step, this is the single place to swap it in, so that the
-# benchmark times exactly the step that training runs.
-def training_step(model, forward, optimizer, batch, loss_fn, device: str, bf16: bool) -> None:
-    """One training step on ``batch``: forward under optional bf16 autocast, loss on fp32
-    scores, backward, gradient clipping at norm 1, optimizer step; then a CUDA sync so
-    that a timer around it measures the step's work.
+def training_step(runner, optimizer, graphs, loss_fn, device: str, bf16: bool) -> None:
+    """One training step on ``graphs``: :func:`tpulearn.training.train_step`, then a CUDA
+    sync so that a timer around it measures the step's work.
 
     Args:
-        model: the trained module (its parameters are clipped).
-        forward: ``forward(batch) -> (scores, runtime, normalizer or None)``.
-        optimizer: the optimizer over ``model``'s parameters.
-        batch: the batch, already on ``device``.
-        loss_fn: ``loss_fn(scores, runtime, normalizer=...)``.
+        runner: :func:`tpulearn.training.step_runner`'s module for the trained model.
+        optimizer: the optimizer over the model's parameters.
+        graphs: the step's ``(data, num_configs)`` pairs, already on ``device``.
+        loss_fn: ``loss_fn(scores [1, C], runtime [1, C])``.
         device: ``"cpu"`` or ``"cuda"`` (the autocast device type).
         bf16: run the forward pass under bf16 autocast.
     """
-    optimizer.zero_grad(set_to_none=True)
-    with torch.autocast(device, torch.bfloat16, enabled=bf16):
-        scores, runtime, normalizer = forward(batch)
-    loss_fn(scores.float(), runtime, normalizer=normalizer).backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    optimizer.step()
+    from tpulearn.training import train_step
+
+    precision = "bf16" if bf16 else "fp32"
+    train_step(runner, loss_fn, optimizer, graphs, device, precision, grad_clip=GRAD_CLIP)
     sync(device)
 
 
 def run(args) -> list[dict]:
-    """Full training steps (forward, loss, backward, gradient clipping, Adam) on prepared
-    batches: configs/s and node-states/s, fp32 and bf16 autocast, on every device."""
+    """Full training steps (:func:`tpulearn.training.train_step`: forward, loss, backward,
+    gradient clipping, Adam) on prepared graphs: configs/s and node-states/s, fp32 and bf16
+    autocast, on every device."""
+    from tpulearn.segments import gst_trainer
+    from tpulearn.training import step_runner
+
     rows = []
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="tpulearn-bench-train-") as tmp:
         for case in training_cases(Path(tmp)):
-            batches = case.batches
-            configs = int(batches[0].config_runtime.numel())
-            graphs = getattr(batches[0], "num_graphs", 1)
-            node_states = int(batches[0].num_nodes) * configs // graphs
+            first = case.steps[0]
+            configs = sum(int(d.config_runtime.numel()) for d, _ in first)
+            node_states = sum(int(d.num_nodes) * int(d.config_runtime.numel()) for d, _ in first)
             for device in devices():
-                on_device = [b.to(device) for b in batches]
+                on_device = [[(d.to(device), n) for d, n in graphs] for graphs in case.steps]
                 for precision in ("fp32", "bf16"):
                     model = case.build().to(device).train()
-                    forward = case.forward_for(model)
+                    runner = step_runner(model, gst_trainer(model), device=device)
                     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
                     cycle = itertools.cycle(on_device)
 
                     def step(
-                        model=model,
-                        forward=forward,
+                        runner=runner,
                         optimizer=optimizer,
                         cycle=cycle,
                         device=device,
                         bf16=precision == "bf16",
                         loss_fn=case.loss,
                     ):
-                        batch = next(cycle)
-                        training_step(model, forward, optimizer, batch, loss_fn, device, bf16)
+                        training_step(runner, optimizer, next(cycle), loss_fn, device, bf16)
 
                     if device == "cuda":
                         torch.cuda.reset_peak_memory_stats()

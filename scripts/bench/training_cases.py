@@ -1,4 +1,4 @@
-"""The cases of group ``training``: a model, its forward, prepared batches and a loss each.
+"""The cases of group ``training``: a model, prepared steps of graphs and a loss each.
 
 Tile SAGE on the bundled and on a synthetic tile collection, layout SAGE 2x256 on the whole
 graph and on the Kaggle 1st place's pruned graph, and GST with the paper's model.
@@ -19,28 +19,26 @@ POOL = 4  # distinct config samples cycled through (loaded before timing)
 
 @dataclass
 class TrainingCase:
-    """One training benchmark: ``forward_for(model)`` gives ``forward(batch) -> (scores
-    [B, C], runtime [B, C], normalizer or None)``; ``batches`` stay on the CPU."""
+    """One training benchmark: each of ``steps`` is the ``graphs`` argument of one
+    :func:`tpulearn.training.train_step` (``(data, num_configs)`` pairs, on the CPU)."""
 
     label: str
     build: Callable[[], torch.nn.Module]
-    forward_for: Callable
-    batches: list
+    steps: list[list[tuple]]
     loss: torch.nn.Module
     warmup: int = 2
 
 
-def _tile_batches(ds, graphs: int, pool: int) -> list:
-    """``pool`` batches of ``graphs`` items (graph ``g`` of the batch is file ``g % len``)."""
-    from torch_geometric.data import Batch
-
+def _tile_steps(ds, graphs: int, pool: int) -> list[list[tuple]]:
+    """``pool`` steps of ``graphs`` items (graph ``g`` of a step is file ``g % len``)."""
     ds.normalizer = ds.fit_normalizer(mode="minmax", log=False)
     ds.config_normalizer = ds.fit_config_normalizer("minmax", log=False)
-    batches = []
+    steps = []
     for b in range(pool):
         ds.set_epoch(b)
-        batches.append(Batch.from_data_list([ds[g % len(ds)] for g in range(graphs)]))
-    return batches
+        files = [g % len(ds) for g in range(graphs)]
+        steps.append([(ds[f], ds.num_configs[f]) for f in files])
+    return steps
 
 
 def training_cases(tmp: Path):
@@ -49,7 +47,7 @@ def training_cases(tmp: Path):
     from tpulearn.data.synthetic import write_tile_collection
     from tpulearn.losses import ListMLELoss, PairwiseHingeLoss
     from tpulearn.models import SAGE
-    from tpulearn.segments import GSTTrainer, SegmentModel
+    from tpulearn.segments import SegmentModel
 
     root = sample_root()
 
@@ -57,16 +55,8 @@ def training_cases(tmp: Path):
         torch.manual_seed(0)
         return SAGE("tile", hidden_channels=64, num_layers=3, l2_normalize=True, readout="sum")
 
-    def tile_forward(model):
-        def forward(batch):
-            b = batch.num_graphs
-            runtime = batch.config_runtime.view(b, -1)
-            return model(batch), runtime, batch.config_runtime_normalizers.view(b, -1)
-
-        return forward
-
     bundled = TileDataset(root, "train", sampler=UniformSampler(10))
-    batches = _tile_batches(bundled, 10, POOL)
+    steps = _tile_steps(bundled, 10, POOL)
     record = bundled.read(0)
     listmle = ListMLELoss(temperature=10.0)
     yield TrainingCase(
@@ -74,22 +64,20 @@ def training_cases(tmp: Path):
         f"nodes, {record.num_configs} configs, so 10 copies x {record.num_configs} configs "
         "per step), ListMLE (temperature 10)",
         tile_model,
-        tile_forward,
-        batches,
+        steps,
         listmle,
     )
     write_tile_collection(
         tmp, num_graphs={"train": 10, "valid": 0, "test": 0}, nodes=(10, 100), configs=(50, 100)
     )
     synthetic = TileDataset(tmp, "train", sampler=UniformSampler(10))
-    batches = _tile_batches(synthetic, 10, POOL)
+    steps = _tile_steps(synthetic, 10, POOL)
     yield TrainingCase(
         f"tile SAGE 3x64, synthetic tile:xla (10 kernels of 10-100 nodes, "
-        f"{batches[0].num_nodes:,} nodes in all; 10 graphs x 10 configs per step), "
-        "ListMLE (temperature 10)",
+        f"{sum(d.num_nodes for d, _ in steps[0]):,} nodes in all; 10 graphs x 10 configs per "
+        "step), ListMLE (temperature 10)",
         tile_model,
-        tile_forward,
-        batches,
+        steps,
         listmle,
     )
 
@@ -105,16 +93,12 @@ def training_cases(tmp: Path):
         torch.manual_seed(0)
         return SAGE("layout", hidden_channels=256, num_layers=2)
 
-    def layout_forward(model):
-        return lambda data: (model(data)[None], data.config_runtime[None], None)
-
     hinge = PairwiseHingeLoss(margin=0.1)
     yield TrainingCase(
         f"layout SAGE 2x256 on the whole graph, bundled layout:xla:default train unet3d "
         f"({nodes:,} nodes), 32 configs per step, pairwise hinge",
         layout_model,
-        layout_forward,
-        samples,
+        [[(d, layout.num_configs[0])] for d in samples],
         hinge,
     )
 
@@ -129,22 +113,12 @@ def training_cases(tmp: Path):
         f"{pruned[0].num_nodes:,} of {nodes:,} nodes of unet3d, the Kaggle 1st place's "
         "pruning), 32 configs per step, pairwise hinge",
         layout_model,
-        layout_forward,
-        pruned,
+        [[(d, layout.num_configs[0])] for d in pruned],
         hinge,
     )
 
     def gst_model():
         return SegmentModel(paper_layout_model(), max_segment_nodes=1000)
-
-    def gst_forward(model):
-        trainer = GSTTrainer(model)
-        num_configs = [layout.num_configs[0]]
-        return lambda data: (
-            trainer.step([data], num_configs),
-            data.config_runtime[None],
-            None,
-        )
 
     # Warm-up visits every sample once, so the history table holds all their configs.
     yield TrainingCase(
@@ -152,8 +126,7 @@ def training_cases(tmp: Path):
         "per step, history filled (steady state; the gradient runs through one segment), "
         "pairwise hinge",
         gst_model,
-        gst_forward,
-        samples,
+        [[(d, layout.num_configs[0])] for d in samples],
         hinge,
         warmup=POOL,
     )

@@ -1,5 +1,8 @@
 """Ranking losses over the sampled configs of each graph.
 
+Longer than most modules: one idea, the losses, which share the padded-batch preparation
+and masking below; the module classes are thin wrappers over the functions.
+
 Every loss takes a padded batch: ``scores`` ``[num_graphs, num_configs]`` (one
 score per config, **lower score = predicted faster**, as everywhere in
 tpulearn), ``runtime`` of the same shape (int64 nanoseconds or float), an

@@ -1,5 +1,8 @@
 """Kaggle submission files: make rows from scores, write, merge and validate.
 
+Longer than most modules: one idea, the submission file format; writing, merging and
+validation share its ID grammar and row checks.
+
 A submission is a CSV with header ``ID,TopConfigs``, one row per test graph.
 ``ID`` is ``tile:xla:<file stem>`` or ``layout:<xla|nlp>:<default|random>:<file stem>``;
 ``TopConfigs`` is config indices joined by ``;``, fastest first: every config

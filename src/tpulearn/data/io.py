@@ -7,21 +7,20 @@ expected and what was found, never a bare zipfile or numpy traceback.
 
 Layout files can be huge once decompressed (``node_config_feat`` of an nlp train graph
 with 90k configs is several GB). :func:`read_layout` can therefore keep that one array
-out of memory: with ``cache_dir`` it is streamed, chunk by chunk, into an uncompressed
-``.npy`` file once and memory-mapped from then on, so sampling a few configs reads only
-their rows.
+out of memory: with ``cache_dir`` it is streamed into an uncompressed, memory-mapped
+``.npy`` file (:mod:`.config_cache`). Archives are opened and arrays checked by
+:mod:`._npz`.
 """
 
 from __future__ import annotations
 
-import os
-import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ._npz import _Checker, _NpzReader
+from .config_cache import _cached_config_feat
 from .schema import (
     LAYOUT_CONFIG_FEAT_DIM,
     LAYOUT_KEYS,
@@ -29,11 +28,7 @@ from .schema import (
     NUM_OPCODES,
     TILE_CONFIG_FEAT_DIM,
     TILE_KEYS,
-    TpuGraphsFormatError,
 )
-
-# Exceptions that numpy / zipfile / zlib raise on damaged archives.
-_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError)
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,99 +82,6 @@ class LayoutRecord(_GraphRecord):
     config_runtime: np.ndarray
     node_splits: np.ndarray
     labelled: bool
-
-
-class _NpzReader:
-    """Opens an npz archive and loads its members with file-naming errors."""
-
-    def __init__(self, path: Path, required: tuple[str, ...]):
-        self.path = path
-        if not path.exists():
-            raise TpuGraphsFormatError(path, None, "an existing .npz file", "no such file")
-        if path.is_dir():
-            raise TpuGraphsFormatError(path, None, "an .npz file", "a directory")
-        if path.suffix != ".npz":
-            raise TpuGraphsFormatError(
-                path, None, "a file with the .npz extension", f"extension {path.suffix!r}"
-            )
-        if path.stat().st_size == 0:
-            raise TpuGraphsFormatError(path, None, "an npz (zip) archive", "an empty file")
-        try:
-            self.npz = np.load(path, allow_pickle=False)
-        except _READ_ERRORS as exc:
-            raise TpuGraphsFormatError(
-                path, None, "an npz (zip) archive", f"an unreadable file ({exc})"
-            ) from exc
-        if not isinstance(self.npz, np.lib.npyio.NpzFile):
-            raise TpuGraphsFormatError(path, None, "an npz (zip) archive", "a single .npy array")
-        missing = [k for k in required if k not in self.npz.files]
-        if missing:
-            self.npz.close()
-            raise TpuGraphsFormatError(
-                path, missing[0], f"keys {', '.join(required)}", f"keys {', '.join(self.npz.files)}"
-            )
-
-    def load(self, key: str) -> np.ndarray:
-        try:
-            return self.npz[key]
-        except _READ_ERRORS as exc:
-            raise TpuGraphsFormatError(
-                self.path, key, "a readable array", f"a damaged member ({exc})"
-            ) from exc
-
-    def close(self) -> None:
-        self.npz.close()
-
-    def __enter__(self) -> _NpzReader:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-class _Checker:
-    """Shape, dtype and value checks that raise errors naming the file and key."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def fail(self, key: str, expected: str, found: str) -> None:
-        raise TpuGraphsFormatError(self.path, key, expected, found)
-
-    def shape(self, key: str, arr: np.ndarray, expected: tuple[int | None, ...]) -> None:
-        ok = arr.ndim == len(expected) and all(
-            e is None or e == s for e, s in zip(expected, arr.shape, strict=True)
-        )
-        if not ok:
-            want = "(" + ", ".join("*" if e is None else str(e) for e in expected) + ")"
-            self.fail(key, f"shape {want}", f"shape {arr.shape}")
-
-    def integer(self, key: str, arr: np.ndarray) -> np.ndarray:
-        if not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_):
-            self.fail(key, "an integer array", f"dtype {arr.dtype}")
-        return arr.astype(np.int64, copy=False)
-
-    def floating(self, key: str, arr: np.ndarray) -> np.ndarray:
-        if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-            self.fail(key, "a numeric array", f"dtype {arr.dtype}")
-        arr = arr.astype(np.float32, copy=False)
-        self.finite(key, arr)
-        return arr
-
-    def finite(self, key: str, arr: np.ndarray) -> None:
-        if not np.isfinite(arr).all():
-            bad = np.argwhere(~np.isfinite(arr))[0].tolist()
-            self.fail(key, "finite values", f"{arr[tuple(bad)]} at index {bad}")
-
-    def in_range(self, key: str, arr: np.ndarray, low: int, high: int) -> None:
-        """All values in [low, high)."""
-        if arr.size and (arr.min() < low or arr.max() >= high):
-            bad = arr.min() if arr.min() < low else arr.max()
-            self.fail(key, f"values in [{low}, {high})", f"value {bad}")
-
-    def count(self, key: str, got: int, want: int, what: str) -> None:
-        if got != want:
-            self.fail(key, f"{want} {what}", f"{got}")
 
 
 def _read_graph(reader: _NpzReader, check: _Checker) -> tuple[np.ndarray, ...]:
@@ -332,71 +234,6 @@ def read_layout_graph(path: str | Path) -> tuple[np.ndarray, ...]:
         ids = _node_config_ids(reader, check, node_feat.shape[0])
         runtime = _check_runtime(check, "config_runtime", reader.load("config_runtime"))
     return node_feat, node_opcode, edge_index, ids, runtime
-
-
-# Rows of node_config_feat decompressed at a time while filling the cache (~64 MB chunks).
-_CHUNK_BYTES = 64 << 20
-
-
-def _cached_config_feat(
-    path: Path, cache_dir: Path, check: _Checker, expected: tuple[int, int, int]
-) -> np.ndarray:
-    """Memory-map ``node_config_feat`` from an uncompressed cache, filling it if stale."""
-    key = "node_config_feat"
-    cache = cache_dir / f"{path.stem}.{key}.npy"
-    stat = path.stat()
-    # The cache is tied to the source file by size and modification time (in the name of a
-    # stamp file written last), so an edited or replaced source is never served stale.
-    stamp = cache.with_suffix(f".{stat.st_size}-{stat.st_mtime_ns}.ok")
-    if not (cache.exists() and stamp.exists()):
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        for old in cache_dir.glob(f"{path.stem}.{key}.*.ok"):
-            old.unlink()
-        _stream_member_to_npy(path, key, cache, check)
-        stamp.touch()
-    feat = np.load(cache, mmap_mode="r")
-    check.shape(key, feat, expected)
-    return feat
-
-
-def _stream_member_to_npy(path: Path, key: str, out: Path, check: _Checker) -> None:
-    """Decompress one npz member into a standalone .npy file, a chunk of rows at a time."""
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    try:
-        with zipfile.ZipFile(path) as zf, zf.open(f"{key}.npy") as fp:
-            version = np.lib.format.read_magic(fp)
-            if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp)
-            else:
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
-            if fortran or len(shape) == 0 or dtype.hasobject:
-                check.fail(key, "a C-ordered numeric array", f"shape {shape}, dtype {dtype}")
-            if not np.issubdtype(dtype, np.floating):
-                check.fail(key, "a floating-point array", f"dtype {dtype}")
-            dst = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
-            row_items = int(np.prod(shape[1:], dtype=np.int64))
-            rows_per_chunk = max(1, _CHUNK_BYTES // max(1, row_items * dtype.itemsize))
-            for start in range(0, shape[0], rows_per_chunk):
-                rows = min(rows_per_chunk, shape[0] - start)
-                nbytes = rows * row_items * dtype.itemsize
-                buf = fp.read(nbytes)
-                if len(buf) != nbytes:
-                    check.fail(key, f"{shape[0]} rows", f"a truncated member at row {start}")
-                chunk = np.frombuffer(buf, dtype=dtype).reshape((rows, *shape[1:]))
-                check.finite(key, chunk)
-                dst[start : start + rows] = chunk
-            dst.flush()
-            del dst
-        os.replace(tmp, out)
-    except TpuGraphsFormatError:
-        raise
-    except _READ_ERRORS as exc:
-        raise TpuGraphsFormatError(
-            path, key, "a readable array", f"a damaged member ({exc})"
-        ) from exc
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def read_graph(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -1,5 +1,8 @@
 """Schemas and readers of the messages tpulearn featurizes.
 
+Longer than most modules: one idea, the messages read, whose schema declarations (one
+per message, field numbers from upstream) are data that must sit next to their readers.
+
 Field numbers come from XLA's public ``xla/service/hlo.proto`` and ``xla/xla_data.proto``
 and from the TpuGraphs repository's ``tpu_graphs/proto/tuning.proto``. Only the fields the
 featurizer reads are declared; everything else (metadata, literals, backend configs,

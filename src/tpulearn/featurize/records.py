@@ -1,5 +1,8 @@
 """Protobuf messages -> the records :mod:`tpulearn.data` reads, and npz files of them.
 
+Longer than most modules: one idea, the conversion rules of the TpuGraphs tuning-data
+iterator (which runs become rows, and how), kept in one place so they can be read whole.
+
 A layout source (an HloModuleProto, an HloProto dump or a ModuleTuningData) becomes one
 :class:`~tpulearn.data.LayoutRecord`; a tile source (a TuningData of kernels) becomes one
 :class:`~tpulearn.data.TileRecord` per kernel. Records have the fields, dtypes and

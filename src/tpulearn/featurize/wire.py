@@ -1,5 +1,8 @@
 """A small protobuf wire-format decoder driven by hand-written message schemas.
 
+Longer than most modules: one idea, a bounds-checked decoder, whose reader, wire types
+and error paths only make sense together.
+
 No generated code and no protobuf dependency: a schema maps field numbers to a name and a
 kind, and :func:`decode` turns the bytes of one message into a plain dict (missing fields
 get their proto3 defaults, repeated fields are lists, unknown fields are skipped). All four
