@@ -22,6 +22,10 @@ The run is safe to interrupt and repeat:
   the run stops and says how to proceed.
 
 Only one process should download into a given root at a time.
+
+The module runs past 300 lines because it is one protocol read as a whole: the resumable
+fetch and the all-or-nothing unpack share the archive model, the error types and the
+marker that says a split is complete, and each step's safety depends on the other's.
 """
 
 from __future__ import annotations
