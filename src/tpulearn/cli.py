@@ -4,6 +4,7 @@ data root, an unknown option, a checkpoint of another model) end in one clear li
 
 from __future__ import annotations
 
+import os
 import sys
 
 import hydra
@@ -39,8 +40,17 @@ def _run(fn, cfg: DictConfig):
 @hydra.main(version_base="1.3", config_path="configs", config_name="config")
 def train_main(cfg: DictConfig) -> float | None:
     from .training import train
+    from .training.hydra_run import RunFolder
 
-    result = _run(train, cfg)
+    # The run's folder gets its config and log only once the run is under way.
+    folder = RunFolder(cfg)
+    with folder.tee():
+        try:
+            result = _run(lambda c: train(c, on_start=folder.claim), cfg)
+        except KeyboardInterrupt as exc:  # one line, not the model's traceback
+            if int(os.environ.get("RANK", "0")) == 0:
+                print(folder.interrupted(exc), file=sys.stderr)
+            raise SystemExit(130) from None
     # The return value is what a Hydra sweeper optimises: the selection metric.
     result = result or {}
     return (result.get("best") or {}).get(result.get("select_metric"))

@@ -186,6 +186,7 @@ def test_bad_data_root_is_one_clear_line(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: data root") and "Traceback" not in proc.stderr
+    assert not (tmp_path / "run").exists()  # a refused run leaves no folder behind
 
 
 def test_predictor_scores_any_file_like_evaluation(tmp_path):

@@ -11,11 +11,11 @@ from .step import step_runner, train_step
 from .trainer import Trainer
 
 
-def train(cfg):
+def train(cfg, on_start=None):
     """Train from a composed config (see :func:`tpulearn.training.run.train`)."""
     from .run import train as _train
 
-    return _train(cfg)
+    return _train(cfg, on_start)
 
 
 __all__ = [

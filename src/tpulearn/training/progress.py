@@ -31,8 +31,8 @@ class ProgressLog:
         out_dir: run folder; TensorBoard events go to ``<out_dir>/tensorboard``.
         world: this process (rank 0 shows and writes, the others stay silent).
         max_steps: the run's last step.
-        first_step: the step the run starts from (events after it, from an interrupted
-            run, are dropped).
+        first_step: the step the run starts from, that of its checkpoint (events after
+            it, logged by the interrupted run after its last checkpoint, are dropped).
         bar: a tqdm bar (True) or a loss line every ``log_every`` steps (False).
         log_every: steps between loss lines.
         device: the training device (its peak memory is logged on CUDA).
@@ -50,8 +50,11 @@ class ProgressLog:
     ):
         self.world, self.max_steps, self.device = world, max_steps, torch.device(device)
         self.show_bar, self.log_every = bar, log_every
+        # TensorBoard hides earlier events at steps >= purge_step; those of first_step
+        # itself (its loss, its validation) are in the checkpoint and stay.
+        purge = first_step + 1 if first_step else None
         self.writer = (
-            SummaryWriter(str(out_dir / "tensorboard"), purge_step=first_step or None)
+            SummaryWriter(str(out_dir / "tensorboard"), purge_step=purge)
             if world.main
             else NullWriter()
         )

@@ -22,8 +22,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def train(cfg: DictConfig) -> dict:
+def train(cfg: DictConfig, on_start=None) -> dict:
     """Train the configured model on the configured data; return the run's metrics.
+
+    Args:
+        cfg: the composed config.
+        on_start: called with the run folder once the run has passed its checks and
+            before it writes there (see :meth:`~tpulearn.training.Trainer.fit`).
 
     Returns:
         ``{"best": {...validation metrics at the best step...}, "history": [...],
@@ -43,7 +48,7 @@ def train(cfg: DictConfig) -> dict:
     if main:
         print(f"data: {data.describe()}")
         print(f"model: {model!r}")
-    result = trainer.fit(model, loss_fn, optimizer, data, out_dir, scheduler, resolved)
+    result = trainer.fit(model, loss_fn, optimizer, data, out_dir, scheduler, resolved, on_start)
     result["data"] = data.describe()
     if not main:
         return result

@@ -60,6 +60,22 @@ class RunState:
         return improved
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a run: where it was and where it can continue from.
+
+    Attributes:
+        step: optimizer steps done.
+        checkpoint: the ``last.pt`` to resume from.
+        saved: whether ``checkpoint`` was written at ``step`` (False under torchrun, where
+            it holds the last validation).
+    """
+
+    def __init__(self, step: int, checkpoint: Path, saved: bool):
+        self.step, self.checkpoint, self.saved = step, checkpoint, saved
+        where = "saved" if saved else "last validation in"
+        super().__init__(f"interrupted at step {step}; {where} {checkpoint}")
+
+
 def resume_path(resume: bool | str, out_dir: Path) -> Path | None:
     """The checkpoint ``trainer.resume`` names: ``true`` the run folder's ``last.pt``, a
     path that checkpoint, ``false`` none."""

@@ -14,7 +14,7 @@ import torch
 
 from ..segments import GSTSettings, gst_trainer
 from . import distributed as dist_utils
-from . import state
+from . import folder, state
 from .prefetch import Prefetcher
 from .progress import ProgressLog, max_rss_mb
 from .schedule import BatchSchedule, num_shards
@@ -54,6 +54,8 @@ class Trainer:
             processes other than rank 0.
         resume: ``True`` continues from ``<out_dir>/checkpoints/last.pt``, a path from that
             checkpoint; ``False`` starts afresh.
+        overwrite: a fresh run may replace a run already in ``out_dir`` (its checkpoints
+            and TensorBoard events are removed); without it such a run is refused.
         gst: graph segment training step settings (a
             :class:`~tpulearn.segments.GSTSettings` or a mapping of its fields), used when
             the model trains by GST; a warning says when they are set for one that does not.
@@ -77,6 +79,7 @@ class Trainer:
         progress: str | bool = "auto",
         seed: int = 0,
         resume: bool | str = False,
+        overwrite: bool = False,
         gst: GSTSettings | Mapping | None = None,
         shards: int | None = None,
     ):
@@ -88,12 +91,15 @@ class Trainer:
         self.device, self.precision = resolve_device(device), precision
         self.val_every, self.select_metric, self.patience = val_every, select_metric, patience
         self.log_every, self.seed, self.resume = log_every, seed, resume
+        self.overwrite = overwrite
         self.gst_settings = GSTSettings(**gst) if isinstance(gst, Mapping) else gst
         self.shards = shards
         self.world = dist_utils.World()
         self.progress = sys.stderr.isatty() if progress == "auto" else bool(progress)
 
-    def fit(self, model, loss_fn, optimizer, data, out_dir, scheduler=None, config=None):
+    def fit(
+        self, model, loss_fn, optimizer, data, out_dir, scheduler=None, config=None, on_start=None
+    ):
         """Train, validate, checkpoint; return the best validation metrics and paths.
 
         Under ``torchrun`` every process calls this: the model is wrapped in
@@ -108,28 +114,38 @@ class Trainer:
             data: a :class:`~tpulearn.data.CollectionData`.
             out_dir: run folder (checkpoints, TensorBoard events); rank 0's is used by all.
             config: the resolved config, stored in checkpoints.
+            on_start: called (rank 0, with ``out_dir``) once the run has passed its checks
+                (folder, data, resumed checkpoint) and before it writes anything: an entry
+                point records its config and log there, so a refused run leaves no trace.
+
+        Raises:
+            RunFolderError: ``out_dir`` holds a run and neither ``resume`` nor
+                ``overwrite`` is set, or ``resume=True`` finds no checkpoint there.
+            RunInterrupted: Ctrl-C (a ``KeyboardInterrupt``), after saving ``last.pt``.
         """
         world = self.world = dist_utils.setup(self.device)
         try:
-            return self._fit(model, loss_fn, optimizer, data, out_dir, scheduler, config)
+            return self._fit(model, loss_fn, optimizer, data, out_dir, scheduler, config, on_start)
         finally:
             dist_utils.teardown(world)
             self.world = dist_utils.World()
 
-    def _fit(self, model, loss_fn, optimizer, data, out_dir, scheduler, config):
+    def _fit(self, model, loss_fn, optimizer, data, out_dir, scheduler, config, on_start):
         world = self.world
         if world.distributed and self.device.type == "cuda":
             self.device = torch.device("cuda", dist_utils.cuda_index(world.local_rank))
         out_dir = Path(dist_utils.broadcast(str(out_dir), world))
+        resume = folder.resume_checkpoint(out_dir, self.resume, self.overwrite)
         model.to(self.device)
         gst = gst_trainer(model, self.gst_settings, dist_utils.rank_seed(self.seed, world.rank))
         train_set, valid_set = self._train_set(data, world), data.eval_set("valid")
         shards = num_shards(self.shards, self.graphs_per_batch, len(train_set), world)
         runner = step_runner(model, gst, world, self.device, self.seed)
         run = RunState(model, optimizer, scheduler, data, config or {}, gst)
-        resume = state.resume_path(self.resume, out_dir)
         if resume:
             state.restore(run, resume, world, state.owned_stems(train_set.stems, world, shards))
+        if world.main:
+            self._start(out_dir, on_start, resume, run.step)
         ckpt = {k: out_dir / "checkpoints" / f"{k}.pt" for k in ("last", "best")}
         log = ProgressLog(
             out_dir, world, self.max_steps, run.step, self.progress, self.log_every, self.device
@@ -149,8 +165,7 @@ class Trainer:
                 if due and self._validate_and_save(run, valid_set, loss, ckpt, log):
                     break  # no gain in `patience` validations
         except KeyboardInterrupt:
-            self._interrupted(run, ckpt["last"])
-            raise
+            raise self._interrupted(run, ckpt["last"]) from None
         finally:
             loader.close()
             log.close()
@@ -197,14 +212,22 @@ class Trainer:
             print(f"early stop at step {run.step}: {run.bad} validations without gain")
         return True
 
-    def _interrupted(self, run: RunState, last: Path) -> None:
+    def _start(self, out_dir: Path, on_start, resume: Path | None, step: int) -> None:
+        """The run has passed its checks: from here on it writes into ``out_dir``."""
+        if self.overwrite and folder.clear_run(out_dir):
+            print(f"overwriting the run in {out_dir} (trainer.overwrite=true)")
+        if on_start is not None:
+            on_start(out_dir)
+        if resume is not None:
+            print(f"resumed from step {step} ({resume})", flush=True)
+
+    def _interrupted(self, run: RunState, last: Path) -> state.RunInterrupted:
+        """Save ``last.pt`` where a collective still can; the exception says where."""
         if self.world.distributed:
             # The other processes may be gone: no collective can run, so no save.
-            print(f"interrupted at step {run.step}; resume from {last} (last validation)")
-            return
+            return state.RunInterrupted(run.step, last, saved=False)
         state.save(run, last, self.world)
-        print(f"interrupted: saved {last} at step {run.step}; resume with")
-        print(f"  trainer.resume={last}")
+        return state.RunInterrupted(run.step, last, saved=True)
 
     def _train_set(self, data, world):
         """The training split; under torchrun rank 0 fits the feature statistics once and

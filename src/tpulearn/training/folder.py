@@ -1,0 +1,78 @@
+"""What a run may do with its folder: continue the run there (``trainer.resume``), start
+afresh over it (``trainer.overwrite``), or start in a folder that holds no run. Anything
+else is refused before the run writes a byte, so a finished run's checkpoints are never
+replaced by accident."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from .state import resume_path
+
+# What a run writes into its folder (the Trainer's part; the entry point adds its log).
+RUN_PARTS = ("checkpoints", "tensorboard")
+
+
+class RunFolderError(ValueError):
+    """A run would replace another run's checkpoints, or has nothing to resume from."""
+
+
+def run_checkpoints(out_dir: Path) -> list[Path]:
+    """The checkpoints of a run in ``out_dir`` (``last.pt``, ``best.pt``), those present."""
+    paths = (out_dir / "checkpoints" / f"{name}.pt" for name in ("last", "best"))
+    return [p for p in paths if p.is_file()]
+
+
+def resume_checkpoint(out_dir: Path, resume: bool | str, overwrite: bool) -> Path | None:
+    """The checkpoint a run continues from, once its folder is checked.
+
+    Args:
+        out_dir: the run folder.
+        resume: ``trainer.resume``: true (the folder's ``last.pt``), a checkpoint path,
+            or false.
+        overwrite: ``trainer.overwrite``: a run already in ``out_dir`` may be replaced.
+
+    Returns:
+        The checkpoint to restore, or None for a fresh run.
+
+    Raises:
+        RunFolderError: both flags set; ``resume=true`` on a folder without ``last.pt``;
+            or a fresh run in a folder holding a run's checkpoints without ``overwrite``.
+    """
+    if resume and overwrite:
+        raise RunFolderError(
+            "trainer.resume and trainer.overwrite are both set: resume continues the run in "
+            f"{out_dir}, overwrite replaces it; pass one"
+        )
+    path = resume_path(resume, out_dir)
+    own = out_dir / "checkpoints" / "last.pt"
+    if path == own and not own.is_file():
+        # A resume without hydra.run.dir lands in a new timestamped folder: say so.
+        raise RunFolderError(
+            f"trainer.resume=true continues the run in its folder, but {out_dir} holds no "
+            "checkpoints/last.pt (without hydra.run.dir a run gets a new folder): pass the "
+            "run's folder, hydra.run.dir=<run folder>"
+        )
+    existing = run_checkpoints(out_dir)
+    continues = path is not None and path.resolve().parent == (out_dir / "checkpoints").resolve()
+    if existing and not (overwrite or continues):
+        raise RunFolderError(
+            f"{out_dir} already holds a run ({', '.join(p.name for p in existing)}): continue "
+            "it with trainer.resume=true, or start afresh in a new folder (hydra.run.dir=...) "
+            "or over it with trainer.overwrite=true"
+        )
+    return path
+
+
+def clear_run(out_dir: Path) -> bool:
+    """Remove the checkpoints and TensorBoard events of a run in ``out_dir`` (for
+    ``trainer.overwrite``), so that none of the replaced run mixes with the new one.
+
+    Returns:
+        Whether there was anything to remove.
+    """
+    parts = [out_dir / name for name in RUN_PARTS if (out_dir / name).exists()]
+    for part in parts:
+        shutil.rmtree(part)
+    return bool(parts)

@@ -1,0 +1,92 @@
+"""The Hydra side of a run folder: ``.hydra/`` and the log appear only once the run is under
+way, a refused run leaves no trace, and Ctrl-C's line holds the command that resumes."""
+
+import copy
+import sys
+
+import pytest
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import open_dict
+from tiny_runs import compose_config
+
+from tpulearn.training.hydra_run import FolderCallback, RunFolder
+from tpulearn.training.state import RunInterrupted
+
+
+def files(folder):
+    """Every path under ``folder`` with its bytes and modification time."""
+    return {
+        p.relative_to(folder): (p.read_bytes() if p.is_file() else None, p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+    }
+
+
+@pytest.fixture
+def hydra_job():
+    """Compose a config the way Hydra hands it to the task function of a run in a folder."""
+
+    def make(folder, *overrides):
+        cfg = compose_config(
+            overrides=[*overrides, f"hydra.run.dir={folder}"], return_hydra_config=True
+        )
+        FolderCallback().on_run_start(cfg)  # before Hydra creates the folder
+        with open_dict(cfg):
+            cfg.hydra.runtime.output_dir = str(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        HydraConfig.instance().set_config(cfg)
+        task = copy.deepcopy(cfg)
+        with open_dict(task):
+            del task["hydra"]
+        return task
+
+    yield make
+    HydraConfig.instance().cfg = None
+
+
+def test_the_record_and_log_appear_once_the_run_is_under_way(tmp_path, hydra_job, capsys):
+    folder = tmp_path / "run"
+    run = RunFolder(hydra_job(folder, "model=gcn"))
+    with run.tee():
+        print("data: before the checks")
+        sys.stderr.write("\rtrain: 10%")  # a progress bar redraw: terminal only
+        assert not any(folder.iterdir())
+        run.claim(folder)
+        print("valid step 2: opa 0.5")
+    assert "tpulearn.models.GCN" in (folder / ".hydra" / "config.yaml").read_text()
+    assert (folder / ".hydra" / "overrides.yaml").read_text() == "- model=gcn\n"
+    assert (folder / ".hydra" / "hydra.yaml").is_file()
+    log = "data: before the checks\nvalid step 2: opa 0.5\n"
+    assert (folder / "train.log").read_text() == log
+    shown = capsys.readouterr()
+    assert shown.out == log and shown.err == "\rtrain: 10%"
+
+
+def test_a_refused_run_leaves_no_trace(tmp_path, hydra_job):
+    kept = tmp_path / "finished"
+    kept.mkdir()
+    (kept / "train.log").write_text("the old run\n")
+    before = files(kept)
+    for folder in (kept, tmp_path / "new" / "run"):
+        run = RunFolder(hydra_job(folder))
+        with pytest.raises(SystemExit), run.tee():
+            print("data: ...")
+            raise SystemExit(2)
+    assert files(kept) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["finished"]  # new/ removed too
+
+
+def test_the_resume_command_continues_the_run_in_its_folder(tmp_path, hydra_job, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["train.py"])
+    folder = tmp_path / "outputs" / "a run"
+    run = RunFolder(hydra_job(folder, "model=gcn", "trainer.overwrite=true", "data.root=x"))
+    command = (
+        "python train.py model=gcn data.root=x trainer.resume=true 'hydra.run.dir=outputs/a run'"
+    )
+    assert run.resume_command() == command
+    stop = RunInterrupted(7, folder / "checkpoints" / "last.pt", saved=True)
+    line = run.interrupted(stop)
+    assert line == (
+        f"interrupted at step 7; saved outputs/a run/checkpoints/last.pt; resume with: {command}"
+    )
+    assert run.interrupted(KeyboardInterrupt()).startswith("interrupted before training")

@@ -1,0 +1,101 @@
+"""A run and its folder: a finished run is never replaced by accident, a resume says where
+it continues from, TensorBoard keeps everything up to the checkpoint, and Ctrl-C says
+where to continue."""
+
+import shutil
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tiny_runs import compose_config, tiny_overrides
+
+from tpulearn.training import load_checkpoint, train
+from tpulearn.training.folder import RunFolderError
+from tpulearn.training.state import RunInterrupted
+
+
+def tiny(out_dir, *extra, steps=2):
+    return compose_config(overrides=[*tiny_overrides(out_dir, steps), *extra])
+
+
+def files(folder):
+    """Every path under ``folder`` with its bytes and modification time."""
+    return {
+        p.relative_to(folder): (p.read_bytes() if p.is_file() else None, p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+    }
+
+
+def test_a_fresh_run_refuses_a_folder_holding_a_run(tmp_path):
+    train(tiny(tmp_path))
+    before = files(tmp_path)
+    with pytest.raises(RunFolderError) as refused:
+        train(tiny(tmp_path, steps=1))
+    message = str(refused.value)
+    assert str(tmp_path) in message
+    assert "trainer.resume=true" in message and "trainer.overwrite=true" in message
+    assert files(tmp_path) == before
+
+
+def test_overwrite_replaces_the_run_and_its_events(tmp_path):
+    train(tiny(tmp_path))
+    train(tiny(tmp_path, "trainer.overwrite=true", steps=1))
+    assert load_checkpoint(tmp_path / "checkpoints" / "best.pt")["step"] == 1
+    assert len(list((tmp_path / "tensorboard").iterdir())) == 1
+
+
+def test_resume_and_overwrite_together_are_refused(tmp_path):
+    train(tiny(tmp_path))
+    with pytest.raises(RunFolderError, match="pass one"):
+        train(tiny(tmp_path, "trainer.resume=true", "trainer.overwrite=true", steps=3))
+
+
+def test_resume_without_a_run_in_the_folder_asks_for_the_runs_folder(tmp_path):
+    with pytest.raises(RunFolderError, match=r"hydra.run.dir=<run folder>"):
+        train(tiny(tmp_path, "trainer.resume=true", steps=3))
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_resume_says_where_it_continues_from(tmp_path, capsys):
+    train(tiny(tmp_path))
+    capsys.readouterr()
+    train(tiny(tmp_path, "trainer.resume=true", steps=3))
+    last = tmp_path / "checkpoints" / "last.pt"
+    assert f"resumed from step 2 ({last})" in capsys.readouterr().out
+
+
+def loss_steps(folder):
+    events = EventAccumulator(str(folder / "tensorboard"))
+    events.Reload()
+    return [e.step for e in events.Scalars("train/loss")]
+
+
+def test_a_resumed_run_keeps_every_event_up_to_its_checkpoint(tmp_path):
+    train(tiny(tmp_path))
+    ckpt = tmp_path / "checkpoints"
+    shutil.copy(ckpt / "last.pt", ckpt / "step2.pt")
+    train(tiny(tmp_path, "trainer.resume=true", steps=4))
+    assert loss_steps(tmp_path) == [1, 2, 3, 4]  # step 2, the checkpoint's, stays
+    # From step 2 again: the events logged after that checkpoint (3, 4) are dropped.
+    train(tiny(tmp_path, f"trainer.resume={ckpt / 'step2.pt'}", steps=3))
+    assert loss_steps(tmp_path) == [1, 2, 3]
+
+
+def test_ctrl_c_saves_and_says_where(tmp_path, monkeypatch):
+    from tpulearn.training.trainer import Trainer
+
+    calls = {"n": 0}
+    original = Trainer._step
+
+    def interrupted(self, *args):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original(self, *args)
+
+    monkeypatch.setattr(Trainer, "_step", interrupted)
+    with pytest.raises(RunInterrupted) as stopped:
+        train(tiny(tmp_path, steps=10))
+    last = tmp_path / "checkpoints" / "last.pt"
+    assert (stopped.value.step, stopped.value.checkpoint, stopped.value.saved) == (2, last, True)
+    assert stopped.value.__context__ is None or stopped.value.__suppress_context__
+    assert load_checkpoint(last)["step"] == 2
