@@ -4,7 +4,9 @@
         outputs/*/submission_*.csv
 
 Fails (exit 1) with every problem listed, each naming its row, when the merged file does
-not cover every test graph of the root exactly once with valid config indices.
+not cover every test graph of the root exactly once with valid config indices; then
+nothing is written at ``--out``: the merged file is checked under a temporary name beside
+it and only renamed to ``--out`` once valid.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tpulearn.submission import SubmissionError, merge_submissions, validate_submission
+from tpulearn.submission import SubmissionError, merge_validated
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,8 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("submission.csv"))
     args = parser.parse_args(argv)
     try:
-        merged = merge_submissions(args.parts, args.out)
-        report = validate_submission(merged, args.root)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        merged, report = merge_validated(args.parts, args.out, args.root)
     except (SubmissionError, ValueError, FileNotFoundError) as exc:
         raise SystemExit(f"error: {exc}") from None
     for collection, rows in sorted(report.items()):

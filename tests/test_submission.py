@@ -1,5 +1,8 @@
 """Tests for tpulearn.submission: rows, atomic writing, merging and validation."""
 
+import importlib.util
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +17,7 @@ from tpulearn.submission import (
     make_id,
     make_rows,
     merge_submissions,
+    merge_validated,
     parse_id,
     ranking,
     read_submission,
@@ -22,6 +26,7 @@ from tpulearn.submission import (
 )
 
 SAMPLE = Path(tpulearn.__file__).parent / "data/_sample/tpugraphs"
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts/make_submission.py"
 TILE_ID = "tile:xla:d6f5f54247bd1e58a10b9e7062c636ab"
 XLA_ID = "layout:xla:default:cd708819d3f5103afd6460b15e74eaf3"
 SAMPLE_TEST_GRAPHS = {
@@ -205,3 +210,57 @@ def test_read_submission_rejects_non_integers(tmp_path):
         SubmissionError, match=f"line 2 \\({TILE_ID}\\): TopConfigs must be integers"
     ):
         read_submission(path)
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_submission_files_follow_the_umask(tmp_path, umask_022):
+    # A submission is handed on like any file: 0644 under umask 022, not mkstemp's 0600.
+    part = write_submission(tmp_path / "part.csv", {TILE_ID: [0, 1]})
+    merged = merge_submissions([part], tmp_path / "merged.csv")
+    full = write_submission(tmp_path / "full.csv", sample_rows())
+    checked, _ = merge_validated([full], tmp_path / "checked.csv", SAMPLE)
+    for path in (part, merged, checked):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+
+
+def test_merge_validated_writes_only_a_valid_submission(tmp_path):
+    (tmp_path / "parts").mkdir()
+    full = write_submission(tmp_path / "parts/full.csv", sample_rows())
+    out, report = merge_validated([full], tmp_path / "submission.csv", SAMPLE)
+    assert out.read_text() == full.read_text() and len(report) == 5
+    tile_only = write_submission(tmp_path / "parts/tile.csv", {TILE_ID: list(range(25))})
+    bad = tmp_path / "bad.csv"
+    with pytest.raises(SubmissionError, match=r"bad.csv \(not written\): 4 problem") as info:
+        merge_validated([tile_only], bad, SAMPLE)
+    assert any(p.startswith("missing row for layout:") for p in info.value.problems)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["parts", "submission.csv"]
+
+
+def run_script(*argv):
+    """scripts/make_submission.py's main(argv) in this process: (exit code, message)."""
+    spec = importlib.util.spec_from_file_location("make_submission", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    try:
+        return module.main([str(a) for a in argv]), ""
+    except SystemExit as exc:
+        return 1, str(exc.code)
+
+
+def test_make_submission_leaves_nothing_at_out_when_validation_fails(tmp_path, umask_022):
+    tile_only = write_submission(tmp_path / "tile.csv", {TILE_ID: list(range(25))})
+    out = tmp_path / "sub" / "submission.csv"
+    code, message = run_script(tile_only, "--root", SAMPLE, "--out", out)
+    assert code == 1 and f"error: {out} (not written)" in message
+    assert "missing row for layout:nlp:default" in message
+    assert list(out.parent.iterdir()) == []  # neither the file nor a temporary one
+    full = write_submission(tmp_path / "full.csv", sample_rows())
+    assert run_script(full, "--root", SAMPLE, "--out", out) == (0, "")
+    assert out.read_text() == full.read_text()
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644

@@ -58,6 +58,10 @@ def train_main(cfg: DictConfig) -> float | None:
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="eval")
 def evaluate_main(cfg: DictConfig) -> None:
-    from .evaluation import evaluate
+    from .evaluation import MissingExtraError, evaluate
 
-    _run(evaluate, cfg)
+    try:
+        _run(evaluate, cfg)
+    except MissingExtraError as exc:  # plots=true without matplotlib
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

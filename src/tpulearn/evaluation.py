@@ -6,7 +6,7 @@ config names (Hydra's ``instantiate``), scores the split with
 submission rows (test split) and, on request, figures. Entry points (``evaluate.py``,
 ``tpulearn-evaluate``) wrap it in ``@hydra.main``; tests and the leaderboard compose a
 config and call it directly. :func:`load_model` is the checkpoint half of it, shared with
-:class:`tpulearn.predict.Predictor`.
+:class:`tpulearn.predict.Predictor`; it takes a checkpoint file or a run folder.
 """
 
 from __future__ import annotations
@@ -21,18 +21,61 @@ from omegaconf import DictConfig, OmegaConf
 
 from .submission import make_id, make_rows, write_submission
 from .training import GraphScores, evaluate_scores, load_checkpoint, score_dataset
+from .training.checkpoint import CheckpointReadError
+
+
+class MissingExtraError(ImportError):
+    """An option needs a package of an optional extra that is not installed."""
+
+
+def checkpoint_file(path: str | Path) -> Path:
+    """The checkpoint a path names: a ``.pt`` file as given, a run folder's
+    ``checkpoints/best.pt``, or a ``checkpoints`` folder's ``best.pt``.
+
+    Raises:
+        FileNotFoundError: a folder holding neither (the message says it is a folder).
+    """
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    for candidate in (path / "checkpoints" / "best.pt", path / "best.pt"):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"checkpoint {path} is a folder without checkpoints/best.pt: pass a checkpoint "
+        "file or the folder of a training run"
+    )
+
+
+def run_folder(ckpt: str | Path) -> Path:
+    """The training run a checkpoint file belongs to (``<run>/checkpoints/best.pt``)."""
+    ckpt = Path(ckpt)
+    return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu"):
     """A trained model, its config and feature statistics from a checkpoint (notebook use).
+
+    Args:
+        path: a checkpoint file, or a run folder (its ``checkpoints/best.pt``).
+        device: where the model goes.
 
     Returns:
         ``(model, config, features)``: the model in eval mode on ``device``, the run's
         resolved config, and the feature statistics under their checkpoint keys,
         ``{"normalizer": node features, "config_normalizer": tile config features}``
         (state dicts or None), for :meth:`CollectionData.load_feature_state`.
+
+    Raises:
+        FileNotFoundError: nothing at ``path``, or a folder without a checkpoint.
+        CheckpointReadError: the file is damaged or not a training checkpoint.
     """
+    path = checkpoint_file(path)
     state = load_checkpoint(path)
+    if not isinstance(state, dict) or not {"config", "model"} <= state.keys():
+        raise CheckpointReadError(
+            f"checkpoint {path} is not a training checkpoint (no 'config' and 'model' entries)"
+        )
     config = OmegaConf.create(state["config"])
     model = instantiate(config.model)
     model.load_state_dict(state["model"])
@@ -44,12 +87,22 @@ def evaluate(cfg: DictConfig) -> dict:
     """Score a split with a checkpoint: metrics (labelled splits), per-graph CSV, and the
     Kaggle submission rows for the test split.
 
-    Config keys: ``ckpt`` (path), ``split`` (valid|test), optional ``data`` overrides of the
-    checkpoint's data config, ``out_dir``, ``device``, ``plots`` (write PNGs of a labelled
-    split under ``<out_dir>/plots/<split>/``, listed in ``result["plots"]``).
+    Config keys: ``ckpt`` (a checkpoint file or a run folder), ``split`` (valid|test),
+    optional ``data`` overrides of the checkpoint's data config, ``out_dir`` (default
+    :func:`default_out_dir`), ``device``, ``plots`` (write PNGs of a labelled split under
+    ``<out_dir>/plots/<split>/``, listed in ``result["plots"]``). Every file written is
+    printed.
+
+    Raises:
+        MissingExtraError: ``plots`` is set and matplotlib is missing (raised before any
+            work).
     """
+    if cfg.get("plots", False):
+        _require_matplotlib()
     device = cfg.get("device", "cpu")
-    model, train_cfg, features = load_model(cfg.ckpt, device)
+    ckpt = checkpoint_file(cfg.ckpt)
+    model, train_cfg, features = load_model(ckpt, device)
+    print(f"checkpoint: {ckpt}")
     data_cfg = train_cfg.data
     overrides = {k: v for k, v in (cfg.get("data") or {}).items() if v is not None}
     if overrides:
@@ -57,7 +110,8 @@ def evaluate(cfg: DictConfig) -> dict:
     data = instantiate(data_cfg)
     data.load_feature_state(features)
     dataset = data.eval_set(cfg.split)
-    out_dir = Path(cfg.out_dir)
+    out_dir = cfg.get("out_dir") or default_out_dir(ckpt, cfg.split, data.collection, train_cfg)
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     graphs = list(score_dataset(model, dataset, device, data.eval_chunk, progress=True))
     result: dict = {"data": data.describe(), "split": cfg.split, "graphs": len(graphs)}
@@ -69,6 +123,25 @@ def evaluate(cfg: DictConfig) -> dict:
     if cfg.split == "test":
         _report_submission(data.collection, graphs, out_dir, result)
     return result
+
+
+def default_out_dir(ckpt: Path, split: str, collection: str, train_cfg: DictConfig) -> Path:
+    """``<run>/eval/<split>`` beside the checkpoint's run; a collection other than the
+    run's own gets its own folder, ``<run>/eval/<split>-<collection>``."""
+    folder = run_folder(ckpt) / "eval"
+    if collection == train_cfg.data.get("collection", collection):
+        return folder / split
+    return folder / f"{split}-{collection.replace(':', '_')}"
+
+
+def _require_matplotlib() -> None:
+    # Checked before scoring: a missing extra should not cost a whole evaluation.
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise MissingExtraError(
+            "plots=true needs matplotlib: pip install 'tpulearn[notebooks]' (or drop plots=true)"
+        ) from None
 
 
 def _report_metrics(
@@ -83,6 +156,7 @@ def _report_metrics(
         f"{collection} {cfg.split}: "
         + " ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
     )
+    print(f"per-graph metrics: {path}")
     if cfg.get("plots", False):
         # matplotlib is an optional extra: imported only when figures are asked for.
         from .plots import write_evaluation_plots

@@ -14,8 +14,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import FeatureNormalizer, LayoutRecord, TileRecord, read_layout, read_tile
+from .data import (
+    FeatureNormalizer,
+    LayoutRecord,
+    TileRecord,
+    TpuGraphsFormatError,
+    read_layout,
+    read_tile,
+)
 from .data.items import layout_item, tile_item
+from .data.schema import LAYOUT_KEYS, TILE_KEYS
+from .training import CheckpointMismatchError
 
 
 class Predictor:
@@ -46,6 +55,8 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu", chunk: int = 256) -> Predictor:
+        """The predictor of a checkpoint file, or of a run folder (its
+        ``checkpoints/best.pt``); see :func:`tpulearn.evaluation.load_model`."""
         from .evaluation import load_model
 
         model, config, features = load_model(path, device)
@@ -62,9 +73,21 @@ class Predictor:
 
         Raises:
             TpuGraphsFormatError: the file is missing, damaged or breaks an invariant.
+            CheckpointMismatchError: the file is of the other task (a tile file for a
+                layout model or the reverse).
         """
         read = read_tile if self.task == "tile" else read_layout
-        return self.score_record(read(Path(path)))
+        try:
+            record = read(Path(path))
+        except TpuGraphsFormatError:
+            other = _other_task_of(Path(path), self.task)
+            if other is None:
+                raise
+            raise CheckpointMismatchError(
+                f"{path} is a {other} file but the checkpoint's model is a {self.task} "
+                f"model: score it with a {other} checkpoint"
+            ) from None
+        return self.score_record(record)
 
     @torch.no_grad()
     def score_record(self, record: TileRecord | LayoutRecord) -> np.ndarray:
@@ -96,3 +119,16 @@ class Predictor:
         if self.task == "tile":
             return tile_item(record, rows, self.node_normalizer, self.config_normalizer)
         return layout_item(record, rows, self.node_normalizer)
+
+
+def _other_task_of(path: Path, task: str) -> str | None:
+    """The other task when the npz holds exactly that task's keys, else None."""
+    other = "layout" if task == "tile" else "tile"
+    try:
+        with np.load(path) as npz:
+            keys = set(npz.files)
+    except Exception:  # unreadable: the reader's own error says why
+        return None
+    wanted = set(LAYOUT_KEYS if other == "layout" else TILE_KEYS)
+    own = set(TILE_KEYS if task == "tile" else LAYOUT_KEYS)
+    return other if wanted <= keys and not own <= keys else None

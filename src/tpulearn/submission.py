@@ -13,7 +13,7 @@ lower score = predicted faster.
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,7 +124,8 @@ def _format_row(row_id: str, indices: Any) -> str:
 
 
 def write_submission(path: str | os.PathLike, rows: Mapping[str, Any]) -> Path:
-    """Writes a submission CSV atomically (temp file in the same folder, then rename).
+    """Writes a submission CSV atomically (temp file in the same folder, then rename),
+    with the permissions the umask gives any new file.
 
     Args:
         path: output CSV path; its folder must exist.
@@ -138,15 +139,35 @@ def write_submission(path: str | os.PathLike, rows: Mapping[str, Any]) -> Path:
     """
     lines = [HEADER] + [_format_row(row_id, indices) for row_id, indices in rows.items()]
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = _write_temporary(path, "\n".join(lines) + "\n")
     try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write("\n".join(lines) + "\n")
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def _write_temporary(path: Path, text: str) -> Path:
+    """Writes ``text`` to a new hidden file beside ``path`` and returns its path.
+
+    Not ``tempfile.mkstemp``: its files are mode 0600 whatever the umask, and a
+    submission is a file like any other (0644 under the usual umask 022).
+    """
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:
+            continue
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            f.write(text)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
 
 
 @dataclass(frozen=True)
@@ -241,6 +262,39 @@ def merge_submissions(paths: Iterable[str | os.PathLike], out: str | os.PathLike
             merged[row_id] = indices
             source[row_id] = path
     return write_submission(out, merged)
+
+
+def merge_validated(
+    paths: Iterable[str | os.PathLike], out: str | os.PathLike, root: str | os.PathLike
+) -> tuple[Path, dict[str, int]]:
+    """Merges submission files and puts the result at ``out`` only if it validates.
+
+    The merged file is written beside ``out`` under a hidden temporary name, checked with
+    :func:`validate_submission`, and renamed to ``out`` when it passes; on any failure
+    nothing is left at ``out`` (a file already there stays as it was) and the temporary
+    file is removed, so an invalid submission is never where one would upload it.
+
+    Returns:
+        ``(out, {collection: number of rows checked})``.
+
+    Raises:
+        SubmissionError: an input is malformed, or the merged file fails validation (the
+            problems name ``out``, which is not written).
+        ValueError: an ID is in two inputs.
+        FileNotFoundError: an input or the root's test files are missing.
+    """
+    out = Path(out)
+    tmp = _write_temporary(out, "")
+    try:
+        merge_submissions(paths, tmp)
+        try:
+            report = validate_submission(tmp, root)
+        except SubmissionError as exc:
+            raise SubmissionError(f"{out} (not written)", exc.problems) from None
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out, report
 
 
 def expected_test_graphs(root: str | os.PathLike) -> dict[str, int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import random
 from pathlib import Path
 
@@ -11,6 +12,10 @@ import torch
 
 class CheckpointMismatchError(ValueError):
     """A checkpoint was made with a different model or task than the one asked for."""
+
+
+class CheckpointReadError(ValueError):
+    """A file is not a readable checkpoint: truncated, damaged or another kind of file."""
 
 
 def rng_state() -> dict:
@@ -49,14 +54,28 @@ def load_checkpoint(path: str | Path, model_config: dict | None = None) -> dict:
     """Load a checkpoint; with ``model_config``, refuse one made for another model.
 
     Raises:
-        FileNotFoundError: no file at ``path``.
+        FileNotFoundError: no file at ``path`` (or a folder there).
+        CheckpointReadError: the file is truncated, damaged or not a checkpoint.
         CheckpointMismatchError: the stored model config differs (the message names the
             differing keys).
     """
     path = Path(path)
+    if path.is_dir():
+        raise FileNotFoundError(f"checkpoint {path} is a folder, not a checkpoint file")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as exc:
+        # torch's own messages name neither the file nor the likely cause.
+        what = (
+            "a numpy .npz data file, not a checkpoint"
+            if path.suffix == ".npz"
+            else "truncated, damaged or not a checkpoint written by training"
+        )
+        raise CheckpointReadError(
+            f"checkpoint {path} cannot be read ({type(exc).__name__}): the file is {what}"
+        ) from exc
     if model_config is not None:
         stored = state.get("config", {}).get("model", {})
         diff = sorted(
