@@ -89,6 +89,20 @@ def test_layout_run_on_the_sample_writes_checkpoints_and_tensorboard(tmp_path):
     assert state["config"]["model"]["_target_"] == "tpulearn.models.SAGE"
 
 
+def test_a_composed_config_without_out_dir_trains_into_a_new_outputs_folder(
+    tmp_path, monkeypatch, capsys
+):
+    # Outside train.py there is no Hydra run folder for out_dir's default to name.
+    monkeypatch.chdir(tmp_path)
+    overrides = [o for o in tiny_overrides(tmp_path, 1) if not o.startswith("out_dir=")]
+    result = train(make_cfg(overrides=overrides))
+    best = Path(result["checkpoints"]["best"]).resolve()
+    assert best.is_file()
+    run = best.parents[1]
+    assert run.parents[1] == tmp_path / "outputs"  # outputs/<date>/<time>/checkpoints/best.pt
+    assert f"run folder: {run.relative_to(tmp_path)}" in capsys.readouterr().out
+
+
 def test_tile_run_on_the_sample(tmp_path):
     result = train(tiny(tmp_path, "experiment=tile_xla", "data.root=sample"))
     assert result["best"]["num_graphs"] == 1

@@ -10,16 +10,36 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from pathlib import Path
 
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError
 
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
+
+
+def _outside_hydra_run_folder(cfg: DictConfig) -> None:
+    """Give a config composed outside ``train.py`` (a notebook, a script) a run folder.
+
+    ``out_dir`` defaults to Hydra's run folder, which only exists inside a Hydra run; there
+    the interpolation cannot resolve. Use a fresh ``outputs/<date>/<time>`` below the
+    working folder instead, as Hydra would, and say so.
+    """
+    if HydraConfig.initialized():
+        return
+    try:
+        cfg.out_dir  # noqa: B018 (resolving the interpolation is the check)
+    except InterpolationResolutionError:
+        folder = Path("outputs") / time.strftime("%Y-%m-%d") / time.strftime("%H-%M-%S")
+        cfg.out_dir = str(folder)
+        print(f"run folder: {folder} (no Hydra run; pass out_dir=... to choose it)")
 
 
 def train(cfg: DictConfig, on_start=None) -> dict:
@@ -35,6 +55,7 @@ def train(cfg: DictConfig, on_start=None) -> dict:
         "checkpoints": {"last", "best"}, "tensorboard": dir, "data": description}``.
     """
     seed_everything(int(cfg.trainer.seed))
+    _outside_hydra_run_folder(cfg)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     data = instantiate(cfg.data)
     model = instantiate(cfg.model)
