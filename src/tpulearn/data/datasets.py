@@ -9,6 +9,7 @@ memory is bounded by the largest single graph, never by the collection.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -251,6 +252,8 @@ class LayoutDataset(_GraphDataset):
             (one subfolder per collection and split), so an item reads only its sampled
             config rows; None decompresses the whole array of a graph per item.
         reencode_layout, dedup, min_configs, seed, files: as in :class:`TileDataset`.
+        transform: applied to each item before it is returned (PyG's convention), e.g.
+            :class:`tpulearn.graph.ConfigContext`; None: the whole graph.
     """
 
     def __init__(
@@ -267,8 +270,10 @@ class LayoutDataset(_GraphDataset):
         min_configs: int = 2,
         seed: int = 0,
         files: list[Path] | None = None,
+        transform: Callable[[TpuGraphData], TpuGraphData] | None = None,
     ):
         self.root, self.source, self.search, self.split = Path(root), source, search, split
+        self.transform = transform
         self.collection = f"layout:{source}:{search}"
         self.cache_dir = (
             None if cache_dir is None else Path(cache_dir) / "layout" / source / search / split
@@ -293,7 +298,8 @@ class LayoutDataset(_GraphDataset):
         return record.node_config_feat
 
     def to_data(self, record: LayoutRecord, rows: np.ndarray) -> TpuGraphData:
-        return layout_item(record, rows, self.normalizer, self.reencode_layout)
+        data = layout_item(record, rows, self.normalizer, self.reencode_layout)
+        return data if self.transform is None else self.transform(data)
 
     def __repr__(self) -> str:
         return f"LayoutDataset({self.collection}, {self.split}, {len(self)} graphs)"

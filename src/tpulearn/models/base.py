@@ -14,7 +14,7 @@ independent full-graph copies (``prune=False``) to float rounding. The planner, 
 and the readout are built per forward from the model's options and layers, so options
 toggled on a built model (``prune``, ``sparse_aggregation``, ``distinct_states``) apply.
 
-Over 300 lines because the constructor documents and checks 22 options, and the glue that
+Over 300 lines because the constructor documents and checks 21 options, and the glue that
 builds the parts from them belongs beside :meth:`ConfigGNN.forward`.
 """
 
@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Batch, Data
 
-from ..graph import EDGE_DIRECTIONS, context_nodes, directed_edges, induced_subgraph
+from ..graph import EDGE_DIRECTIONS, directed_edges
 from .encoders import ConfigEncoder, NodeEncoder, config_features, distinct_inputs, join_configs
 from .passes import LayerPasses
 from .plan import Planner
@@ -64,9 +64,6 @@ class ConfigGNN(nn.Module):
         attention_heads: heads of that attention.
         prune: compute config-dependent nodes only (exact); ``False`` runs C full copies.
         readout_l2: L2-normalise the pooled graph vector before the head (GST paper).
-        context_hops: layout only: keep just the configurable nodes and the nodes within
-            this many hops of one (edges in both directions), as the Kaggle winners did;
-            faster, but no longer the whole-graph model. ``None`` keeps every node.
         distinct_states: layout models with early join and a linear aggregation (SAGE,
             GCN, GIN) compute each distinct (node, layer) state once for all the configs
             that share it (:mod:`tpulearn.models.dedup`; same scores, far less work when
@@ -77,6 +74,8 @@ class ConfigGNN(nn.Module):
 
     Input: a :class:`~tpulearn.data.TpuGraphData` or a PyG ``Batch`` of them whose graphs
     share the config count C. Output: scores [C] for one graph, [num_graphs, C] for a batch.
+    To keep only the configurable nodes' neighbourhood, transform the data
+    (``data.context_hops``, :class:`~tpulearn.graph.ConfigContext`).
     """
 
     # Whether the layer passes messages (the MLP baseline does not).
@@ -105,7 +104,6 @@ class ConfigGNN(nn.Module):
         sparse_aggregation: bool = True,
         readout_l2: bool = False,
         distinct_states: bool = True,
-        context_hops: int | None = None,
     ):
         super().__init__()
         self.readout = parse_readout(readout)
@@ -123,9 +121,6 @@ class ConfigGNN(nn.Module):
         self.sparse_aggregation = sparse_aggregation
         self.readout_l2 = readout_l2
         self.distinct_states = distinct_states
-        if context_hops is not None and (task != "layout" or context_hops < 0):
-            raise ValueError("context_hops applies to layout models and must be >= 0")
-        self.context_hops = context_hops
         # Tile graphs have no configurable nodes: the option is a no-op there, so one model
         # config serves both tasks.
         self.config_node_readout = config_node_readout and task == "layout"
@@ -214,10 +209,6 @@ class ConfigGNN(nn.Module):
         """
         is_batch = isinstance(data, Batch)
         num_graphs = data.num_graphs if is_batch else 1
-        if self.context_hops is not None:
-            keep = context_nodes(data, self.context_hops)
-            data = induced_subgraph(data, keep)
-            owned = None if owned is None else owned[keep]
         num_nodes = data.num_nodes
         batch = data.batch if is_batch else data.node_feat.new_zeros(num_nodes, dtype=torch.long)
         edges = directed_edges(data.edge_index, self.edge_direction)
@@ -321,7 +312,6 @@ class ConfigGNN(nn.Module):
                 ("config_node_readout", self.config_node_readout),
                 ("readout_l2", self.readout_l2),
                 ("no prune", not self.prune),
-                (f"context_hops={self.context_hops}", self.context_hops is not None),
             )
             if on
         )
