@@ -2,8 +2,9 @@
 
 Edge directions, k-hop growth of a node set, induced subgraphs, and the configurable
 nodes' context as a data transform (:class:`ConfigContext`). This module sits at the bottom
-layer with :mod:`tpulearn.data`: it imports torch and PyG only, so the datasets,
-:mod:`tpulearn.models` and :mod:`tpulearn.segments` all use it without importing each other.
+layer with :mod:`tpulearn.data`: it imports torch, PyG and the argument checks only, so the
+datasets, :mod:`tpulearn.models` and :mod:`tpulearn.segments` all use it without importing
+each other.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from torch import Tensor
 from torch_geometric.data import Batch, Data
 from torch_geometric.transforms import BaseTransform
 
+from ._checks import check_choice
+
 EDGE_DIRECTIONS = ("stored", "reversed", "both")
 
 
@@ -25,13 +28,12 @@ def directed_edges(edge_index: Tensor, direction: str) -> Tensor:
         edge_index: [2, E] as stored in the files (consumer -> producer).
         direction: ``"stored"``, ``"reversed"`` or ``"both"`` (each edge and its reverse).
     """
+    check_choice("direction", direction, EDGE_DIRECTIONS)
     if direction == "stored":
         return edge_index
     if direction == "reversed":
         return edge_index.flip(0)
-    if direction == "both":
-        return torch.cat([edge_index, edge_index.flip(0)], dim=1)
-    raise ValueError(f"direction must be one of {EDGE_DIRECTIONS}, got {direction!r}")
+    return torch.cat([edge_index, edge_index.flip(0)], dim=1)
 
 
 def grow(nodes: Tensor, edge_index: Tensor, hops: int, limit: int | None = None) -> Tensor:

@@ -228,6 +228,12 @@ def test_bad_arguments_are_named(kwargs, match):
         SAGE("layout", **kwargs)
 
 
+def test_bad_choices_use_the_shared_wording():
+    # tpulearn._checks.check_choice: the wording of every refused choice in tpulearn.
+    with pytest.raises(ValueError, match=r"^norm must be one of \(None, 'layer'\), got 'batch'$"):
+        SAGE("layout", norm="batch")
+
+
 def test_config_node_readout_is_a_no_op_for_tile():
     tile = SAGE("tile", hidden_channels=8, config_node_readout=True)
     assert not tile.config_node_readout and "config_node_readout" not in repr(tile)

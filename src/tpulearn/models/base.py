@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Batch, Data
 
+from .._checks import check_choice
 from ..graph import EDGE_DIRECTIONS, directed_edges
 from .encoders import ConfigEncoder, NodeEncoder, config_features, distinct_inputs, join_configs
 from .passes import LayerPasses
@@ -107,13 +108,12 @@ class ConfigGNN(nn.Module):
     ):
         super().__init__()
         self.readout = parse_readout(readout)
-        _check_choice("task", task, ("tile", "layout"))
-        _check_choice("join", join, ("early", "late"))
-        _check_choice("jk", jk, ("last", "cat", "max"))
-        _check_choice("edge_direction", edge_direction, EDGE_DIRECTIONS)
-        _check_choice("act", act, tuple(ACTIVATIONS))
-        if norm not in (None, "layer"):
-            raise ValueError(f"norm must be None or 'layer', got {norm!r}")
+        check_choice("task", task, ("tile", "layout"))
+        check_choice("join", join, ("early", "late"))
+        check_choice("jk", jk, ("last", "cat", "max"))
+        check_choice("edge_direction", edge_direction, EDGE_DIRECTIONS)
+        check_choice("act", act, ACTIVATIONS)
+        check_choice("norm", norm, (None, "layer"))
         self.task, self.join, self.jk = task, join, jk
         self.hidden_channels, self.num_layers = hidden_channels, num_layers
         self.dropout, self.edge_direction = dropout, edge_direction
@@ -321,8 +321,3 @@ class ConfigGNN(nn.Module):
             f"readout={'+'.join(self.readout)}, jk={self.jk}, "
             f"edges={self.edge_direction}{extras}, {params:,} parameters)"
         )
-
-
-def _check_choice(name: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")

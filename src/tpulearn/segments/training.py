@@ -44,6 +44,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Batch
 
+from .._checks import check_choice
 from ..data.datasets import TpuGraphData
 from .history import HistoryTable
 from .model import SegmentModel, _graph_list
@@ -68,7 +69,7 @@ def stale_keep_mask(
 
 def trained_multiplier(num_segments: int, keep_prob: float, rescale: str = "trained") -> float:
     """Factor on the trained segment's score: ``1 + (S - 1)(1 - p)`` for ``"trained"``."""
-    _check(rescale, RESCALES, "rescale")
+    check_choice("rescale", rescale, RESCALES)
     if rescale != "trained":
         return 1.0
     return 1.0 + (num_segments - 1) * (1.0 - keep_prob)
@@ -148,9 +149,9 @@ def gst_step(
     Returns:
         :class:`GSTOutput`; the trained segments' fresh scores are already written back.
     """
-    _check(rescale, RESCALES, "rescale")
-    _check(missing, MISSING, "missing")
-    _check(dropout_unit, DROPOUT_UNITS, "dropout_unit")
+    check_choice("rescale", rescale, RESCALES)
+    check_choice("missing", missing, MISSING)
+    check_choice("dropout_unit", dropout_unit, DROPOUT_UNITS)
     if max_age is not None and max_age < 0:
         raise ValueError(f"max_age must be >= 0 or None, got {max_age}")
     graphs = _graph_list(graphs)
@@ -266,12 +267,12 @@ class GSTTrainer:
         dropout_unit: str = "entry",
         max_age: int | None = None,
     ):
-        _check(rescale, RESCALES, "rescale")
-        _check(missing, MISSING, "missing")
+        check_choice("rescale", rescale, RESCALES)
+        check_choice("missing", missing, MISSING)
         self.model = model
         self.keep_prob, self.rescale, self.missing = keep_prob, rescale, missing
         self.fill_chunk = fill_chunk
-        _check(dropout_unit, DROPOUT_UNITS, "dropout_unit")
+        check_choice("dropout_unit", dropout_unit, DROPOUT_UNITS)
         self.dropout_unit = dropout_unit
         if max_age is not None and max_age < 0:
             raise ValueError(f"max_age must be >= 0 or None, got {max_age}")
@@ -307,8 +308,3 @@ class GSTTrainer:
     def load_state_dict(self, state: dict) -> None:
         self.table.load_state_dict(state["table"])
         self.generator.set_state(state["generator"])
-
-
-def _check(value: str, choices: tuple[str, ...], name: str) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
