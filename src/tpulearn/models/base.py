@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Batch, Data
 
-from .._checks import check_choice
+from .._checks import check_choice, warn_if_disabled
 from ..graph import EDGE_DIRECTIONS, directed_edges
 from .encoders import ConfigEncoder, NodeEncoder, config_features, distinct_inputs, join_configs
 from .passes import LayerPasses
@@ -77,6 +77,15 @@ class ConfigGNN(nn.Module):
     share the config count C. Output: scores [C] for one graph, [num_graphs, C] for a batch.
     To keep only the configurable nodes' neighbourhood, transform the data
     (``data.context_hops``, :class:`~tpulearn.graph.ConfigContext`).
+
+    Raises:
+        ValueError: an unknown ``task``, ``join``, ``jk``, ``edge_direction``, ``act``
+            or ``norm``.
+
+    Warns:
+        UserWarning: an option changed from its default that another makes ineffective:
+            ``attention_heads`` without ``config_attention``, ``layout_onehot`` on a tile
+            model, ``edge_direction`` on a model that passes no messages (MLP).
     """
 
     # Whether the layer passes messages (the MLP baseline does not).
@@ -114,6 +123,12 @@ class ConfigGNN(nn.Module):
         check_choice("edge_direction", edge_direction, EDGE_DIRECTIONS)
         check_choice("act", act, ACTIVATIONS)
         check_choice("norm", norm, (None, "layer"))
+        warn_if_disabled(
+            "attention_heads", attention_heads, 4, config_attention, "config_attention is off"
+        )
+        warn_if_disabled("layout_onehot", layout_onehot, True, task == "layout", "task='tile'")
+        no_edges = f"{type(self).__name__} passes no messages"
+        warn_if_disabled("edge_direction", edge_direction, "both", self.propagates, no_edges)
         self.task, self.join, self.jk = task, join, jk
         self.hidden_channels, self.num_layers = hidden_channels, num_layers
         self.dropout, self.edge_direction = dropout, edge_direction
