@@ -5,17 +5,14 @@ features) -> plan the config-dependent node sets (:mod:`.plan`) -> the config-fr
 pass, once -> per chunk of configs: join the config features (early join), the per-config
 layer passes (:mod:`.passes`), readout to one vector per (config, graph) (:mod:`.readout`)
 -> attention across configs -> head, one score per config (lower = predicted faster).
-Layer types (:mod:`tpulearn.models.gnn`) differ only in the hooks :meth:`~ConfigGNN.init_conv`,
-``edge_weights``, ``run_conv`` and ``combine``.
+Layer types (:mod:`tpulearn.models.gnn`) differ only in the hooks of
+:class:`~.hooks.LayerHooks` (``init_conv``, ``edge_weights``, ``run_conv``, ``combine``).
 
 Exact config-dependent compute: the layers run once for the whole graph with no config,
 then per config only on the nodes a config can reach; the scores equal those of C
 independent full-graph copies (``prune=False``) to float rounding. The planner, the passes
 and the readout are built per forward from the model's options and layers, so options
 toggled on a built model (``prune``, ``sparse_aggregation``, ``distinct_states``) apply.
-
-Over 300 lines because the constructor documents and checks 21 options, and the glue that
-builds the parts from them belongs beside :meth:`ConfigGNN.forward`.
 """
 
 from __future__ import annotations
@@ -29,6 +26,7 @@ from torch_geometric.data import Batch, Data
 from .._checks import check_choice, warn_if_disabled
 from ..graph import EDGE_DIRECTIONS, directed_edges
 from .encoders import ConfigEncoder, NodeEncoder, config_features, distinct_inputs, join_configs
+from .hooks import LayerHooks
 from .passes import LayerPasses
 from .plan import Planner
 from .readout import Readout, parse_readout
@@ -36,7 +34,7 @@ from .readout import Readout, parse_readout
 ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU, "prelu": nn.PReLU}
 
 
-class ConfigGNN(nn.Module):
+class ConfigGNN(LayerHooks, nn.Module):
     """Base model: scores C configs of each graph in one forward pass.
 
     Args:
@@ -88,9 +86,6 @@ class ConfigGNN(nn.Module):
             model, ``edge_direction`` on a model that passes no messages (MLP).
     """
 
-    # Whether the layer passes messages (the MLP baseline does not).
-    propagates = True
-
     def __init__(
         self,
         task: str,
@@ -133,9 +128,8 @@ class ConfigGNN(nn.Module):
         self.hidden_channels, self.num_layers = hidden_channels, num_layers
         self.dropout, self.edge_direction = dropout, edge_direction
         self.residual, self.l2_normalize, self.prune = residual, l2_normalize, prune
-        self.sparse_aggregation = sparse_aggregation
+        self.sparse_aggregation, self.distinct_states = sparse_aggregation, distinct_states
         self.readout_l2 = readout_l2
-        self.distinct_states = distinct_states
         # Tile graphs have no configurable nodes: the option is a no-op there, so one model
         # config serves both tasks.
         self.config_node_readout = config_node_readout and task == "layout"
@@ -160,51 +154,14 @@ class ConfigGNN(nn.Module):
             cfg_in = h + (node_dim if task == "layout" else 0)
             self.late_config = nn.Sequential(nn.Linear(cfg_in, h), ACTIVATIONS[act]())
             graph_dim += h
-        self.attention = (
-            nn.TransformerEncoderLayer(
-                graph_dim,
-                attention_heads,
-                dim_feedforward=2 * graph_dim,
-                dropout=dropout,
-                batch_first=True,
+        self.attention = None
+        if config_attention:
+            self.attention = nn.TransformerEncoderLayer(
+                graph_dim, attention_heads, 2 * graph_dim, dropout, batch_first=True
             )
-            if config_attention
-            else None
-        )
         self.head = nn.Sequential(
             nn.Linear(graph_dim, h), ACTIVATIONS[act](), nn.Dropout(dropout), nn.Linear(h, 1)
         )
-
-    # ------------------------------------------------------------------ layer hooks
-
-    def init_conv(self, in_channels: int, out_channels: int) -> nn.Module:
-        """Build one message-passing layer; each variant overrides this."""
-        raise NotImplementedError
-
-    def edge_weights(self, edge_index: Tensor, num_nodes: int) -> tuple[Tensor, Tensor | None]:
-        """Edges (and per-edge weights) the layers run on, computed on the full graph."""
-        return edge_index, None
-
-    def run_conv(self, conv: nn.Module, x: Tensor, edge_index: Tensor, weight: Tensor | None):
-        return conv(x, edge_index)
-
-    # Layers whose neighbour aggregation is linear ("mean", "sum" or "weighted" by the edge
-    # weights) set this and implement `combine`; the per-config layers then aggregate with
-    # one sparse matrix product instead of C copies of the edge list.
-    aggregation: str | None = None
-
-    def combine(self, conv: nn.Module, agg: Tensor, x_self: Tensor) -> Tensor:
-        """The layer's output from its aggregated neighbours and the node's own input,
-        exactly as ``conv`` computes it.
-
-        Implementations read the PyG layer's submodules (SAGE ``lin_l``/``lin_r``, GCN
-        ``lin``/``bias``, GIN ``nn``/``eps``) on purpose: the sparse and distinct-state
-        paths must give the PyG layer's output with the same weights, so one
-        ``state_dict`` (and every saved checkpoint) serves all three layer paths, and
-        ``sparse_aggregation=False`` / ``prune=False`` remain the PyG reference
-        (tests/models/test_gnn.py checks they agree).
-        """
-        raise NotImplementedError
 
     # ------------------------------------------------------------------ forward
 
