@@ -7,8 +7,9 @@ What is recorded (every tensor compared with ``torch.equal``, every float with `
 
 - scores and every parameter's gradient of one forward/backward pass, for each layer type
   x ``prune`` on/off x ``distinct_states`` on/off on a fixed random layout batch, plus
-  option sets (jk cat/max, late join, configurable-node pool, readouts, context hops,
-  config attention, layer norm, residual, dropout in train mode) and a tile batch;
+  option sets (jk cat/max, late join, configurable-node pool, readouts, context hops as
+  the data transform, config attention, layer norm, residual, dropout in train mode) and
+  a tile batch;
 - a GST run with a 2-hop halo and fresh context (losses per step, final weights);
 - three tiny ``train(cfg)`` runs on the bundled sample (layout SAGE, tile, GST SAGE with a
   halo): validation metrics, final weights, and the scores ``Predictor`` gives a file.
@@ -83,6 +84,7 @@ def forward_backward(cls, task: str, data, train: bool = False, **kwargs) -> dic
 
 
 def model_records() -> dict:
+    from tpulearn.graph import ConfigContext
     from tpulearn.models import GAT, GCN, GIN, MLP, SAGE, ResGCN
 
     layout = Batch.from_data_list([layout_graph(1), layout_graph(2)])
@@ -104,7 +106,6 @@ def model_records() -> dict:
         "jk_max": {"jk": "max", "distinct_states": False},
         "late": {"join": "late", "readout": "mean+max"},
         "config_node_readout": {"config_node_readout": True, "readout": "sum+max"},
-        "context_hops": {"context_hops": 1},
         "attention": {"config_attention": True, "attention_heads": 2},
         "norm_residual": {"norm": "layer", "residual": True, "l2_normalize": True},
         "readout_l2_gelu": {"readout_l2": True, "act": "gelu", "edge_direction": "stored"},
@@ -113,6 +114,10 @@ def model_records() -> dict:
     for name, kwargs in options.items():
         for cls in (SAGE, GAT):
             rec[f"option/{name}/{cls.__name__}"] = forward_backward(cls, "layout", layout, **kwargs)
+    # Context hops are a data transform (data.context_hops): each graph cut, then batched.
+    context = Batch.from_data_list([ConfigContext(1)(layout_graph(s)) for s in (1, 2)])
+    for cls in (SAGE, GAT):
+        rec[f"option/context_hops/{cls.__name__}"] = forward_backward(cls, "layout", context)
     rec["option/dropout_train/SAGE"] = forward_backward(
         SAGE, "layout", layout, train=True, dropout=0.3
     )

@@ -103,11 +103,11 @@ def training_cases(tmp: Path):
     )
 
     # The Kaggle 1st place's graph: configurable nodes and their direct neighbours only
-    # (what `context_hops=1` does inside the model; done once here so node-states count
+    # (the transform `data.context_hops=1` applies to each item; node-states then count
     # the nodes actually processed).
-    from tpulearn.graph import config_context
+    from tpulearn.graph import ConfigContext
 
-    pruned = [config_context(d, 1) for d in samples]
+    pruned = [ConfigContext(1)(d) for d in samples]
     yield TrainingCase(
         f"layout SAGE 2x256, context_hops=1 (configurable nodes and their direct neighbours: "
         f"{pruned[0].num_nodes:,} of {nodes:,} nodes of unet3d, the Kaggle 1st place's "

@@ -1,9 +1,10 @@
-"""Pure graph helpers shared by the models and the segments.
+"""Pure graph helpers shared by the data, the models and the segments.
 
-Edge directions, k-hop growth of a node set, and induced subgraphs (the configurable
-nodes' context). This module sits at the bottom layer with :mod:`tpulearn.data`: it imports
-torch and PyG only, so :mod:`tpulearn.models` and :mod:`tpulearn.segments` both use it
-without importing each other.
+Edge directions, k-hop growth of a node set, induced subgraphs, and the configurable
+nodes' context as a data transform (:class:`ConfigContext`). This module sits at the bottom
+layer with :mod:`tpulearn.data`: it imports torch, PyG and the argument checks only, so the
+datasets, :mod:`tpulearn.models` and :mod:`tpulearn.segments` all use it without importing
+each other.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ import copy
 import torch
 from torch import Tensor
 from torch_geometric.data import Batch, Data
+from torch_geometric.transforms import BaseTransform
+
+from ._checks import check_choice
 
 EDGE_DIRECTIONS = ("stored", "reversed", "both")
 
@@ -24,13 +28,12 @@ def directed_edges(edge_index: Tensor, direction: str) -> Tensor:
         edge_index: [2, E] as stored in the files (consumer -> producer).
         direction: ``"stored"``, ``"reversed"`` or ``"both"`` (each edge and its reverse).
     """
+    check_choice("direction", direction, EDGE_DIRECTIONS)
     if direction == "stored":
         return edge_index
     if direction == "reversed":
         return edge_index.flip(0)
-    if direction == "both":
-        return torch.cat([edge_index, edge_index.flip(0)], dim=1)
-    raise ValueError(f"direction must be one of {EDGE_DIRECTIONS}, got {direction!r}")
+    return torch.cat([edge_index, edge_index.flip(0)], dim=1)
 
 
 def grow(nodes: Tensor, edge_index: Tensor, hops: int, limit: int | None = None) -> Tensor:
@@ -93,3 +96,32 @@ def config_context(data: Data, hops: int) -> Data:
     """A shallow copy of ``data`` restricted to the configurable nodes and the nodes within
     ``hops`` hops of one (either edge direction), relabelled in node order."""
     return induced_subgraph(data, context_nodes(data, hops))
+
+
+class ConfigContext(BaseTransform):
+    """Data transform: keep the configurable nodes and the nodes within ``hops`` hops of
+    one (edges in both directions), as the Kaggle winners did.
+
+    Faster than the whole graph, but the model then no longer sees it. Datasets apply it
+    to each item (``LayoutDataset(transform=...)``, set from ``data.context_hops``), so
+    training, evaluation and prediction see the same nodes; a segment model partitions the
+    transformed graph. Applying it to the graphs one by one and then batching gives the
+    batch of the transformed graphs (``Batch`` inputs work too).
+
+    Args:
+        hops: the neighbourhood's radius; 0 keeps the configurable nodes only.
+
+    Raises:
+        ValueError: ``hops`` < 0.
+    """
+
+    def __init__(self, hops: int):
+        if hops < 0:
+            raise ValueError(f"context hops must be >= 0, got {hops}")
+        self.hops = hops
+
+    def forward(self, data: Data) -> Data:
+        return config_context(data, self.hops)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(hops={self.hops})"

@@ -9,6 +9,7 @@ order = predictor.rank_file("graph.npz")          # config indices, fastest firs
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +23,9 @@ from .data import (
     read_layout,
     read_tile,
 )
-from .data.items import layout_item, tile_item
+from .data.items import TpuGraphData, layout_item, tile_item
 from .data.schema import LAYOUT_KEYS, TILE_KEYS
+from .graph import ConfigContext
 from .training import CheckpointMismatchError
 
 
@@ -37,6 +39,8 @@ class Predictor:
         device: where to run.
         chunk: configs scored per forward pass.
         config_normalizer: the tile config-feature normaliser of its run (or None).
+        transform: the per-graph transform of its run's data (``data.context_hops``:
+            a :class:`~tpulearn.graph.ConfigContext`), applied to each item; None: none.
     """
 
     def __init__(
@@ -47,11 +51,13 @@ class Predictor:
         device="cpu",
         chunk=256,
         config_normalizer: FeatureNormalizer | None = None,
+        transform: Callable[[TpuGraphData], TpuGraphData] | None = None,
     ):
         self.model = model.to(device).eval()
         self.task, self.device, self.chunk = task, device, chunk
         self.node_normalizer = node_normalizer
         self.config_normalizer = config_normalizer
+        self.transform = transform
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu", chunk: int = 256) -> Predictor:
@@ -66,7 +72,11 @@ class Predictor:
         node_state, config_state = features["normalizer"], features["config_normalizer"]
         node_normalizer = load(node_state) if node_state else None
         config_normalizer = load(config_state) if config_state else None
-        return cls(model, config.data.task, node_normalizer, device, chunk, config_normalizer)
+        hops = config.data.get("context_hops")
+        transform = None if hops is None else ConfigContext(hops)
+        return cls(
+            model, config.data.task, node_normalizer, device, chunk, config_normalizer, transform
+        )
 
     def score_file(self, path: str | Path) -> np.ndarray:
         """Scores [num_configs] of every config in the file, in file order.
@@ -117,8 +127,10 @@ class Predictor:
     def _item(self, record, rows: np.ndarray):
         # The dataset defaults the training runs use: layout padding re-encoded.
         if self.task == "tile":
-            return tile_item(record, rows, self.node_normalizer, self.config_normalizer)
-        return layout_item(record, rows, self.node_normalizer)
+            data = tile_item(record, rows, self.node_normalizer, self.config_normalizer)
+        else:
+            data = layout_item(record, rows, self.node_normalizer)
+        return data if self.transform is None else self.transform(data)
 
 
 def _other_task_of(path: Path, task: str) -> str | None:

@@ -7,13 +7,13 @@ from hydra.utils import instantiate
 from tiny_runs import CONFIG_DIR, compose_config
 
 from tpulearn.data import CollectionData, FastBiasedSampler, UniformSampler, sample_root
-from tpulearn.data.collection import resolve_root
+from tpulearn.data.collection import data_root_folder
 
 LAYOUT = "layout:xla:default"
 
 
 def test_sampler_partial_from_config_gets_configs_per_graph():
-    cfg = compose_config(overrides=["data.sampler.fast_share=0.3", "trainer.configs_per_graph=7"])
+    cfg = compose_config(overrides=["data.sampler.fast_share=0.3", "data.configs_per_graph=7"])
     sampler = instantiate(cfg.data).sampler(cfg.data.configs_per_graph)
     assert isinstance(sampler, FastBiasedSampler)
     assert (sampler.num_configs, sampler.fast_share, sampler.fast_quantile) == (7, 0.3, 0.1)
@@ -69,9 +69,9 @@ def test_shipped_configs_build_without_warnings(choice):
     assert data.root == sample_root() and data.sampler(3).num_configs == 3
 
 
-def test_resolve_root():
-    assert resolve_root(None) == resolve_root("sample") == sample_root()
+def test_data_root_folder():
+    assert data_root_folder(None) == data_root_folder("sample") == sample_root()
     with pytest.raises(FileNotFoundError, match="no data root given"):
-        resolve_root("")
+        data_root_folder("")
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        resolve_root("/nonexistent/tpugraphs")
+        data_root_folder("/nonexistent/tpugraphs")

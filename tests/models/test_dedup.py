@@ -5,9 +5,7 @@ import torch
 from torch_geometric.data import Batch
 
 from tpulearn.data import AllConfigsSampler, LayoutDataset, TpuGraphData, sample_root
-from tpulearn.graph import induced_subgraph
 from tpulearn.models import GAT, GCN, GIN, SAGE, ResGCN, dedup
-from tpulearn.models import base as model_base
 
 ROOT = sample_root()
 
@@ -175,40 +173,3 @@ def test_a_graph_without_configurable_nodes_uses_the_plain_path():
     assert scores.shape == (4,) and torch.isfinite(scores).all()
     # No config reaches any node: every config scores the same.
     assert torch.allclose(scores, scores[0].expand(4))
-
-
-def test_context_hops_keeps_the_neighbourhood_of_configurable_nodes(monkeypatch):
-    # Chain 0 <- 1 <- ... <- 6 plus 6 -> 2; configurable nodes 2 and 5.
-    data = tiny_graph(4)
-    torch.manual_seed(0)
-    model = SAGE("layout", hidden_channels=8, num_layers=2, context_hops=1).eval()
-    kept = []
-
-    def spy(*args):
-        sub = induced_subgraph(*args)
-        kept.append((sub.num_nodes, sub.node_config_ids.tolist(), sub.edge_index.shape[1]))
-        return sub
-
-    monkeypatch.setattr(model_base, "induced_subgraph", spy)
-    with torch.no_grad():
-        scores = model(data)
-    # Within 1 hop of 2 or 5 (either direction): 1, 2, 3, 4, 5, 6; node 0 is dropped. Its
-    # edge 1 -> 0 goes; edges among the kept nodes stay: 2-1, 3-2, 4-3, 5-4, 6-5, 6-2.
-    assert kept == [(6, [1, 4], 6)]
-    assert scores.shape == (4,) and torch.isfinite(scores).all()
-    # context_hops=None scores the whole graph: the model output differs (node 0 is read).
-    model.context_hops = None
-    with torch.no_grad():
-        assert not torch.allclose(model(data), scores)
-    with pytest.raises(ValueError, match="context_hops"):
-        SAGE("tile", context_hops=1)
-
-
-def test_context_hops_on_a_batch_keeps_each_graph_apart():
-    graphs = [tiny_graph(5, seed=s) for s in range(2)]
-    torch.manual_seed(0)
-    model = SAGE("layout", hidden_channels=8, num_layers=2, context_hops=0).eval()
-    with torch.no_grad():
-        together = model(Batch.from_data_list(graphs))
-        alone = torch.stack([model(g) for g in graphs])
-    torch.testing.assert_close(together, alone)

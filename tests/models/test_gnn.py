@@ -1,6 +1,7 @@
 """The GNN family: shapes, gradients, config permutation and exact pruning."""
 
 import itertools
+import warnings
 
 import pytest
 import torch
@@ -228,6 +229,12 @@ def test_bad_arguments_are_named(kwargs, match):
         SAGE("layout", **kwargs)
 
 
+def test_bad_choices_use_the_shared_wording():
+    # tpulearn._checks.check_choice: the wording of every refused choice in tpulearn.
+    with pytest.raises(ValueError, match=r"^norm must be one of \(None, 'layer'\), got 'batch'$"):
+        SAGE("layout", norm="batch")
+
+
 def test_config_node_readout_is_a_no_op_for_tile():
     tile = SAGE("tile", hidden_channels=8, config_node_readout=True)
     assert not tile.config_node_readout and "config_node_readout" not in repr(tile)
@@ -263,3 +270,25 @@ def test_cuda_scores_match_cpu(layer):
 def test_gin_layers_use_the_models_activation():
     assert isinstance(GIN("layout", hidden_channels=8).convs[0].nn[1], torch.nn.LeakyReLU)
     assert isinstance(GIN("layout", hidden_channels=8, act="gelu").convs[0].nn[1], torch.nn.GELU)
+
+
+@pytest.mark.parametrize(
+    "make,match",
+    [
+        (lambda: SAGE("layout", attention_heads=2), "attention_heads=2 has no effect"),
+        (lambda: SAGE("tile", layout_onehot=False), "layout_onehot=False has no effect"),
+        (lambda: MLP("layout", edge_direction="stored"), "MLP passes no messages"),
+    ],
+)
+def test_options_a_switch_disables_warn_when_changed(make, match):
+    with pytest.warns(UserWarning, match=match):
+        make()
+
+
+def test_options_at_their_defaults_or_in_effect_do_not_warn():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        SAGE("layout", config_attention=True, attention_heads=2)
+        SAGE("tile", attention_heads=4, config_node_readout=True)
+        SAGE("layout", layout_onehot=False, edge_direction="stored")
+        MLP("tile")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from .._checks import check_choice, warn_if_disabled
+from ..graph import ConfigContext
 from .datasets import LayoutDataset, TileDataset
 from .features import FeatureNormalizer
 from .sample import eval_indices_path, sample_root
@@ -75,10 +76,15 @@ class CollectionData:
             no effect on tile collections).
         eval_chunk: configs scored at a time during evaluation.
         seed: sampling seed.
+        context_hops: layout only: every split keeps just the configurable nodes and the
+            nodes within this many hops of one (:class:`~tpulearn.graph.ConfigContext`),
+            as the Kaggle winners did; faster, but the model no longer sees the whole
+            graph. ``None`` keeps every node.
 
     Raises:
         ValueError: an unknown collection, sampler name, ``valid_indices`` or
-            ``normalize``, or a ``task`` that does not match the collection.
+            ``normalize``, a ``task`` that does not match the collection, or
+            ``context_hops`` on a tile collection or below 0.
 
     Warns:
         UserWarning: ``log_features`` or ``cache_dir`` set to a non-default value that
@@ -99,6 +105,7 @@ class CollectionData:
         cache_dir: str | Path | None = None,
         eval_chunk: int = 64,
         seed: int = 0,
+        context_hops: int | None = None,
     ):
         kind, self.source, self.search = parse_collection(collection)
         if kind != task:
@@ -118,6 +125,9 @@ class CollectionData:
         warn_if_disabled(
             "data.cache_dir", cache_dir, None, task == "layout", "tile data is kept in memory"
         )
+        if context_hops is not None and (task != "layout" or context_hops < 0):
+            raise ValueError("data.context_hops applies to layout collections and must be >= 0")
+        self.context_hops = context_hops
         self.collection, self.task = collection, task
         self.root = data_root_folder(root)
         self.is_sample = self.root == sample_root()
@@ -136,8 +146,18 @@ class CollectionData:
         if self.task == "tile":
             return TileDataset(self.root, split, config_normalizer=self.config_normalizer, **common)
         return LayoutDataset(
-            self.root, self.source, self.search, split, cache_dir=self.cache_dir, **common
+            self.root,
+            self.source,
+            self.search,
+            split,
+            cache_dir=self.cache_dir,
+            transform=self.layout_transform(),
+            **common,
         )
+
+    def layout_transform(self) -> ConfigContext | None:
+        """The per-graph transform of every layout split (None: whole graphs)."""
+        return None if self.context_hops is None else ConfigContext(self.context_hops)
 
     def train_set(self):
         """Training split with the training sampler; fits the normaliser on first use."""

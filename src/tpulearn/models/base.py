@@ -5,17 +5,14 @@ features) -> plan the config-dependent node sets (:mod:`.plan`) -> the config-fr
 pass, once -> per chunk of configs: join the config features (early join), the per-config
 layer passes (:mod:`.passes`), readout to one vector per (config, graph) (:mod:`.readout`)
 -> attention across configs -> head, one score per config (lower = predicted faster).
-Layer types (:mod:`tpulearn.models.gnn`) differ only in the hooks :meth:`~ConfigGNN.init_conv`,
-``edge_weights``, ``run_conv`` and ``combine``.
+Layer types (:mod:`tpulearn.models.gnn`) differ only in the hooks of
+:class:`~.hooks.LayerHooks` (``init_conv``, ``edge_weights``, ``run_conv``, ``combine``).
 
 Exact config-dependent compute: the layers run once for the whole graph with no config,
 then per config only on the nodes a config can reach; the scores equal those of C
 independent full-graph copies (``prune=False``) to float rounding. The planner, the passes
 and the readout are built per forward from the model's options and layers, so options
 toggled on a built model (``prune``, ``sparse_aggregation``, ``distinct_states``) apply.
-
-Over 300 lines because the constructor documents and checks 22 options, and the glue that
-builds the parts from them belongs beside :meth:`ConfigGNN.forward`.
 """
 
 from __future__ import annotations
@@ -26,8 +23,10 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Batch, Data
 
-from ..graph import EDGE_DIRECTIONS, context_nodes, directed_edges, induced_subgraph
+from .._checks import check_choice, warn_if_disabled
+from ..graph import EDGE_DIRECTIONS, directed_edges
 from .encoders import ConfigEncoder, NodeEncoder, config_features, distinct_inputs, join_configs
+from .hooks import LayerHooks
 from .passes import LayerPasses
 from .plan import Planner
 from .readout import Readout, parse_readout
@@ -35,7 +34,7 @@ from .readout import Readout, parse_readout
 ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU, "prelu": nn.PReLU}
 
 
-class ConfigGNN(nn.Module):
+class ConfigGNN(LayerHooks, nn.Module):
     """Base model: scores C configs of each graph in one forward pass.
 
     Args:
@@ -64,9 +63,6 @@ class ConfigGNN(nn.Module):
         attention_heads: heads of that attention.
         prune: compute config-dependent nodes only (exact); ``False`` runs C full copies.
         readout_l2: L2-normalise the pooled graph vector before the head (GST paper).
-        context_hops: layout only: keep just the configurable nodes and the nodes within
-            this many hops of one (edges in both directions), as the Kaggle winners did;
-            faster, but no longer the whole-graph model. ``None`` keeps every node.
         distinct_states: layout models with early join and a linear aggregation (SAGE,
             GCN, GIN) compute each distinct (node, layer) state once for all the configs
             that share it (:mod:`tpulearn.models.dedup`; same scores, far less work when
@@ -77,10 +73,18 @@ class ConfigGNN(nn.Module):
 
     Input: a :class:`~tpulearn.data.TpuGraphData` or a PyG ``Batch`` of them whose graphs
     share the config count C. Output: scores [C] for one graph, [num_graphs, C] for a batch.
-    """
+    To keep only the configurable nodes' neighbourhood, transform the data
+    (``data.context_hops``, :class:`~tpulearn.graph.ConfigContext`).
 
-    # Whether the layer passes messages (the MLP baseline does not).
-    propagates = True
+    Raises:
+        ValueError: an unknown ``task``, ``join``, ``jk``, ``edge_direction``, ``act``
+            or ``norm``.
+
+    Warns:
+        UserWarning: an option changed from its default that another makes ineffective:
+            ``attention_heads`` without ``config_attention``, ``layout_onehot`` on a tile
+            model, ``edge_direction`` on a model that passes no messages (MLP).
+    """
 
     def __init__(
         self,
@@ -105,27 +109,27 @@ class ConfigGNN(nn.Module):
         sparse_aggregation: bool = True,
         readout_l2: bool = False,
         distinct_states: bool = True,
-        context_hops: int | None = None,
     ):
         super().__init__()
         self.readout = parse_readout(readout)
-        _check_choice("task", task, ("tile", "layout"))
-        _check_choice("join", join, ("early", "late"))
-        _check_choice("jk", jk, ("last", "cat", "max"))
-        _check_choice("edge_direction", edge_direction, EDGE_DIRECTIONS)
-        _check_choice("act", act, tuple(ACTIVATIONS))
-        if norm not in (None, "layer"):
-            raise ValueError(f"norm must be None or 'layer', got {norm!r}")
+        check_choice("task", task, ("tile", "layout"))
+        check_choice("join", join, ("early", "late"))
+        check_choice("jk", jk, ("last", "cat", "max"))
+        check_choice("edge_direction", edge_direction, EDGE_DIRECTIONS)
+        check_choice("act", act, ACTIVATIONS)
+        check_choice("norm", norm, (None, "layer"))
+        warn_if_disabled(
+            "attention_heads", attention_heads, 4, config_attention, "config_attention is off"
+        )
+        warn_if_disabled("layout_onehot", layout_onehot, True, task == "layout", "task='tile'")
+        no_edges = f"{type(self).__name__} passes no messages"
+        warn_if_disabled("edge_direction", edge_direction, "both", self.propagates, no_edges)
         self.task, self.join, self.jk = task, join, jk
         self.hidden_channels, self.num_layers = hidden_channels, num_layers
         self.dropout, self.edge_direction = dropout, edge_direction
         self.residual, self.l2_normalize, self.prune = residual, l2_normalize, prune
-        self.sparse_aggregation = sparse_aggregation
+        self.sparse_aggregation, self.distinct_states = sparse_aggregation, distinct_states
         self.readout_l2 = readout_l2
-        self.distinct_states = distinct_states
-        if context_hops is not None and (task != "layout" or context_hops < 0):
-            raise ValueError("context_hops applies to layout models and must be >= 0")
-        self.context_hops = context_hops
         # Tile graphs have no configurable nodes: the option is a no-op there, so one model
         # config serves both tasks.
         self.config_node_readout = config_node_readout and task == "layout"
@@ -150,51 +154,14 @@ class ConfigGNN(nn.Module):
             cfg_in = h + (node_dim if task == "layout" else 0)
             self.late_config = nn.Sequential(nn.Linear(cfg_in, h), ACTIVATIONS[act]())
             graph_dim += h
-        self.attention = (
-            nn.TransformerEncoderLayer(
-                graph_dim,
-                attention_heads,
-                dim_feedforward=2 * graph_dim,
-                dropout=dropout,
-                batch_first=True,
+        self.attention = None
+        if config_attention:
+            self.attention = nn.TransformerEncoderLayer(
+                graph_dim, attention_heads, 2 * graph_dim, dropout, batch_first=True
             )
-            if config_attention
-            else None
-        )
         self.head = nn.Sequential(
             nn.Linear(graph_dim, h), ACTIVATIONS[act](), nn.Dropout(dropout), nn.Linear(h, 1)
         )
-
-    # ------------------------------------------------------------------ layer hooks
-
-    def init_conv(self, in_channels: int, out_channels: int) -> nn.Module:
-        """Build one message-passing layer; each variant overrides this."""
-        raise NotImplementedError
-
-    def edge_weights(self, edge_index: Tensor, num_nodes: int) -> tuple[Tensor, Tensor | None]:
-        """Edges (and per-edge weights) the layers run on, computed on the full graph."""
-        return edge_index, None
-
-    def run_conv(self, conv: nn.Module, x: Tensor, edge_index: Tensor, weight: Tensor | None):
-        return conv(x, edge_index)
-
-    # Layers whose neighbour aggregation is linear ("mean", "sum" or "weighted" by the edge
-    # weights) set this and implement `combine`; the per-config layers then aggregate with
-    # one sparse matrix product instead of C copies of the edge list.
-    aggregation: str | None = None
-
-    def combine(self, conv: nn.Module, agg: Tensor, x_self: Tensor) -> Tensor:
-        """The layer's output from its aggregated neighbours and the node's own input,
-        exactly as ``conv`` computes it.
-
-        Implementations read the PyG layer's submodules (SAGE ``lin_l``/``lin_r``, GCN
-        ``lin``/``bias``, GIN ``nn``/``eps``) on purpose: the sparse and distinct-state
-        paths must give the PyG layer's output with the same weights, so one
-        ``state_dict`` (and every saved checkpoint) serves all three layer paths, and
-        ``sparse_aggregation=False`` / ``prune=False`` remain the PyG reference
-        (tests/models/test_gnn.py checks they agree).
-        """
-        raise NotImplementedError
 
     # ------------------------------------------------------------------ forward
 
@@ -214,10 +181,6 @@ class ConfigGNN(nn.Module):
         """
         is_batch = isinstance(data, Batch)
         num_graphs = data.num_graphs if is_batch else 1
-        if self.context_hops is not None:
-            keep = context_nodes(data, self.context_hops)
-            data = induced_subgraph(data, keep)
-            owned = None if owned is None else owned[keep]
         num_nodes = data.num_nodes
         batch = data.batch if is_batch else data.node_feat.new_zeros(num_nodes, dtype=torch.long)
         edges = directed_edges(data.edge_index, self.edge_direction)
@@ -321,7 +284,6 @@ class ConfigGNN(nn.Module):
                 ("config_node_readout", self.config_node_readout),
                 ("readout_l2", self.readout_l2),
                 ("no prune", not self.prune),
-                (f"context_hops={self.context_hops}", self.context_hops is not None),
             )
             if on
         )
@@ -331,8 +293,3 @@ class ConfigGNN(nn.Module):
             f"readout={'+'.join(self.readout)}, jk={self.jk}, "
             f"edges={self.edge_direction}{extras}, {params:,} parameters)"
         )
-
-
-def _check_choice(name: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")

@@ -1,10 +1,10 @@
 """The GNN family: the layer types of :class:`~tpulearn.models.ConfigGNN`.
 
-Each type overrides :meth:`~tpulearn.models.ConfigGNN.init_conv` and, where its
-neighbour aggregation is linear (mean, sum or weighted), sets ``aggregation`` and
-implements ``combine`` so the per-config layers aggregate with one sparse matrix product.
-``combine`` reads the PyG layer's own submodules so every layer path shares its weights
-(see :meth:`~tpulearn.models.ConfigGNN.combine`).
+Each type overrides the hooks of :class:`~tpulearn.models.hooks.LayerHooks`:
+``init_conv`` and, where its neighbour aggregation is linear (mean, sum or weighted),
+``aggregation`` and ``combine`` so the per-config layers aggregate with one sparse matrix
+product. ``combine`` reads the PyG layer's own submodules so every layer path shares its
+weights (see :meth:`~tpulearn.models.hooks.LayerHooks.combine`).
 The base model lives in :mod:`tpulearn.models.base`.
 """
 

@@ -14,9 +14,10 @@ not dropped; :mod:`.subgraph`), and ``max_age`` bounds the staleness of the hist
 
 Modules: :mod:`.partition` (contiguous / METIS partitions and their cache),
 :mod:`.subgraph` (segments as graphs), :mod:`.model` (:class:`SegmentModel`),
-:mod:`.history` (:class:`HistoryTable`), :mod:`.training` (:func:`gst_step`,
-:class:`GSTTrainer`, stale dropout and rescaling), :mod:`.loop` (GST in a training loop:
-:class:`GSTSettings`, :func:`gst_trainer`, :class:`StepModule`, checkpointed state).
+:mod:`.history` (:class:`HistoryTable`), :mod:`.dropout` (stale embedding dropout and
+rescaling), :mod:`.training` (:func:`gst_step`, :class:`GSTTrainer`), :mod:`.loop` (GST
+in a training loop: :class:`GSTSettings`, :func:`gst_trainer`, :class:`StepModule`,
+checkpointed state).
 
 Typical use::
 
@@ -28,22 +29,13 @@ Typical use::
     seg_model.eval(); seg_model(graph)        # inference: all segments fresh, summed
 """
 
+from .dropout import RESCALES, combine, stale_keep_mask, trained_multiplier
 from .history import HistoryTable
 from .loop import GSTSettings, StepModule, gst_trainer, load_gst_state, merge_gst_states
 from .model import SegmentModel
 from .partition import METHODS, Partition, PartitionCache, key_stem, partition, partition_key
 from .subgraph import segment_batch, segment_data, split_segments
-from .training import (
-    MISSING,
-    RESCALES,
-    GSTOutput,
-    GSTTrainer,
-    combine,
-    fill_missing,
-    gst_step,
-    stale_keep_mask,
-    trained_multiplier,
-)
+from .training import MISSING, GSTOutput, GSTTrainer, fill_missing, gst_step
 
 __all__ = [
     "METHODS",

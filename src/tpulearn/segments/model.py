@@ -47,6 +47,10 @@ class SegmentModel(nn.Module):
             (a segment with its halo then has at most twice the limit's nodes).
 
     Input: one graph (scores [C]) or a ``Batch`` / list of graphs sharing C ([B, C]).
+    With ``data.context_hops`` the datasets hand over graphs already cut to the
+    configurable nodes' context (:class:`~tpulearn.graph.ConfigContext`): the context is
+    taken on the whole graph, then that graph is partitioned (it was cut per segment when
+    the option was the model's).
     """
 
     def __init__(

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._checks import check_choice
+
 METHODS = ("contiguous", "metis")
 METIS_HINT = "METIS partitions need the optional pymetis package: pip install tpulearn[gst]"
 
@@ -89,12 +91,11 @@ def partition(
         raise ValueError(f"max_segment_nodes must be >= 1, got {max_segment_nodes}")
     if num_nodes < 1:
         raise ValueError("cannot partition a graph with no nodes")
+    check_choice("method", method, METHODS)
     if method == "contiguous":
         assignment = _contiguous(num_nodes, max_segment_nodes)
-    elif method == "metis":
-        assignment = _metis(num_nodes, edge_index, max_segment_nodes, seed)
     else:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        assignment = _metis(num_nodes, edge_index, max_segment_nodes, seed)
     key = None if stem is None else partition_key(stem, num_nodes, method, max_segment_nodes)
     return _make_partition(assignment, method, max_segment_nodes, key)
 

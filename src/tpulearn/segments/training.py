@@ -9,15 +9,8 @@ For a graph split into S segments and its sampled configs, a step (Cao et al., a
 2. reads the other segments' stored scores ``h_s`` [C] from the :class:`HistoryTable`;
 3. stale embedding dropout: keeps each stored score independently (per config and
    segment) with probability ``p``; a dropped one contributes 0;
-4. predicts ``y = m * f_t + sum_{s != t} keep_s * h_s``, where the trained segment is
-   rescaled to stand in for the dropped ones (``rescale="trained"``, the reference):
-
-       m = 1 + (S - 1) * (1 - p)
-
-   i.e. the trained segment also counts for the expected number ``(S - 1)(1 - p)`` of
-   dropped segments. The reference hard-codes p = 0.5 and writes ``(S - 1) / 2 + 1``,
-   the same value. ``rescale="stale"`` instead divides the kept stale scores by ``p``
-   (inverted dropout; m = 1), and ``rescale="none"`` does neither;
+4. predicts ``y = m * f_t + sum_{s != t} keep_s * h_s``, the trained segment rescaled to
+   stand in for the dropped ones (:mod:`.dropout` gives ``m`` and the other rescalings);
 5. writes ``f_t`` (detached, computed with the pre-update weights as in the reference)
    back into the table.
 
@@ -44,56 +37,17 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Batch
 
+from .._checks import check_choice
 from ..data.datasets import TpuGraphData
+from .dropout import DROPOUT_UNITS, RESCALES, combine, stale_keep_mask
 from .history import HistoryTable
 from .model import SegmentModel, _graph_list
 from .partition import Partition
 
-RESCALES = ("trained", "stale", "none")
 MISSING = ("fill", "zero")
-DROPOUT_UNITS = ("entry", "segment")
 # Segments per no-grad fill pass: bounds the pass's memory to about that of the trained
 # segment's forward + backward, on any graph size (larger is faster on a GPU).
 FILL_CHUNK = 2
-
-
-def stale_keep_mask(
-    shape: Sequence[int], keep_prob: float, generator: torch.Generator | None = None
-) -> Tensor:
-    """Bernoulli(keep_prob) keep decisions, bool of ``shape`` (CPU)."""
-    if not 0.0 <= keep_prob <= 1.0:
-        raise ValueError(f"keep_prob must be in [0, 1], got {keep_prob}")
-    return torch.rand(tuple(shape), generator=generator) < keep_prob
-
-
-def trained_multiplier(num_segments: int, keep_prob: float, rescale: str = "trained") -> float:
-    """Factor on the trained segment's score: ``1 + (S - 1)(1 - p)`` for ``"trained"``."""
-    _check(rescale, RESCALES, "rescale")
-    if rescale != "trained":
-        return 1.0
-    return 1.0 + (num_segments - 1) * (1.0 - keep_prob)
-
-
-def combine(
-    trained: Tensor, stale: Tensor, keep: Tensor, keep_prob: float, rescale: str = "trained"
-) -> Tensor:
-    """A graph's prediction from its trained segment and stored scores.
-
-    Args:
-        trained: fresh scores of the trained segment ``[C]`` (with gradient).
-        stale: stored scores of the other S - 1 segments ``[C, S - 1]``.
-        keep: stale embedding dropout decisions ``[C, S - 1]`` (bool).
-        keep_prob: p, the keep probability the decisions were drawn with.
-        rescale: ``"trained"`` (reference), ``"stale"`` or ``"none"``.
-
-    Returns:
-        ``[C]``: ``m * trained + sum(keep * stale) [/ p for "stale"]``.
-    """
-    mult = trained_multiplier(stale.shape[1] + 1, keep_prob, rescale)
-    kept = (stale * keep.to(stale.device, stale.dtype)).sum(1)
-    if rescale == "stale" and keep_prob > 0:
-        kept = kept / keep_prob
-    return trained * mult + kept.to(trained.dtype)
 
 
 @dataclass
@@ -148,9 +102,9 @@ def gst_step(
     Returns:
         :class:`GSTOutput`; the trained segments' fresh scores are already written back.
     """
-    _check(rescale, RESCALES, "rescale")
-    _check(missing, MISSING, "missing")
-    _check(dropout_unit, DROPOUT_UNITS, "dropout_unit")
+    check_choice("rescale", rescale, RESCALES)
+    check_choice("missing", missing, MISSING)
+    check_choice("dropout_unit", dropout_unit, DROPOUT_UNITS)
     if max_age is not None and max_age < 0:
         raise ValueError(f"max_age must be >= 0 or None, got {max_age}")
     graphs = _graph_list(graphs)
@@ -266,12 +220,12 @@ class GSTTrainer:
         dropout_unit: str = "entry",
         max_age: int | None = None,
     ):
-        _check(rescale, RESCALES, "rescale")
-        _check(missing, MISSING, "missing")
+        check_choice("rescale", rescale, RESCALES)
+        check_choice("missing", missing, MISSING)
         self.model = model
         self.keep_prob, self.rescale, self.missing = keep_prob, rescale, missing
         self.fill_chunk = fill_chunk
-        _check(dropout_unit, DROPOUT_UNITS, "dropout_unit")
+        check_choice("dropout_unit", dropout_unit, DROPOUT_UNITS)
         self.dropout_unit = dropout_unit
         if max_age is not None and max_age < 0:
             raise ValueError(f"max_age must be >= 0 or None, got {max_age}")
@@ -307,8 +261,3 @@ class GSTTrainer:
     def load_state_dict(self, state: dict) -> None:
         self.table.load_state_dict(state["table"])
         self.generator.set_state(state["generator"])
-
-
-def _check(value: str, choices: tuple[str, ...], name: str) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")

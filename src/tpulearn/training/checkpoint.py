@@ -1,10 +1,14 @@
-"""Checkpoints: written atomically, refused when they belong to another model config."""
+"""Checkpoints: written atomically, refused when they belong to another model config, and
+their stored configs upgraded to the current config layout when they are loaded."""
 
 from __future__ import annotations
 
+import copy
 import os
 import pickle
 import random
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -53,6 +57,9 @@ def save_checkpoint(path: str | Path, state: dict) -> Path:
 def load_checkpoint(path: str | Path, model_config: dict | None = None) -> dict:
     """Load a checkpoint; with ``model_config``, refuse one made for another model.
 
+    The stored config is upgraded to the current layout first (:func:`upgrade_config`), so
+    every reader (evaluation, prediction, resuming, the leaderboard) sees current keys.
+
     Raises:
         FileNotFoundError: no file at ``path`` (or a folder there).
         CheckpointReadError: the file is truncated, damaged or not a checkpoint.
@@ -76,6 +83,8 @@ def load_checkpoint(path: str | Path, model_config: dict | None = None) -> dict:
         raise CheckpointReadError(
             f"checkpoint {path} cannot be read ({type(exc).__name__}): the file is {what}"
         ) from exc
+    if "config" in state:
+        state["config"] = upgrade_config(state["config"])
     if model_config is not None:
         stored = state.get("config", {}).get("model", {})
         diff = sorted(
@@ -90,3 +99,39 @@ def load_checkpoint(path: str | Path, model_config: dict | None = None) -> dict:
                 f"checkpoint {path} was made for another model ({details})"
             )
     return state
+
+
+def upgrade_config(config: Mapping) -> dict:
+    """A stored run config with the keys of older versions moved to where they live now.
+
+    ``model.context_hops`` (``model.model.context_hops`` in a segment model) became
+    ``data.context_hops``: the configurable nodes' context is a transform of the data, no
+    longer a rewrite inside the model's forward. A whole-graph model scores exactly as
+    before; a segment model now partitions the transformed graph instead of cutting each
+    segment, so its scores change (a warning says so).
+
+    Args:
+        config: the resolved config a checkpoint stores (left unchanged).
+
+    Returns:
+        A copy in the current layout.
+    """
+    config = copy.deepcopy(dict(config))
+    node, where = config.get("model"), "model"
+    while isinstance(node, Mapping):
+        if "context_hops" in node:
+            hops = node.pop("context_hops")
+            if hops is not None:
+                data = config["data"] = dict(config.get("data") or {})
+                data["context_hops"] = hops
+                if where != "model":
+                    warnings.warn(
+                        f"checkpoint config {where}.context_hops={hops} is now "
+                        "data.context_hops, applied to the whole graph before it is "
+                        "partitioned: the segments, and so the scores, differ from the run's",
+                        UserWarning,
+                        stacklevel=3,
+                    )
+            break
+        node, where = node.get("model"), f"{where}.model"
+    return config
