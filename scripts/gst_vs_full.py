@@ -79,9 +79,14 @@ def main(argv: list[str] | None = None) -> list[float]:
         )
     torch.manual_seed(args.seed)
     train = LayoutDataset(args.data, "xla", "random", "train", sampler=UniformSampler(32))
-    train.normalizer = train.fit_normalizer(log=True)
+    train.node_normalizer = train.fit_normalizer(log=True)
     valid = LayoutDataset(
-        args.data, "xla", "random", "valid", AllConfigsSampler(), normalizer=train.normalizer
+        args.data,
+        "xla",
+        "random",
+        "valid",
+        AllConfigsSampler(),
+        node_normalizer=train.node_normalizer,
     )
     model = SegmentModel(
         SAGE("layout", hidden_channels=64, num_layers=2),

@@ -141,11 +141,11 @@ def test_mse_targets_by_hand():
     runtime = torch.tensor([[100, 400]])
     log_expected = ((1 - math.log(100)) ** 2 + (2 - math.log(400)) ** 2) / 2
     assert mse_loss(scores, runtime).item() == pytest.approx(log_expected, rel=1e-6)
-    # normalized without normalizer: runtime / best runtime = [1, 4].
+    # normalized without runtime_normalizer: runtime / best runtime = [1, 4].
     assert mse_loss(scores, runtime, target="normalized").item() == pytest.approx(2.0)
-    # normalized with normalizer: runtime / normalizer = [0.5, 2].
-    normalizer = torch.tensor([[200, 200]])
-    value = MSELoss("normalized")(scores, runtime, normalizer=normalizer)
+    # normalized with runtime_normalizer: runtime / runtime_normalizer = [0.5, 2].
+    runtime_normalizer = torch.tensor([[200, 200]])
+    value = MSELoss("normalized")(scores, runtime, runtime_normalizer=runtime_normalizer)
     assert value.item() == pytest.approx((0.5**2 + 0.0**2) / 2)
     with pytest.raises(ValueError, match="target must be one of"):
         MSELoss("linear")
@@ -226,9 +226,14 @@ def test_normalizer_changes_the_ranked_quantity():
     # Raw runtimes say config 0 is faster; normalized ones say config 1 is.
     scores = torch.tensor([[0.0, 1.0]])
     runtime = torch.tensor([[100, 150]])
-    normalizer = torch.tensor([[50, 100]])
+    runtime_normalizer = torch.tensor([[50, 100]])
     assert pairwise_hinge_loss(scores, runtime, margin=0.5).item() == 0.0
-    assert pairwise_hinge_loss(scores, runtime, normalizer=normalizer, margin=0.5).item() == 1.5
+    assert (
+        pairwise_hinge_loss(
+            scores, runtime, runtime_normalizer=runtime_normalizer, margin=0.5
+        ).item()
+        == 1.5
+    )
 
 
 # ---- CombinedLoss ---------------------------------------------------------------

@@ -27,7 +27,7 @@ def rows_for(args, precision: str = "fp32") -> list[dict]:
 
     root = sample_root()
     train = LayoutDataset(root, "xla", "default", "train", sampler=UniformSampler(32))
-    train.normalizer = train.fit_normalizer(log=True)
+    train.node_normalizer = train.fit_normalizer(log=True)
     model = SegmentModel(paper_layout_model(), max_segment_nodes=1000).train()
     trainer = GSTTrainer(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
@@ -83,7 +83,7 @@ def rows_for(args, precision: str = "fp32") -> list[dict]:
     print(rows[-1], flush=True)
 
     valid = LayoutDataset(root, "xla", "default", "valid", sampler=AllConfigsSampler())
-    valid.normalizer = train.normalizer
+    valid.node_normalizer = train.node_normalizer
     data = valid[0]
     model.eval()
 

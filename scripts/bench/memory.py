@@ -53,7 +53,7 @@ def epoch_memory_probe(root: str, num_graphs: int, device: str, cache: bool, epo
     ds = LayoutDataset(
         root, source, search, "train", sampler=UniformSampler(32), cache_dir=cache_dir, files=files
     )
-    ds.normalizer = ds.fit_normalizer(log=True)
+    ds.node_normalizer = ds.fit_normalizer(log=True)
     model = SegmentModel(paper_layout_model(), max_segment_nodes=1000).to(device).train()
     trainer = GSTTrainer(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)

@@ -27,7 +27,7 @@ def _cases():
         ("nlp", "default", "test", "nlp default test graph (21,918 nodes, 1,001 configs)"),
     ):
         ds = LayoutDataset(root, source, search, split, sampler=AllConfigsSampler())
-        ds.normalizer = ds.fit_normalizer()
+        ds.node_normalizer = ds.fit_normalizer()
         yield name, ds[0]
 
 

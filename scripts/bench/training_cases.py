@@ -31,7 +31,7 @@ class TrainingCase:
 
 def _tile_steps(ds, graphs: int, pool: int) -> list[list[tuple]]:
     """``pool`` steps of ``graphs`` items (graph ``g`` of a step is file ``g % len``)."""
-    ds.normalizer = ds.fit_normalizer(mode="minmax", log=False)
+    ds.node_normalizer = ds.fit_normalizer(mode="minmax", log=False)
     ds.config_normalizer = ds.fit_config_normalizer("minmax", log=False)
     steps = []
     for b in range(pool):
@@ -82,7 +82,7 @@ def training_cases(tmp: Path):
     )
 
     layout = LayoutDataset(root, "xla", "default", "train", sampler=UniformSampler(32))
-    layout.normalizer = layout.fit_normalizer(log=True)
+    layout.node_normalizer = layout.fit_normalizer(log=True)
     samples = []
     for epoch in range(POOL):
         layout.set_epoch(epoch)

@@ -7,9 +7,9 @@ Every loss takes a padded batch: ``scores`` ``[num_graphs, num_configs]`` (one
 score per config, **lower score = predicted faster**, as everywhere in
 tpulearn), ``runtime`` of the same shape (int64 nanoseconds or float), an
 optional bool ``mask`` (True = real config, False = padding) and an optional
-``normalizer`` (the tile ``config_runtime_normalizers``). When a normalizer is
-given, every loss works on ``runtime / normalizer``, as the official tile
-baseline does. A 1-D input is read as a single graph.
+``runtime_normalizer`` (the tile ``config_runtime_normalizers``). When it is given, every
+loss works on ``runtime / runtime_normalizer``, as the official tile baseline does. A 1-D
+input is read as a single graph.
 
 Each graph gives one value; the loss is the mean over the graphs that carry
 information (at least 2 real configs; for the pairwise hinge, at least one
@@ -82,23 +82,27 @@ def pad_by_graph(
 
 
 def _prepare(
-    scores: Tensor, runtime: Tensor, mask: Tensor | None, normalizer: Tensor | None
+    scores: Tensor, runtime: Tensor, mask: Tensor | None, runtime_normalizer: Tensor | None
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Checks shapes and returns ``(scores, runtime, mask)``, all ``[B, C]``.
 
     Padded scores become 0 and padded runtimes 1, so that garbage in the padding
     can produce neither NaN in the value nor NaN in the gradient (a ``where``
     after the arithmetic would still back-propagate ``0 * nan``). Runtimes stay
-    int64 when they are integers and no normalizer is given (exact comparisons
+    int64 when they are integers and no runtime_normalizer is given (exact comparisons
     up to 2**63 ns); otherwise they become float64.
     """
     if scores.dim() == 1:
         scores, runtime = scores.unsqueeze(0), runtime.unsqueeze(0)
         mask = None if mask is None else mask.unsqueeze(0)
-        normalizer = None if normalizer is None else normalizer.unsqueeze(0)
+        runtime_normalizer = None if runtime_normalizer is None else runtime_normalizer.unsqueeze(0)
     if scores.dim() != 2:
         raise ValueError(f"scores must be [num_graphs, num_configs], got {tuple(scores.shape)}")
-    for name, other in (("runtime", runtime), ("mask", mask), ("normalizer", normalizer)):
+    for name, other in (
+        ("runtime", runtime),
+        ("mask", mask),
+        ("runtime_normalizer", runtime_normalizer),
+    ):
         if other is not None and other.shape != scores.shape:
             raise ValueError(f"{name} has shape {tuple(other.shape)}, scores {tuple(scores.shape)}")
     if mask is None:
@@ -107,8 +111,8 @@ def _prepare(
         raise TypeError(f"mask must be bool, got {mask.dtype}")
     if scores.dtype in (torch.float16, torch.bfloat16):
         scores = scores.float()  # logsumexp and squares need more than 8-11 mantissa bits
-    if normalizer is not None:
-        runtime = runtime.double() / normalizer.double()
+    if runtime_normalizer is not None:
+        runtime = runtime.double() / runtime_normalizer.double()
     elif runtime.is_floating_point():
         runtime = runtime.double()
     scores = torch.where(mask, scores, torch.zeros_like(scores))
@@ -130,7 +134,7 @@ def listmle_loss(
     scores: Tensor,
     runtime: Tensor,
     mask: Tensor | None = None,
-    normalizer: Tensor | None = None,
+    runtime_normalizer: Tensor | None = None,
     temperature: float = 1.0,
 ) -> Tensor:
     """ListMLE: Plackett-Luce negative log-likelihood of the true order, fastest first.
@@ -164,8 +168,8 @@ def listmle_loss(
         scores: Predicted scores, lower = faster, ``[num_graphs, num_configs]``.
         runtime: True runtimes (int64 ns or float), ``[num_graphs, num_configs]``.
         mask: True at real configs, ``[num_graphs, num_configs]``; None = all real.
-        normalizer: Optional per-config runtime normalizers, same shape; ranks
-            ``runtime / normalizer`` instead of ``runtime``.
+        runtime_normalizer: Optional per-config runtime normalizers, same shape; ranks
+            ``runtime / runtime_normalizer`` instead of ``runtime``.
         temperature: Positive divisor of the scores.
 
     Returns:
@@ -173,7 +177,7 @@ def listmle_loss(
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
-    scores, runtime, mask = _prepare(scores, runtime, mask, normalizer)
+    scores, runtime, mask = _prepare(scores, runtime, mask, runtime_normalizer)
     # Padding sorts last and its logit is the most negative finite number, so
     # it adds exactly exp(-huge) = 0 to every tail sum without inf - inf in
     # the backward pass.
@@ -195,7 +199,7 @@ def pairwise_hinge_loss(
     scores: Tensor,
     runtime: Tensor,
     mask: Tensor | None = None,
-    normalizer: Tensor | None = None,
+    runtime_normalizer: Tensor | None = None,
     margin: float = 0.1,
 ) -> Tensor:
     """Pairwise hinge: every faster config should score at least ``margin`` lower.
@@ -214,14 +218,14 @@ def pairwise_hinge_loss(
         scores: Predicted scores, lower = faster, ``[num_graphs, num_configs]``.
         runtime: True runtimes (int64 ns or float), ``[num_graphs, num_configs]``.
         mask: True at real configs, ``[num_graphs, num_configs]``; None = all real.
-        normalizer: Optional per-config runtime normalizers, same shape; compares
-            ``runtime / normalizer`` instead of ``runtime``.
+        runtime_normalizer: Optional per-config runtime normalizers, same shape; compares
+            ``runtime / runtime_normalizer`` instead of ``runtime``.
         margin: Required score gap between a faster and a slower config.
 
     Returns:
         Scalar loss tensor.
     """
-    scores, runtime, mask = _prepare(scores, runtime, mask, normalizer)
+    scores, runtime, mask = _prepare(scores, runtime, mask, runtime_normalizer)
     # Index [b, i, j]: i is the faster config of the pair, j the slower one.
     pairs = (runtime.unsqueeze(-1) < runtime.unsqueeze(-2)) & mask.unsqueeze(-1)
     pairs &= mask.unsqueeze(-2)
@@ -248,16 +252,16 @@ def mse_loss(
     scores: Tensor,
     runtime: Tensor,
     mask: Tensor | None = None,
-    normalizer: Tensor | None = None,
+    runtime_normalizer: Tensor | None = None,
     target: str = "log",
 ) -> Tensor:
     """Mean squared error of the scores against a runtime target.
 
-    With ``r = runtime / normalizer`` when a normalizer is given, else
+    With ``r = runtime / runtime_normalizer`` when a runtime_normalizer is given, else
     ``r = runtime``, the target is
 
-    - ``"log"``: ``log(r)`` (natural log; r in ns without a normalizer);
-    - ``"normalized"``: ``r`` when a normalizer is given (the official tile
+    - ``"log"``: ``log(r)`` (natural log; r in ns without a runtime_normalizer);
+    - ``"normalized"``: ``r`` when a runtime_normalizer is given (the official tile
       baseline's MSE term), else ``r / min(r)`` over the graph's real configs
       (1.0 for the fastest config).
 
@@ -269,7 +273,7 @@ def mse_loss(
         scores: Predicted scores, ``[num_graphs, num_configs]``.
         runtime: True runtimes (int64 ns or float), ``[num_graphs, num_configs]``.
         mask: True at real configs, ``[num_graphs, num_configs]``; None = all real.
-        normalizer: Optional per-config runtime normalizers, same shape.
+        runtime_normalizer: Optional per-config runtime normalizers, same shape.
         target: ``"log"`` or ``"normalized"``.
 
     Returns:
@@ -277,8 +281,8 @@ def mse_loss(
     """
     if target not in MSE_TARGETS:
         raise ValueError(f"target must be one of {MSE_TARGETS}, got {target!r}")
-    scores, runtime, mask = _prepare(scores, runtime, mask, normalizer)
-    y = _regression_target(runtime, mask, target, normalizer is not None).to(scores.dtype)
+    scores, runtime, mask = _prepare(scores, runtime, mask, runtime_normalizer)
+    y = _regression_target(runtime, mask, target, runtime_normalizer is not None).to(scores.dtype)
     sq = torch.where(mask, (scores - y) ** 2, torch.zeros_like(scores))
     count = mask.sum(dim=-1)
     per_graph = sq.sum(dim=-1) / count.clamp_min(1).to(sq.dtype)
@@ -298,9 +302,9 @@ class ListMLELoss(nn.Module):
             raise ValueError(f"temperature must be positive, got {temperature}")
         self.temperature = float(temperature)
 
-    def forward(self, scores, runtime, mask=None, normalizer=None) -> Tensor:
+    def forward(self, scores, runtime, mask=None, runtime_normalizer=None) -> Tensor:
         """See :func:`listmle_loss`; shapes ``[num_graphs, num_configs]``."""
-        return listmle_loss(scores, runtime, mask, normalizer, temperature=self.temperature)
+        return listmle_loss(scores, runtime, mask, runtime_normalizer, temperature=self.temperature)
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}"
@@ -318,9 +322,9 @@ class PairwiseHingeLoss(nn.Module):
         super().__init__()
         self.margin = float(margin)
 
-    def forward(self, scores, runtime, mask=None, normalizer=None) -> Tensor:
+    def forward(self, scores, runtime, mask=None, runtime_normalizer=None) -> Tensor:
         """See :func:`pairwise_hinge_loss`; shapes ``[num_graphs, num_configs]``."""
-        return pairwise_hinge_loss(scores, runtime, mask, normalizer, margin=self.margin)
+        return pairwise_hinge_loss(scores, runtime, mask, runtime_normalizer, margin=self.margin)
 
     def extra_repr(self) -> str:
         return f"margin={self.margin}"
@@ -330,8 +334,8 @@ class MSELoss(nn.Module):
     """Module form of :func:`mse_loss`.
 
     Args:
-        target: ``"log"`` (log runtime) or ``"normalized"`` (runtime / normalizer,
-            or / the graph's best runtime without a normalizer).
+        target: ``"log"`` (log runtime) or ``"normalized"`` (runtime / runtime_normalizer,
+            or / the graph's best runtime without a runtime_normalizer).
     """
 
     def __init__(self, target: str = "log"):
@@ -340,9 +344,9 @@ class MSELoss(nn.Module):
             raise ValueError(f"target must be one of {MSE_TARGETS}, got {target!r}")
         self.target = target
 
-    def forward(self, scores, runtime, mask=None, normalizer=None) -> Tensor:
+    def forward(self, scores, runtime, mask=None, runtime_normalizer=None) -> Tensor:
         """See :func:`mse_loss`; shapes ``[num_graphs, num_configs]``."""
-        return mse_loss(scores, runtime, mask, normalizer, target=self.target)
+        return mse_loss(scores, runtime, mask, runtime_normalizer, target=self.target)
 
     def extra_repr(self) -> str:
         return f"target={self.target!r}"
@@ -363,7 +367,7 @@ class CombinedLoss(nn.Module):
 
     Args:
         terms: One mapping per term with keys ``loss`` (an ``nn.Module`` taking
-            ``(scores, runtime, mask, normalizer)``), ``weight`` (float, default
+            ``(scores, runtime, mask, runtime_normalizer)``), ``weight`` (float, default
             1.0) and optionally ``name`` (key in ``last_terms``; default the
             class name, suffixed ``_1``, ``_2`` ... when repeated).
     """
@@ -394,16 +398,18 @@ class CombinedLoss(nn.Module):
             candidate = f"{name}_{k}"
         return candidate
 
-    def terms_values(self, scores, runtime, mask=None, normalizer=None) -> dict[str, Tensor]:
+    def terms_values(
+        self, scores, runtime, mask=None, runtime_normalizer=None
+    ) -> dict[str, Tensor]:
         """Unweighted value of every term, keyed by name (shapes as in the losses)."""
         return {
-            name: loss(scores, runtime, mask, normalizer)
+            name: loss(scores, runtime, mask, runtime_normalizer)
             for name, loss in zip(self.names, self.losses, strict=True)
         }
 
-    def forward(self, scores, runtime, mask=None, normalizer=None) -> Tensor:
+    def forward(self, scores, runtime, mask=None, runtime_normalizer=None) -> Tensor:
         """Weighted sum of the terms; shapes ``[num_graphs, num_configs]``."""
-        values = self.terms_values(scores, runtime, mask, normalizer)
+        values = self.terms_values(scores, runtime, mask, runtime_normalizer)
         self.last_terms = {name: value.detach() for name, value in values.items()}
         return sum(w * v for w, v in zip(self.weights, values.values(), strict=True))
 

@@ -157,7 +157,7 @@ def test_normalizer_fitted_on_train_is_applied_to_items():
     train = LayoutDataset(ROOT, "xla", "default", "train", sampler=UniformSampler(4))
     norm = train.fit_normalizer(log=True)
     valid = LayoutDataset(
-        ROOT, "xla", "default", "valid", sampler=UniformSampler(4), normalizer=norm
+        ROOT, "xla", "default", "valid", sampler=UniformSampler(4), node_normalizer=norm
     )
     data = valid[0]
     rec = read_layout(valid.files[0])

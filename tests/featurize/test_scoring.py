@@ -26,7 +26,7 @@ def test_every_model_scores_a_featurized_layout_graph(model_cls, layout_file):
         sampler=AllConfigsSampler(),
         files=[layout_file],
     )
-    dataset.normalizer = dataset.fit_normalizer()
+    dataset.node_normalizer = dataset.fit_normalizer()
     data = next(dataset.chunks(0, 16))
     torch.manual_seed(0)
     model = model_cls("layout", hidden_channels=8, num_layers=1, opcode_dim=4).eval()

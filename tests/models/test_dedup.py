@@ -91,7 +91,7 @@ def test_unique_rows_and_representatives():
 
 def _valid_graph(num_configs: int):
     ds = LayoutDataset(ROOT, "xla", "default", "valid", sampler=AllConfigsSampler())
-    ds.normalizer = ds.fit_normalizer(log=True)
+    ds.node_normalizer = ds.fit_normalizer(log=True)
     data = ds[0]
     data.node_config_feat = data.node_config_feat[:num_configs]
     data.config_runtime = data.config_runtime[:num_configs]

@@ -43,7 +43,7 @@ def real_graph(task: str, num_configs: int = 4) -> TpuGraphData:
         ds = TileDataset(ROOT, "valid", sampler=UniformSampler(num_configs))
     else:
         ds = LayoutDataset(ROOT, "xla", "default", "train", sampler=UniformSampler(num_configs))
-    ds.normalizer = ds.fit_normalizer(log=True)
+    ds.node_normalizer = ds.fit_normalizer(log=True)
     return ds[0]
 
 

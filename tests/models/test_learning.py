@@ -46,8 +46,8 @@ def collection(tmp_path_factory):
 def train_and_score(layer, collection):
     torch.manual_seed(0)
     train = LayoutDataset(collection, "xla", "random", "train", sampler=UniformSampler(32))
-    train.normalizer = train.fit_normalizer(log=True)
-    every = dict(sampler=AllConfigsSampler(), normalizer=train.normalizer)
+    train.node_normalizer = train.fit_normalizer(log=True)
+    every = dict(sampler=AllConfigsSampler(), node_normalizer=train.node_normalizer)
     train_all = LayoutDataset(collection, "xla", "random", "train", **every)
     valid = LayoutDataset(collection, "xla", "random", "valid", **every)
 

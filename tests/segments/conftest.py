@@ -13,7 +13,7 @@ from tpulearn.data import LayoutDataset, UniformSampler, sample_root
 @pytest.fixture(scope="module")
 def unet3d():
     ds = LayoutDataset(sample_root(), "xla", "default", "train", sampler=UniformSampler(8))
-    ds.normalizer = ds.fit_normalizer(log=True)
+    ds.node_normalizer = ds.fit_normalizer(log=True)
     return ds, ds[0]
 
 

@@ -142,7 +142,9 @@ class CollectionData:
         self.config_normalizer: FeatureNormalizer | None = None  # tile config features
 
     def _dataset(self, split: str, sampler, **kwargs):
-        common = dict(sampler=sampler, normalizer=self.node_normalizer, seed=self.seed, **kwargs)
+        common = dict(
+            sampler=sampler, node_normalizer=self.node_normalizer, seed=self.seed, **kwargs
+        )
         if self.task == "tile":
             return TileDataset(self.root, split, config_normalizer=self.config_normalizer, **common)
         return LayoutDataset(
@@ -166,7 +168,7 @@ class CollectionData:
             self.node_normalizer = ds.fit_normalizer(mode=self.normalize, log=self.log_features)
             if self.task == "tile":
                 self.config_normalizer = ds.fit_config_normalizer(self.normalize, self.log_features)
-        ds.normalizer = self.node_normalizer
+        ds.node_normalizer = self.node_normalizer
         if self.task == "tile":
             ds.config_normalizer = self.config_normalizer
         return ds

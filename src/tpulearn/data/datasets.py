@@ -45,7 +45,7 @@ class _GraphDataset(torch.utils.data.Dataset):
         name: str,
         root: Path,
         sampler: ConfigSampler | None,
-        normalizer: FeatureNormalizer | None,
+        node_normalizer: FeatureNormalizer | None,
         reencode_layout: bool,
         dedup: bool,
         min_configs: int,
@@ -65,7 +65,7 @@ class _GraphDataset(torch.utils.data.Dataset):
                 )
         self.folder = folder
         self.sampler = sampler if sampler is not None else UniformSampler(32)
-        self.normalizer = normalizer
+        self.node_normalizer = node_normalizer
         self.reencode_layout = reencode_layout
         self.dedup = dedup
         self.seed = seed
@@ -180,7 +180,7 @@ class TileDataset(_GraphDataset):
         root: data root laid out as released (``<root>/npz/tile/xla/<split>/*.npz``).
         split: ``"train"``, ``"valid"`` or ``"test"``.
         sampler: which configs form an item (default: 32 uniformly without replacement).
-        normalizer: fitted node-feature normaliser (train statistics), or None for raw.
+        node_normalizer: fitted node-feature normaliser (train statistics), or None for raw.
         config_normalizer: fitted normaliser for the 24 tile config features, or None.
         reencode_layout: mark minor_to_major padding (node features 134-139) as -1.
         dedup: sample only distinct configs (the fastest measurement of repeated rows).
@@ -195,7 +195,7 @@ class TileDataset(_GraphDataset):
         root: str | Path,
         split: str,
         sampler: ConfigSampler | None = None,
-        normalizer: FeatureNormalizer | None = None,
+        node_normalizer: FeatureNormalizer | None = None,
         config_normalizer: FeatureNormalizer | None = None,
         reencode_layout: bool = True,
         dedup: bool = False,
@@ -210,7 +210,7 @@ class TileDataset(_GraphDataset):
             "tile",
             Path(root),
             sampler,
-            normalizer,
+            node_normalizer,
             reencode_layout,
             dedup,
             min_configs,
@@ -233,7 +233,7 @@ class TileDataset(_GraphDataset):
 
     def to_data(self, record: TileRecord, rows: np.ndarray) -> TpuGraphData:
         return tile_item(
-            record, rows, self.normalizer, self.config_normalizer, self.reencode_layout
+            record, rows, self.node_normalizer, self.config_normalizer, self.reencode_layout
         )
 
     def __repr__(self) -> str:
@@ -250,7 +250,7 @@ class LayoutDataset(_GraphDataset):
         search: ``"default"`` or ``"random"``.
         split: ``"train"``, ``"valid"`` or ``"test"``.
         sampler: which configs form an item (default: 32 uniformly without replacement).
-        normalizer: fitted node-feature normaliser (train statistics), or None for raw.
+        node_normalizer: fitted node-feature normaliser (train statistics), or None for raw.
         cache_dir: folder for uncompressed, memory-mapped ``node_config_feat`` copies
             (one subfolder per collection and split), so an item reads only its sampled
             config rows; None decompresses the whole array of a graph per item.
@@ -266,7 +266,7 @@ class LayoutDataset(_GraphDataset):
         search: str,
         split: str,
         sampler: ConfigSampler | None = None,
-        normalizer: FeatureNormalizer | None = None,
+        node_normalizer: FeatureNormalizer | None = None,
         cache_dir: str | Path | None = None,
         reencode_layout: bool = True,
         dedup: bool = False,
@@ -286,7 +286,7 @@ class LayoutDataset(_GraphDataset):
             f"layout-{source}-{search}",
             Path(root),
             sampler,
-            normalizer,
+            node_normalizer,
             reencode_layout,
             dedup,
             min_configs,
@@ -301,7 +301,7 @@ class LayoutDataset(_GraphDataset):
         return record.node_config_feat
 
     def to_data(self, record: LayoutRecord, rows: np.ndarray) -> TpuGraphData:
-        data = layout_item(record, rows, self.normalizer, self.reencode_layout)
+        data = layout_item(record, rows, self.node_normalizer, self.reencode_layout)
         return data if self.transform is None else self.transform(data)
 
     def __repr__(self) -> str:
