@@ -31,6 +31,8 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.utils import to_dense_batch
 
+from ._checks import check_choice
+
 __all__ = [
     "CombinedLoss",
     "ListMLELoss",
@@ -279,8 +281,7 @@ def mse_loss(
     Returns:
         Scalar loss tensor.
     """
-    if target not in MSE_TARGETS:
-        raise ValueError(f"target must be one of {MSE_TARGETS}, got {target!r}")
+    check_choice("target", target, MSE_TARGETS)
     scores, runtime, mask = _prepare(scores, runtime, mask, runtime_normalizer)
     y = _regression_target(runtime, mask, target, runtime_normalizer is not None).to(scores.dtype)
     sq = torch.where(mask, (scores - y) ** 2, torch.zeros_like(scores))
@@ -340,8 +341,7 @@ class MSELoss(nn.Module):
 
     def __init__(self, target: str = "log"):
         super().__init__()
-        if target not in MSE_TARGETS:
-            raise ValueError(f"target must be one of {MSE_TARGETS}, got {target!r}")
+        check_choice("target", target, MSE_TARGETS)
         self.target = target
 
     def forward(self, scores, runtime, mask=None, runtime_normalizer=None) -> Tensor:
