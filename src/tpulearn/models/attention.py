@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.nn import GATv2Conv
-from torch_geometric.utils import scatter, softmax
+from torch_geometric.utils import softmax
 
 from .passes import LayerPasses
 
@@ -68,21 +68,30 @@ def attend(conv: GATv2Conv, matrix: Tensor, table: Tensor, x_self: Tensor) -> Te
     _check_supported(conv)
     heads, width = conv.heads, conv.out_channels
     crow, col = matrix.crow_indices(), matrix.col_indices()
-    num_rows = x_self.shape[0]
+    num_rows, num_cols = x_self.shape[0], table.shape[0]
     rows = torch.arange(num_rows, device=col.device)
-    # Edge list: the matrix's entries, then one self-loop per row.
+    # Edge list: the matrix's entries, then one self-loop per row, whose source (the row's
+    # own input) is appended to the table so that one gather reads every source.
+    src = torch.cat([col, num_cols + rows])
     dst = torch.cat([torch.repeat_interleave(rows, crow[1:] - crow[:-1]), rows])
-    source = torch.cat([conv.lin_l(table)[col], conv.lin_l(x_self)])
-    source = source.view(*source.shape[:-1], heads, width)  # [E + R, *, heads, width]
-    target = conv.lin_r(x_self).view(*x_self.shape[:-1], heads, width)
-    logit = (F.leaky_relu(source + target[dst], conv.negative_slope) * conv.att).sum(-1)
+    x_l = conv.lin_l(torch.cat([table, x_self]))
+    x_l = x_l.view(*x_l.shape[:-1], heads, width)  # [T + R, *, heads, width]
+    x_r = conv.lin_r(x_self).view(*x_self.shape[:-1], heads, width)
+    # index_select and index_add_ rather than indexing and scatter: their backward passes
+    # are each other, where indexing's backward is an accumulating index_put_ and scatter
+    # broadcasts its index to the [E, *, heads, width] messages.
+    source = x_l.index_select(0, src)  # [E + R, *, heads, width]
+    # In place on the fresh gather: one [E, *, heads, width] buffer fewer to allocate.
+    hidden = F.leaky_relu_(x_r.index_select(0, dst).add_(source), conv.negative_slope)
+    logit = (hidden * conv.att).sum(-1)
     # A pair counted m times enters the softmax m times: exp(logit + log m) = m exp(logit).
     # Each m is 1 on a graph without duplicate edges, so the logit is then unchanged.
     count = torch.cat([matrix.values(), matrix.values().new_ones(num_rows)])
     logit = logit + count.to(logit.dtype).log().view(-1, *[1] * (logit.dim() - 1))
     alpha = softmax(logit, dst, num_nodes=num_rows, dim=0)  # [E + R, *, heads]
-    out = scatter(source * alpha.unsqueeze(-1), dst, 0, dim_size=num_rows, reduce="sum")
-    out = out.mean(-2)
+    # Heads are averaged: summing them per edge first leaves 1/heads of the width to add up.
+    message = (source * alpha.unsqueeze(-1)).sum(-2)  # [E + R, *, width]
+    out = message.new_zeros(num_rows, *message.shape[1:]).index_add_(0, dst, message) / heads
     return out if conv.bias is None else out + conv.bias
 
 
