@@ -82,7 +82,7 @@ def test_cheap_groups(runner, tmp_path):
     assert {r["unit"] for r in io} == {"MB/s", "ms"}
 
     training = results["training"]["rows"]
-    labels = ("tile SAGE", "layout SAGE 2x256", "layout GST")
+    labels = ("tile SAGE", "layout SAGE 2x256", "layout GCN 3x64", "layout GAT 3x64", "layout GST")
     for label in labels:
         assert any(label in r["what"] for r in training), label
     assert {r["precision"] for r in training} == {"fp32", "bf16"}

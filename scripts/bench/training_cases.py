@@ -1,11 +1,13 @@
 """The cases of group ``training``: a model, prepared steps of graphs and a loss each.
 
 Tile SAGE on the bundled and on a synthetic tile collection, layout SAGE 2x256 on the whole
-graph and on the Kaggle 1st place's pruned graph, and GST with the paper's model.
+graph and on the Kaggle 1st place's pruned graph, layout GCN and GAT 3x64 (train.py's
+model), and GST with the paper's model.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +41,16 @@ def _tile_steps(ds, graphs: int, pool: int) -> list[list[tuple]]:
         files = [g % len(ds) for g in range(graphs)]
         steps.append([(ds[f], ds.num_configs[f]) for f in files])
     return steps
+
+
+def _layer_model(layer: str) -> torch.nn.Module:
+    """The layout model train.py builds by default, with layer type ``layer``."""
+    from tpulearn import models
+
+    torch.manual_seed(0)
+    return getattr(models, layer)(
+        "layout", hidden_channels=64, num_layers=3, readout="sum+max", config_node_readout=True
+    )
 
 
 def training_cases(tmp: Path):
@@ -101,6 +113,19 @@ def training_cases(tmp: Path):
         [[(d, layout.num_configs[0])] for d in samples],
         hinge,
     )
+
+    # The layer types at train.py's model size (configs/model/sage.yaml): GAT's attention
+    # takes the same exact path as the linear layers, so it should stay within a small
+    # factor of GCN (issue 17: it ran 30x slower on C copies of the subgraph).
+    for layer in ("GCN", "GAT"):
+        yield TrainingCase(
+            f"layout {layer} 3x64 (train.py's model: sum+max readout, configurable-node "
+            f"pool) on the whole graph, bundled layout:xla:default train unet3d "
+            f"({nodes:,} nodes), 32 configs per step, pairwise hinge",
+            functools.partial(_layer_model, layer),
+            [[(d, layout.num_configs[0])] for d in samples],
+            hinge,
+        )
 
     # The Kaggle 1st place's graph: configurable nodes and their direct neighbours only
     # (the transform `data.context_hops=1` applies to each item; node-states then count

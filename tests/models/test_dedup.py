@@ -152,7 +152,7 @@ def test_distinct_states_on_a_batch_with_chunks_and_on_other_layers():
     graphs = [tiny_graph(6, seed=s) for s in range(3)]
     graphs[1].node_config_feat[3] = graphs[1].node_config_feat[0]  # a repeated config
     batch = Batch.from_data_list(graphs)
-    for cls in (SAGE, GAT):  # GAT has no linear aggregation: per-config path, same API
+    for cls in (SAGE, GAT):  # GAT attends over the same distinct states
         torch.manual_seed(0)
         model = cls("layout", hidden_channels=8, num_layers=3).double().eval()
         with torch.no_grad():

@@ -13,7 +13,9 @@ from __future__ import annotations
 from torch import nn
 from torch_geometric.nn import GATv2Conv, GCNConv, GINConv, SAGEConv
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
+from torch_geometric.utils import remove_self_loops
 
+from .attention import AttentionPasses
 from .base import ACTIVATIONS, EDGE_DIRECTIONS, ConfigGNN  # noqa: F401 (EDGE_DIRECTIONS re-exported)
 from .readout import READOUTS  # noqa: F401 (re-exported)
 
@@ -64,10 +66,19 @@ class ResGCN(GCN):
 class GAT(ConfigGNN):
     """GATv2 attention layers (Brody et al., arXiv 2105.14491).
 
+    Attention is not linear, yet it takes the linear layers' exact paths (the distinct
+    states, the config-free pass outside the dependent sets): the planner's ``"sum"``
+    matrices list each node's in-neighbours with their edge multiplicities, and the
+    layers attend over those entries instead of multiplying by them
+    (:mod:`tpulearn.models.attention`). ``sparse_aggregation=False`` runs the PyG layer
+    on C copies of the subgraph instead.
+
     Args:
         heads: attention heads, averaged (so the width stays ``hidden_channels``).
         **kwargs: as :class:`ConfigGNN`.
     """
+
+    aggregation = "sum"  # read as edge multiplicities, never multiplied by
 
     def __init__(self, task: str, heads: int = 4, **kwargs):
         self.heads = heads
@@ -75,6 +86,15 @@ class GAT(ConfigGNN):
 
     def init_conv(self, in_channels, out_channels):
         return GATv2Conv(in_channels, out_channels, heads=self.heads, concat=False)
+
+    def edge_weights(self, edge_index, num_nodes):
+        # GATv2Conv drops a graph's self-loops and adds one per node; dropping them here
+        # keeps them out of the matrices too (the attention adds each row's own), and the
+        # PyG layer, finding none, computes what it did.
+        return remove_self_loops(edge_index)[0], None
+
+    def _passes(self, edge_index, weight):
+        return AttentionPasses.like(super()._passes(edge_index, weight))
 
 
 class GIN(ConfigGNN):

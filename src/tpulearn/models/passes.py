@@ -87,7 +87,7 @@ class LayerPasses:
             self.base_aggregation, ~dependent, ids, self.edge_index, keep, self.weight, x.shape[0]
         )
         x_self = x[rows]
-        value = self._post(i, self.combine(self.convs[i], spmm(matrix, x), x_self), x_self)
+        value = self._post(i, self._layer(i, matrix, x, x_self), x_self)
         return out.index_copy(0, rows, value.to(out.dtype))
 
     def run(self, i: int, plan: LayerPlan, base: Tensor, dep: Dependent) -> Dependent:
@@ -112,12 +112,11 @@ class LayerPasses:
     def _sparse(self, i: int, plan: LayerPlan, base: Tensor, dep: Tensor) -> Tensor:
         # Node-major [U, C, H]: one sparse product aggregates every config at once,
         # configs becoming columns of the dense operand.
-        num_configs, u = dep.shape[0], plan.node_ids.numel()
+        num_configs = dep.shape[0]
         x = base[plan.node_ids].unsqueeze(1).repeat(1, num_configs, 1)
         x[plan.prev_pos] = dep.transpose(0, 1)
-        agg = spmm(plan.adj, x.view(u, -1)).view(-1, num_configs, x.shape[-1])
         x_self = x[plan.upd]
-        out = self._post(i, self.combine(self.convs[i], agg, x_self), x_self)
+        out = self._post(i, self._layer(i, plan.adj, x, x_self), x_self)
         return out.transpose(0, 1)
 
     def _copies(self, i: int, plan: LayerPlan, base: Tensor, dep: Tensor) -> Tensor:
@@ -140,8 +139,25 @@ class LayerPasses:
         index, rep_config, rep_row = dedup.distinct_rows(prev, slot_of, plan.upd, plan.adj)
         matrix = dedup.aggregation_rows(plan.adj, prev, slot_of, rep_config, rep_row)
         x_self = table[dedup.self_rows(prev, slot_of, plan.upd, rep_config, rep_row)]
-        out = self.combine(self.convs[i], spmm(matrix, table), x_self)
+        out = self._layer(i, matrix, table, x_self)
         return dedup.StateLayer(self._post(i, out, x_self), index)
+
+    def _layer(self, i: int, matrix: Tensor, table: Tensor, x_self: Tensor) -> Tensor:
+        """Layer i's output (before norm and activation) at the rows of ``matrix``: the
+        one step the base, sparse and distinct-state paths share (attention layers
+        override it, :mod:`tpulearn.models.attention`).
+
+        Args:
+            matrix: CSR [R, T], the aggregation at each row over the rows of ``table``.
+            table: [T, *, H] the inputs the rows read (``*``: configs on the sparse path).
+            x_self: [R, *, H] each row's own input.
+
+        Returns:
+            [R, *, H].
+        """
+        flat = table.reshape(table.shape[0], -1)  # configs become columns of the product
+        agg = spmm(matrix, flat).view(-1, *table.shape[1:])
+        return self.combine(self.convs[i], agg, x_self)
 
     def _post(self, i: int, h: Tensor, h_in: Tensor) -> Tensor:
         h = self.acts[i](self.norms[i](h))
