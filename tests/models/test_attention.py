@@ -36,7 +36,7 @@ def tiny_graph(num_configs: int, seed: int = 0) -> TpuGraphData:
 def real_graph(num_configs: int) -> TpuGraphData:
     """The bundled validation graph's first configs (they repeat layouts), float64."""
     ds = LayoutDataset(ROOT, "xla", "default", "valid", sampler=AllConfigsSampler())
-    ds.normalizer = ds.fit_normalizer(log=True)
+    ds.node_normalizer = ds.fit_normalizer(log=True)
     data = ds[0]
     for key in ("node_config_feat", "config_runtime", "config_index"):
         data[key] = data[key][:num_configs]
