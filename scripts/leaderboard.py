@@ -3,6 +3,7 @@ several seeds, evaluate on valid, and write leaderboard.md next to the paper's n
 with a validated test submission.
 
     python scripts/leaderboard.py --root ~/data/tpugraphs --seeds 0 1 2 --out outputs/lb
+    python scripts/leaderboard.py --root ~/data/tpugraphs --seeds 0 1 2 --ensemble  # rank
     python scripts/leaderboard.py --root sample --out /tmp/lb --override trainer.max_steps=2 \
         --tile-override model.hidden_channels=8 --layout-override model.model.hidden_channels=8
 
@@ -16,6 +17,7 @@ import sys
 from pathlib import Path
 
 from tpulearn.cli import USER_ERRORS
+from tpulearn.combine import COMBINES
 from tpulearn.data.schema import COLLECTIONS
 from tpulearn.leaderboard import run_leaderboard
 
@@ -37,6 +39,14 @@ def main(argv: list[str] | None = None) -> int:
         )
     parser.add_argument("--retrain", action="store_true", help="train even where runs exist")
     parser.add_argument("--device", default="auto", help="evaluation device: auto, cpu, cuda")
+    parser.add_argument(
+        "--ensemble",
+        nargs="?",
+        const="rank",
+        choices=COMBINES,
+        help="score test with the ensemble of the seeds' best checkpoints (default combine: "
+        "rank, mean rank per config; or zscore) and add its valid metrics to the table",
+    )
     args = parser.parse_args(argv)
     try:
         board = run_leaderboard(
@@ -48,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             task_overrides={"tile": args.tile_override, "layout": args.layout_override},
             retrain=args.retrain,
             device=args.device,
+            ensemble=args.ensemble,
         )
     except Exception as exc:  # instantiate wraps constructor errors: report the user's one
         cause = exc

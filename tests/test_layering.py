@@ -3,8 +3,9 @@
 The layers, lowest first (a module may import from its own layer and any below it):
 
 0. base: ``tpulearn.data``, ``tpulearn.metrics``, ``tpulearn.losses``, ``tpulearn.graph``,
-   ``tpulearn._checks`` (argument checks), ``tpulearn.configs`` (YAML files only) and the
-   package root ``tpulearn``;
+   ``tpulearn._checks`` (argument checks), ``tpulearn.configs`` (YAML files only),
+   ``tpulearn.combine`` (ensemble score arithmetic, numpy only) and the package root
+   ``tpulearn``;
 1. ``tpulearn.models``;
 2. ``tpulearn.segments``;
 3. ``tpulearn.training``;
@@ -37,6 +38,7 @@ LAYERS = (
         "tpulearn.graph",
         "tpulearn._checks",
         "tpulearn.configs",
+        "tpulearn.combine",
     ),
     ("tpulearn.models",),
     ("tpulearn.segments",),

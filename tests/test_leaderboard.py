@@ -12,11 +12,13 @@ import pytest
 from tiny_runs import SMALL_MODEL
 
 import tpulearn
+from tpulearn.data import read_tile
 from tpulearn.data.schema import COLLECTIONS
 from tpulearn.data.synthetic import write_layout_collection, write_tile_collection
 from tpulearn.leaderboard import PAPER_TOP_K_ERROR_PERCENT, run_leaderboard
-from tpulearn.metrics import kaggle_score
-from tpulearn.submission import validate_submission
+from tpulearn.metrics import Evaluator, kaggle_score
+from tpulearn.predict import Ensemble
+from tpulearn.submission import ranking, validate_submission
 from tpulearn.training import CheckpointMismatchError, load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -299,3 +301,37 @@ def test_script_runs_and_reports_errors_in_one_line(tmp_path, capsys):
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().startswith("error: --root") and "no such folder" in proc.stderr
+
+
+def test_ensemble_scores_test_and_joins_the_table(tmp_path):
+    # Tile only: two 2-step tile runs take seconds, so this runs by default.
+    board, lines = tiny_board(
+        "sample", tmp_path, collections=["tile:xla"], seeds=[0, 1], ensemble="rank"
+    )
+    (row,) = board.rows
+    ckpts = [r.checkpoint for r in row.runs]
+    ensemble = Ensemble.from_checkpoints(ckpts)
+    # The ensemble's valid metrics: the Ensemble predictor's scores of the valid file.
+    (valid,) = (tpulearn.data.sample_root() / "npz/tile/xla/valid").glob("*.npz")
+    evaluator = Evaluator("tile:xla")
+    evaluator.add(valid.stem, ensemble.score_file(valid), read_tile(valid).config_runtime)
+    assert row.ensemble_valid == pytest.approx(evaluator.compute())
+    assert any(line.startswith("ensemble tile:xla: 2 seeds (rank), valid score") for line in lines)
+    text = board.markdown.read_text()
+    (scores,) = table_rows(text, "tile:xla", "Validation score")
+    mean, std = mean_std([r.valid["score"] for r in row.runs])
+    assert scores[3:5] == [f"{mean:.4f} ± {std:.4f}", f"{row.ensemble_valid['score']:.4f}"]
+    top_k = top_k_row(text, "tile:xla")
+    assert top_k[3] == f"{100 * row.ensemble_valid['top1_error']:.3f}"  # after ours, paper
+    assert "`--ensemble rank`" in text
+    # The test part is the ensemble's ranking of every test config.
+    assert row.submission_seed is None and "ensemble=rank" in row.submission_why
+    assert row.submission_part == tmp_path / "tile_xla/ensemble/test/submission_tile_xla.csv"
+    (test,) = (tpulearn.data.sample_root() / "npz/tile/xla/test").glob("*.npz")
+    written = row.submission_part.read_text().splitlines()[1].split(",")[1]
+    assert written == ";".join(map(str, ranking(ensemble.score_file(test))))
+    assert table_rows(text, "tile:xla", "Test submission")[0][1] == "0, 1"
+    with pytest.raises(ValueError, match="ensemble='mean'"):
+        run_leaderboard("sample", tmp_path / "no", ensemble="mean")
+    with pytest.raises(SystemExit, match="2"):  # argparse: one usage line and the choices
+        load_script().main(["--root", "sample", "--ensemble", "mean"])

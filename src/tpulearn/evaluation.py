@@ -12,6 +12,10 @@ config and call it directly. :func:`load_model` is the checkpoint half of it, sh
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +23,16 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from .combine import check_combine
 from .submission import make_id, make_rows, write_submission
-from .training import GraphScores, evaluate_scores, load_checkpoint, score_dataset
-from .training.checkpoint import CheckpointReadError
+from .training import (
+    GraphScores,
+    combine_graphs,
+    evaluate_scores,
+    load_checkpoint,
+    score_dataset,
+)
+from .training.checkpoint import CheckpointMismatchError, CheckpointReadError
 
 
 class MissingExtraError(ImportError):
@@ -83,38 +94,68 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
     return model.to(device).eval(), config, features
 
 
-def evaluate(cfg: DictConfig) -> dict:
-    """Score a split with a checkpoint: metrics (labelled splits), per-graph CSV, and the
-    Kaggle submission rows for the test split.
+def checkpoint_files(ckpt) -> list[Path]:
+    """The checkpoints ``ckpt`` names (each as :func:`checkpoint_file` takes it): one path,
+    or a list of them for an ensemble (``ckpt=[A,B,C]`` on the command line)."""
+    items = [ckpt] if isinstance(ckpt, (str, Path)) else list(ckpt)
+    if not items:
+        raise ValueError("ckpt=[] names no checkpoint: pass ckpt=PATH or ckpt=[PATH,PATH,...]")
+    return [checkpoint_file(p) for p in items]
 
-    Config keys: ``ckpt`` (a checkpoint file or a run folder), ``split`` (valid|test),
-    optional ``data`` overrides of the checkpoint's data config, ``out_dir`` (default
+
+def evaluate(cfg: DictConfig) -> dict:
+    """Score a split with a checkpoint, or an ensemble of them: metrics (labelled splits),
+    per-graph CSV, and the Kaggle submission rows for the test split.
+
+    Config keys: ``ckpt`` (a checkpoint file or a run folder; a list of them scores with
+    their ensemble), ``ensemble`` (``rank`` or ``zscore``: how an ensemble combines its
+    members' scores per graph, :mod:`tpulearn.combine`), ``split`` (valid|test), optional
+    ``data`` overrides of each checkpoint's data config, ``out_dir`` (default
     :func:`default_out_dir`), ``device``, ``plots`` (write PNGs of a labelled split under
     ``<out_dir>/plots/<split>/``, listed in ``result["plots"]``). Every file written is
-    printed.
+    printed. A list of one checkpoint is that checkpoint alone.
 
     Raises:
         MissingExtraError: ``plots`` is set and matplotlib is missing (raised before any
             work).
+        CheckpointMismatchError: ensemble members of different tasks or collections, or
+            whose data configs select different configs (the message names both).
     """
     if cfg.get("plots", False):
         _require_matplotlib()
     device = cfg.get("device", "cpu")
-    ckpt = checkpoint_file(cfg.ckpt)
-    model, train_cfg, features = load_model(ckpt, device)
-    print(f"checkpoint: {ckpt}")
-    data_cfg = train_cfg.data
+    ckpts = checkpoint_files(cfg.ckpt)
+    combine = check_combine(cfg.get("ensemble") or "rank")
     overrides = {k: v for k, v in (cfg.get("data") or {}).items() if v is not None}
-    if overrides:
-        data_cfg = OmegaConf.merge(data_cfg, overrides)
-    data = instantiate(data_cfg)
-    data.load_feature_state(features)
-    dataset = data.eval_set(cfg.split)
-    out_dir = cfg.get("out_dir") or default_out_dir(ckpt, cfg.split, data.collection, train_cfg)
+    members = [_load_member(ckpt, device, overrides) for ckpt in ckpts]
+    if len(members) == 1:
+        print(f"checkpoint: {ckpts[0]}")
+    else:
+        print(f"ensemble of {len(members)} checkpoints, combined by ensemble={combine}:")
+        print("\n".join(f"  member {i}: {m.ckpt}" for i, m in enumerate(members, start=1)))
+        _check_members(members)
+    first = members[0]
+    data, train_cfg = first.data, first.train_cfg
+    out_dir = cfg.get("out_dir") or default_out_dir(
+        first.ckpt, cfg.split, data.collection, train_cfg, ckpts, combine
+    )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    graphs = list(score_dataset(model, dataset, device, data.eval_chunk, progress=True))
+    scored = [
+        list(
+            score_dataset(
+                m.model, m.data.eval_set(cfg.split), device, m.data.eval_chunk, progress=True
+            )
+        )
+        for m in members
+    ]
+    graphs = scored[0] if len(members) == 1 else combine_graphs(ckpts, scored, combine)
     result: dict = {"data": data.describe(), "split": cfg.split, "graphs": len(graphs)}
+    if len(members) > 1:
+        result["members"], result["ensemble"] = [str(c) for c in ckpts], combine
+        path = out_dir / "ensemble.json"
+        path.write_text(json.dumps({"members": result["members"], "ensemble": combine}) + "\n")
+        print(f"ensemble members: {path}")
     if all(g.config_runtime.any() for g in graphs):
         _report_metrics(cfg, data.collection, graphs, out_dir, result)
     elif cfg.get("plots", False):
@@ -125,13 +166,69 @@ def evaluate(cfg: DictConfig) -> dict:
     return result
 
 
-def default_out_dir(ckpt: Path, split: str, collection: str, train_cfg: DictConfig) -> Path:
+def default_out_dir(
+    ckpt: Path,
+    split: str,
+    collection: str,
+    train_cfg: DictConfig,
+    members: Sequence[Path] = (),
+    combine: str = "rank",
+) -> Path:
     """``<run>/eval/<split>`` beside the checkpoint's run; a collection other than the
-    run's own gets its own folder, ``<run>/eval/<split>-<collection>``."""
+    run's own gets its own folder, ``<run>/eval/<split>-<collection>``.
+
+    An ensemble (more than one ``members``, ``ckpt`` the first) writes beside its first
+    member's run, under ``<run>/eval/ensemble-<digest>/``: the digest hashes the members'
+    resolved paths and ``combine``, so one ensemble rewrites its own folder and never
+    another's (its ``ensemble.json`` lists the members).
+    """
     folder = run_folder(ckpt) / "eval"
+    if len(members) > 1:
+        key = "\n".join([combine, *(str(Path(m).resolve()) for m in members)])
+        folder = folder / f"ensemble-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
     if collection == train_cfg.data.get("collection", collection):
         return folder / split
     return folder / f"{split}-{collection.replace(':', '_')}"
+
+
+@dataclass
+class _Member:
+    """A checkpoint's model, its run's config and its data (its feature statistics)."""
+
+    ckpt: Path
+    model: torch.nn.Module
+    train_cfg: DictConfig
+    data: object  # tpulearn.data.CollectionData
+
+
+def _load_member(ckpt: Path, device, overrides: dict) -> _Member:
+    model, train_cfg, features = load_model(ckpt, device)
+    data_cfg = train_cfg.data
+    if overrides:
+        data_cfg = OmegaConf.merge(data_cfg, overrides)
+    data = instantiate(data_cfg)
+    data.load_feature_state(features)
+    return _Member(ckpt, model, train_cfg, data)
+
+
+def _check_members(members: Sequence[_Member]) -> None:
+    """Refuse an ensemble whose members score different tasks or collections."""
+    first = members[0]
+    for m in members[1:]:
+        for what, a, b, fix in (
+            ("task", first.train_cfg.data.task, m.train_cfg.data.task, "combine one task"),
+            (
+                "collection",
+                first.data.collection,
+                m.data.collection,
+                "data.collection=... scores one collection with every member",
+            ),
+        ):
+            if a != b:
+                raise CheckpointMismatchError(
+                    f"ensemble members disagree on the {what}: {first.ckpt} is {a}, "
+                    f"{m.ckpt} is {b}; {fix}"
+                )
 
 
 def _require_matplotlib() -> None:

@@ -5,16 +5,23 @@ predictor = Predictor.from_checkpoint("outputs/.../checkpoints/best.pt")
 scores = predictor.score_file("graph.npz")        # [num_configs], lower = faster
 scores = predictor.score_record(record)           # a record read or featurized in memory
 order = predictor.rank_file("graph.npz")          # config indices, fastest first
+
+An :class:`Ensemble` of several checkpoints of one task has the same interface; per graph it
+combines its members' scores by mean rank (default) or mean z-score (:mod:`tpulearn.combine`):
+
+ensemble = Ensemble.from_checkpoints(["runs/seed0", "runs/seed1", "runs/seed2"])
+scores = ensemble.score_file("graph.npz")         # mean rank per config, lower = faster
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .combine import check_combine, combine_scores
 from .data import (
     FeatureNormalizer,
     LayoutRecord,
@@ -86,18 +93,7 @@ class Predictor:
             CheckpointMismatchError: the file is of the other task (a tile file for a
                 layout model or the reverse).
         """
-        read = read_tile if self.task == "tile" else read_layout
-        try:
-            record = read(Path(path))
-        except TpuGraphsFormatError:
-            other = _other_task_of(Path(path), self.task)
-            if other is None:
-                raise
-            raise CheckpointMismatchError(
-                f"{path} is a {other} file but the checkpoint's model is a {self.task} "
-                f"model: score it with a {other} checkpoint"
-            ) from None
-        return self.score_record(record)
+        return self.score_record(read_record(path, self.task))
 
     @torch.no_grad()
     def score_record(self, record: TileRecord | LayoutRecord) -> np.ndarray:
@@ -131,6 +127,104 @@ class Predictor:
         else:
             data = layout_item(record, rows, self.node_normalizer)
         return data if self.transform is None else self.transform(data)
+
+
+class Ensemble:
+    """Several predictors of one task scoring as one, with :class:`Predictor`'s interface.
+
+    Per graph, each member scores every config and :func:`tpulearn.combine.combine_scores`
+    combines the scores: ``"rank"`` (mean of each member's average ranks, the default:
+    invariant to each member's score scale, as the metrics are) or ``"zscore"`` (mean of
+    each member's z-scores over the graph's configs). Lower stays faster.
+
+    Args:
+        members: predictors of one task.
+        combine: ``"rank"`` or ``"zscore"``.
+        names: a name per member for messages (its checkpoint); default ``member <i>``.
+
+    Raises:
+        ValueError: no members, or an unknown ``combine``.
+        CheckpointMismatchError: members of different tasks (the message names both).
+    """
+
+    def __init__(
+        self,
+        members: Sequence[Predictor],
+        combine: str = "rank",
+        names: Sequence[str] | None = None,
+    ):
+        self.combine = check_combine(combine)
+        self.members = list(members)
+        if not self.members:
+            raise ValueError("an ensemble needs at least one member")
+        self.names = (
+            [str(n) for n in names]
+            if names
+            else [f"member {i}" for i in range(1, len(self.members) + 1)]
+        )
+        if len(self.names) != len(self.members):
+            raise ValueError(f"{len(self.names)} names for {len(self.members)} members")
+        for name, member in zip(self.names[1:], self.members[1:], strict=True):
+            if member.task != self.task:
+                raise CheckpointMismatchError(
+                    f"ensemble members of different tasks: {self.names[0]} is a {self.task} "
+                    f"model, {name} a {member.task} model; combine checkpoints of one task"
+                )
+
+    @classmethod
+    def from_checkpoints(
+        cls,
+        paths: Sequence[str | Path],
+        device: str = "cpu",
+        chunk: int = 256,
+        combine: str = "rank",
+    ) -> Ensemble:
+        """The ensemble of checkpoint files or run folders (each as
+        :meth:`Predictor.from_checkpoint` takes it)."""
+        from .evaluation import checkpoint_file
+
+        if isinstance(paths, (str, Path)):
+            raise TypeError("from_checkpoints takes a list of checkpoints, got one path")
+        check_combine(combine)  # before loading any checkpoint
+        members = [Predictor.from_checkpoint(p, device, chunk) for p in paths]
+        return cls(members, combine, names=[str(checkpoint_file(p)) for p in paths])
+
+    @property
+    def task(self) -> str:
+        return self.members[0].task
+
+    def score_file(self, path: str | Path) -> np.ndarray:
+        """Ensemble scores [num_configs] of every config in the file, in file order; the
+        errors of :meth:`Predictor.score_file`."""
+        return self.score_record(read_record(path, self.task))
+
+    def score_record(self, record: TileRecord | LayoutRecord) -> np.ndarray:
+        """Ensemble scores [num_configs] of every config of a record, in row order."""
+        return combine_scores([m.score_record(record) for m in self.members], self.combine)
+
+    def rank_file(self, path: str | Path) -> np.ndarray:
+        """Config indices of the file, predicted fastest first (ties: lower index first)."""
+        return np.argsort(self.score_file(path), kind="stable")
+
+
+def read_record(path: str | Path, task: str) -> TileRecord | LayoutRecord:
+    """The validated record of a ``task`` file.
+
+    Raises:
+        TpuGraphsFormatError: the file is missing, damaged or breaks an invariant.
+        CheckpointMismatchError: the file is of the other task.
+    """
+    read = read_tile if task == "tile" else read_layout
+    try:
+        return read(Path(path))
+    except TpuGraphsFormatError:
+        other = _other_task_of(Path(path), task)
+        if other is None:
+            raise
+        raise CheckpointMismatchError(
+            f"{path} is a {other} file but the checkpoint's model is a {task} "
+            f"model: score it with a {other} checkpoint"
+        ) from None
 
 
 def _other_task_of(path: Path, task: str) -> str | None:

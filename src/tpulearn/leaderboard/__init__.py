@@ -9,10 +9,12 @@ For each requested collection and seed, ``configs/experiment/<collection>.yaml``
 ``layout_xla_default``) is composed with Hydra and trained into ``OUT/<name>/seed<k>/``;
 a finished run there whose stored config matches is reused, an interrupted one resumed.
 Each best checkpoint is evaluated on valid; the seed with the best valid score scores the
-test split. A layout collection without a train split in the root (the bundled sample's
-nlp collections) is scored by the model of another layout collection of the root (they
-share the feature schema) and marked as such; its valid metrics are those of that
-transferred model, or n/a without a valid split.
+test split, or with ``ensemble="rank" | "zscore"`` (``--ensemble``) the ensemble of all the
+seeds' best checkpoints does, its valid metrics shown beside the seeds' mean. A layout
+collection without a train split in the root (the bundled sample's nlp collections) is
+scored by the model of another layout collection of the root (they share the feature
+schema) and marked as such; its valid metrics are those of that transferred model, or n/a
+without a valid split.
 
 Modules: :mod:`.reference` (the paper's and Kaggle's numbers, with their sources),
 :mod:`.records` (runs, rows, the board), :mod:`.plan` (checked inputs, which model scores

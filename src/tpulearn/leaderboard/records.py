@@ -33,6 +33,9 @@ class Row:
     submission_seed: int | None = None
     submission_part: Path | None = None
     submission_why: str = ""
+    # --ensemble: the valid metrics of the ensemble of the row's runs (None without a
+    # valid split or without --ensemble); the test part is then the ensemble's.
+    ensemble_valid: dict | None = None
 
     @property
     def transfer_from(self) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from ..combine import check_combine
 from ..data.schema import COLLECTIONS
 from ..metrics import kaggle_score
 from .plan import _check_collections, _check_overrides, _check_seeds
@@ -40,6 +41,7 @@ def run_leaderboard(
     retrain: bool = False,
     device: str = "auto",
     log: Callable[[str], None] = print,
+    ensemble: str | None = None,
 ) -> Leaderboard:
     """Train (or reuse) each collection's experiment over ``seeds``, evaluate on valid,
     write the test submission and ``OUT/leaderboard.md`` / ``leaderboard.json``.
@@ -57,6 +59,10 @@ def run_leaderboard(
         retrain: delete existing run folders and train afresh.
         device: evaluation device, ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``.
         log: receives one progress line per run started, reused or finished.
+        ensemble: None, or ``"rank"`` / ``"zscore"``: each collection's test split is
+            scored by that ensemble of its seeds' best checkpoints (not the best seed
+            alone), and the ensemble's valid metrics join the table, in
+            ``OUT/<name>/ensemble/``.
 
     Raises:
         FileNotFoundError: no such root.
@@ -66,6 +72,8 @@ def run_leaderboard(
     """
     collections = _check_collections(collections)
     seeds = _check_seeds(seeds)
+    if ensemble is not None:
+        check_combine(ensemble)
     overrides = _check_overrides(overrides, "--override")
     per_task = {}
     for task, items in (task_overrides or {}).items():
@@ -73,7 +81,7 @@ def run_leaderboard(
             raise ValueError(f"task overrides: unknown task {task!r}; expected tile or layout")
         per_task[task] = _check_overrides(items, f"--{task}-override")
     every = {c: [*overrides, *per_task.get(c.split(":")[0], [])] for c in COLLECTIONS}
-    rep = _Reproduction(root, out, collections, seeds, every, retrain, device, log)
+    rep = _Reproduction(root, out, collections, seeds, every, retrain, device, log, ensemble)
     rows = rep.run()
     submission, submission_note = rep.merge(rows)
     log(f"submission: {submission_note}")
@@ -95,6 +103,7 @@ def run_leaderboard(
             "overrides": overrides,
             "task_overrides": per_task,
             "device": rep.device,
+            "ensemble": ensemble,
         },
     )
     board.markdown.write_text(markdown(board, rep.out))

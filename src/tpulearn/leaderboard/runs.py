@@ -60,7 +60,7 @@ def _best_seed(runs: Sequence[Run]) -> int | None:
 class _Reproduction:
     """One leaderboard invocation: checked settings in, runs and table rows out."""
 
-    def __init__(self, root, out, collections, seeds, overrides, retrain, device, log):
+    def __init__(self, root, out, collections, seeds, overrides, retrain, device, log, ensemble):
         self.root, self.root_value = root_folder_and_override(root)
         self.collections, self.seeds = collections, seeds
         self.overrides, self.retrain, self.log = overrides, retrain, log
@@ -72,18 +72,26 @@ class _Reproduction:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = device
         self.runs: dict[tuple[str, int], Run] = {}
+        self.ensemble = ensemble
 
     def run_dir(self, collection: str, seed: int) -> Path:
         return self.out / experiment_name(collection) / f"seed{seed}"
 
-    def evaluate(self, ckpt: Path, split: str, collection: str, run_dir: Path) -> dict:
-        """``evaluate()`` of a checkpoint on one split; its prints go to ``eval.log``."""
+    def evaluate(self, ckpt, split: str, collection: str, run_dir: Path) -> dict:
+        """``evaluate()`` of a checkpoint (or a list: their ensemble) on one split; its
+        prints go to ``eval.log``."""
         from ..evaluation import evaluate
 
+        if isinstance(ckpt, list):
+            ckpt = "[" + ",".join(quote(c) for c in ckpt) + "]"
+        else:
+            ckpt = quote(ckpt)
+        run_dir.mkdir(parents=True, exist_ok=True)
         cfg = compose(
             "eval",
             [
-                f"ckpt={quote(ckpt)}",
+                f"ckpt={ckpt}",
+                f"ensemble={self.ensemble or 'rank'}",
                 f"split={split}",
                 f"out_dir={quote(run_dir / split)}",
                 f"data.root={quote(self.root_value)}",
@@ -118,6 +126,8 @@ class _Reproduction:
                 row.note = f"transfer from {row.transfer_from}: no train split in {self.root_value}"
                 if not row.values("score"):
                     row.note += "; no valid split: valid metrics n/a"
+            if self.ensemble:
+                self.ensemble_valid(row)
             self.test(row)
             rows.append(row)
         return rows
@@ -171,10 +181,37 @@ class _Reproduction:
             f"the root), {text}"
         )
 
+    def ensemble_dir(self, collection: str) -> Path:
+        return self.out / experiment_name(collection) / "ensemble"
+
+    def ensemble_valid(self, row: Row) -> None:
+        """The valid metrics of the ensemble of the row's runs (transfers: the donors')."""
+        if not row.graphs["valid"]:
+            return
+        ckpts = [r.checkpoint for r in row.runs]
+        result = self.evaluate(ckpts, "valid", row.collection, self.ensemble_dir(row.collection))
+        row.ensemble_valid = result["metrics"]
+        self.log(
+            f"ensemble {row.collection}: {len(ckpts)} seeds ({self.ensemble}), valid score "
+            f"{row.ensemble_valid['score']:.4f} (seeds' mean {row.mean('score'):.4f})"
+        )
+
     def test(self, row: Row) -> None:
-        """Score the test split with the best-on-valid seed's checkpoint."""
+        """Score the test split with the best-on-valid seed's checkpoint, or with the
+        ensemble of the seeds' checkpoints (``--ensemble``)."""
         if not row.graphs["test"]:
             row.note = "; ".join(filter(None, [row.note, "no test split: no submission rows"]))
+            return
+        if self.ensemble:
+            ckpts = [r.checkpoint for r in row.runs]
+            folder = self.ensemble_dir(row.collection)
+            result = self.evaluate(ckpts, "test", row.collection, folder)
+            row.submission_why = f"ensemble={self.ensemble} of the seeds' best checkpoints"
+            row.submission_part = Path(result["submission"])
+            self.log(
+                f"test {row.collection}: ensemble of seeds {', '.join(map(str, self.seeds))} "
+                f"({self.ensemble}), {result['graphs']} graphs scored"
+            )
             return
         seed, why = _best_seed(row.runs), "best valid score"
         if seed is None:  # a transfer without valid labels: the source's choice

@@ -7,7 +7,8 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..data.schema import SPLITS
+from ..data.schema import COLLECTIONS, SPLITS
+from ..metrics import kaggle_score
 from .records import Leaderboard, Row
 from .reference import (
     KAGGLE_BEST_PRIVATE,
@@ -26,6 +27,18 @@ def fmt(row: Row, metric: str, scale: float = 1.0, digits: int = 4) -> str:
         return "n/a"
     text = f"{mean * scale:.{digits}f}"
     return text if std is None else f"{text} ± {std * scale:.{digits}f}"
+
+
+def ensemble_fmt(row: Row, metric: str, scale: float = 1.0, digits: int = 4) -> str:
+    """The ensemble's valid value of a metric (``n/a`` without one)."""
+    value = (row.ensemble_valid or {}).get(metric)
+    return "n/a" if value is None else f"{value * scale:.{digits}f}"
+
+
+def ensemble_kaggle(rows: Sequence[Row]) -> float | None:
+    """The Kaggle-style score of the ensembles' valid scores; None unless all five have one."""
+    scores = {r.collection: r.ensemble_valid["score"] for r in rows if r.ensemble_valid}
+    return kaggle_score(scores) if set(scores) == set(COLLECTIONS) else None
 
 
 def _table(header: Sequence[str], lines: Sequence[Sequence[str]]) -> list[str]:
@@ -60,6 +73,17 @@ def _settings_lines(board: Leaderboard) -> list[str]:
             lines.append(f"  - {task} runs: `{' '.join(items)}`")
     else:
         lines.append("- Overrides: none")
+    if s.get("ensemble"):
+        lines.append(
+            f"- Ensemble (`--ensemble {s['ensemble']}`): each collection's test split is scored "
+            f"by the ensemble of its seeds' best checkpoints (ensemble={s['ensemble']}: "
+            + (
+                "mean rank per config"
+                if s["ensemble"] == "rank"
+                else "mean z-scored score per config"
+            )
+            + "); its valid metrics are in the ensemble columns"
+        )
     return lines
 
 
@@ -75,29 +99,17 @@ def markdown(board: Leaderboard, out: Path) -> str:
         "official 1000-config subsets; all configs of graphs they do not list).",
         "",
     ]
-    lines += _table(
-        [
-            "collection",
-            "graphs train / valid / test",
-            "seeds",
-            "score (ours)",
-            "strong single model",
-            "TF baseline",
-            "model",
-        ],
-        [
-            [
-                r.collection,
-                " / ".join(str(r.graphs[split]) for split in SPLITS),
-                len(r.runs),
-                fmt(r, "score"),
-                KAGGLE_STRONG_SINGLE_MODEL[r.collection],
-                KAGGLE_TF_BASELINE[r.collection],
-                r.note or "trained on the collection's train split",
-            ]
-            for r in board.rows
-        ],
-    )
+    ensemble = bool(board.settings.get("ensemble"))
+    header = ["collection", "graphs train / valid / test", "seeds", "score (ours)"]
+    header += ["score (ensemble)"] if ensemble else []
+    header += ["strong single model", "TF baseline", "model"]
+    body = []
+    for r in board.rows:
+        line = [r.collection, " / ".join(str(r.graphs[s]) for s in SPLITS), len(r.runs)]
+        line += [fmt(r, "score")] + ([ensemble_fmt(r, "score")] if ensemble else [])
+        line += [KAGGLE_STRONG_SINGLE_MODEL[r.collection], KAGGLE_TF_BASELINE[r.collection]]
+        body.append([*line, r.note or "trained on the collection's train split"])
+    lines += _table(header, body)
     if any(r.transfer_from for r in board.rows):
         lines += [
             "",
@@ -107,6 +119,13 @@ def markdown(board: Leaderboard, out: Path) -> str:
         ]
     score = f"{board.kaggle_score:.4f}" if board.kaggle_score is not None else "n/a"
     lines += ["", f"**Kaggle-style score: {score}** ({board.kaggle_note}).", ""]
+    if ensemble:
+        value = ensemble_kaggle(board.rows)
+        text = "n/a (it needs the ensembles' valid scores of all five collections)"
+        lines += [
+            f"Kaggle-style score of the ensembles: {text if value is None else f'{value:.4f}'}.",
+            "",
+        ]
     lines += [f"Kaggle reference ({KAGGLE_BEST_PRIVATE}, on the test set).", ""]
     lines += ["## Top-K error %, ours (valid) vs the paper (valid / test)", ""]
     for task, ks in (("tile", (1, 5, 10)), ("layout", (1, 10, 100))):
@@ -116,12 +135,14 @@ def markdown(board: Leaderboard, out: Path) -> str:
         header = ["collection"]
         for k in ks:
             header += [f"top-{k} (ours)", f"top-{k} (paper)"]
+            header += [f"top-{k} (ensemble)"] if ensemble else []
         body = []
         for r in rows:
             line = [r.collection]
             for k in ks:
                 paper = PAPER_TOP_K_ERROR_PERCENT[r.collection][k]
                 line += [fmt(r, f"top{k}_error", 100.0, 3), f"{paper[0]} / {paper[1]}"]
+                line += [ensemble_fmt(r, f"top{k}_error", 100.0, 3)] if ensemble else []
             body.append(line)
         lines += _table(header, body) + [""]
     lines += ["## Runs", ""]
@@ -148,7 +169,9 @@ def markdown(board: Leaderboard, out: Path) -> str:
             [
                 [
                     r.collection,
-                    r.submission_seed,
+                    r.submission_seed
+                    if r.submission_seed is not None
+                    else ", ".join(str(x.seed) for x in r.runs),
                     r.submission_why,
                     f"`{_rel(r.submission_part, out)}`",
                 ]
@@ -185,6 +208,7 @@ def write_json(board: Leaderboard, out: Path) -> Path:
                 "mean": {m: r.mean(m) for m in metrics if r.values(m)},
                 "std": {m: r.std(m) for m in metrics if len(r.values(m)) > 1},
                 "submission_seed": r.submission_seed,
+                "ensemble_valid": r.ensemble_valid,
             }
             for r in board.rows
         ],

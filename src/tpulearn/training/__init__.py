@@ -6,7 +6,7 @@ package, in :mod:`tpulearn.evaluation`.
 
 from ..data import CollectionData  # noqa: F401  (old checkpoints' data configs name it here)
 from .checkpoint import CheckpointMismatchError, load_checkpoint, save_checkpoint
-from .scoring import GraphScores, evaluate_scores, score_dataset
+from .scoring import GraphScores, combine_graphs, evaluate_scores, score_dataset
 from .step import step_runner, train_step
 from .trainer import Trainer
 
@@ -22,6 +22,7 @@ __all__ = [
     "CheckpointMismatchError",
     "GraphScores",
     "Trainer",
+    "combine_graphs",
     "evaluate_scores",
     "load_checkpoint",
     "save_checkpoint",

@@ -1,16 +1,19 @@
-"""Score every evaluated config of every graph of a dataset, and evaluate the scores."""
+"""Score every evaluated config of every graph of a dataset, combine several models' scores
+(an ensemble), and evaluate the scores."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..combine import combine_scores
 from ..metrics import Evaluator
+from .checkpoint import CheckpointMismatchError
 
 
 @dataclass
@@ -80,3 +83,41 @@ def evaluate_scores(collection: str, graphs: list[GraphScores]) -> tuple[dict, d
     for g in graphs:
         evaluator.add(g.stem, g.scores, g.config_runtime)
     return evaluator.compute(), evaluator.per_graph()
+
+
+def combine_graphs(
+    names: Sequence, scored: Sequence[list[GraphScores]], combine: str
+) -> list[GraphScores]:
+    """Per graph, the members' scores combined (:func:`tpulearn.combine.combine_scores`).
+
+    Args:
+        names: each member's name for messages (its checkpoint).
+        scored: each member's scores of the split, graphs in one order.
+        combine: ``"rank"`` or ``"zscore"``.
+
+    Raises:
+        CheckpointMismatchError: two members scored different graphs or configs.
+    """
+    first = scored[0]
+    for name, graphs in zip(names[1:], scored[1:], strict=True):
+        if [g.stem for g in graphs] != [g.stem for g in first]:
+            raise CheckpointMismatchError(
+                f"ensemble members {names[0]} and {name} scored different graphs: "
+                "their data configs differ (pass data.root=... to score one root)"
+            )
+        for g, h in zip(first, graphs, strict=True):
+            if not np.array_equal(g.config_index, h.config_index):
+                raise CheckpointMismatchError(
+                    f"ensemble members {names[0]} and {name} scored different configs of "
+                    f"graph {g.stem}: their data configs select configs differently "
+                    "(data.valid_indices=... sets one selection for both)"
+                )
+    return [
+        GraphScores(
+            g.stem,
+            combine_scores([graphs[i].scores for graphs in scored], combine),
+            g.config_runtime,
+            g.config_index,
+        )
+        for i, g in enumerate(first)
+    ]
