@@ -53,7 +53,8 @@ class Trainer:
         seed: seed of the graph order, of the GST generator and of the dropout streams of
             processes other than rank 0.
         resume: ``True`` continues from ``<out_dir>/checkpoints/last.pt``, a path from that
-            checkpoint; ``False`` starts afresh.
+            checkpoint; ``False`` starts afresh; ``"auto"`` continues when that
+            ``last.pt`` exists and starts afresh otherwise (a requeued Slurm job).
         overwrite: a fresh run may replace a run already in ``out_dir`` (its checkpoints
             and TensorBoard events are removed); without it such a run is refused.
         gst: graph segment training step settings (a
