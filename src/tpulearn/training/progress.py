@@ -4,6 +4,7 @@ lines, TensorBoard scalars and peak memory; only rank 0 shows or writes anything
 from __future__ import annotations
 
 import resource
+import sys
 import time
 from pathlib import Path
 
@@ -88,6 +89,24 @@ class ProgressLog:
     def close(self) -> None:
         self.bar.close()
         self.writer.close()
+
+
+def wants_bar(progress: str | bool) -> bool:
+    """``trainer.progress``: ``"auto"`` draws the bar only when stderr (where tqdm draws) is
+    a terminal, so a log file or a Slurm output gets lines instead of bar redraws.
+
+    Raises:
+        ValueError: a value other than auto, true or false.
+    """
+    if isinstance(progress, bool):
+        return progress
+    # A string from the command line or code: bool("false") would be True.
+    value = str(progress).strip().lower()
+    if value == "auto":
+        return sys.stderr.isatty()
+    if value in ("true", "false"):
+        return value == "true"
+    raise ValueError(f"trainer.progress must be auto, true or false, got {progress!r}")
 
 
 def fmt(metrics: dict) -> str:

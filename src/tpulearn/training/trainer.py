@@ -6,7 +6,6 @@ run state and its checkpoints (:mod:`.state`), progress and TensorBoard
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from ..segments import GSTSettings, gst_trainer
 from . import distributed as dist_utils
 from . import folder, state
 from .prefetch import Prefetcher
-from .progress import ProgressLog, max_rss_mb
+from .progress import ProgressLog, max_rss_mb, wants_bar
 from .schedule import BatchSchedule, num_shards
 from .scoring import evaluate_scores, score_dataset
 from .state import RunState
@@ -96,7 +95,7 @@ class Trainer:
         self.gst_settings = GSTSettings(**gst) if isinstance(gst, Mapping) else gst
         self.shards = shards
         self.world = dist_utils.World()
-        self.progress = sys.stderr.isatty() if progress == "auto" else bool(progress)
+        self.progress = wants_bar(progress)
 
     def fit(
         self, model, loss_fn, optimizer, data, out_dir, scheduler=None, config=None, on_start=None
