@@ -15,6 +15,10 @@ What is recorded (every tensor compared with ``torch.equal``, every float with `
   halo): validation metrics, final weights, and the scores ``Predictor`` gives a file.
 
 Run with one thread: parallel scatter reductions on CPU are not reproducible otherwise.
+Validations are keyed by their step (a reference keyed by position is read by step too),
+and values a new run records that the reference lacks (a metric or a validation added
+since) are listed as ``new:`` lines, not counted as differences: what was recorded must
+stay, what is added cannot be compared.
 The keys of the training runs' configs are the only place this script names the config
 layout; when a refactor renames a key, it renames it here too (the numbers stay).
 """
@@ -209,9 +213,11 @@ def train_records() -> dict:
             with initialize_config_dir(str(config_dir), version_base="1.3"):
                 cfg = compose("config", overrides=overrides + common)
             result = train(cfg)
+            # Keyed by step, not position: a validation added before the recorded ones
+            # (the step-0 validation of the untrained model) leaves their keys as they are.
             run = {
-                f"history/{i}/{k}": v
-                for i, h in enumerate(result["history"])
+                f"history/step={h['step']}/{k}": v
+                for h in result["history"]
                 for k, v in h.items()
                 if isinstance(v, float | int)
             }
@@ -242,24 +248,40 @@ def equal(a, b) -> bool:
     return a == b
 
 
-def compare(ref: dict, new: dict) -> list[str]:
-    problems = []
+def by_step(group: dict) -> dict:
+    """A group with ``history/<index>/<name>`` keys (references recorded before the keys
+    named steps) renamed ``history/step=<step>/<name>``, the step of that entry."""
+    out = {}
+    for name, value in group.items():
+        parts = name.split("/")
+        if parts[0] == "history" and parts[1].isdigit():
+            name = f"history/step={group[f'history/{parts[1]}/step']}/{parts[2]}"
+        out[name] = value
+    return out
+
+
+def compare(ref: dict, new: dict) -> tuple[list[str], list[str]]:
+    """Differences (values changed or missing in the new run), and values the new run
+    records that the reference does not have (added since: reported, not differences)."""
+    problems, added = [], []
     for key in sorted(set(ref) | set(new)):
         if key not in new or key not in ref:
-            problems.append(f"{key}: only in {'reference' if key in ref else 'new run'}")
+            (problems if key in ref else added).append(
+                f"{key}: only in {'reference' if key in ref else 'new run'}"
+            )
             continue
-        a, b = ref[key], new[key]
+        a, b = by_step(ref[key]), by_step(new[key])
         for name in sorted(set(a) | set(b)):
             if name not in a or name not in b:
                 where = "reference" if name in a else "new run"
-                problems.append(f"{key}/{name}: only in {where}")
+                (problems if name in a else added).append(f"{key}/{name}: only in {where}")
             elif not equal(a[name], b[name]):
                 diff = ""
                 if isinstance(a[name], torch.Tensor) and a[name].shape == b[name].shape:
                     delta = (a[name].double() - b[name].double()).abs().max().item()
                     diff = f" (max abs diff {delta:.3g})"
                 problems.append(f"{key}/{name}: differs{diff}")
-    return problems
+    return problems, added
 
 
 def main(argv=None) -> int:
@@ -275,11 +297,16 @@ def main(argv=None) -> int:
         torch.save(new, args.path)
         print(f"recorded {len(new)} groups to {args.path}")
         return 0
-    problems = compare(torch.load(args.path, weights_only=False), new)
+    problems, added = compare(torch.load(args.path, weights_only=False), new)
+    for line in added:
+        print(f"new: {line}")
     for line in problems:
         print(line)
     total = sum(len(v) for v in new.values())
-    print(f"{len(problems)} differences in {total} recorded values ({len(new)} groups)")
+    print(
+        f"{len(problems)} differences in {total} recorded values ({len(new)} groups); "
+        f"{len(added)} values not in the reference"
+    )
     return 1 if problems else 0
 
 

@@ -180,7 +180,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(root, tmp_pa
     for k in a["model"]:
         torch.testing.assert_close(a["model"][k], b["model"][k], atol=1e-5, rtol=1e-4)
     assert a["rng_ranks"] is not None and len(a["rng_ranks"]) == 2
-    assert [h["step"] for h in a["history"]] == [3, 6]
+    assert [h["step"] for h in a["history"]] == [0, 3, 6]
     # One writer: a single TensorBoard event file in the shared run folder.
     assert len(list((two / "tensorboard").glob("events.out.tfevents.*"))) == 1
 

@@ -55,6 +55,26 @@ def test_resume_without_a_run_in_the_folder_asks_for_the_runs_folder(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
+def test_resume_auto_starts_afresh_in_a_folder_without_a_run(tmp_path):
+    result = train(tiny(tmp_path, "trainer.resume=auto"))
+    assert load_checkpoint(result["checkpoints"]["last"])["step"] == 2
+
+
+def test_resume_auto_continues_the_run_in_its_folder(tmp_path, capsys):
+    # What a requeued Slurm job does: the first launch's command, run again.
+    train(tiny(tmp_path, "trainer.resume=auto"))
+    capsys.readouterr()
+    train(tiny(tmp_path, "trainer.resume=auto", steps=3))
+    last = tmp_path / "checkpoints" / "last.pt"
+    assert f"resumed from step 2 ({last})" in capsys.readouterr().out
+    assert load_checkpoint(last)["step"] == 3
+
+
+def test_resume_auto_and_overwrite_together_are_refused(tmp_path):
+    with pytest.raises(RunFolderError, match="pass one"):
+        train(tiny(tmp_path, "trainer.resume=auto", "trainer.overwrite=true"))
+
+
 def test_a_resume_says_where_it_continues_from(tmp_path, capsys):
     train(tiny(tmp_path))
     capsys.readouterr()

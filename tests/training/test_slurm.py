@@ -55,6 +55,15 @@ def test_slurm_launcher_config_composes_into_an_sbatch_script(tmp_path, monkeypa
     assert "#SBATCH --mem=64GB" in script
 
 
+def test_the_documented_slurm_command_lets_a_requeued_job_continue():
+    # A launcher config cannot set trainer keys, so its command passes trainer.resume=auto,
+    # which a first launch (no last.pt) and a requeued job (last.pt) both accept.
+    text = (CONFIG_DIR / "hydra" / "launcher" / "slurm.yaml").read_text()
+    command = text.split("One job per sweep point")[0]
+    assert "python train.py -m hydra/launcher=slurm" in command
+    assert "trainer.resume=auto" in command
+
+
 def test_misspelt_launcher_key_is_refused():
     with pytest.raises(Exception, match="partitio"):
         _launcher("hydra.launcher.partitio=gpu")

@@ -1,9 +1,11 @@
 """One training step on its own: the function the trainer's loop and benchmarks share."""
 
+import pytest
 import torch
 
 from tpulearn.data import TpuGraphData
 from tpulearn.losses import pairwise_hinge_loss
+from tpulearn.metrics import kendall_tau, ordered_pair_accuracy
 from tpulearn.models import SAGE
 from tpulearn.segments import SegmentModel, gst_trainer
 from tpulearn.training.step import step_runner, train_step
@@ -37,10 +39,32 @@ def test_train_step_is_the_mean_loss_over_graphs_and_one_optimizer_step():
     before = [p.detach().clone() for p in model.parameters()]
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     pairs = [(g, 6) for g in graphs]
-    loss, configs = train_step(step_runner(model), hinge, optimizer, pairs, "cpu")
-    assert configs == 12
-    assert abs(loss - expected.item() / 2) < 1e-6
+    stats = train_step(step_runner(model), hinge, optimizer, pairs, "cpu")
+    assert stats.configs == 12
+    assert abs(stats.loss - expected.item() / 2) < 1e-6
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_train_step_reports_the_gradient_norm_before_clipping_and_the_batch_ranking():
+    torch.manual_seed(0)
+    model = SAGE("layout", hidden_channels=8, num_layers=1, opcode_dim=4)
+    graphs = [graph(1), graph(2)]
+    with torch.no_grad():
+        scores = [model(g) for g in graphs]
+    # What clipping reacts to: the norm of the unclipped gradient of the mean loss.
+    for p in model.parameters():
+        p.grad = None
+    sum(hinge(model(g)[None], g.config_runtime[None]) / 2 for g in graphs).backward()
+    expected = torch.nn.utils.get_total_norm([p.grad for p in model.parameters()]).item()
+    taus = [kendall_tau(s, g.config_runtime) for s, g in zip(scores, graphs, strict=True)]
+    opas = [ordered_pair_accuracy(s, g.config_runtime) for s, g in zip(scores, graphs, strict=True)]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    stats = train_step(
+        step_runner(model), hinge, optimizer, [(g, 6) for g in graphs], "cpu", grad_clip=1e-3
+    )
+    assert stats.grad_norm == pytest.approx(expected, rel=1e-5) and stats.grad_norm > 1e-3
+    assert stats.kendall_tau == pytest.approx(sum(taus) / 2)
+    assert stats.opa == pytest.approx(sum(opas) / 2)
 
 
 def test_train_step_runs_a_gst_step_for_a_segment_model():

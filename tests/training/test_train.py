@@ -120,6 +120,8 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
     second = tiny(tmp_path / "split", "trainer.val_every=3", "trainer.resume=true", steps=6)
     resumed = train(second)
     assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in whole["history"]]
+    # The resumed run keeps the step-0 validation and does not validate step 0 again.
+    assert [h["step"] for h in resumed["history"]] == [0, 3, 6]
     a = load_checkpoint(whole["checkpoints"]["last"])["model"]
     b = load_checkpoint(resumed["checkpoints"]["last"])["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -1,5 +1,7 @@
 """What a run may do with its folder: continue the run there (``trainer.resume``), start
-afresh over it (``trainer.overwrite``), or start in a folder that holds no run. Anything
+afresh over it (``trainer.overwrite``), or start in a folder that holds no run;
+``trainer.resume=auto`` does the first when the folder holds a run's ``last.pt`` and the
+last otherwise (a requeued cluster job runs the same command as its first launch). Anything
 else is refused before the run writes a byte, so a finished run's checkpoints are never
 replaced by accident."""
 
@@ -29,8 +31,8 @@ def resume_checkpoint(out_dir: Path, resume: bool | str, overwrite: bool) -> Pat
 
     Args:
         out_dir: the run folder.
-        resume: ``trainer.resume``: true (the folder's ``last.pt``), a checkpoint path,
-            or false.
+        resume: ``trainer.resume``: true (the folder's ``last.pt``), ``"auto"`` (that
+            ``last.pt`` when it exists, else a fresh run), a checkpoint path, or false.
         overwrite: ``trainer.overwrite``: a run already in ``out_dir`` may be replaced.
 
     Returns:
@@ -45,8 +47,10 @@ def resume_checkpoint(out_dir: Path, resume: bool | str, overwrite: bool) -> Pat
             "trainer.resume and trainer.overwrite are both set: resume continues the run in "
             f"{out_dir}, overwrite replaces it; pass one"
         )
-    path = resume_path(resume, out_dir)
     own = out_dir / "checkpoints" / "last.pt"
+    if resume == "auto":
+        resume = own.is_file()
+    path = resume_path(resume, out_dir)
     if path == own and not own.is_file():
         # A resume without hydra.run.dir lands in a new timestamped folder: say so.
         raise RunFolderError(

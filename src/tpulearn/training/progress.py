@@ -1,31 +1,28 @@
-"""What a run shows while it trains: a progress bar or periodic loss lines, validation
-lines, TensorBoard scalars and peak memory; only rank 0 shows or writes anything."""
+"""What a run shows while it trains: a progress bar or periodic step lines (loss, the
+batches' Kendall tau and OPA, gradient norm, time per step and an ETA), validation lines,
+TensorBoard scalars, the config and peak memory; only rank 0 shows or writes anything."""
 
 from __future__ import annotations
 
+import math
 import resource
-import time
+import sys
 from pathlib import Path
 
 import torch
-from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
+from . import events
 from .distributed import World
-
-
-class NullWriter:
-    """Stands in for the SummaryWriter on ranks other than 0."""
-
-    def add_scalar(self, *args, **kwargs) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
+from .step import StepStats
 
 
 class ProgressLog:
     """The progress of one ``fit``.
+
+    A step line reports the means over the steps since the previous line (the window):
+    loss, the training batches' Kendall tau and OPA, gradient norm and seconds per step;
+    the ETA adds the validations still due, each as long as the last one.
 
     Args:
         out_dir: run folder; TensorBoard events go to ``<out_dir>/tensorboard``.
@@ -33,9 +30,12 @@ class ProgressLog:
         max_steps: the run's last step.
         first_step: the step the run starts from, that of its checkpoint (events after
             it, logged by the interrupted run after its last checkpoint, are dropped).
-        bar: a tqdm bar (True) or a loss line every ``log_every`` steps (False).
-        log_every: steps between loss lines.
+        bar: a tqdm bar (True) or a step line every ``log_every`` steps (False).
+        log_every: steps between step lines (the last step has one too).
         device: the training device (its peak memory is logged on CUDA).
+        val_every: steps between validations (for the ETA; None: not counted).
+        config: the resolved config, written to TensorBoard as text and hparams by a run
+            that starts at step 0.
     """
 
     def __init__(
@@ -47,47 +47,150 @@ class ProgressLog:
         bar: bool = False,
         log_every: int = 10,
         device: torch.device | str = "cpu",
+        val_every: int | None = None,
+        config: dict | None = None,
     ):
         self.world, self.max_steps, self.device = world, max_steps, torch.device(device)
-        self.show_bar, self.log_every = bar, log_every
+        self.show_bar, self.log_every, self.val_every = bar, log_every, val_every
         # TensorBoard hides earlier events at steps >= purge_step; those of first_step
         # itself (its loss, its validation) are in the checkpoint and stay.
         purge = first_step + 1 if first_step else None
-        self.writer = (
-            SummaryWriter(str(out_dir / "tensorboard"), purge_step=purge)
-            if world.main
-            else NullWriter()
-        )
+        self.writer = events.open_writer(out_dir, world.main, purge)
+        # A resumed run's events already hold its config (written at step 0).
+        self.config = config if first_step == 0 and config else None
+        if self.config is not None:
+            events.write_config(self.writer, self.config)
         self.bar = tqdm(
             total=max_steps, initial=first_step, desc="train", disable=not (bar and world.main)
         )
-        self.seen, self.t0 = 0, time.perf_counter()
+        self.window: list[tuple[StepStats, float]] = []
+        self.val_seconds = 0.0
 
-    def step(self, step: int, loss: float, lr: float, configs: int) -> None:
-        """Log the step just finished: its loss, learning rate and the configs it scored."""
-        self.seen += configs
-        rate = self.seen / max(time.perf_counter() - self.t0, 1e-9)
-        self.writer.add_scalar("train/loss", loss, step)
-        self.writer.add_scalar("train/lr", lr, step)
-        self.writer.add_scalar("train/configs_per_s", rate, step)
+    def step(self, step: int, stats: StepStats, lr: float, seconds: float) -> None:
+        """Log the step just finished: what :func:`~.step.train_step` returned, the
+        learning rate and the step's wall time (reading its graphs included)."""
+        scalars = {
+            "train/loss": stats.loss,
+            "train/lr": lr,
+            # Of the step alone: validations and checkpoints do not lower it.
+            "train/configs_per_s": stats.configs / max(seconds, 1e-9),
+            "train/grad_norm": stats.grad_norm,
+            "train/step_s": seconds,
+            "train/kendall_tau": stats.kendall_tau,
+            "train/opa": stats.opa,
+        }
+        for tag, value in scalars.items():
+            if not math.isnan(value):
+                self.writer.add_scalar(tag, value, step)
+        self.window.append((stats, seconds))
+        means = self.means()
         self.bar.update(1)
-        self.bar.set_postfix(loss=f"{loss:.4f}", cfg_s=f"{rate:.0f}")
-        if self.world.main and not self.show_bar and step % self.log_every == 0:
-            print(f"step {step}/{self.max_steps} loss {loss:.4f} {rate:.0f} configs/s", flush=True)
+        self.bar.set_postfix(loss=f"{means['loss']:.4f}", tau=f"{means['tau']:.3f}")
+        if step % self.log_every == 0 or step == self.max_steps:
+            self.line(step)
 
-    def validation(self, step: int, metrics: dict) -> None:
-        if self.world.main:
-            print(f"valid step {step}: " + fmt(metrics), flush=True)
-        for k, v in metrics.items():
-            self.writer.add_scalar(f"valid/{k}", v, step)
+    def means(self) -> dict:
+        """Means over the window; tau and OPA over the steps where they are defined."""
+
+        def mean(values):
+            values = [v for v in values if not math.isnan(v)]
+            return sum(values) / len(values) if values else math.nan
+
+        stats = [s for s, _ in self.window]
+        return {
+            "loss": mean(s.loss for s in stats),
+            "tau": mean(s.kendall_tau for s in stats),
+            "opa": mean(s.opa for s in stats),
+            "grad": mean(s.grad_norm for s in stats),
+            "seconds": mean(t for _, t in self.window),
+            "configs_per_s": sum(s.configs for s in stats)
+            / max(sum(t for _, t in self.window), 1e-9),
+        }
+
+    def line(self, step: int) -> None:
+        """Print the window's step line (not under a bar) and start a new window."""
+        if not self.window:
+            return
+        m = self.means()
+        eta = (self.max_steps - step) * m["seconds"] + self.validations_after(step) * (
+            self.val_seconds
+        )
+        self.window = []
+        if self.show_bar:
+            return
+        self.write(
+            f"step {step}/{self.max_steps} loss {m['loss']:.4f} tau {m['tau']:.4f} "
+            f"opa {m['opa']:.4f} grad_norm {m['grad']:.3g} | {m['seconds']:.2f} s/step "
+            f"{m['configs_per_s']:.0f} configs/s eta {duration(eta)}"
+        )
+
+    def validations_after(self, step: int) -> int:
+        """Validations still due once ``step`` is done: every ``val_every`` steps and the
+        last, ``step``'s own included (a line comes before its step's validation)."""
+        if not self.val_every:
+            return 0
+        due = self.max_steps // self.val_every - (step - 1) // self.val_every
+        return due + (self.max_steps % self.val_every != 0)
+
+    def validation(self, step: int, metrics: dict, seconds: float = 0.0) -> None:
+        """Log a validation at ``step`` (0: the untrained model) that took ``seconds``."""
+        self.line(step)  # the steps before it, when the last line did not cover them
+        self.val_seconds = seconds
+        what = "untrained model, " if step == 0 else ""
+        self.write(f"valid step {step} ({what}{seconds:.1f} s): " + fmt(metrics))
+        tags = events.valid_tags(metrics)
+        for k, tag in tags.items():
+            self.writer.add_scalar(tag, metrics[k], step)
+        if self.config is not None and self.world.main:
+            events.write_hparams(self.writer, self.config, [*tags.values(), "train/loss"])
+            self.config = None  # once: the tab shows the latest value of each metric
         self.writer.add_scalar("memory/max_rss_mb", max_rss_mb(), step)
         if self.device.type == "cuda":
             peak = torch.cuda.max_memory_allocated() / 2**20
             self.writer.add_scalar("memory/cuda_max_mb", peak, step)
 
+    def write(self, line: str) -> None:
+        """Print a line on rank 0 (above the bar, when there is one)."""
+        if not self.world.main:
+            return
+        if self.show_bar:
+            tqdm.write(line)
+        else:
+            print(line, flush=True)
+
     def close(self) -> None:
         self.bar.close()
         self.writer.close()
+
+
+def duration(seconds: float) -> str:
+    """``45s``, ``3m20s``, ``2h05m``."""
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def wants_bar(progress: str | bool) -> bool:
+    """``trainer.progress``: ``"auto"`` draws the bar only when stderr (where tqdm draws) is
+    a terminal, so a log file or a Slurm output gets lines instead of bar redraws.
+
+    Raises:
+        ValueError: a value other than auto, true or false.
+    """
+    if isinstance(progress, bool):
+        return progress
+    # A string from the command line or code: bool("false") would be True.
+    value = str(progress).strip().lower()
+    if value == "auto":
+        return sys.stderr.isatty()
+    if value in ("true", "false"):
+        return value == "true"
+    raise ValueError(f"trainer.progress must be auto, true or false, got {progress!r}")
 
 
 def fmt(metrics: dict) -> str:

@@ -1,5 +1,6 @@
-"""Score every evaluated config of every graph of a dataset, combine several models' scores
-(an ensemble), and evaluate the scores."""
+"""Score every evaluated config of every graph of a dataset, evaluate the scores, validate
+a run (metrics and validation loss, over all processes), and combine several models' scores
+(an ensemble)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from tqdm.auto import tqdm
 
 from ..combine import combine_scores
 from ..metrics import Evaluator
+from . import distributed as dist_utils
 from .checkpoint import CheckpointMismatchError
 
 
@@ -77,12 +79,68 @@ def score_dataset(
         model.train(was_training)
 
 
+@torch.no_grad()
+def validation_loss(loss_fn, graphs: list[GraphScores], group: int) -> float:
+    """The training loss on validation scores already computed, comparable with the
+    training loss.
+
+    A training step scores a sample of ``group`` configs per graph, and a ranking loss
+    grows with the list (ListMLE on 1000 configs is far above its value on 32), so each
+    graph's validated configs are split, in their evaluation order, into
+    ``ceil(c / group)`` near-equal parts; the value is the mean over graphs of the mean
+    loss over a graph's parts.
+
+    Args:
+        loss_fn: the training loss, ``loss_fn(scores [1, k], runtime [1, k]) -> scalar``.
+        graphs: the validation graphs' scores (:func:`score_dataset`).
+        group: configs per part (the training's ``configs_per_graph``).
+    """
+    per_graph = []
+    for g in graphs:
+        parts = max(1, -(-len(g.scores) // max(1, group)))
+        scores = np.array_split(g.scores.astype(np.float32), parts)
+        runtimes = np.array_split(g.config_runtime, parts)
+        losses = [
+            float(loss_fn(torch.from_numpy(s)[None], torch.from_numpy(r)[None]))
+            for s, r in zip(scores, runtimes, strict=True)
+        ]
+        per_graph.append(sum(losses) / len(losses))
+    return sum(per_graph) / len(per_graph) if per_graph else float("nan")
+
+
 def evaluate_scores(collection: str, graphs: list[GraphScores]) -> tuple[dict, dict]:
     """Collection metrics and per-graph metrics of labelled scores."""
     evaluator = Evaluator(collection)
     for g in graphs:
         evaluator.add(g.stem, g.scores, g.config_runtime)
     return evaluator.compute(), evaluator.per_graph()
+
+
+def validate(model, valid_set, data, world, device, precision="fp32", loss_fn=None) -> dict:
+    """Metrics of a validation split; under torchrun each process scores the graphs it
+    owns and the scores of all are gathered before the metrics are computed.
+
+    Args:
+        model: the model.
+        valid_set: the split (``data.eval_set("valid")``).
+        data: its :class:`~tpulearn.data.CollectionData` (collection, chunk, sample size).
+        world: this process.
+        device, precision: where and how the model runs.
+        loss_fn: the training loss: with it, ``val_loss`` is :func:`validation_loss` in
+            groups of ``data.configs_per_graph`` configs, the size of a training sample.
+    """
+    indices = dist_utils.owned(len(valid_set), world.rank, world.size)
+    graphs = score_dataset(model, valid_set, device, data.eval_chunk, precision, indices=indices)
+    mine = list(zip(indices, graphs, strict=True))
+    every = sorted(
+        (pair for part in dist_utils.all_gather(mine, world) for pair in part),
+        key=lambda pair: pair[0],
+    )
+    graphs = [g for _, g in every]
+    metrics, _ = evaluate_scores(data.collection, graphs)
+    if loss_fn is not None:
+        metrics["val_loss"] = validation_loss(loss_fn, graphs, data.configs_per_graph)
+    return metrics
 
 
 def combine_graphs(

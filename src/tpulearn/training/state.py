@@ -49,10 +49,22 @@ class RunState:
     history: list = field(default_factory=list)
     bad: int = 0
 
-    def record(self, step: int, loss: float, metrics: dict, metric: str) -> bool:
-        """Add a validation; True when it is the best so far on ``metric``."""
+    def record(self, step: int, loss: float | None, metrics: dict, metric: str) -> bool:
+        """Add a validation; True when it is the best so far on ``metric``.
+
+        The step-0 validation (the untrained model, ``loss`` None: no step has run) is the
+        best only until the first validation of a trained model, whatever its value, and
+        counts for no ``patience``: it is the baseline, not a candidate.
+        """
         self.history.append({"step": step, "loss": loss, **metrics})
-        improved = self.best is None or better(metrics[metric], self.best[metric], metric)
+        if step == 0:
+            self.best = self.best or {"step": 0, **metrics}
+            return False
+        improved = (
+            self.best is None
+            or self.best["step"] == 0
+            or better(metrics[metric], self.best[metric], metric)
+        )
         if improved:
             self.best, self.bad = {"step": step, **metrics}, 0
         else:

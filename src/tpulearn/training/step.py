@@ -4,10 +4,13 @@ code): forward per graph, mean loss, one backward per graph, clipping, optimizer
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 
+from ..metrics import kendall_tau, ordered_pair_accuracy
 from ..segments import GSTTrainer, StepModule
 from . import distributed as dist_utils
 from .distributed import World
@@ -49,6 +52,36 @@ def step_runner(
     return runner
 
 
+@dataclass
+class StepStats:
+    """What one step did, over the global batch.
+
+    Attributes:
+        loss: the mean loss over graphs (it may be non-finite).
+        configs: configs scored by all processes.
+        grad_norm: the total gradient norm before clipping.
+        kendall_tau, opa: means over the batch's graphs of the Kendall tau and ordered
+            pair accuracy of the step's scores (computed before the optimizer step); NaN
+            when no graph has them defined (all runtimes equal, or non-finite scores).
+    """
+
+    loss: float
+    configs: int
+    grad_norm: float = math.nan
+    kendall_tau: float = math.nan
+    opa: float = math.nan
+
+
+def rank_metrics(scores: torch.Tensor, runtime: torch.Tensor) -> tuple[float, float]:
+    """(Kendall tau, OPA) of one graph's scores; NaN where undefined or not finite, and a
+    tau of 0 for constant scores, as the validation's Evaluator gives them."""
+    scores = scores.detach().float().cpu()
+    if scores.numel() < 2 or not torch.isfinite(scores).all():
+        return math.nan, math.nan
+    tau, opa = kendall_tau(scores, runtime), ordered_pair_accuracy(scores, runtime)
+    return (0.0 if math.isnan(tau) and not math.isnan(opa) else tau), opa
+
+
 def train_step(
     runner: torch.nn.Module,
     loss_fn: Callable,
@@ -58,7 +91,7 @@ def train_step(
     precision: str = "fp32",
     grad_clip: float | None = None,
     world: World | None = None,
-) -> tuple[float, int]:
+) -> StepStats:
     """One optimizer step over this process's graphs.
 
     Under DDP gradients are averaged over processes once, after the last graph; every
@@ -77,13 +110,15 @@ def train_step(
         world: this process (default: a one-process run).
 
     Returns:
-        The step's loss (the mean over the global batch; it may be non-finite) and the
-        configs scored by all processes.
+        The step's :class:`StepStats`: its loss (the mean over the global batch), configs,
+        gradient norm and the rank metrics of its scores.
     """
     world, device = world or World(), torch.device(device)
     runner.train()
     optimizer.zero_grad(set_to_none=True)
     total, configs = 0.0, 0
+    # Sums and counts of the graphs' tau and OPA (summed over processes like the loss).
+    ranks = [0.0, 0, 0.0, 0]
     ddp = isinstance(runner, torch.nn.parallel.DistributedDataParallel)
     for i, (data, num_configs) in enumerate(graphs):
         data = data.to(device)
@@ -97,8 +132,22 @@ def train_step(
             loss.backward()
         total += loss.item()
         configs += data.config_runtime.numel()
+        for j, value in enumerate(rank_metrics(scores, data.config_runtime)):
+            if not math.isnan(value):
+                ranks[2 * j] += value
+                ranks[2 * j + 1] += 1
+    # The norm before clipping: what clipping reacts to, and what shows a diverging run.
+    params = [p for p in runner.parameters() if p.grad is not None]
     if grad_clip:
-        torch.nn.utils.clip_grad_norm_(runner.parameters(), grad_clip)
+        norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    else:
+        norm = torch.nn.utils.get_total_norm([p.grad for p in params])
     optimizer.step()
-    total, configs = dist_utils.all_sum([total, configs], world, device)
-    return total / world.size, int(configs)
+    total, configs, *ranks = dist_utils.all_sum([total, configs, *ranks], world, device)
+    return StepStats(
+        loss=total / world.size,
+        configs=int(configs),
+        grad_norm=norm.item(),
+        kendall_tau=ranks[0] / ranks[1] if ranks[1] else math.nan,
+        opa=ranks[2] / ranks[3] if ranks[3] else math.nan,
+    )

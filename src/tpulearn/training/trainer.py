@@ -6,7 +6,7 @@ run state and its checkpoints (:mod:`.state`), progress and TensorBoard
 from __future__ import annotations
 
 import math
-import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -15,12 +15,13 @@ import torch
 from ..segments import GSTSettings, gst_trainer
 from . import distributed as dist_utils
 from . import folder, state
+from .checkpoint import rng_state, set_rng_state
 from .prefetch import Prefetcher
-from .progress import ProgressLog, max_rss_mb
+from .progress import ProgressLog, max_rss_mb, wants_bar
 from .schedule import BatchSchedule, num_shards
-from .scoring import evaluate_scores, score_dataset
+from .scoring import validate
 from .state import RunState
-from .step import step_runner, train_step
+from .step import StepStats, step_runner, train_step
 
 
 def resolve_device(device: str) -> torch.device:
@@ -44,16 +45,22 @@ class Trainer:
         precision: ``"fp32"`` or ``"bf16"`` (autocast, on CUDA or on CPUs with bf16
             instructions; see benchmarks/results.md for what it gains).
         val_every: validate (and checkpoint) every this many steps, and at the end.
+        val_at_start: also validate the untrained model at step 0 (a fresh run only): the
+            baseline the later validations improve on. It is in the history and
+            TensorBoard, never checkpointed, and the ``best`` only while nothing else is;
+            it uses no random numbers of the training.
         select_metric: validation metric choosing the ``best`` checkpoint: ``"auto"`` (OPA
             for layout, as the official trainers; the Kaggle score for tile), or any metric
             the Evaluator returns (``kendall_tau``, ``score``, ``top1_error``, ...).
         patience: stop after this many validations without improvement (0: never).
-        log_every: steps between loss logs.
+        log_every: steps between step lines (loss, the batches' tau and OPA, gradient
+            norm, seconds per step, ETA; means over the steps since the last line).
         progress: ``"auto"`` (a bar only on a terminal), ``True`` or ``False``.
         seed: seed of the graph order, of the GST generator and of the dropout streams of
             processes other than rank 0.
         resume: ``True`` continues from ``<out_dir>/checkpoints/last.pt``, a path from that
-            checkpoint; ``False`` starts afresh.
+            checkpoint; ``False`` starts afresh; ``"auto"`` continues when that
+            ``last.pt`` exists and starts afresh otherwise (a requeued Slurm job).
         overwrite: a fresh run may replace a run already in ``out_dir`` (its checkpoints
             and TensorBoard events are removed); without it such a run is refused.
         gst: graph segment training step settings (a
@@ -73,6 +80,7 @@ class Trainer:
         device: str = "auto",
         precision: str = "fp32",
         val_every: int = 100,
+        val_at_start: bool = True,
         select_metric: str = "auto",
         patience: int = 0,
         log_every: int = 10,
@@ -90,12 +98,13 @@ class Trainer:
         )
         self.device, self.precision = resolve_device(device), precision
         self.val_every, self.select_metric, self.patience = val_every, select_metric, patience
+        self.val_at_start = val_at_start
         self.log_every, self.seed, self.resume = log_every, seed, resume
         self.overwrite = overwrite
         self.gst_settings = GSTSettings(**gst) if isinstance(gst, Mapping) else gst
         self.shards = shards
         self.world = dist_utils.World()
-        self.progress = sys.stderr.isatty() if progress == "auto" else bool(progress)
+        self.progress = wants_bar(progress)
 
     def fit(
         self, model, loss_fn, optimizer, data, out_dir, scheduler=None, config=None, on_start=None
@@ -148,21 +157,33 @@ class Trainer:
             self._start(out_dir, on_start, resume, run.step)
         ckpt = {k: out_dir / "checkpoints" / f"{k}.pt" for k in ("last", "best")}
         log = ProgressLog(
-            out_dir, world, self.max_steps, run.step, self.progress, self.log_every, self.device
+            out_dir,
+            world,
+            self.max_steps,
+            run.step,
+            self.progress,
+            self.log_every,
+            self.device,
+            self.val_every,
+            run.config,
         )
         schedule = BatchSchedule(self.graphs_per_batch, len(train_set), shards, self.seed)
         ranks = [world.rank] if world.distributed else None
         loader = Prefetcher(train_set, lambda s: schedule.graph_indices(s, ranks))
         try:
+            if self.val_at_start and run.step == 0 and not run.history:
+                self._validate_untrained(run, valid_set, loss_fn, log)
             for step in range(run.step, self.max_steps):
+                start = time.perf_counter()
                 graphs = loader.get(step, self.max_steps)
-                loss, configs = self._step(runner, loss_fn, optimizer, train_set, graphs, step)
+                stats = self._step(runner, loss_fn, optimizer, train_set, graphs, step)
                 if scheduler is not None:
                     scheduler.step()
                 run.step = step + 1
-                log.step(run.step, loss, optimizer.param_groups[0]["lr"], configs)
+                lr = optimizer.param_groups[0]["lr"]
+                log.step(run.step, stats, lr, time.perf_counter() - start)
                 due = run.step % self.val_every == 0 or run.step == self.max_steps
-                if due and self._validate_and_save(run, valid_set, loss, ckpt, log):
+                if due and self._validate_and_save(run, valid_set, loss_fn, stats.loss, ckpt, log):
                     break  # no gain in `patience` validations
         except KeyboardInterrupt:
             raise self._interrupted(run, ckpt["last"]) from None
@@ -179,11 +200,11 @@ class Trainer:
             "world": {"rank": world.rank, "size": world.size},
         }
 
-    def _step(self, runner, loss_fn, optimizer, train_set, graphs, step) -> tuple[float, int]:
+    def _step(self, runner, loss_fn, optimizer, train_set, graphs, step) -> StepStats:
         """:func:`~.step.train_step` over the loader's (graph index, data) pairs of
         ``step``; a non-finite loss stops the run."""
         pairs = [(data, train_set.num_configs[idx]) for idx, data in graphs]
-        loss, configs = train_step(
+        stats = train_step(
             runner,
             loss_fn,
             optimizer,
@@ -193,24 +214,34 @@ class Trainer:
             grad_clip=self.grad_clip,
             world=self.world,
         )
-        if not math.isfinite(loss):
+        if not math.isfinite(stats.loss):
             raise FloatingPointError(f"non-finite training loss at step {step + 1}")
-        return loss, configs
+        return stats
 
-    def _validate_and_save(self, run: RunState, valid_set, loss: float, ckpt: dict, log) -> bool:
+    def _validate_and_save(self, run, valid_set, loss_fn, loss: float, ckpt: dict, log) -> bool:
         """Validate at ``run.step``, checkpoint ``last`` (and ``best`` on a gain); True when
         the run has gone ``patience`` validations without gain and stops early."""
-        metrics = self.validate(run.model, valid_set, run.data)
-        log.validation(run.step, metrics)
+        start = time.perf_counter()
+        metrics = self.validate(run.model, valid_set, run.data, loss_fn)
         improved = run.record(run.step, loss, metrics, self._metric_name(metrics))
         state.save(run, ckpt["last"], self.world)
         if improved:
             state.save(run, ckpt["best"], self.world)
+        log.validation(run.step, metrics, time.perf_counter() - start)
         if not (self.patience and run.bad >= self.patience):
             return False
-        if self.world.main:
-            print(f"early stop at step {run.step}: {run.bad} validations without gain")
+        log.write(f"early stop at step {run.step}: {run.bad} validations without gain")
         return True
+
+    def _validate_untrained(self, run: RunState, valid_set, loss_fn, log) -> None:
+        """The step-0 validation: the untrained model's metrics, the baseline of the run.
+        The global RNG states are put back after it, so training draws what it would draw
+        without it (validation uses none today; a model could)."""
+        rng, start = rng_state(), time.perf_counter()
+        metrics = self.validate(run.model, valid_set, run.data, loss_fn)
+        set_rng_state(rng)
+        run.record(0, None, metrics, self._metric_name(metrics))
+        log.validation(0, metrics, time.perf_counter() - start)
 
     def _start(self, out_dir: Path, on_start, resume: Path | None, step: int) -> None:
         """The run has passed its checks: from here on it writes into ``out_dir``."""
@@ -251,18 +282,7 @@ class Trainer:
             )
         return self.select_metric
 
-    def validate(self, model, valid_set, data) -> dict:
-        """Metrics of the validation split; under torchrun each process scores the graphs
-        it owns and the scores of all are gathered before the metrics are computed."""
-        world = self.world
-        indices = dist_utils.owned(len(valid_set), world.rank, world.size)
-        graphs = score_dataset(
-            model, valid_set, self.device, data.eval_chunk, self.precision, indices=indices
-        )
-        mine = list(zip(indices, graphs, strict=True))
-        every = sorted(
-            (pair for part in dist_utils.all_gather(mine, world) for pair in part),
-            key=lambda pair: pair[0],
-        )
-        metrics, _ = evaluate_scores(data.collection, [g for _, g in every])
-        return metrics
+    def validate(self, model, valid_set, data, loss_fn=None) -> dict:
+        """Metrics of the validation split (:func:`~.scoring.validate`), and ``val_loss``
+        with ``loss_fn``."""
+        return validate(model, valid_set, data, self.world, self.device, self.precision, loss_fn)
