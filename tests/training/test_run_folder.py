@@ -2,7 +2,10 @@
 it continues from, TensorBoard keeps everything up to the checkpoint, and Ctrl-C says
 where to continue."""
 
+import os
 import shutil
+import signal
+import time
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -90,14 +93,53 @@ def loss_steps(folder):
 
 
 def test_a_resumed_run_keeps_every_event_up_to_its_checkpoint(tmp_path):
+    # TensorBoard reads a folder's event files in name order: <seconds>.<host>.<pid>.<n>,
+    # where n counts this process's writers (".10" sorts before ".9"). Runs of one process
+    # a second apart keep their files in run order, as separate processes' runs are.
     train(tiny(tmp_path))
     ckpt = tmp_path / "checkpoints"
     shutil.copy(ckpt / "last.pt", ckpt / "step2.pt")
+    time.sleep(1.1)
     train(tiny(tmp_path, "trainer.resume=true", steps=4))
     assert loss_steps(tmp_path) == [1, 2, 3, 4]  # step 2, the checkpoint's, stays
     # From step 2 again: the events logged after that checkpoint (3, 4) are dropped.
+    time.sleep(1.1)
     train(tiny(tmp_path, f"trainer.resume={ckpt / 'step2.pt'}", steps=3))
     assert loss_steps(tmp_path) == [1, 2, 3]
+
+
+def ctrl_c_during_step(monkeypatch, step: int, times: int) -> None:
+    """Send ``times`` real SIGINTs to this process at the start of training step ``step``."""
+    from tpulearn.training.trainer import Trainer
+
+    calls = {"n": 0}
+    original = Trainer._step
+
+    def signalled(self, *args):
+        calls["n"] += 1
+        if calls["n"] == step:
+            for _ in range(times):
+                os.kill(os.getpid(), signal.SIGINT)
+        return original(self, *args)
+
+    monkeypatch.setattr(Trainer, "_step", signalled)
+
+
+def test_ctrl_c_during_a_step_stops_after_it(tmp_path, monkeypatch):
+    # Stopping between steps keeps every library call whole (TensorBoard's writer thread
+    # fails when an interrupt cuts its queue bookkeeping short).
+    ctrl_c_during_step(monkeypatch, step=3, times=1)
+    with pytest.raises(RunInterrupted) as stopped:
+        train(tiny(tmp_path, steps=10))
+    assert stopped.value.step == 3 and load_checkpoint(stopped.value.checkpoint)["step"] == 3
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+
+def test_a_second_ctrl_c_stops_at_once(tmp_path, monkeypatch):
+    ctrl_c_during_step(monkeypatch, step=3, times=2)
+    with pytest.raises(RunInterrupted) as stopped:
+        train(tiny(tmp_path, steps=10))
+    assert stopped.value.step == 2 and load_checkpoint(stopped.value.checkpoint)["step"] == 2
 
 
 def test_ctrl_c_saves_and_says_where(tmp_path, monkeypatch):

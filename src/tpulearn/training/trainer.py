@@ -16,6 +16,7 @@ from ..segments import GSTSettings, gst_trainer
 from . import distributed as dist_utils
 from . import folder, state
 from .checkpoint import rng_state, set_rng_state
+from .interrupt import deferred_interrupt
 from .prefetch import Prefetcher
 from .progress import ProgressLog, max_rss_mb, wants_bar
 from .schedule import BatchSchedule, num_shards
@@ -171,20 +172,26 @@ class Trainer:
         ranks = [world.rank] if world.distributed else None
         loader = Prefetcher(train_set, lambda s: schedule.graph_indices(s, ranks))
         try:
-            if self.val_at_start and run.step == 0 and not run.history:
-                self._validate_untrained(run, valid_set, loss_fn, log)
-            for step in range(run.step, self.max_steps):
-                start = time.perf_counter()
-                graphs = loader.get(step, self.max_steps)
-                stats = self._step(runner, loss_fn, optimizer, train_set, graphs, step)
-                if scheduler is not None:
-                    scheduler.step()
-                run.step = step + 1
-                lr = optimizer.param_groups[0]["lr"]
-                log.step(run.step, stats, lr, time.perf_counter() - start)
-                due = run.step % self.val_every == 0 or run.step == self.max_steps
-                if due and self._validate_and_save(run, valid_set, loss_fn, stats.loss, ckpt, log):
-                    break  # no gain in `patience` validations
+            # Ctrl-C stops between steps (see .interrupt); under torchrun, at once.
+            with deferred_interrupt(not world.distributed) as stop_if_asked:
+                if self.val_at_start and run.step == 0 and not run.history:
+                    self._validate_untrained(run, valid_set, loss_fn, log)
+                    stop_if_asked()
+                for step in range(run.step, self.max_steps):
+                    start = time.perf_counter()
+                    graphs = loader.get(step, self.max_steps)
+                    stats = self._step(runner, loss_fn, optimizer, train_set, graphs, step)
+                    if scheduler is not None:
+                        scheduler.step()
+                    run.step = step + 1
+                    lr = optimizer.param_groups[0]["lr"]
+                    log.step(run.step, stats, lr, time.perf_counter() - start)
+                    due = run.step % self.val_every == 0 or run.step == self.max_steps
+                    if due and self._validate_and_save(
+                        run, valid_set, loss_fn, stats.loss, ckpt, log
+                    ):
+                        break  # no gain in `patience` validations
+                    stop_if_asked()
         except KeyboardInterrupt:
             raise self._interrupted(run, ckpt["last"]) from None
         finally:
