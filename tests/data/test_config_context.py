@@ -3,29 +3,14 @@ applied by the layout datasets to every item of every split."""
 
 import pytest
 import torch
+from tiny_graphs import chain_graph
 from torch_geometric.data import Batch
 
-from tpulearn.data import CollectionData, LayoutDataset, TpuGraphData, UniformSampler, sample_root
+from tpulearn.data import CollectionData, LayoutDataset, UniformSampler, sample_root
 from tpulearn.graph import ConfigContext
 from tpulearn.models import SAGE
 
 LAYOUT = "layout:xla:default"
-
-
-def chain_graph(num_configs: int = 4, seed: int = 0) -> TpuGraphData:
-    """Chain 0 <- 1 <- ... <- 6 plus 6 -> 2; configurable nodes 2 and 5."""
-    g = torch.Generator().manual_seed(seed)
-    edges = torch.tensor([[1, 0], [2, 1], [3, 2], [4, 3], [5, 4], [6, 5], [6, 2]]).T
-    return TpuGraphData(
-        node_feat=torch.randn(7, 140, generator=g),
-        node_opcode=torch.randint(1, 100, (7,), generator=g),
-        edge_index=edges,
-        config_runtime=torch.randint(1, 1000, (num_configs,), generator=g),
-        config_index=torch.arange(num_configs),
-        node_config_ids=torch.tensor([2, 5]),
-        node_config_feat=torch.randint(-1, 2, (num_configs, 2, 18), generator=g).float(),
-        num_nodes=7,
-    )
 
 
 def test_keeps_the_neighbourhood_of_configurable_nodes():

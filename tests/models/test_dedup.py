@@ -2,28 +2,13 @@
 
 import pytest
 import torch
+from tiny_graphs import chain_graph as tiny_graph
 from torch_geometric.data import Batch
 
-from tpulearn.data import AllConfigsSampler, LayoutDataset, TpuGraphData, sample_root
+from tpulearn.data import AllConfigsSampler, LayoutDataset, sample_root
 from tpulearn.models import GAT, GCN, GIN, SAGE, ResGCN, dedup
 
 ROOT = sample_root()
-
-
-def tiny_graph(num_configs: int, seed: int = 0) -> TpuGraphData:
-    """7 nodes, a chain with a branch; nodes 2 and 5 configurable, 3 layouts each."""
-    g = torch.Generator().manual_seed(seed)
-    edges = torch.tensor([[1, 0], [2, 1], [3, 2], [4, 3], [5, 4], [6, 5], [6, 2]]).T
-    return TpuGraphData(
-        node_feat=torch.randn(7, 140, generator=g),
-        node_opcode=torch.randint(1, 100, (7,), generator=g),
-        edge_index=edges,
-        config_runtime=torch.randint(1, 1000, (num_configs,), generator=g),
-        config_index=torch.arange(num_configs),
-        node_config_ids=torch.tensor([2, 5]),
-        node_config_feat=torch.randint(-1, 2, (num_configs, 2, 18), generator=g).float(),
-        num_nodes=7,
-    )
 
 
 def test_merge_slots_on_a_hand_built_case():

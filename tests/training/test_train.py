@@ -228,25 +228,6 @@ def test_predictor_scores_any_file_like_evaluation(tmp_path):
     assert result["metrics"]["kendall_tau"] == pytest.approx(kendall_tau(scores, runtime), abs=1e-6)
 
 
-def test_interrupt_saves_last_checkpoint(tmp_path, monkeypatch):
-    from tpulearn.training.trainer import Trainer
-
-    calls = {"n": 0}
-    original = Trainer._step
-
-    def interrupted(self, *args):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return original(self, *args)
-
-    monkeypatch.setattr(Trainer, "_step", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        train(tiny(tmp_path, steps=10))
-    state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
-    assert state["step"] == 2  # two finished steps; resuming continues at step 3
-
-
 def test_make_submission_script_rejects_an_incomplete_submission(tmp_path):
     from tpulearn.submission import write_submission
 

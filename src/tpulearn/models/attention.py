@@ -36,13 +36,6 @@ class AttentionPasses(LayerPasses):
     :class:`~tpulearn.models.GAT` drops them from the graph's edges, as GATv2Conv would.
     """
 
-    @classmethod
-    def like(cls, passes: LayerPasses) -> AttentionPasses:
-        """``passes``, built by the base model from its options, attending instead."""
-        out = cls.__new__(cls)
-        vars(out).update(vars(passes))
-        return out
-
     def _layer(self, i: int, matrix: Tensor, table: Tensor, x_self: Tensor) -> Tensor:
         return attend(self.convs[i], matrix, table, x_self)
 

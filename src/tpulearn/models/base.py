@@ -230,7 +230,7 @@ class ConfigGNN(LayerHooks, nn.Module):
         # Unpruned, every node is dependent: the base pass then runs the whole PyG layer,
         # keeping `prune=False` free of the sparse machinery.
         partial = self.sparse_aggregation and self.prune
-        return LayerPasses(
+        return self.passes(
             self.convs,
             self.norms,
             self.acts,

@@ -79,6 +79,7 @@ class GAT(ConfigGNN):
     """
 
     aggregation = "sum"  # read as edge multiplicities, never multiplied by
+    passes = AttentionPasses
 
     def __init__(self, task: str, heads: int = 4, **kwargs):
         self.heads = heads
@@ -92,9 +93,6 @@ class GAT(ConfigGNN):
         # keeps them out of the matrices too (the attention adds each row's own), and the
         # PyG layer, finding none, computes what it did.
         return remove_self_loops(edge_index)[0], None
-
-    def _passes(self, edge_index, weight):
-        return AttentionPasses.like(super()._passes(edge_index, weight))
 
 
 class GIN(ConfigGNN):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from .passes import LayerPasses
+
 
 class LayerHooks:
     """Defaults of the layer hooks, mixed into :class:`~tpulearn.models.ConfigGNN`.
@@ -20,10 +22,13 @@ class LayerHooks:
             layers whose neighbour aggregation is linear, which then implement
             :meth:`combine`: the per-config layers aggregate with one sparse matrix
             product instead of C copies of the edge list. ``None``: not linear.
+        passes: the class that runs the layers on the planned node sets (attention
+            layers run their own layer step over the same sets).
     """
 
     propagates: bool = True
     aggregation: str | None = None
+    passes: type[LayerPasses] = LayerPasses
 
     def init_conv(self, in_channels: int, out_channels: int) -> nn.Module:
         """Build one message-passing layer; each variant overrides this."""

@@ -1,0 +1,22 @@
+"""A hand-built layout graph shared by tests of models and data transforms."""
+
+import torch
+
+from tpulearn.data import TpuGraphData
+
+
+def chain_graph(num_configs: int = 4, seed: int = 0) -> TpuGraphData:
+    """7 nodes, a chain 0 <- 1 <- ... <- 6 with a branch 6 -> 2; nodes 2 and 5 configurable,
+    3 layouts each (configs repeat layouts)."""
+    g = torch.Generator().manual_seed(seed)
+    edges = torch.tensor([[1, 0], [2, 1], [3, 2], [4, 3], [5, 4], [6, 5], [6, 2]]).T
+    return TpuGraphData(
+        node_feat=torch.randn(7, 140, generator=g),
+        node_opcode=torch.randint(1, 100, (7,), generator=g),
+        edge_index=edges,
+        config_runtime=torch.randint(1, 1000, (num_configs,), generator=g),
+        config_index=torch.arange(num_configs),
+        node_config_ids=torch.tensor([2, 5]),
+        node_config_feat=torch.randint(-1, 2, (num_configs, 2, 18), generator=g).float(),
+        num_nodes=7,
+    )
