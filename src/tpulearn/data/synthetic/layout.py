@@ -9,6 +9,7 @@ operands read in another layout than their producer emits (see :func:`layout_cos
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import MappingProxyType
 from typing import Any
 
@@ -22,7 +23,6 @@ from .cost import (
     _NS_PER_FLOP,
     _POSITION_WEIGHT,
     _PREFERENCE_PASSES,
-    DEFAULT_NOISE,
     _base_cost,
     _duplicate_rows,
     _node_arrays,
@@ -219,11 +219,12 @@ def _layout_arrays(
     search: str,
     noise: float,
     duplicate_fraction: float,
+    cost: Callable[..., np.ndarray] = layout_cost,
 ) -> dict[str, np.ndarray]:
     """A layout graph whose structure and configs come from separate generators.
 
     Separate generators let the two searches of a source share their graphs, as the
-    release does.
+    release does. ``cost`` is the hidden cost model (a family's, see :mod:`.families`).
     """
     if source not in _CONFIGURABLE_PROBS:
         raise ValueError(f"source must be 'xla' or 'nlp', got {source!r}")
@@ -233,7 +234,7 @@ def _layout_arrays(
     graph = _graph(structure_rng, num_nodes, num_configurable, source, num_splits)
     feat = _layout_configs(config_rng, graph, num_configs, search, duplicate_fraction)
     if labelled:
-        runtime = _noisy(config_rng, layout_cost(graph, feat), noise)
+        runtime = _noisy(config_rng, cost(graph, feat), noise)
     else:
         runtime = np.zeros(num_configs, np.int64)
     return {
@@ -256,8 +257,9 @@ def make_layout_graph(
     *,
     source: str = "xla",
     search: str = "random",
-    noise: float = DEFAULT_NOISE,
+    noise: float | None = None,
     duplicate_fraction: float = 0.0,
+    family: str | None = None,
 ) -> dict[str, np.ndarray]:
     """One synthetic layout graph, in memory, with the keys and dtypes of a layout npz.
 
@@ -271,15 +273,21 @@ def make_layout_graph(
         source: ``"xla"`` or ``"nlp"``.
         search: ``"random"`` (every node varies) or ``"default"`` (few nodes per config
             leave the compiler default).
-        noise: relative std of the measurement noise; 0 stores ``rint(layout_cost)``.
+        noise: relative std of the measurement noise; 0 stores ``rint(cost)``. Default:
+            :data:`~.cost.DEFAULT_NOISE` without a family, else the family's noise.
         duplicate_fraction: share of config rows overwritten by copies of other rows
             (measured again, so with different runtimes when ``noise > 0``).
+        family: a key of :data:`~.families.LAYOUT_FAMILIES`, the hidden cost model;
+            ``None`` is :func:`layout_cost` (``neighbour_vote``).
 
     Returns:
         ``node_feat`` [n, 140] float32, ``node_opcode`` [n] uint8, ``edge_index`` [m, 2]
         int64, ``node_config_feat`` [c, nc, 18] float32, ``node_config_ids`` [nc] int64,
         ``config_runtime`` [c] int64, ``node_splits`` [1, k] int64.
     """
+    from .families import resolve_family  # families builds on this module
+
+    fam, noise = resolve_family("layout", family, noise)
     return _layout_arrays(
         rng,
         rng,
@@ -291,6 +299,7 @@ def make_layout_graph(
         search,
         noise,
         duplicate_fraction,
+        fam.cost,
     )
 
 

@@ -19,7 +19,6 @@ from .cost import (
     _OPCODE_COST,
     _TILE_OVERHEAD_NS,
     _VMEM_BYTES,
-    DEFAULT_NOISE,
     _duplicate_rows,
     _node_arrays,
     _noisy,
@@ -103,8 +102,9 @@ def make_tile_graph(
     num_configs: int,
     labelled: bool = True,
     *,
-    noise: float = DEFAULT_NOISE,
+    noise: float | None = None,
     duplicate_fraction: float = 0.0,
+    family: str | None = None,
 ) -> dict[str, np.ndarray]:
     """One synthetic tile kernel, in memory, with the keys and dtypes of a tile npz.
 
@@ -113,14 +113,20 @@ def make_tile_graph(
         num_nodes: n >= 1; the last node is the kernel's root (output).
         num_configs: c >= 1; config 0 is the compiler default.
         labelled: False gives all-zero runtimes and normalizers of 1, as in test files.
-        noise: relative std of the measurement noise; 0 stores ``rint(tile_cost)``.
+        noise: relative std of the measurement noise; 0 stores ``rint(cost)``. Default:
+            :data:`~.cost.DEFAULT_NOISE` without a family, else the family's noise.
         duplicate_fraction: share of config rows (after row 0) overwritten by copies.
+        family: a key of :data:`~.families.TILE_FAMILIES`, the hidden cost model;
+            ``None`` is :func:`tile_cost` (``tile_spill``).
 
     Returns:
         ``node_feat`` [n, 140] float32, ``node_opcode`` [n] uint8, ``edge_index`` [m, 2]
         int64, ``config_feat`` [c, 24] float32, ``config_runtime`` [c] int64 and
         ``config_runtime_normalizers`` [c] int64 (the default config's runtime).
     """
+    from .families import resolve_family  # families builds on this module
+
+    fam, noise = resolve_family("tile", family, noise)
     if num_configs < 1:
         raise ValueError(f"num_configs must be >= 1, got {num_configs}")
     num_configurable = int(rng.integers(0, min(2, max(num_nodes - 3, 0)) + 1))
@@ -128,7 +134,7 @@ def make_tile_graph(
     config_feat = _tile_configs(rng, graph["node_feat"], num_configs)
     _duplicate_rows(rng, config_feat[1:], duplicate_fraction)
     if labelled:
-        runtime = _noisy(rng, tile_cost(graph, config_feat), noise)
+        runtime = _noisy(rng, fam.cost(graph, config_feat), noise)
         normalizers = np.full(num_configs, runtime[0], np.int64)
     else:
         runtime = np.zeros(num_configs, np.int64)
