@@ -100,8 +100,12 @@ def test_folder_layout_is_the_released_one_and_leaves_no_temporary_files(collect
             for split, count in COUNTS.items()
             for i in range(count)
         }
+    # Each collection folder also holds its sidecar (family, noise, seed, sizes).
+    sidecars = {"npz/tile/xla/synthetic.json"} | {
+        f"npz/layout/{source}/{search}/synthetic.json" for source, search in LAYOUTS
+    }
     on_disk = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
-    assert on_disk == expected
+    assert on_disk == expected | sidecars
     assert {p.relative_to(root).as_posix() for p in paths} == expected
 
 

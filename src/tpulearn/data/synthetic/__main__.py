@@ -3,6 +3,11 @@
     python -m tpulearn.data.synthetic /tmp/syn                       # layout xla random
     python -m tpulearn.data.synthetic /tmp/syn --collections tile layout:nlp:default \
         --train 64 --valid 16 --test 8 --nodes 40 80 --configs 64 128 --seed 1
+    python -m tpulearn.data.synthetic /tmp/syn --family roofline --noise 0.05
+
+``--family`` picks the layout cost model and ``--tile-family`` the tile one (see
+:mod:`tpulearn.data.synthetic.families`); ``--noise`` overrides the family's default
+noise. Without a family the original models and their small legacy noise are used.
 
 Then ``python train.py data=synthetic data.root=/tmp/syn``.
 """
@@ -13,6 +18,7 @@ import argparse
 from pathlib import Path
 
 from ..schema import COLLECTIONS, parse_collection
+from .families import LAYOUT_FAMILIES, TILE_FAMILIES
 from .writer import write_layout_collection, write_tile_collection
 
 
@@ -31,7 +37,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nodes", type=int, nargs=2, default=None, metavar=("MIN", "MAX"))
     parser.add_argument("--configs", type=int, nargs=2, default=None, metavar=("MIN", "MAX"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--family",
+        choices=sorted(LAYOUT_FAMILIES),
+        default=None,
+        help="layout cost-model family (default: neighbour_vote with the legacy noise)",
+    )
+    parser.add_argument(
+        "--tile-family",
+        choices=sorted(TILE_FAMILIES),
+        default=None,
+        help="tile cost-model family (default: tile_spill with the legacy noise)",
+    )
+    parser.add_argument(
+        "--noise", type=float, default=None, help="relative noise std (default: the family's)"
+    )
     args = parser.parse_args(argv)
+    if args.noise is not None and args.noise < 0:
+        parser.error(f"--noise must be >= 0, got {args.noise}")
     counts = {"train": args.train, "valid": args.valid, "test": args.test}
     sizes = {k: tuple(v) for k, v in (("nodes", args.nodes), ("configs", args.configs)) if v}
     for name in args.collections:
@@ -41,10 +64,24 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             parser.error(str(exc))
         if task == "tile":
-            files = write_tile_collection(args.root, num_graphs=counts, seed=args.seed, **sizes)
+            files = write_tile_collection(
+                args.root,
+                num_graphs=counts,
+                seed=args.seed,
+                family=args.tile_family,
+                noise=args.noise,
+                **sizes,
+            )
         else:
             files = write_layout_collection(
-                args.root, source, search, num_graphs=counts, seed=args.seed, **sizes
+                args.root,
+                source,
+                search,
+                num_graphs=counts,
+                seed=args.seed,
+                family=args.family,
+                noise=args.noise,
+                **sizes,
             )
         print(f"{name}: {len(files)} files under {args.root / 'npz'}")
     return 0

@@ -1,11 +1,15 @@
 """Synthetic collections on disk: atomic npz writes in the release's folder layout.
 
 Every file is a function of the seed, its split and its index only, so a file does not
-change when others are added.
+change when others are added. Each collection folder also gets a sidecar,
+``synthetic.json`` (next to the split folders, which the readers glob for ``*.npz``): per
+split, the cost-model family, noise, seed and sizes the files were written with, so that
+the oracle (:func:`~.families.oracle_metrics`) can be computed from the files alone.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,7 +18,7 @@ from types import MappingProxyType
 import numpy as np
 
 from ..schema import SPLITS, collection_dir, parse_collection
-from .cost import DEFAULT_NOISE
+from .families import _sidecar_record, resolve_family, sidecar_path
 from .layout import _layout_arrays
 from .tile import make_tile_graph
 
@@ -46,6 +50,30 @@ def _write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> Path:
     return path
 
 
+def _update_sidecar(root: str | Path, collection: str, records: Mapping[str, dict]) -> Path:
+    """Merge per-split records into the collection's ``synthetic.json`` (atomically).
+
+    Splits not written by this call keep their records: their files are unchanged.
+    """
+    path = sidecar_path(root, collection)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    splits: dict[str, dict] = {}
+    if path.is_file():
+        try:
+            splits = dict(json.loads(path.read_text()).get("splits", {}))
+        except (ValueError, AttributeError):
+            splits = {}  # unreadable: rewritten from this call's records
+    splits.update(records)
+    text = json.dumps({"collection": collection, "splits": splits}, indent=1, sort_keys=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 def _split_counts(num_graphs: Mapping[str, int] | None) -> dict[str, int]:
     counts = dict(DEFAULT_NUM_GRAPHS if num_graphs is None else num_graphs)
     unknown = set(counts) - set(SPLITS)
@@ -61,8 +89,9 @@ def write_tile_collection(
     nodes: tuple[int, int] = (5, 40),
     configs: tuple[int, int] = (10, 50),
     seed: int = 0,
-    noise: float = DEFAULT_NOISE,
+    noise: float | None = None,
     duplicate_fraction: float = 0.0,
+    family: str | None = None,
 ) -> list[Path]:
     """Write a synthetic tile:xla collection under ``<root>/npz/tile/xla/<split>/``.
 
@@ -73,12 +102,27 @@ def write_tile_collection(
         configs: inclusive range of configs per kernel.
         seed: everything written is a function of it (and of the other arguments).
         noise, duplicate_fraction: see :func:`make_tile_graph`.
+        family: a key of :data:`~.families.TILE_FAMILIES`. ``None`` (the legacy call):
+            ``tile_spill`` with :data:`~.cost.DEFAULT_NOISE` unless ``noise`` is given,
+            bit-identical to files written before families; a named family defaults to
+            its own noise.
 
     Returns:
-        The written files, split by split. Test files are unlabelled.
+        The written npz files, split by split. Test files are unlabelled.
     """
-    paths = []
-    for split, count in _split_counts(num_graphs).items():
+    fam, noise = resolve_family("tile", family, noise)
+    counts = _split_counts(num_graphs)
+    paths, records = [], {}
+    for split, count in counts.items():
+        records[split] = _sidecar_record(
+            fam.name,
+            noise,
+            seed,
+            num_graphs=count,
+            nodes=nodes,
+            configs=configs,
+            duplicate_fraction=duplicate_fraction,
+        )
         folder = collection_dir(root, "tile:xla", split)
         folder.mkdir(parents=True, exist_ok=True)
         for i in range(count):
@@ -91,8 +135,10 @@ def write_tile_collection(
                 labelled=split != "test",
                 noise=noise,
                 duplicate_fraction=duplicate_fraction,
+                family=fam.name,
             )
             paths.append(_write_npz(folder / f"synthetic_{split}_{i:04d}.npz", arrays))
+    _update_sidecar(root, "tile:xla", records)
     return paths
 
 
@@ -107,8 +153,9 @@ def write_layout_collection(
     num_configurable: tuple[int, int] | None = None,
     configs: tuple[int, int] = (20, 100),
     seed: int = 0,
-    noise: float = DEFAULT_NOISE,
+    noise: float | None = None,
     duplicate_fraction: float = 0.0,
+    family: str | None = None,
 ) -> list[Path]:
     """Write a synthetic layout collection under ``<root>/npz/layout/<source>/<search>/``.
 
@@ -127,16 +174,32 @@ def write_layout_collection(
         configs: inclusive range of configs per graph.
         seed: everything written is a function of it (and of the other arguments).
         noise, duplicate_fraction: see :func:`make_layout_graph`.
+        family: a key of :data:`~.families.LAYOUT_FAMILIES`. ``None`` (the legacy call):
+            ``neighbour_vote`` with :data:`~.cost.DEFAULT_NOISE` unless ``noise`` is
+            given, bit-identical to files written before families; a named family
+            defaults to its own noise (calibrated for an oracle tau of ~0.7).
 
     Returns:
-        The written files, split by split. Test files are unlabelled.
+        The written npz files, split by split. Test files are unlabelled.
     """
     collection = f"layout:{source}:{search}"
     parse_collection(collection)  # clear error for an unknown source or search
     if nodes[0] < 3:
         raise ValueError(f"layout graphs need at least 3 nodes, got nodes={nodes}")
-    paths = []
+    fam, noise = resolve_family("layout", family, noise)
+    paths, records = [], {}
     for split, count in _split_counts(num_graphs).items():
+        records[split] = _sidecar_record(
+            fam.name,
+            noise,
+            seed,
+            num_graphs=count,
+            nodes=nodes,
+            configurable_fraction=configurable_fraction,
+            num_configurable=num_configurable,
+            configs=configs,
+            duplicate_fraction=duplicate_fraction,
+        )
         folder = collection_dir(root, collection, split)
         folder.mkdir(parents=True, exist_ok=True)
         for i in range(count):
@@ -159,6 +222,8 @@ def write_layout_collection(
                 search=search,
                 noise=noise,
                 duplicate_fraction=duplicate_fraction,
+                cost=fam.cost,
             )
             paths.append(_write_npz(folder / f"synthetic_{source}_{split}_{i:03d}.npz", arrays))
+    _update_sidecar(root, collection, records)
     return paths
