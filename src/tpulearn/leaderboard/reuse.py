@@ -62,6 +62,9 @@ def existing_run(run_dir: Path, wanted: Mapping) -> tuple[str, int | None]:
     if last in states:
         state, trainer = states[last], wanted["trainer"]
         stopped = trainer.get("patience") and state["bad"] >= trainer["patience"]
-        if state["step"] < trainer["max_steps"] and not stopped:
+        # The run's step budget as it ran (derived from trainer.max_epochs or not); older
+        # checkpoints lack it and had trainer.max_steps alone.
+        max_steps = state.get("max_steps") or trainer["max_steps"]
+        if state["step"] < max_steps and not stopped:
             return "resume", None
     return ("reuse", states[best]["step"]) if best in states else ("train", None)

@@ -13,6 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import events
+from .budget import Cadence
 from .distributed import World
 from .step import StepStats
 
@@ -33,7 +34,8 @@ class ProgressLog:
         bar: a tqdm bar (True) or a step line every ``log_every`` steps (False).
         log_every: steps between step lines (the last step has one too).
         device: the training device (its peak memory is logged on CUDA).
-        val_every: steps between validations (for the ETA; None: not counted).
+        val_every: steps between validations, or the run's
+            :class:`~.budget.Cadence` (for the ETA; None: not counted).
         config: the resolved config, written to TensorBoard as text and hparams by a run
             that starts at step 0.
     """
@@ -47,11 +49,14 @@ class ProgressLog:
         bar: bool = False,
         log_every: int = 10,
         device: torch.device | str = "cpu",
-        val_every: int | None = None,
+        val_every: int | Cadence | None = None,
         config: dict | None = None,
     ):
         self.world, self.max_steps, self.device = world, max_steps, torch.device(device)
-        self.show_bar, self.log_every, self.val_every = bar, log_every, val_every
+        self.show_bar, self.log_every = bar, log_every
+        self.cadence = Cadence.of(val_every) if isinstance(val_every, int) and val_every else None
+        if isinstance(val_every, Cadence):
+            self.cadence = val_every
         # TensorBoard hides earlier events at steps >= purge_step; those of first_step
         # itself (its loss, its validation) are in the checkpoint and stay.
         purge = first_step + 1 if first_step else None
@@ -125,12 +130,12 @@ class ProgressLog:
         )
 
     def validations_after(self, step: int) -> int:
-        """Validations still due once ``step`` is done: every ``val_every`` steps and the
+        """Validations still due once ``step`` is done: those of the cadence and the
         last, ``step``'s own included (a line comes before its step's validation)."""
-        if not self.val_every:
+        if not self.cadence:
             return 0
-        due = self.max_steps // self.val_every - (step - 1) // self.val_every
-        return due + (self.max_steps % self.val_every != 0)
+        due = self.cadence.count(step - 1, self.max_steps)
+        return due + (not self.cadence.due(self.max_steps))
 
     def validation(self, step: int, metrics: dict, seconds: float = 0.0) -> None:
         """Log a validation at ``step`` (0: the untrained model) that took ``seconds``."""

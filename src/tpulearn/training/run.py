@@ -42,6 +42,35 @@ def _outside_hydra_run_folder(cfg: DictConfig) -> None:
         print(f"run folder: {folder} (no Hydra run; pass out_dir=... to choose it)")
 
 
+def _scheduler(cfg: DictConfig, optimizer):
+    """The LR scheduler, or a function of the run's step budget building it: a
+    ``T_max: ${trainer.max_steps}`` (configs/scheduler/cosine.yaml) means the steps the run
+    takes, known once the trainer has counted the training graphs (``trainer.max_epochs``)
+    and the same as ``trainer.max_steps`` when that alone sets the budget."""
+    if not cfg.get("scheduler"):
+        return None
+    build = instantiate(cfg.scheduler)
+    node = cfg.scheduler._get_node("T_max") if "T_max" in cfg.scheduler else None
+    if node is not None and node._is_interpolation() and node._value() == "${trainer.max_steps}":
+        return lambda steps: build(optimizer=optimizer, T_max=steps)
+    return build(optimizer=optimizer)
+
+
+def stop_line(result: dict) -> str:
+    """How a run ended: its budget done, or stopped early (where, why, the best step)."""
+    stop = result.get("stopped")
+    if not stop:
+        return f"trained {result['steps']} of {result['max_steps']} steps"
+    value = stop["value"]
+    shown = f" {value:.4f}" if isinstance(value, float) else ""
+    return (
+        f"stopped early at step {stop['step']} of {stop['max_steps']}: no gain in "
+        f"{stop['metric']} for {stop['validations']} validations (trainer.patience="
+        f"{stop['patience']}); best step {stop['best_step']} ({stop['metric']}{shown}), "
+        "the best checkpoint"
+    )
+
+
 def train(cfg: DictConfig, on_start=None) -> dict:
     """Train the configured model on the configured data; return the run's metrics.
 
@@ -61,7 +90,7 @@ def train(cfg: DictConfig, on_start=None) -> dict:
     model = instantiate(cfg.model)
     loss_fn = instantiate(cfg.loss)
     optimizer = instantiate(cfg.optim)(params=model.parameters())
-    scheduler = instantiate(cfg.scheduler)(optimizer=optimizer) if cfg.get("scheduler") else None
+    scheduler = _scheduler(cfg, optimizer)
     gst = instantiate(cfg.gst) if cfg.get("gst") else None
     trainer = instantiate(cfg.trainer, gst=gst)
     out_dir = Path(cfg.out_dir)
@@ -74,6 +103,7 @@ def train(cfg: DictConfig, on_start=None) -> dict:
     if not main:
         return result
     best = result["best"] or {}
+    print(stop_line(result))
     print(
         f"best validation (step {best.get('step')}, selected on {result['select_metric']}): "
         + " ".join(f"{k} {v:.4f}" for k, v in best.items() if k != "step" and isinstance(v, float))

@@ -36,6 +36,11 @@ class RunState:
         best: the best validation so far (with its ``step``).
         history: every validation.
         bad: validations since the last improvement.
+        max_steps: the run's step budget (derived from ``trainer.max_epochs`` or not),
+            saved in checkpoints: the leaderboard's reuse check reads it to tell a
+            finished run from an interrupted one.
+        saved_max_steps: that of the checkpoint the run resumed from (None: a fresh run,
+            or a checkpoint older than the key).
     """
 
     model: torch.nn.Module
@@ -48,6 +53,8 @@ class RunState:
     best: dict | None = None
     history: list = field(default_factory=list)
     bad: int = 0
+    max_steps: int | None = None
+    saved_max_steps: int | None = None
 
     def record(self, step: int, loss: float | None, metrics: dict, metric: str) -> bool:
         """Add a validation; True when it is the best so far on ``metric``.
@@ -128,6 +135,7 @@ def restore(run: RunState, path, world: World, stems: set[str] | None = None) ->
         state["history"],
         state["bad"],
     )
+    run.saved_max_steps = state.get("max_steps")
 
 
 def save(run: RunState, path: Path, world: World) -> None:
@@ -150,6 +158,7 @@ def save(run: RunState, path: Path, world: World) -> None:
             "best": run.best,
             "history": run.history,
             "bad": run.bad,
+            "max_steps": run.max_steps,
             **run.data.feature_state(),
             "gst": merge_gst_states(gst_states) if run.gst else None,
             "config": run.config,

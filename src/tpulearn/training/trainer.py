@@ -15,6 +15,7 @@ import torch
 from ..segments import GSTSettings, gst_trainer
 from . import distributed as dist_utils
 from . import folder, state
+from .budget import Budget, Cadence, check_budget, check_val_every, step_budget
 from .checkpoint import rng_state, set_rng_state
 from .interrupt import deferred_interrupt
 from .prefetch import Prefetcher
@@ -37,7 +38,12 @@ class Trainer:
     """Trains a config-scoring model on one collection.
 
     Args:
-        max_steps: optimizer steps.
+        max_steps: optimizer steps (``None``: ``max_epochs`` alone decides).
+        max_epochs: epochs, each every training graph once (``None``: ``max_steps`` alone
+            decides); a fraction is allowed. With both set the run stops at whichever comes
+            first; see :mod:`.budget` for the steps an epoch takes, sharded runs included.
+            The run prints its budget first (``budget: 40 epochs x 69 train graphs / 4 per
+            step = 690 steps``).
         graphs_per_batch: graphs per step (each with its own sample of configs); the loss
             is the mean over them. Under ``torchrun`` this is the global batch: each of the
             N processes takes ``graphs_per_batch / N`` graphs of its own.
@@ -45,7 +51,9 @@ class Trainer:
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         precision: ``"fp32"`` or ``"bf16"`` (autocast, on CUDA or on CPUs with bf16
             instructions; see benchmarks/results.md for what it gains).
-        val_every: validate (and checkpoint) every this many steps, and at the end.
+        val_every: validate (and checkpoint) every this many steps, or ``"epoch"`` /
+            ``"<N> epochs"`` (after the step that ends each epoch or N epochs), and at the
+            end.
         val_at_start: also validate the untrained model at step 0 (a fresh run only): the
             baseline the later validations improve on. It is in the history and
             TensorBoard, never checkpointed, and the ``best`` only while nothing else is;
@@ -53,7 +61,9 @@ class Trainer:
         select_metric: validation metric choosing the ``best`` checkpoint: ``"auto"`` (OPA
             for layout, as the official trainers; the Kaggle score for tile), or any metric
             the Evaluator returns (``kendall_tau``, ``score``, ``top1_error``, ...).
-        patience: stop after this many validations without improvement (0: never).
+        patience: stop after this many validations without improvement of
+            ``select_metric`` (0: never); the ``best`` checkpoint is the one reported, and
+            ``fit`` returns where and why it stopped (``stopped``).
         log_every: steps between step lines (loss, the batches' tau and OPA, gradient
             norm, seconds per step, ETA; means over the steps since the last line).
         progress: ``"auto"`` (a bar only on a terminal), ``True`` or ``False``.
@@ -75,7 +85,7 @@ class Trainer:
 
     def __init__(
         self,
-        max_steps: int = 1000,
+        max_steps: int | None = 1000,
         graphs_per_batch: int = 4,
         grad_clip: float | None = 1.0,
         device: str = "auto",
@@ -91,7 +101,11 @@ class Trainer:
         overwrite: bool = False,
         gst: GSTSettings | Mapping | None = None,
         shards: int | None = None,
+        max_epochs: float | None = None,
     ):
+        check_budget(max_steps, max_epochs)
+        check_val_every(val_every)
+        self.max_epochs = max_epochs
         self.max_steps, self.graphs_per_batch, self.grad_clip = (
             max_steps,
             graphs_per_batch,
@@ -150,22 +164,28 @@ class Trainer:
         gst = gst_trainer(model, self.gst_settings, dist_utils.rank_seed(self.seed, world.rank))
         train_set, valid_set = self._train_set(data, world), data.eval_set("valid")
         shards = num_shards(self.shards, self.graphs_per_batch, len(train_set), world)
+        budget = step_budget(
+            self.max_steps, self.max_epochs, len(train_set), self.graphs_per_batch, shards
+        )
+        max_steps, cadence = budget.steps, Cadence.of(self.val_every, budget)
+        if scheduler is not None and not hasattr(scheduler, "step"):
+            scheduler = scheduler(max_steps)  # a scheduler built from the run's budget
         runner = step_runner(model, gst, world, self.device, self.seed)
-        run = RunState(model, optimizer, scheduler, data, config or {}, gst)
+        run = RunState(model, optimizer, scheduler, data, config or {}, gst, max_steps=max_steps)
         if resume:
             state.restore(run, resume, world, state.owned_stems(train_set.stems, world, shards))
         if world.main:
-            self._start(out_dir, on_start, resume, run.step)
+            self._start(out_dir, on_start, resume, run, budget, cadence)
         ckpt = {k: out_dir / "checkpoints" / f"{k}.pt" for k in ("last", "best")}
         log = ProgressLog(
             out_dir,
             world,
-            self.max_steps,
+            max_steps,
             run.step,
             self.progress,
             self.log_every,
             self.device,
-            self.val_every,
+            cadence,
             run.config,
         )
         schedule = BatchSchedule(self.graphs_per_batch, len(train_set), shards, self.seed)
@@ -177,16 +197,18 @@ class Trainer:
                 if self.val_at_start and run.step == 0 and not run.history:
                     self._validate_untrained(run, valid_set, loss_fn, log)
                     stop_if_asked()
-                for step in range(run.step, self.max_steps):
+                # A resumed run that had stopped early stays stopped.
+                first = max_steps if self._stopped_early(run) else run.step
+                for step in range(first, max_steps):
                     start = time.perf_counter()
-                    graphs = loader.get(step, self.max_steps)
+                    graphs = loader.get(step, max_steps)
                     stats = self._step(runner, loss_fn, optimizer, train_set, graphs, step)
                     if scheduler is not None:
                         scheduler.step()
                     run.step = step + 1
                     lr = optimizer.param_groups[0]["lr"]
                     log.step(run.step, stats, lr, time.perf_counter() - start)
-                    due = run.step % self.val_every == 0 or run.step == self.max_steps
+                    due = cadence.due(run.step) or run.step == max_steps
                     if due and self._validate_and_save(
                         run, valid_set, loss_fn, stats.loss, ckpt, log
                     ):
@@ -197,9 +219,13 @@ class Trainer:
         finally:
             loader.close()
             log.close()
+        metric = self._metric_name(run.best) if run.best else None
         return {
             "best": run.best,
-            "select_metric": self._metric_name(run.best) if run.best else None,
+            "select_metric": metric,
+            "steps": run.step,
+            "max_steps": max_steps,
+            "stopped": self._stop_summary(run, metric) if self._stopped_early(run) else None,
             "history": run.history,
             "checkpoints": {k: str(v) for k, v in ckpt.items()},
             "tensorboard": str(out_dir / "tensorboard"),
@@ -235,10 +261,32 @@ class Trainer:
         if improved:
             state.save(run, ckpt["best"], self.world)
         log.validation(run.step, metrics, time.perf_counter() - start)
-        if not (self.patience and run.bad >= self.patience):
+        if not self._stopped_early(run):
             return False
-        log.write(f"early stop at step {run.step}: {run.bad} validations without gain")
+        stop = self._stop_summary(run, self._metric_name(metrics))
+        log.write(
+            f"early stop at step {stop['step']}: no gain in {stop['metric']} for "
+            f"{stop['validations']} validations (trainer.patience={self.patience}); best "
+            f"step {stop['best_step']}"
+        )
         return True
+
+    def _stopped_early(self, run: RunState) -> bool:
+        return bool(self.patience) and run.bad >= self.patience
+
+    def _stop_summary(self, run: RunState, metric: str) -> dict:
+        """Where and why a run stopped before its budget: ``step``, ``max_steps``, the
+        ``best_step`` (that of ``best.pt``) with its ``value`` of ``metric``, and the
+        ``validations`` without gain since."""
+        return {
+            "step": run.step,
+            "max_steps": run.max_steps,
+            "best_step": run.best["step"],
+            "metric": metric,
+            "value": run.best.get(metric),
+            "validations": run.bad,
+            "patience": self.patience,
+        }
 
     def _validate_untrained(self, run: RunState, valid_set, loss_fn, log) -> None:
         """The step-0 validation: the untrained model's metrics, the baseline of the run.
@@ -250,14 +298,28 @@ class Trainer:
         run.record(0, None, metrics, self._metric_name(metrics))
         log.validation(0, metrics, time.perf_counter() - start)
 
-    def _start(self, out_dir: Path, on_start, resume: Path | None, step: int) -> None:
+    def _start(
+        self, out_dir: Path, on_start, resume: Path | None, run: RunState, budget: Budget, cadence
+    ) -> None:
         """The run has passed its checks: from here on it writes into ``out_dir``."""
         if self.overwrite and folder.clear_run(out_dir):
             print(f"overwriting the run in {out_dir} (trainer.overwrite=true)")
         if on_start is not None:
             on_start(out_dir)
+        line = f"budget: {budget.text}; validation {cadence.text}"
+        if self.patience:
+            line += f"; early stop after {self.patience} validations without gain"
+        print(line, flush=True)
         if resume is not None:
-            print(f"resumed from step {step} ({resume})", flush=True)
+            print(f"resumed from step {run.step} ({resume})", flush=True)
+            if run.saved_max_steps not in (None, budget.steps):
+                print(
+                    f"the checkpoint's run had a budget of {run.saved_max_steps} steps; this "
+                    f"one has {budget.steps} (its budget keys, graphs or shards differ)",
+                    flush=True,
+                )
+            if self._stopped_early(run):
+                print(f"the run had stopped early at step {run.step}; nothing to train")
 
     def _interrupted(self, run: RunState, last: Path) -> state.RunInterrupted:
         """Save ``last.pt`` where a collective still can; the exception says where."""

@@ -1,0 +1,285 @@
+"""The training budget: steps from ``trainer.max_epochs``, its rule with ``max_steps``, the
+validation cadence, early stopping, resuming a derived budget and the per-collection
+defaults of the configs."""
+
+import math
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from tiny_runs import SMALL_MODEL, compose_config, tiny_overrides
+
+from tpulearn.leaderboard.reuse import existing_run
+from tpulearn.training import Trainer, load_checkpoint, train
+from tpulearn.training.budget import Cadence, step_budget
+from tpulearn.training.progress import ProgressLog
+from tpulearn.training.schedule import BatchSchedule
+from tpulearn.training.state import RunInterrupted
+
+FULL_COLLECTIONS = {
+    "layout_xla_random": 69,
+    "layout_xla_default": 69,
+    "layout_nlp_random": 198,
+    "layout_nlp_default": 198,
+    "tile_xla": 5700,
+    "synthetic": 8,
+}
+
+
+@pytest.mark.parametrize(
+    ("epochs", "graphs", "per_step", "shards", "steps"),
+    [
+        (40, 69, 4, 1, 690),
+        (1, 69, 32, 1, 3),
+        (300, 69, 1, 1, 20700),
+        (2.5, 10, 4, 1, 7),
+        (0.1, 5700, 1, 1, 570),
+        (1, 1, 1, 1, 1),
+        (1, 5, 2, 2, 3),  # shard 0 owns 3 graphs, one per step
+        (2, 5, 2, 2, 6),
+        (3, 7, 4, 4, 6),
+        (2, 8, 4, 2, 4),
+    ],
+)
+def test_steps_from_epochs(epochs, graphs, per_step, shards, steps):
+    budget = step_budget(None, epochs, graphs, per_step, shards)
+    assert budget.steps == steps
+    if shards == 1:
+        assert steps == math.ceil(epochs * graphs / per_step)
+    if epochs == int(epochs):
+        # Every graph, of every shard, is seen `epochs` times; one step fewer misses one.
+        schedule = BatchSchedule(per_step, graphs, shards)
+        seen = Counter(g for s in range(steps) for _, g in schedule.graph_indices(s))
+        assert min(seen[g] for g in range(graphs)) >= epochs
+        fewer = Counter(g for s in range(steps - 1) for _, g in schedule.graph_indices(s))
+        assert min(fewer[g] for g in range(graphs)) < epochs
+
+
+def test_the_smaller_of_max_steps_and_max_epochs_is_the_budget():
+    assert step_budget(100, None, 69, 4).steps == 100
+    assert (
+        step_budget(None, 40, 69, 4).text == "40 epochs x 69 train graphs / 4 per step = 690 steps"
+    )
+    capped = step_budget(100, 40, 69, 4)
+    assert capped.steps == 100
+    assert "trainer.max_steps" in capped.text and "690 steps" in capped.text
+    assert step_budget(1000, 40, 69, 4).steps == 690
+    assert step_budget(150, None, 1, 1).text.startswith("150 steps (trainer.max_steps) = 150 ep")
+
+
+@pytest.mark.parametrize(
+    ("max_steps", "max_epochs", "message"),
+    [
+        (0, None, "trainer.max_steps=0 must be a positive integer or null"),
+        (-5, None, "trainer.max_steps=-5 must be"),
+        (2.5, None, "trainer.max_steps=2.5 must be a positive integer"),
+        (True, None, "trainer.max_steps=True"),
+        (None, 0, "trainer.max_epochs=0 must be a positive number or null"),
+        (None, -1.5, "trainer.max_epochs=-1.5"),
+        (None, float("nan"), "trainer.max_epochs=nan"),
+        (None, "ten", "trainer.max_epochs='ten'"),
+        (10, 0, "trainer.max_epochs=0"),
+        (None, None, "no training budget: trainer.max_steps and trainer.max_epochs are both"),
+    ],
+)
+def test_bad_budgets_are_one_clear_line(max_steps, max_epochs, message):
+    with pytest.raises(ValueError, match=message) as err:
+        Trainer(max_steps=max_steps, max_epochs=max_epochs, device="cpu")
+    assert "\n" not in str(err.value)
+    with pytest.raises(ValueError, match=message):
+        step_budget(max_steps, max_epochs, 10, 2)
+
+
+@pytest.mark.parametrize("val_every", [0, -3, "weekly", "0 epochs", 2.5, None])
+def test_a_bad_val_every_is_one_clear_line(val_every):
+    with pytest.raises(ValueError, match=r"trainer.val_every=.* must be a positive number of"):
+        Trainer(max_steps=10, val_every=val_every, device="cpu")
+
+
+def test_step_cadence_is_every_n_steps_and_epoch_cadence_ends_each_epoch():
+    for every in (1, 3, 25):
+        cadence = Cadence.of(every)
+        assert [s for s in range(1, 101) if cadence.due(s)] == list(range(every, 101, every))
+    budget = step_budget(None, 4, 69, 4)
+    epoch = Cadence.of("epoch", budget)
+    # The step that finishes epoch k: ceil(69 k / 4).
+    assert [s for s in range(1, budget.steps + 1) if epoch.due(s)] == [18, 35, 52, 69]
+    assert Cadence.of("2 epochs", budget).text == "every 2 epochs (34.5 steps)"
+    assert [s for s in range(1, 70) if Cadence.of("2 epochs", budget).due(s)] == [35, 69]
+    # More than an epoch per step: every step validates.
+    assert all(Cadence.of("epoch", step_budget(None, 3, 2, 4)).due(s) for s in (1, 2, 3))
+
+
+@pytest.mark.parametrize("val_every", [6, 25, "epoch", "3 epochs"])
+def test_the_eta_counts_the_validations_still_due(tmp_path, val_every):
+    from tpulearn.training.distributed import World
+
+    budget = step_budget(None, 10, 7, 2)
+    cadence = Cadence.of(val_every, budget)
+    log = ProgressLog(tmp_path, World(), max_steps=budget.steps, val_every=cadence)
+    for step in range(1, budget.steps + 1):
+        due = [s for s in range(step, budget.steps + 1) if cadence.due(s)]
+        expected = len(due) + (not cadence.due(budget.steps))
+        assert log.validations_after(step) == expected
+    log.close()
+
+
+@pytest.mark.parametrize(
+    ("data", "graphs"), [*FULL_COLLECTIONS.items()], ids=list(FULL_COLLECTIONS)
+)
+def test_full_collection_configs_compose_to_an_epoch_budget_with_patience(data, graphs):
+    trainer = compose_config(overrides=[f"data={data}"]).trainer
+    assert trainer.max_steps is None and trainer.max_epochs > 0 and trainer.patience > 0
+    budget = step_budget(None, trainer.max_epochs, graphs, trainer.graphs_per_batch)
+    assert budget.steps >= trainer.max_epochs * graphs  # one graph per step by default
+    assert Cadence.of(trainer.val_every, budget).period > 0
+    assert instantiate(trainer, device="cpu").max_epochs == trainer.max_epochs
+    # A smoke run's step limit on the command line caps the collection's epochs.
+    smoke = compose_config(overrides=[f"data={data}", "trainer.max_steps=20"]).trainer
+    assert step_budget(smoke.max_steps, smoke.max_epochs, graphs, 1).steps == 20
+
+
+def test_the_quick_start_keeps_150_steps():
+    trainer = compose_config().trainer
+    assert (trainer.max_steps, trainer.max_epochs, trainer.val_every, trainer.patience) == (
+        150,
+        None,
+        25,
+        0,
+    )
+    assert step_budget(trainer.max_steps, trainer.max_epochs, 1, 1).steps == 150
+
+
+@pytest.mark.parametrize(
+    ("experiment", "steps", "val_every"),
+    [
+        ("layout_xla_random", 10000, 500),
+        ("layout_nlp_default", 10000, 500),
+        ("tile_xla", 20000, 1000),
+    ],
+)
+def test_experiments_keep_the_papers_step_budget(experiment, steps, val_every):
+    trainer = compose_config(overrides=[f"experiment={experiment}"]).trainer
+    assert (trainer.max_steps, trainer.max_epochs, trainer.patience) == (steps, None, 0)
+    assert trainer.val_every == val_every
+
+
+def fake_validation(monkeypatch, opa: list[float]):
+    """Validations return ``opa`` in turn (a step-0 one first)."""
+    values = iter(opa)
+
+    def validate(self, model, valid_set, data, loss_fn=None):
+        return {"opa": next(values), "kendall_tau": 0.0, "val_loss": 1.0}
+
+    monkeypatch.setattr(Trainer, "validate", validate)
+
+
+def test_early_stopping_stops_at_the_patience_and_reports_the_best(tmp_path, monkeypatch, capsys):
+    # Step 0, then steps 2, 4, ...: the best is step 4; 6, 8 and 10 bring no gain (8 ties).
+    fake_validation(monkeypatch, [0.5, 0.6, 0.7, 0.65, 0.7, 0.69, 0.99])
+    overrides = [*tiny_overrides(tmp_path, 20), "trainer.val_every=2", "trainer.patience=3"]
+    result = train(compose_config(overrides=overrides))
+    assert [h["step"] for h in result["history"]] == [0, 2, 4, 6, 8, 10]
+    assert result["steps"] == 10 and result["max_steps"] == 20
+    assert result["best"]["step"] == 4 and result["best"]["opa"] == 0.7
+    assert result["stopped"] == {
+        "step": 10,
+        "max_steps": 20,
+        "best_step": 4,
+        "metric": "opa",
+        "value": 0.7,
+        "validations": 3,
+        "patience": 3,
+    }
+    assert load_checkpoint(result["checkpoints"]["best"])["step"] == 4
+    assert load_checkpoint(result["checkpoints"]["last"])["step"] == 10
+    out = capsys.readouterr().out
+    assert "budget: 20 steps (trainer.max_steps)" in out
+    assert "early stop after 3 validations without gain" in out
+    assert (
+        "stopped early at step 10 of 20: no gain in opa for 3 validations "
+        "(trainer.patience=3); best step 4 (opa 0.7000), the best checkpoint" in out
+    )
+    # Resuming a run that stopped early trains nothing and still says why it stopped.
+    again = train(compose_config(overrides=[*overrides, "trainer.resume=true"]))
+    assert again["steps"] == 10 and again["stopped"]["best_step"] == 4
+    assert "the run had stopped early at step 10" in capsys.readouterr().out
+
+
+def test_a_run_without_patience_trains_its_whole_budget(tmp_path, capsys):
+    result = train(compose_config(overrides=tiny_overrides(tmp_path, 2)))
+    assert result["stopped"] is None and result["steps"] == result["max_steps"] == 2
+    assert "trained 2 of 2 steps" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def synthetic_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("syn")
+    args = ["--train", "3", "--valid", "1", "--test", "1", "--nodes", "20", "40"]
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tpulearn.data.synthetic",
+            str(root),
+            *args,
+            "--configs",
+            "10",
+            "20",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return root
+
+
+def derived(out_dir, root, *extra):
+    """2 epochs of 3 synthetic graphs, 2 per step: 3 steps, validated after each epoch."""
+    return compose_config(
+        overrides=[
+            f"out_dir={out_dir}",
+            "data=synthetic",
+            f"data.root={root}",
+            "trainer.max_epochs=2",
+            "trainer.graphs_per_batch=2",
+            "trainer.val_every=epoch",
+            "trainer.progress=false",
+            "data.configs_per_graph=8",
+            "scheduler=cosine",
+            *SMALL_MODEL,
+            *extra,
+        ]
+    )
+
+
+def test_a_derived_budget_resumes_to_the_same_final_step(tmp_path, synthetic_root, monkeypatch):
+    whole = train(derived(tmp_path / "whole", synthetic_root))
+    assert whole["max_steps"] == whole["steps"] == 3
+    # Epochs end within steps 2 (3 graphs of 4 seen) and 3; step 0 is the baseline.
+    assert [h["step"] for h in whole["history"]] == [0, 2, 3]
+    state = load_checkpoint(whole["checkpoints"]["last"])
+    assert state["max_steps"] == 3 and state["scheduler"]["T_max"] == 3  # cosine over the run
+
+    original = Trainer._step
+
+    def interrupted(self, runner, loss_fn, optimizer, train_set, graphs, step):
+        if step == 1:
+            raise KeyboardInterrupt
+        return original(self, runner, loss_fn, optimizer, train_set, graphs, step)
+
+    monkeypatch.setattr(Trainer, "_step", interrupted)
+    split = tmp_path / "split"
+    with pytest.raises(RunInterrupted):
+        train(derived(split, synthetic_root))
+    wanted = OmegaConf.to_container(derived(split, synthetic_root), resolve=True)
+    assert existing_run(split, wanted)[0] == "resume"
+    monkeypatch.setattr(Trainer, "_step", original)
+    resumed = train(derived(split, synthetic_root, "trainer.resume=true"))
+    assert resumed["steps"] == resumed["max_steps"] == 3
+    assert [h["step"] for h in resumed["history"]] == [0, 2, 3]
+    assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in whole["history"]]
+    # The leaderboard's check reads the derived budget from the checkpoint: finished.
+    assert existing_run(split, wanted) == ("reuse", resumed["best"]["step"])
