@@ -292,3 +292,31 @@ def test_options_at_their_defaults_or_in_effect_do_not_warn():
         SAGE("tile", attention_heads=4, config_node_readout=True)
         SAGE("layout", layout_onehot=False, edge_direction="stored")
         MLP("tile")
+
+
+@pytest.mark.parametrize("head", ["linear", "mlp"])
+def test_a_linear_head_over_a_sum_readout_scores_a_sum_of_per_node_terms(head):
+    # No message passing: each configurable node's vector depends on its own config only,
+    # so with a sum readout and a linear head the score is additive over the two nodes:
+    # s(a', b') - s(a, b') == s(a', b) - s(a, b). An MLP head breaks that.
+    torch.manual_seed(0)
+    model = SAGE("layout", hidden_channels=8, num_layers=0, readout="sum", head=head)
+    model.eval()
+    data = tiny_graph("layout", num_configs=2)
+    a, b = data.node_config_feat[0], data.node_config_feat[1]
+    cfg = torch.stack([a, torch.stack([b[0], a[1]]), torch.stack([a[0], b[1]]), b])
+    data = tiny_graph("layout", num_configs=4)
+    data.node_config_feat = cfg
+    with torch.no_grad():
+        s = model(data).double()
+    interaction = (s[3] - s[2]) - (s[1] - s[0])
+    if head == "linear":
+        assert abs(float(interaction)) < 1e-5
+        assert isinstance(model.head, torch.nn.Linear)
+    else:
+        assert abs(float(interaction)) > 1e-5
+
+
+def test_an_unknown_head_is_refused():
+    with pytest.raises(ValueError, match="head"):
+        SAGE("layout", head="deep")

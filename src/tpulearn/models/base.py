@@ -63,6 +63,9 @@ class ConfigGNN(LayerHooks, nn.Module):
         attention_heads: heads of that attention.
         prune: compute config-dependent nodes only (exact); ``False`` runs C full copies.
         readout_l2: L2-normalise the pooled graph vector before the head (GST paper).
+        head: ``"mlp"`` (Linear, act, dropout, Linear) or ``"linear"`` (one Linear: with a
+            sum readout the score is then a sum of per-node terms, as a program's runtime
+            is a sum of its ops' times).
         distinct_states: layout models with early join and a linear aggregation (SAGE,
             GCN, GIN) compute each distinct (node, layer) state once for all the configs
             that share it (:mod:`tpulearn.models.dedup`; same scores, far less work when
@@ -77,7 +80,7 @@ class ConfigGNN(LayerHooks, nn.Module):
     (``data.context_hops``, :class:`~tpulearn.graph.ConfigContext`).
 
     Raises:
-        ValueError: an unknown ``task``, ``join``, ``jk``, ``edge_direction``, ``act``
+        ValueError: an unknown ``task``, ``join``, ``jk``, ``edge_direction``, ``act``, ``head``
             or ``norm``.
 
     Warns:
@@ -109,6 +112,7 @@ class ConfigGNN(LayerHooks, nn.Module):
         sparse_aggregation: bool = True,
         readout_l2: bool = False,
         distinct_states: bool = True,
+        head: str = "mlp",
     ):
         super().__init__()
         self.readout = parse_readout(readout)
@@ -118,6 +122,7 @@ class ConfigGNN(LayerHooks, nn.Module):
         check_choice("edge_direction", edge_direction, EDGE_DIRECTIONS)
         check_choice("act", act, ACTIVATIONS)
         check_choice("norm", norm, (None, "layer"))
+        check_choice("head", head, ("mlp", "linear"))
         warn_if_disabled(
             "attention_heads", attention_heads, 4, config_attention, "config_attention is off"
         )
@@ -159,9 +164,13 @@ class ConfigGNN(LayerHooks, nn.Module):
             self.attention = nn.TransformerEncoderLayer(
                 graph_dim, attention_heads, 2 * graph_dim, dropout, batch_first=True
             )
-        self.head = nn.Sequential(
-            nn.Linear(graph_dim, h), ACTIVATIONS[act](), nn.Dropout(dropout), nn.Linear(h, 1)
-        )
+        self.head_kind = head
+        if head == "linear":
+            self.head = nn.Linear(graph_dim, 1)
+        else:
+            self.head = nn.Sequential(
+                nn.Linear(graph_dim, h), ACTIVATIONS[act](), nn.Dropout(dropout), nn.Linear(h, 1)
+            )
 
     # ------------------------------------------------------------------ forward
 
@@ -283,6 +292,7 @@ class ConfigGNN(LayerHooks, nn.Module):
                 ("config_attention", self.attention is not None),
                 ("config_node_readout", self.config_node_readout),
                 ("readout_l2", self.readout_l2),
+                ("linear head", self.head_kind == "linear"),
                 ("no prune", not self.prune),
             )
             if on
