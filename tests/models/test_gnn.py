@@ -320,3 +320,51 @@ def test_a_linear_head_over_a_sum_readout_scores_a_sum_of_per_node_terms(head):
 def test_an_unknown_head_is_refused():
     with pytest.raises(ValueError, match="head"):
         SAGE("layout", head="deep")
+
+
+@pytest.mark.parametrize("task", ["layout", "tile"])
+def test_dropout_masks_are_shared_by_the_configs_of_a_graph(task):
+    # Two identical configs score identically in train mode: the masks are drawn per
+    # (layer, node), not per config, so dropout adds no noise to score differences.
+    data = tiny_graph(task, num_configs=4)
+    key = "node_config_feat" if task == "layout" else "config_feat"
+    data[key][1] = data[key][0]
+    torch.manual_seed(0)
+    model = SAGE(task, hidden_channels=16, dropout=0.5).train()
+    scores = model(data)
+    assert scores[0] == scores[1]
+    assert not torch.equal(scores, model.eval()(data))  # dropout was active
+
+
+def test_dropout_gives_the_same_scores_on_every_per_config_path():
+    # The distinct-state, sparse-product, C-copies and unpruned paths draw the same masks.
+    data = tiny_graph("layout", num_configs=6)
+    options = [
+        {},
+        {"distinct_states": False},
+        {"distinct_states": False, "sparse_aggregation": False},
+        {"prune": False},
+    ]
+    torch.manual_seed(0)
+    reference = SAGE("layout", hidden_channels=16, dropout=0.3)
+    outs = []
+    for kw in options:
+        model = SAGE("layout", hidden_channels=16, dropout=0.3, **kw)
+        model.load_state_dict(reference.state_dict())
+        torch.manual_seed(1)
+        outs.append(model.train()(data))
+    for out in outs[1:]:
+        torch.testing.assert_close(out, outs[0])
+
+
+def test_config_shared_dropout_shares_one_mask_over_the_config_dimension():
+    from tpulearn.models.base import ConfigSharedDropout
+
+    drop = ConfigSharedDropout(0.5).train()
+    torch.manual_seed(0)
+    out = drop(torch.ones(2, 5, 64))
+    assert torch.equal(out, out[:, :1].expand_as(out))  # every config, the same mask
+    assert set(out.unique().tolist()) == {0.0, 2.0}
+    assert not torch.equal(out[0], out[1])  # graphs get masks of their own
+    x = torch.randn(2, 5, 8)
+    assert torch.equal(drop.eval()(x), x)

@@ -34,6 +34,32 @@ from .readout import Readout, parse_readout
 ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU, "prelu": nn.PReLU}
 
 
+class ConfigSharedDropout(nn.Module):
+    """Dropout whose mask is shared by the configs of a graph (input [B, C, D]: one mask
+    [B, 1, D]).
+
+    A ranking loss reads only the score differences between configs of one graph, and those
+    are small next to the graph vector they sit on. With a mask drawn per config, dropout
+    on that vector adds noise to every difference that is orders of magnitude above the
+    signal (measured on a 1,500-node graph at initialisation: score spread across configs
+    0.016, difference between two identical configs under p = 0.2: 12), and the model
+    barely learns. One mask per graph regularises the model without that noise.
+    """
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0:
+            return x
+        keep = x.new_empty(x.shape[:-2] + (1, x.shape[-1])).bernoulli_(1 - self.p)
+        return x * keep / (1 - self.p)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 class ConfigGNN(LayerHooks, nn.Module):
     """Base model: scores C configs of each graph in one forward pass.
 
@@ -169,7 +195,10 @@ class ConfigGNN(LayerHooks, nn.Module):
             self.head = nn.Linear(graph_dim, 1)
         else:
             self.head = nn.Sequential(
-                nn.Linear(graph_dim, h), ACTIVATIONS[act](), nn.Dropout(dropout), nn.Linear(h, 1)
+                nn.Linear(graph_dim, h),
+                ACTIVATIONS[act](),
+                ConfigSharedDropout(dropout),
+                nn.Linear(h, 1),
             )
 
     # ------------------------------------------------------------------ forward

@@ -44,7 +44,12 @@ class LayerPasses:
             the rows outside the dependent set (the others are never read); ``None``
             runs the whole layer.
         dropout, residual, l2_normalize, training: applied after every layer, as the
-            model's options of those names (``training``: dropout is active).
+            model's options of those names (``training``: dropout is active). Dropout
+            draws one mask per (layer, node) for the whole forward: every config of the
+            graph, and its config-free pass, see the same mask, so dropout regularises
+            without adding noise to the score differences between configs that a ranking
+            loss reads (per-config masks bury them; see
+            :class:`~tpulearn.models.base.ConfigSharedDropout`).
     """
 
     def __init__(
@@ -68,6 +73,19 @@ class LayerPasses:
         self.base_aggregation = base_aggregation
         self.dropout, self.residual, self.l2_normalize = dropout, residual, l2_normalize
         self.training = training
+        self._masks: dict[int, Tensor] = {}
+
+    def _mask(self, i: int, like: Tensor, nodes: Tensor | None) -> Tensor | None:
+        """Layer i's dropout mask at ``nodes`` ([R] node ids; ``None``: every node), [R, H]
+        scaled by 1 / (1 - p); drawn once per forward for all N nodes (``like`` [N, H])."""
+        if not (self.training and self.dropout > 0):
+            return None
+        mask = self._masks.get(i)
+        if mask is None:
+            keep = 1.0 - self.dropout
+            mask = torch.empty(like.shape, device=like.device).bernoulli_(keep) / keep
+            self._masks[i] = mask
+        return mask if nodes is None else mask[nodes]
 
     def base(self, i: int, x: Tensor, dependent: Tensor) -> Tensor:
         """Layer i of the config-free pass: [N, H] -> [N, H].
@@ -76,7 +94,8 @@ class LayerPasses:
         are computed; the others are left at 0 (the per-config values replace them).
         """
         if self.base_aggregation is None:
-            return self._post(i, self.run_conv(self.convs[i], x, self.edge_index, self.weight), x)
+            out = self.run_conv(self.convs[i], x, self.edge_index, self.weight)
+            return self._post(i, out, x, self._mask(i, x, None))
         rows = (~dependent).nonzero().squeeze(1)
         out = x.new_zeros(x.shape)  # every layer keeps the hidden width
         if rows.numel() == 0:
@@ -87,7 +106,7 @@ class LayerPasses:
             self.base_aggregation, ~dependent, ids, self.edge_index, keep, self.weight, x.shape[0]
         )
         x_self = x[rows]
-        value = self._post(i, self._layer(i, matrix, x, x_self), x_self)
+        value = self._post(i, self._layer(i, matrix, x, x_self), x_self, self._mask(i, x, rows))
         return out.index_copy(0, rows, value.to(out.dtype))
 
     def run(self, i: int, plan: LayerPlan, base: Tensor, dep: Dependent) -> Dependent:
@@ -116,7 +135,9 @@ class LayerPasses:
         x = base[plan.node_ids].unsqueeze(1).repeat(1, num_configs, 1)
         x[plan.prev_pos] = dep.transpose(0, 1)
         x_self = x[plan.upd]
-        out = self._post(i, self._layer(i, plan.adj, x, x_self), x_self)
+        mask = self._mask(i, base, plan.node_ids[plan.upd])
+        mask = None if mask is None else mask.unsqueeze(1)  # shared by the configs
+        out = self._post(i, self._layer(i, plan.adj, x, x_self), x_self, mask)
         return out.transpose(0, 1)
 
     def _copies(self, i: int, plan: LayerPlan, base: Tensor, dep: Tensor) -> Tensor:
@@ -129,7 +150,9 @@ class LayerPasses:
         weight = None if self.weight is None else self.weight[plan.edge_keep].repeat(num_configs)
         out = self.run_conv(self.convs[i], x.reshape(num_configs * u, -1), edges, weight)
         out = out.view(num_configs, u, -1)
-        return self._post(i, out[:, plan.upd], x[:, plan.upd])
+        mask = self._mask(i, base, plan.node_ids[plan.upd])
+        mask = None if mask is None else mask.unsqueeze(0)  # shared by the configs
+        return self._post(i, out[:, plan.upd], x[:, plan.upd], mask)
 
     def _distinct(
         self, i: int, plan: LayerPlan, base: Tensor, prev: dedup.StateLayer
@@ -140,7 +163,8 @@ class LayerPasses:
         matrix = dedup.aggregation_rows(plan.adj, prev, slot_of, rep_config, rep_row)
         x_self = table[dedup.self_rows(prev, slot_of, plan.upd, rep_config, rep_row)]
         out = self._layer(i, matrix, table, x_self)
-        return dedup.StateLayer(self._post(i, out, x_self), index)
+        mask = self._mask(i, base, plan.node_ids[plan.upd[rep_row]])  # each state's node
+        return dedup.StateLayer(self._post(i, out, x_self, mask), index)
 
     def _layer(self, i: int, matrix: Tensor, table: Tensor, x_self: Tensor) -> Tensor:
         """Layer i's output (before norm and activation) at the rows of ``matrix``: the
@@ -159,9 +183,10 @@ class LayerPasses:
         agg = spmm(matrix, flat).view(-1, *table.shape[1:])
         return self.combine(self.convs[i], agg, x_self)
 
-    def _post(self, i: int, h: Tensor, h_in: Tensor) -> Tensor:
+    def _post(self, i: int, h: Tensor, h_in: Tensor, mask: Tensor | None) -> Tensor:
         h = self.acts[i](self.norms[i](h))
-        h = F.dropout(h, p=self.dropout, training=self.training)
+        if mask is not None:
+            h = h * mask.to(h.dtype)
         if self.residual:
             h = h + h_in
         if self.l2_normalize:
