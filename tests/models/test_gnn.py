@@ -368,3 +368,12 @@ def test_config_shared_dropout_shares_one_mask_over_the_config_dimension():
     assert not torch.equal(out[0], out[1])  # graphs get masks of their own
     x = torch.randn(2, 5, 8)
     assert torch.equal(drop.eval()(x), x)
+
+
+def test_config_attention_adds_no_per_config_dropout_noise():
+    data = tiny_graph("layout", num_configs=4)
+    data.node_config_feat[1] = data.node_config_feat[0]
+    torch.manual_seed(0)
+    model = SAGE("layout", hidden_channels=16, dropout=0.5, config_attention=True).train()
+    scores = model(data)
+    assert scores[0] == scores[1]

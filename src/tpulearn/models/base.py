@@ -68,7 +68,8 @@ class ConfigGNN(LayerHooks, nn.Module):
             (per-node configs, ``node_config_feat`` [C, K, 18] on ``node_config_ids``).
         hidden_channels: width of node vectors.
         num_layers: message-passing layers.
-        dropout: dropout after each layer and in the head.
+        dropout: dropout after each layer and in the head, one mask per node (layers) or per
+            graph (head) shared by all configs (config attention has none).
         norm: ``None`` or ``"layer"`` (LayerNorm per node; batch statistics would mix
             configs and break the exact pruning).
         jk: ``"last"``, ``"cat"`` or ``"max"`` over the layer outputs (jumping knowledge).
@@ -187,8 +188,10 @@ class ConfigGNN(LayerHooks, nn.Module):
             graph_dim += h
         self.attention = None
         if config_attention:
+            # No dropout inside: its masks would be drawn per config (see
+            # ConfigSharedDropout); the head's shared dropout follows it.
             self.attention = nn.TransformerEncoderLayer(
-                graph_dim, attention_heads, 2 * graph_dim, dropout, batch_first=True
+                graph_dim, attention_heads, 2 * graph_dim, 0.0, batch_first=True
             )
         self.head_kind = head
         if head == "linear":
