@@ -377,3 +377,38 @@ def test_config_attention_adds_no_per_config_dropout_noise():
     model = SAGE("layout", hidden_channels=16, dropout=0.5, config_attention=True).train()
     scores = model(data)
     assert scores[0] == scores[1]
+
+
+def test_layout_shape_reads_the_output_dims_in_the_chosen_order():
+    from tpulearn.models.encoders import ConfigEncoder
+
+    encoder = ConfigEncoder("layout", 4, layout_onehot=True, layout_shape=True)
+    feat = torch.full((2, 18), -1.0)
+    feat[0, :3] = torch.tensor([2.0, 0.0, 1.0])  # minor-to-major: dim 2, then 0, then 1
+    dims = torch.tensor([10.0, 20.0, 30.0, 0.0, 0.0, 0.0])
+    seen = {}
+    encoder.lin.register_forward_pre_hook(lambda mod, args: seen.update(x=args[0]))
+    encoder(feat, dims.expand(2, 6))
+    shape_part = seen["x"][:, -6:]
+    assert shape_part[0].tolist() == [30.0, 10.0, 20.0, 0.0, 0.0, 0.0]
+    assert shape_part[1].tolist() == [0.0] * 6  # an unset layout reads no sizes
+    with pytest.raises(ValueError, match="dims"):
+        encoder(feat)
+
+
+def test_layout_shape_gives_the_same_scores_on_every_per_config_path():
+    data = tiny_graph("layout", num_configs=6)
+    torch.manual_seed(0)
+    reference = SAGE("layout", hidden_channels=16, layout_shape=True)
+    outs = []
+    for kw in ({}, {"distinct_states": False}, {"sparse_aggregation": False}, {"prune": False}):
+        model = SAGE("layout", hidden_channels=16, layout_shape=True, **kw)
+        model.load_state_dict(reference.state_dict())
+        outs.append(model.eval()(data))
+        check_model(model, data)
+    for out in outs[1:]:
+        torch.testing.assert_close(out, outs[0])
+    with pytest.raises(ValueError, match="join='early'"):
+        SAGE("layout", layout_shape=True, join="late")
+    with pytest.warns(UserWarning, match="layout_shape"):
+        SAGE("tile", layout_shape=True)

@@ -25,7 +25,14 @@ from torch_geometric.data import Batch, Data
 
 from .._checks import check_choice, warn_if_disabled
 from ..graph import EDGE_DIRECTIONS, directed_edges
-from .encoders import ConfigEncoder, NodeEncoder, config_features, distinct_inputs, join_configs
+from .encoders import (
+    ConfigEncoder,
+    NodeEncoder,
+    config_features,
+    distinct_inputs,
+    join_configs,
+    node_dims,
+)
 from .hooks import LayerHooks
 from .passes import LayerPasses
 from .plan import Planner
@@ -86,6 +93,9 @@ class ConfigGNN(LayerHooks, nn.Module):
         act: ``"relu"``, ``"leaky_relu"``, ``"gelu"`` or ``"prelu"``.
         opcode_dim: opcode embedding width.
         layout_onehot: one-hot encode layout config values.
+        layout_shape: also give the config encoder the node's output dimension sizes in
+            the chosen minor-to-major order (layout, early join; see
+            :class:`~tpulearn.models.encoders.ConfigEncoder`).
         config_attention: self-attention across the configs of a graph before the head.
         attention_heads: heads of that attention.
         prune: compute config-dependent nodes only (exact); ``False`` runs C full copies.
@@ -133,6 +143,7 @@ class ConfigGNN(LayerHooks, nn.Module):
         act: str = "leaky_relu",
         opcode_dim: int = 64,
         layout_onehot: bool = True,
+        layout_shape: bool = False,
         config_attention: bool = False,
         attention_heads: int = 4,
         prune: bool = True,
@@ -154,6 +165,9 @@ class ConfigGNN(LayerHooks, nn.Module):
             "attention_heads", attention_heads, 4, config_attention, "config_attention is off"
         )
         warn_if_disabled("layout_onehot", layout_onehot, True, task == "layout", "task='tile'")
+        warn_if_disabled("layout_shape", layout_shape, False, task == "layout", "task='tile'")
+        if layout_shape and join == "late":
+            raise ValueError("layout_shape needs join='early' (the late join reads no shapes)")
         no_edges = f"{type(self).__name__} passes no messages"
         warn_if_disabled("edge_direction", edge_direction, "both", self.propagates, no_edges)
         self.task, self.join, self.jk = task, join, jk
@@ -169,7 +183,7 @@ class ConfigGNN(LayerHooks, nn.Module):
         h = hidden_channels
         self.act = act  # read by layer types whose layer holds an activation (GIN)
         self.node_encoder = NodeEncoder(h, opcode_dim=opcode_dim)
-        self.config_encoder = ConfigEncoder(task, h, layout_onehot=layout_onehot)
+        self.config_encoder = ConfigEncoder(task, h, layout_onehot, layout_shape)
         self.input_act = ACTIVATIONS[act]()
         self.convs = nn.ModuleList(self.init_conv(h, h) for _ in range(num_layers))
         self.norms = nn.ModuleList(
@@ -304,14 +318,17 @@ class ConfigGNN(LayerHooks, nn.Module):
     def _join(self, data, enc, cfg, batch, inputs, distinct):
         """Layer-0 values of S_0 (``inputs``) per config, activated: [C, |S_0|, H], or with
         ``distinct`` a :class:`~.dedup.StateLayer` of the distinct (node, config row)s."""
+        dims = None
+        if self.config_encoder.layout_shape:
+            dims = node_dims(data, data.node_config_ids)
         if distinct:
             ids = data.node_config_ids
-            return distinct_inputs(ids, enc, cfg, self.config_encoder, self.input_act)
+            return distinct_inputs(ids, enc, cfg, self.config_encoder, self.input_act, dims)
         if self.join == "late":
             num_configs = cfg.shape[1] if self.task == "tile" else cfg.shape[0]
             return self.input_act(enc.new_zeros(num_configs, 0, enc.shape[1]))
         ids = data.node_config_ids if self.task == "layout" else None
-        cfg_vec = self.config_encoder(cfg)
+        cfg_vec = self.config_encoder(cfg, dims)
         return self.input_act(join_configs(self.task, enc, cfg_vec, inputs, batch, ids))
 
     def __repr__(self) -> str:
@@ -325,6 +342,7 @@ class ConfigGNN(LayerHooks, nn.Module):
                 ("config_node_readout", self.config_node_readout),
                 ("readout_l2", self.readout_l2),
                 ("linear head", self.head_kind == "linear"),
+                ("layout_shape", self.config_encoder.layout_shape),
                 ("no prune", not self.prune),
             )
             if on

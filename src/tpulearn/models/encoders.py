@@ -23,12 +23,14 @@ from ..data.schema import (
     LAYOUT_CONFIG_FEAT_DIM,
     NODE_FEAT_DIM,
     NUM_OPCODES,
+    SHAPE_DIMS,
     TILE_CONFIG_FEAT_DIM,
 )
 from . import dedup
 
 # Layout config values are minor-to-major dimension indices 0..5, or -1 for "unset".
 LAYOUT_CONFIG_VALUES = 7
+LAYOUT_SHAPE_DIM = 6  # the output block's positions, read as sizes by layout_shape
 
 
 class NodeEncoder(nn.Module):
@@ -68,9 +70,16 @@ class ConfigEncoder(nn.Module):
         out_channels: width of the produced vectors.
         layout_onehot: one-hot encode each layout value (-1..5) instead of using it raw;
             the values are dimension indices, not magnitudes.
+        layout_shape: also read the node's output shape in the chosen order: for each
+            position of the output minor-to-major order, the (normalised) size of the
+            dimension it names (0 where unset). An index alone says which dimension is
+            minor, not how long it is, and the minor dimensions' sizes are what tiling and
+            padding cost. Needs ``dims`` in :meth:`forward`.
     """
 
-    def __init__(self, task: str, out_channels: int, layout_onehot: bool = True):
+    def __init__(
+        self, task: str, out_channels: int, layout_onehot: bool = True, layout_shape: bool = False
+    ):
         super().__init__()
         if task not in ("tile", "layout"):
             raise ValueError(f"task must be 'tile' or 'layout', got {task!r}")
@@ -82,6 +91,8 @@ class ConfigEncoder(nn.Module):
             in_channels = LAYOUT_CONFIG_FEAT_DIM * LAYOUT_CONFIG_VALUES
         else:
             in_channels = LAYOUT_CONFIG_FEAT_DIM
+        self.layout_shape = layout_shape and task == "layout"
+        in_channels += LAYOUT_SHAPE_DIM if self.layout_shape else 0
         self.in_channels = in_channels
         self.lin = nn.Linear(in_channels, out_channels, bias=False)
 
@@ -92,8 +103,22 @@ class ConfigEncoder(nn.Module):
             return F.one_hot(index, LAYOUT_CONFIG_VALUES).flatten(-2).to(self.lin.weight.dtype)
         return feat.to(self.lin.weight.dtype)
 
-    def forward(self, feat: Tensor) -> Tensor:
-        return self.lin(self.featurize(feat))
+    def forward(self, feat: Tensor, dims: Tensor | None = None) -> Tensor:
+        """Config vectors of ``feat`` [..., 18 or 24]; with ``layout_shape``, ``dims``
+        [..., 6] holds each row's node's normalised shape dimensions."""
+        x = self.featurize(feat)
+        if self.layout_shape:
+            if dims is None:
+                raise ValueError("a layout_shape config encoder needs the nodes' dims")
+            order = feat[..., :LAYOUT_SHAPE_DIM].round().long()
+            sizes = dims.expand(*order.shape).gather(-1, order.clamp(min=0))
+            x = torch.cat([x, torch.where(order >= 0, sizes, 0.0).to(x.dtype)], -1)
+        return self.lin(x)
+
+
+def node_dims(data: Data, config_ids: Tensor) -> Tensor:
+    """[K, 6] the (normalised) shape dimensions of the configurable nodes."""
+    return data.node_feat[config_ids][:, SHAPE_DIMS]
 
 
 def config_features(data: Data, task: str, num_graphs: int) -> tuple[Tensor, int]:
@@ -138,14 +163,21 @@ def join_configs(
 
 
 def distinct_inputs(
-    config_ids: Tensor, enc: Tensor, cfg: Tensor, encoder: ConfigEncoder, act: nn.Module
+    config_ids: Tensor,
+    enc: Tensor,
+    cfg: Tensor,
+    encoder: ConfigEncoder,
+    act: nn.Module,
+    dims: Tensor | None = None,
 ) -> dedup.StateLayer:
     """Layer-0 states of the configurable nodes ``config_ids`` [K] (S_0 exactly), one per
-    distinct (node, config row) of ``cfg`` [C, K, 18]: ``act(enc + encoder(row))``."""
+    distinct (node, config row) of ``cfg`` [C, K, 18]: ``act(enc + encoder(row))``
+    (``dims`` [K, 6]: the nodes' shapes, for a ``layout_shape`` encoder)."""
     num_configs, k = cfg.shape[0], cfg.shape[1]
     slot = torch.arange(k, device=cfg.device).repeat(num_configs)
     rows = torch.cat([slot.unsqueeze(1).to(cfg.dtype), cfg.reshape(num_configs * k, -1)], 1)
     inverse, rep = dedup.unique_rows(rows)
     node, config = rep % k, rep // k
-    values = act(enc[config_ids[node]] + encoder(cfg[config, node]))
+    row_dims = None if dims is None else dims[node]
+    values = act(enc[config_ids[node]] + encoder(cfg[config, node], row_dims))
     return dedup.StateLayer(values, inverse.view(num_configs, k))
