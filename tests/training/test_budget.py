@@ -283,3 +283,16 @@ def test_a_derived_budget_resumes_to_the_same_final_step(tmp_path, synthetic_roo
     assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in whole["history"]]
     # The leaderboard's check reads the derived budget from the checkpoint: finished.
     assert existing_run(split, wanted) == ("reuse", resumed["best"]["step"])
+
+
+@pytest.mark.parametrize("data", [d for d in FULL_COLLECTIONS if d.startswith("layout")])
+def test_layout_fast_brings_its_own_epoch_budget_on_every_layout_collection(data):
+    cfg = compose_config(overrides=["experiment=layout_fast", f"data={data}"])
+    trainer = cfg.trainer
+    assert (trainer.max_steps, trainer.max_epochs, trainer.patience) == (None, 150, 6)
+    assert trainer.val_every == "5 epochs" and trainer.select_metric == "kendall_tau"
+    assert cfg.model.layout_shape is True
+    assert cfg.data.sampler._target_ == "tpulearn.data.UniformSampler"
+    assert cfg.data.collection == data.replace("layout_", "layout:").replace("_", ":")
+    budget = step_budget(None, trainer.max_epochs, FULL_COLLECTIONS[data], 1)
+    assert budget.steps == 150 * FULL_COLLECTIONS[data]

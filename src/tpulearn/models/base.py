@@ -50,7 +50,7 @@ class ConfigSharedDropout(nn.Module):
     on that vector adds noise to every difference that is orders of magnitude above the
     signal (measured on a 1,500-node graph at initialisation: score spread across configs
     0.016, difference between two identical configs under p = 0.2: 12), and the model
-    barely learns. One mask per graph regularises the model without that noise.
+    learns far slower. One mask per graph regularises the model without that noise.
     """
 
     def __init__(self, p: float):
