@@ -1,0 +1,373 @@
+"""Ranking quality on synthetic collections nobody tuned to: writes benchmarks/quality.md.
+
+    python scripts/quality.py                                   # everything, 3 seeds
+    python scripts/quality.py --recipes layout_fast --families roofline --seeds 0 1 2
+    python scripts/quality.py --quick                           # tiny sizes: checks the script
+
+For every synthetic cost-model family (:data:`tpulearn.data.synthetic.LAYOUT_FAMILIES`) a
+layout:xla:random collection is written from a data seed used nowhere else (train and valid
+graphs from separate generator streams), then each recipe trains on it once per seed with
+``python train.py <recipe> data=synthetic data.root=... trainer.seed=<seed>`` in a process
+of its own (wall time and peak RSS are that process's). Reported per family and recipe:
+validation Kendall tau over every config of the valid graphs (the best checkpoint, chosen
+by the recipe's selection metric), mean +- std over seeds; the ensemble of the seeds'
+best checkpoints (mean rank per graph); and the family's oracle: its noise-free cost
+ranked against the noisy runtimes, the ceiling a perfect model reaches.
+
+Tile: the tile recipe on each tile family; top-1/5/10 error against the oracle's (a model
+that knows the cost function). Real: the quick start and layout_fast on the bundled
+sample (train unet3d, validate unet_3d.4x4.bf16 on the official indices), a transfer a
+synthetic table cannot show.
+
+``--work`` keeps the data and runs: a finished run is read back, not trained again, so
+rerunning the same command after an interruption (or with another recipe added) trains
+only what is missing and rewrites the whole table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+
+from tpulearn.data.synthetic import (
+    LAYOUT_FAMILIES,
+    TILE_FAMILIES,
+    oracle_metrics,
+    write_layout_collection,
+    write_tile_collection,
+)
+from tpulearn.metrics import Evaluator
+from tpulearn.predict import Ensemble
+
+REPO = Path(__file__).resolve().parents[1]
+LAYOUT = "layout:xla:random"
+
+# Recipe name -> Hydra overrides. Each recipe keeps its own budget (configs and data).
+LAYOUT_RECIPES = {
+    "defaults": [],
+    "layout_fast": ["experiment=layout_fast"],
+    # The paper's GST setting (experiment=layout_gst), shrunk to this machine: 64 wide,
+    # 8 graphs per step, segments of 400 nodes, lr 1e-3, 300 steps (200 epochs of 12 graphs).
+    "gst_small": [
+        "experiment=layout_gst",
+        "model.model.hidden_channels=64",
+        "model.model.opcode_dim=64",
+        "model.max_segment_nodes=400",
+        "trainer.graphs_per_batch=8",
+        "trainer.max_steps=300",
+        "trainer.max_epochs=null",
+        "trainer.val_every=50",
+        "optim.lr=1e-3",
+    ],
+}
+# The bundled real sample (train unet3d, validate unet_3d.4x4.bf16, official indices).
+REAL_RECIPES = {"real": [], "real_layout_fast": ["experiment=layout_fast"]}
+TILE_RECIPES = {"tile_xla": ["experiment=tile_xla", "trainer.max_steps=1500"]}
+TILE_RECIPES["tile_xla"] += ["trainer.max_epochs=null", "trainer.val_every=250"]
+# The same with log-scaled, z-scored features (the paper min-max scales raw ones): tile
+# runtimes and shapes span orders of magnitude.
+TILE_RECIPES["tile_xla_log"] = [*TILE_RECIPES["tile_xla"], "data.log_features=true"]
+TILE_RECIPES["tile_xla_log"] += ["data.normalize=zscore"]
+
+# Data: smaller than a held-out collection of 16 x ~1,500-node graphs and 300 configs, so
+# that the whole table runs in under an hour on 2 cores.
+SIZES = {
+    "full": {
+        "layout": {"train": 12, "valid": 4, "nodes": (800, 1200), "configs": (200, 200)},
+        "tile": {"train": 400, "valid": 50, "nodes": (5, 40), "configs": (20, 60)},
+    },
+    "quick": {
+        "layout": {"train": 2, "valid": 2, "nodes": (60, 90), "configs": (20, 30)},
+        "tile": {"train": 6, "valid": 3, "nodes": (5, 10), "configs": (8, 12)},
+    },
+}
+QUICK_OVERRIDES = ["trainer.max_steps=4", "trainer.max_epochs=null", "trainer.val_every=2"]
+DATA_SEED = 2026  # + family index: data nobody tuned a setting on
+
+
+def write_data(work: Path, task: str, family: str, index: int, size: dict) -> Path:
+    root = work / "data" / f"{task}-{family}"
+    marker = root / "written.json"
+    wanted = {"family": family, "seed": DATA_SEED + index, **size}
+    if marker.exists() and json.loads(marker.read_text()) == json.loads(json.dumps(wanted)):
+        return root
+    counts = {"train": size["train"], "valid": size["valid"], "test": 0}
+    kwargs = dict(num_graphs=counts, nodes=size["nodes"], configs=size["configs"])
+    if task == "tile":
+        write_tile_collection(root, family=family, seed=DATA_SEED + index, **kwargs)
+    else:
+        write_layout_collection(
+            root, "xla", "random", family=family, seed=DATA_SEED + index, **kwargs
+        )
+    marker.write_text(json.dumps(wanted))
+    return root
+
+
+def train(run_dir: Path, overrides: list[str], threads: int, log) -> dict:
+    """One ``train.py`` process: its best validation metrics, wall time and peak RSS.
+
+    A run folder holding a finished run of the same command is read, not trained again
+    (``--retrain`` trains anyway), so an interrupted table resumes where it stopped.
+    """
+    cmd = [sys.executable, "train.py", *overrides, "trainer.progress=false"]
+    cmd += [f"hydra.run.dir={run_dir}", "trainer.overwrite=true"]
+    done = run_dir / "quality.json"
+    if done.exists():
+        row = json.loads(done.read_text())
+        if row.get("command") == cmd[1:]:
+            return row
+    log(f"  $ {shlex.join(cmd[1:])}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    start = time.perf_counter()
+    with open(run_dir / "quality.log", "w") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        tail = (run_dir / "quality.log").read_text().splitlines()[-15:]
+        raise RuntimeError(f"train.py failed in {run_dir}:\n" + "\n".join(tail))
+    state = torch.load(run_dir / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
+    last = state["history"][-1] if state["history"] else {}
+    row = {
+        "command": cmd[1:],
+        "best": dict(state["best"] or {}),
+        "last_step": last.get("step"),
+        "wall_s": wall,
+        "rss_mb": usage.ru_maxrss / 1024,
+        "threads": threads,
+    }
+    done.write_text(json.dumps(row))
+    return row
+
+
+def ensemble_metrics(root: Path, collection: str, runs: list[Path]) -> dict:
+    """Metrics of the mean-rank ensemble of the runs' best checkpoints on the valid split."""
+    ensemble = Ensemble.from_checkpoints([r / "checkpoints" / "best.pt" for r in runs])
+    evaluator = Evaluator(collection)
+    folder = root / "npz" / collection.replace(":", "/") / "valid"
+    for path in sorted(folder.glob("*.npz")):
+        import numpy as np
+
+        runtime = np.load(path)["config_runtime"]
+        evaluator.add(path.stem, ensemble.score_file(path), runtime)
+    return evaluator.compute()
+
+
+def summarise(values: list[float]) -> dict:
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "values": values,
+    }
+
+
+def fmt(s: dict, digits: int = 3) -> str:
+    return f"{s['mean']:.{digits}f} +- {s['std']:.{digits}f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--families", nargs="+", default=list(LAYOUT_FAMILIES))
+    parser.add_argument("--tile-families", nargs="+", default=list(TILE_FAMILIES))
+    every = [*LAYOUT_RECIPES, *TILE_RECIPES, *REAL_RECIPES]
+    parser.add_argument("--recipes", nargs="+", default=every)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--work", type=Path, default=Path("/tmp/tpulearn-quality"))
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "quality.md")
+    parser.add_argument("--quick", action="store_true", help="tiny data and 4 steps")
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="runs at a time (each gets cores / jobs threads)"
+    )
+    args = parser.parse_args(argv)
+    unknown = set(args.recipes) - set(every)
+    if unknown:
+        parser.error(f"unknown recipes {sorted(unknown)}")
+    for names, known in ((args.families, LAYOUT_FAMILIES), (args.tile_families, TILE_FAMILIES)):
+        for name in names:
+            if name not in known:
+                parser.error(f"unknown family {name!r}; known: {', '.join(known)}")
+    size = SIZES["quick" if args.quick else "full"]
+    extra = QUICK_OVERRIDES if args.quick else []
+    started = time.strftime("%Y-%m-%d %H:%M")
+
+    def log(line: str) -> None:
+        print(line, flush=True)
+
+    # The plan: (key, run folder, overrides) per run; data written first, in order.
+    jobs, roots = [], {}
+    layout_recipes = [r for r in args.recipes if r in LAYOUT_RECIPES]
+    tile_recipes = [r for r in args.recipes if r in TILE_RECIPES]
+    for family in args.families if layout_recipes else []:
+        index = list(LAYOUT_FAMILIES).index(family)  # the data seed follows the family
+        root = roots["layout", family] = write_data(
+            args.work, "layout", family, index, size["layout"]
+        )
+        for recipe, seed in itertools.product(layout_recipes, args.seeds):
+            overrides = [*LAYOUT_RECIPES[recipe], "data=synthetic", f"data.root={root}"]
+            jobs.append((("layout", family, recipe, seed), f"{family}-{recipe}-{seed}", overrides))
+    for family in args.tile_families if tile_recipes else []:
+        index = list(TILE_FAMILIES).index(family)
+        root = roots["tile", family] = write_data(args.work, "tile", family, index, size["tile"])
+        for recipe, seed in itertools.product(tile_recipes, args.seeds):
+            overrides = [*TILE_RECIPES[recipe], f"data.root={root}"]
+            name = f"tile-{family}-{recipe}-{seed}"
+            jobs.append((("tile", family, recipe, seed), name, overrides))
+    real_recipes = [r for r in args.recipes if r in REAL_RECIPES]
+    for recipe, seed in itertools.product(real_recipes, args.seeds):
+        name = f"real-{seed}" if recipe == "real" else f"{recipe}-{seed}"
+        jobs.append((("real", None, recipe, seed), name, REAL_RECIPES[recipe]))
+
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    done: dict = {}
+
+    def run(job):
+        key, name, overrides = job
+        row = train(
+            args.work / "runs" / name, [*overrides, f"trainer.seed={key[3]}", *extra], threads, log
+        )
+        metric = "top5_error" if key[0] == "tile" else "kendall_tau"
+        log(
+            f"  {name}: {metric} {row['best'].get(metric, float('nan')):.4f}, "
+            f"{row['wall_s']:.0f} s, {row['rss_mb']:.0f} MB"
+        )
+        return key, row
+
+    log(f"{len(jobs)} runs, {args.jobs} at a time ({threads} threads each)")
+    with ThreadPoolExecutor(args.jobs) as pool:
+        for key, row in pool.map(run, jobs):
+            done[key] = row
+
+    results: dict = {"layout": {}, "tile": {}, "real": {}}
+    for (task, family), root in roots.items():
+        collection = LAYOUT if task == "layout" else "tile:xla"
+        entry = {"oracle": oracle_metrics(root, collection, "valid"), "recipes": {}}
+        for recipe in layout_recipes if task == "layout" else tile_recipes:
+            rows = [done[task, family, recipe, seed] for seed in args.seeds]
+            summary = {
+                "wall_s": summarise([r["wall_s"] for r in rows]),
+                "rss_mb": max(r["rss_mb"] for r in rows),
+                "steps": [r["last_step"] for r in rows],
+            }
+            if task == "layout":
+                summary["tau"] = summarise([r["best"]["kendall_tau"] for r in rows])
+                runs = [args.work / "runs" / f"{family}-{recipe}-{seed}" for seed in args.seeds]
+                ensemble = ensemble_metrics(root, LAYOUT, runs) if len(runs) > 1 else None
+                summary["ensemble_tau"] = ensemble and ensemble["kendall_tau"]
+                summary["best_member_tau"] = max(summary["tau"]["values"])
+            else:
+                for k in ("top1_error", "top5_error", "top10_error"):
+                    summary[k] = summarise([r["best"][k] for r in rows])
+            entry["recipes"][recipe] = summary
+        results[task][family] = entry
+    for recipe in real_recipes:
+        rows = [done["real", None, recipe, seed] for seed in args.seeds]
+        results["real"][recipe] = {
+            "tau": summarise([r["best"]["kendall_tau"] for r in rows]),
+            "wall_s": summarise([r["wall_s"] for r in rows]),
+            "rss_mb": max(r["rss_mb"] for r in rows),
+        }
+
+    results["meta"] = {
+        "started": started,
+        "seeds": args.seeds,
+        "jobs": args.jobs,
+        "threads": threads,
+        "sizes": size,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
+        "command": shlex.join(["python", "scripts/quality.py", *(argv or sys.argv[1:])]),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=str))
+    args.out.write_text(render(results))
+    log(f"wrote {args.out} and {args.out.with_suffix('.json')}")
+    return 0
+
+
+def render(results: dict) -> str:
+    meta = results["meta"]
+    lay, tile = meta["sizes"]["layout"], meta["sizes"]["tile"]
+    lines = [
+        "# Ranking quality on synthetic collections (scripts/quality.py)",
+        "",
+        f"`{meta['command']}`, {meta['started']}, {meta['machine']}; seeds {meta['seeds']}.",
+        "",
+        f"Layout: layout:xla:random, {lay['train']} train / {lay['valid']} valid graphs of "
+        f"{lay['nodes'][0]}-{lay['nodes'][1]} nodes, {lay['configs'][1]} configs, one collection "
+        "per cost-model family from a data seed used nowhere else. tau: validation Kendall "
+        "tau over every config of the valid graphs, best checkpoint, mean +- std over seeds; "
+        "ensemble: the seeds' best checkpoints, mean rank per graph; oracle: the family's "
+        "noise-free cost against its noisy runtimes (the ceiling). Wall and peak RSS: one "
+        f"`train.py` process (mean wall, max RSS), {meta['jobs']} at a time with "
+        f"{meta['threads']} threads each.",
+        "",
+        "| family | recipe | tau | % of oracle | best seed | ensemble tau | oracle tau | wall s | "
+        "peak RSS MB | steps |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for family, entry in results["layout"].items():
+        oracle = entry["oracle"]["kendall_tau"]
+        for recipe, r in entry["recipes"].items():
+            ens = "" if r["ensemble_tau"] is None else f"{r['ensemble_tau']:.3f}"
+            lines.append(
+                f"| {family} | {recipe} | {fmt(r['tau'])} | {100 * r['tau']['mean'] / oracle:.0f}%"
+                f" | {r['best_member_tau']:.3f} | {ens} | {oracle:.3f} | "
+                f"{r['wall_s']['mean']:.0f} | {r['rss_mb']:.0f} | "
+                f"{', '.join(str(s) for s in r['steps'])} |"
+            )
+    if results["tile"]:
+        lines += [
+            "",
+            f"Tile: {tile['train']} train / {tile['valid']} valid kernels of "
+            f"{tile['nodes'][0]}-{tile['nodes'][1]} nodes, {tile['configs'][0]}-"
+            f"{tile['configs'][1]} configs. Errors as the official metric (lower is better); "
+            "oracle: ranking by the noise-free cost (a model that knows the cost function).",
+            "",
+            "| family | recipe | top-1 error | top-5 error | top-10 error | oracle top-1 / 5 / 10 "
+            "| top-5 / oracle | wall s | peak RSS MB |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for family, entry in results["tile"].items():
+            o = entry["oracle"]
+            for recipe, r in entry["recipes"].items():
+                ratio = (
+                    r["top5_error"]["mean"] / o["top5_error"] if o["top5_error"] else float("inf")
+                )
+                lines.append(
+                    f"| {family} | {recipe} | {fmt(r['top1_error'], 4)} | {fmt(r['top5_error'], 4)}"
+                    f" | {fmt(r['top10_error'], 4)} | {o['top1_error']:.4f} / {o['top5_error']:.4f}"
+                    f" / {o['top10_error']:.4f} | {ratio:.2f}x | {r['wall_s']['mean']:.0f} | "
+                    f"{r['rss_mb']:.0f} |"
+                )
+    if results["real"]:
+        lines += [
+            "",
+            "Real sample (transfer): train unet3d, validate unet_3d.4x4.bf16 on the official "
+            "1000 indices (`real`: `python train.py`, the quick start).",
+            "",
+            "| recipe | tau | per seed | wall s | peak RSS MB |",
+            "|---|---|---|---|---|",
+        ]
+        for recipe, r in results["real"].items():
+            per_seed = ", ".join(f"{v:.3f}" for v in r["tau"]["values"])
+            lines.append(
+                f"| {recipe} | {fmt(r['tau'])} | {per_seed} | {r['wall_s']['mean']:.0f} | "
+                f"{r['rss_mb']:.0f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

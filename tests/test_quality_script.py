@@ -1,0 +1,49 @@
+"""scripts/quality.py in its smallest form: runs, aggregation, ensemble, table, resume."""
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "quality.py"
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("quality", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_quick_table_has_every_row_and_resumes(script, tmp_path, capsys):
+    out = tmp_path / "quality.md"
+    args = ["--quick", "--work", str(tmp_path / "work"), "--out", str(out)]
+    args += ["--families", "roofline", "--recipes", "layout_fast", "tile_xla", "--seeds", "0", "1"]
+    assert script.main(args) == 0
+    results = json.loads(out.with_suffix(".json").read_text())
+    row = results["layout"]["roofline"]["recipes"]["layout_fast"]
+    assert len(row["tau"]["values"]) == 2
+    assert row["best_member_tau"] == max(row["tau"]["values"])
+    assert -1.0 <= row["ensemble_tau"] <= 1.0
+    oracle = results["layout"]["roofline"]["oracle"]["kendall_tau"]
+    assert 0.0 < oracle <= 1.0
+    tile = results["tile"]["tile_spill"]["recipes"]["tile_xla"]
+    assert all(math.isfinite(v) for v in tile["top5_error"]["values"])
+    table = out.read_text()
+    assert "| roofline | layout_fast |" in table and "| tile_spill | tile_xla |" in table
+    capsys.readouterr()
+    # A second call reads the finished runs instead of training them again.
+    assert script.main(args) == 0
+    assert "$ train.py" not in capsys.readouterr().out
+    assert json.loads(out.with_suffix(".json").read_text())["layout"] == results["layout"]
+
+
+def test_unknown_recipe_or_family_is_refused(script, capsys):
+    for bad in (["--recipes", "fastest"], ["--families", "nope"]):
+        with pytest.raises(SystemExit):
+            script.main(bad)
+        assert "unknown" in capsys.readouterr().err
