@@ -32,8 +32,8 @@ collection, from which :func:`oracle_scores` / :func:`oracle_metrics` compute th
 
 Memory: a layout graph is generated whole; ``node_config_feat`` alone is
 ``configs x configurable x 18 x 4`` bytes (144 MB at 2k x 1k, 7.2 GB at the real maximum
-of 100k x 1k), and ``np.savez_compressed`` needs that array in memory. Runtimes are costed in chunks of configs, so costing adds
-little beyond it.
+of 100k x 1k), and ``np.savez_compressed`` needs that array in memory. Runtimes are
+costed in chunks of configs, so costing adds little beyond it.
 
 Modules: :mod:`.graphs` (random program structure and node features), :mod:`.cost`
 (hidden constants and noise shared by both models), :mod:`.layout` and :mod:`.tile`
