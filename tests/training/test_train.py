@@ -280,7 +280,10 @@ def test_every_experiment_composes_and_instantiates(experiment):
     data = instantiate(cfg.data)
     assert data.task == ("tile" if experiment.startswith("tile") else "layout")
     assert data.configs_per_graph == (10 if experiment.startswith("tile") else 32)
-    if experiment.startswith("layout"):
+    if experiment == "layout_fast":  # whole graphs, any layout collection (data= picks it)
+        assert type(net).__name__ == "SAGE" and net.config_encoder.layout_shape
+        assert net.hidden_channels == 64 and cfg.optim.lr == 1e-3
+    elif experiment.startswith("layout"):
         assert type(net).__name__ == "SegmentModel" and net.max_segment_nodes == 1000
         assert net.model.hidden_channels == 256 and cfg.optim.lr == 1e-4
         if experiment != "layout_gst":  # the shared base keeps the default data
