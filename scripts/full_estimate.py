@@ -16,7 +16,6 @@ CPU: a GPU only shortens it. Writes the table to stdout (and ``--out``, markdown
 from __future__ import annotations
 
 import argparse
-import math
 import re
 import shlex
 import subprocess
@@ -27,7 +26,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 
 from tpulearn.data.synthetic import write_layout_collection
-from tpulearn.training.budget import step_budget
+from tpulearn.training.budget import Cadence, step_budget
 
 REPO = Path(__file__).resolve().parents[1]
 # The release (TPUGRAPHS.md): train graphs (80% of the graphs), valid graphs, nodes
@@ -45,18 +44,10 @@ def budget(overrides: list[str], train_graphs: int, collection: str) -> dict:
         cfg = compose("config", [*overrides, f"data={collection}", "data.root=/nonexistent"])
     t = cfg.trainer
     plan = step_budget(t.max_steps, t.max_epochs, train_graphs, t.graphs_per_batch)
-    every = str(t.val_every).split()
-    if every[-1] in ("epoch", "epochs"):
-        val_steps = float(every[0] if len(every) > 1 else 1) * float(plan.steps_per_epoch)
-    else:
-        val_steps = float(every[0])
-    return {
-        "steps": plan.steps,
-        "validations": math.ceil(plan.steps / val_steps),
-        "patience": t.patience,
-        "configs_per_graph": cfg.data.configs_per_graph,
-        "graphs_per_batch": t.graphs_per_batch,
-    }
+    cadence = Cadence.of(t.val_every, plan)
+    # Every period's end validates, and the last step does in any case.
+    validations = cadence.count(0, plan.steps) + (not cadence.due(plan.steps))
+    return {"steps": plan.steps, "validations": validations}
 
 
 def measure(overrides: list[str], source: str, nodes: int, steps: int, work: Path) -> dict:

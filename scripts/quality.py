@@ -39,8 +39,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from tpulearn.data.schema import collection_dir
 from tpulearn.data.synthetic import (
     LAYOUT_FAMILIES,
     TILE_FAMILIES,
@@ -74,12 +76,18 @@ LAYOUT_RECIPES = {
 }
 # The bundled real sample (train unet3d, validate unet_3d.4x4.bf16, official indices).
 REAL_RECIPES = {"real": [], "real_layout_fast": ["experiment=layout_fast"]}
-TILE_RECIPES = {"tile_xla": ["experiment=tile_xla", "trainer.max_steps=1500"]}
-TILE_RECIPES["tile_xla"] += ["trainer.max_epochs=null", "trainer.val_every=250"]
-# The same with log-scaled, z-scored features (the paper min-max scales raw ones): tile
-# runtimes and shapes span orders of magnitude.
-TILE_RECIPES["tile_xla_log"] = [*TILE_RECIPES["tile_xla"], "data.log_features=true"]
-TILE_RECIPES["tile_xla_log"] += ["data.normalize=zscore"]
+TILE_XLA = [
+    "experiment=tile_xla",
+    "trainer.max_steps=1500",
+    "trainer.max_epochs=null",
+    "trainer.val_every=250",
+]
+TILE_RECIPES = {
+    "tile_xla": TILE_XLA,
+    # The same with log-scaled, z-scored features (the paper min-max scales raw ones):
+    # tile runtimes and shapes span orders of magnitude.
+    "tile_xla_log": [*TILE_XLA, "data.log_features=true", "data.normalize=zscore"],
+}
 
 # Data: smaller than a held-out collection of 16 x ~1,500-node graphs and 300 configs, so
 # that the whole table runs in under an hour on 2 cores.
@@ -157,10 +165,7 @@ def ensemble_metrics(root: Path, collection: str, runs: list[Path]) -> dict:
     """Metrics of the mean-rank ensemble of the runs' best checkpoints on the valid split."""
     ensemble = Ensemble.from_checkpoints([r / "checkpoints" / "best.pt" for r in runs])
     evaluator = Evaluator(collection)
-    folder = root / "npz" / collection.replace(":", "/") / "valid"
-    for path in sorted(folder.glob("*.npz")):
-        import numpy as np
-
+    for path in sorted(collection_dir(root, collection, "valid").glob("*.npz")):
         runtime = np.load(path)["config_runtime"]
         evaluator.add(path.stem, ensemble.score_file(path), runtime)
     return evaluator.compute()

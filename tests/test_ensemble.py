@@ -3,16 +3,14 @@ their members' scores per graph as :mod:`tpulearn.combine` says, refuse members 
 tasks by name, and write where they say."""
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
-from tiny_runs import compose_config, tiny_overrides
+from tiny_runs import compose_config, evaluate_cli, tiny_overrides
 
-from tpulearn.cli import evaluate_main
 from tpulearn.combine import combine_scores
 from tpulearn.data import sample_root
 from tpulearn.evaluation import evaluate, load_model
@@ -43,18 +41,6 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     torch.save(state, out / "b/checkpoints/best.pt")
     train(compose_config(overrides=tiny_overrides(out / "layout")))
     return {name: out / name / "checkpoints/best.pt" for name in ("a", "b", "layout")}
-
-
-def evaluate_cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    """``python evaluate.py ARGS`` in this process: (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["evaluate.py", *args])
-    try:
-        evaluate_main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_an_ensemble_of_one_ranks_as_its_checkpoint(runs):

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_runs import compose_config, tiny_overrides
+from tiny_runs import compose_config, evaluate_cli, tiny_overrides
 
 import tpulearn.evaluation
-from tpulearn.cli import evaluate_main
 from tpulearn.data import sample_root
 from tpulearn.models import SAGE
 from tpulearn.predict import Predictor
@@ -26,18 +25,6 @@ def run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("run")
     train(compose_config(overrides=tiny_overrides(out)))
     return out
-
-
-def evaluate_cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    """``python evaluate.py ARGS`` in this process: (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["evaluate.py", *args])
-    try:
-        evaluate_main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def one_error_line(err: str) -> str:

@@ -1,10 +1,13 @@
-"""Shared by the tests that train: composing a config, and the overrides of a tiny run."""
+"""Shared by the tests that train: composing a config, the overrides of a tiny run, and
+evaluate.py's command line in-process."""
 
+import sys
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
 import tpulearn
+from tpulearn.cli import evaluate_main
 
 CONFIG_DIR = Path(tpulearn.__file__).parent / "configs"
 SMALL_MODEL = ["model.hidden_channels=8", "model.num_layers=1", "model.opcode_dim=4"]
@@ -27,3 +30,15 @@ def tiny_overrides(out_dir, steps: int = 2) -> list[str]:
         "data.eval_chunk=512",
         *SMALL_MODEL,
     ]
+
+
+def evaluate_cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
+    """``python evaluate.py ARGS`` in this process: (exit code, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["evaluate.py", *args])
+    try:
+        evaluate_main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
