@@ -88,6 +88,7 @@ MODEL_OPTIONS = [
     {},
     {"jk": "cat", "readout": "mean+max", "config_node_readout": True},
     {"jk": "max", "residual": True, "act": "prelu", "norm": "layer", "readout_l2": True},
+    {"readout": "attn+max", "config_node_readout": True, "pre_layers": 2},
 ]
 
 

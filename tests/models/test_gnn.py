@@ -15,7 +15,7 @@ from tpulearn.models.plan import Planner
 ROOT = sample_root()
 LAYERS = [SAGE, GCN, GAT, GIN, ResGCN, MLP]
 JOINS = ["early", "late"]
-READOUTS = ["sum", "mean", "max", "sum+mean+max"]
+READOUTS = ["sum", "mean", "max", "attn", "sum+mean+max"]
 
 
 def tiny_graph(task: str, num_configs: int = 5, seed: int = 0) -> TpuGraphData:
@@ -412,3 +412,61 @@ def test_layout_shape_gives_the_same_scores_on_every_per_config_path():
         SAGE("layout", layout_shape=True, join="late")
     with pytest.warns(UserWarning, match="layout_shape"):
         SAGE("tile", layout_shape=True)
+
+
+def test_layout_relations_describe_each_block_alike_for_every_rank():
+    from tpulearn.models.encoders import LAYOUT_RELATION_DIM, layout_relations
+
+    def row(out, inp, ker):
+        pad = lambda b: b + [-1] * (6 - len(b))  # noqa: E731
+        return pad(out) + pad(inp) + pad(ker)
+
+    feat = torch.tensor(
+        [
+            row([2, 1, 0], [0, 1], []),  # row-major rank 3, column-major rank 2, unset
+            row([1, 0, 2], [1, 0], [0]),  # neither order, row-major rank 2, rank 1 (both)
+            row([1, 0], [3, 2, 1, 0], [0, 1, 2, 3]),
+        ],
+        dtype=torch.float,
+    )
+    out = layout_relations(feat).view(3, 3, 13)
+    assert out.shape[1] * out.shape[2] == LAYOUT_RELATION_DIM
+    desc, asc, unset = out[..., :6], out[..., 6:12], out[..., 12]
+    # The middle dim of an odd rank is where both orders put it.
+    assert desc[0, 0].tolist() == [1, 1, 1, 0, 0, 0] and asc[0, 0].tolist() == [0, 1, 0, 0, 0, 0]
+    assert asc[0, 1].tolist() == [1, 1, 0, 0, 0, 0] and desc[0, 1].sum() == 0
+    assert unset[0].tolist() == [0, 0, 1] and out[0, 2, :12].sum() == 0
+    assert desc[1, 0].sum() == 0 and asc[1, 0].tolist() == [0, 0, 1, 0, 0, 0]
+    assert desc[1, 2].tolist() == asc[1, 2].tolist() == [1, 0, 0, 0, 0, 0]
+    # Row-major is the same feature at rank 2 and at rank 4.
+    assert desc[2, 0].tolist()[:2] == desc[2, 1].tolist()[:2] == [1, 1]
+    assert desc[2, 1].tolist() == [1, 1, 1, 1, 0, 0] and asc[2, 2].tolist() == [1, 1, 1, 1, 0, 0]
+    assert unset[1:].sum() == 0
+
+
+@pytest.mark.parametrize("options", [{"layout_relations": True}, {"pre_layers": 2}])
+def test_encoder_options_give_the_same_scores_on_every_per_config_path(options):
+    data = tiny_graph("layout", num_configs=6)
+    torch.manual_seed(0)
+    reference = SAGE("layout", hidden_channels=16, **options)
+    outs = []
+    for kw in ({}, {"distinct_states": False}, {"sparse_aggregation": False}, {"prune": False}):
+        model = SAGE("layout", hidden_channels=16, **options, **kw)
+        model.load_state_dict(reference.state_dict())
+        outs.append(model.eval()(data))
+        check_model(model, data)
+    for out in outs[1:]:
+        torch.testing.assert_close(out, outs[0])
+    assert not torch.allclose(outs[0], outs[0][0].expand_as(outs[0]))
+
+
+def test_pre_layers_are_counted_and_checked():
+    plain, deeper = (
+        SAGE("layout", hidden_channels=8),
+        SAGE("layout", hidden_channels=8, pre_layers=2),
+    )
+    extra = sum(p.numel() for p in deeper.parameters()) - sum(p.numel() for p in plain.parameters())
+    assert extra == 2 * (8 * 8 + 8)
+    assert "pre_layers=2" in repr(deeper) and "pre_layers" not in repr(plain)
+    with pytest.raises(ValueError, match="pre_layers must be 0 or more"):
+        SAGE("layout", pre_layers=-1)

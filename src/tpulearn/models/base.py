@@ -82,8 +82,9 @@ class ConfigGNN(LayerHooks, nn.Module):
         jk: ``"last"``, ``"cat"`` or ``"max"`` over the layer outputs (jumping knowledge).
         join: ``"early"`` (config features enter the node inputs: tile on every node, layout
             on the configurable nodes) or ``"late"`` (joined to the pooled graph vector).
-        readout: ``"sum"``, ``"mean"``, ``"max"``, or several (list or ``"sum+max"``),
-            concatenated.
+        readout: ``"sum"``, ``"mean"``, ``"max"``, ``"attn"`` (a softmax-gated mean: each
+            node weighs exp(linear(vector)), so weights can follow tensor sizes over
+            orders of magnitude), or several (list or ``"sum+max"``), concatenated.
         config_node_readout: also mean-pool the configurable nodes (layout; ignored for
             tile, which has none).
         edge_direction: ``"stored"`` (consumer -> producer, as in the files),
@@ -103,6 +104,12 @@ class ConfigGNN(LayerHooks, nn.Module):
         head: ``"mlp"`` (Linear, act, dropout, Linear) or ``"linear"`` (one Linear: with a
             sum readout the score is then a sum of per-node terms, as a program's runtime
             is a sum of its ops' times).
+        layout_relations: the config encoder also reads rank-free descriptions of each
+            layout (:func:`~.encoders.layout_relations`: which positions follow the
+            row-major or the column-major order, which blocks are unset).
+        pre_layers: node-wise Linear + act layers after the join, before message passing
+            (a configurable node then reads its own config through an MLP, not through
+            one activation of a sum; config-free nodes pass through the same layers).
         distinct_states: layout models with early join and a linear aggregation (SAGE,
             GCN, GIN) compute each distinct (node, layer) state once for all the configs
             that share it (:mod:`tpulearn.models.dedup`; same scores, far less work when
@@ -151,6 +158,8 @@ class ConfigGNN(LayerHooks, nn.Module):
         readout_l2: bool = False,
         distinct_states: bool = True,
         head: str = "mlp",
+        pre_layers: int = 0,
+        layout_relations: bool = False,
     ):
         super().__init__()
         self.readout = parse_readout(readout)
@@ -183,8 +192,14 @@ class ConfigGNN(LayerHooks, nn.Module):
         h = hidden_channels
         self.act = act  # read by layer types whose layer holds an activation (GIN)
         self.node_encoder = NodeEncoder(h, opcode_dim=opcode_dim)
-        self.config_encoder = ConfigEncoder(task, h, layout_onehot, layout_shape)
+        self.config_encoder = ConfigEncoder(task, h, layout_onehot, layout_shape, layout_relations)
+        if pre_layers < 0:
+            raise ValueError(f"pre_layers must be 0 or more, got {pre_layers}")
+        self.pre_layers = pre_layers
         self.input_act = ACTIVATIONS[act]()
+        if pre_layers:
+            extra = [m for _ in range(pre_layers) for m in (nn.Linear(h, h), ACTIVATIONS[act]())]
+            self.input_act = nn.Sequential(self.input_act, *extra)
         self.convs = nn.ModuleList(self.init_conv(h, h) for _ in range(num_layers))
         self.norms = nn.ModuleList(
             nn.LayerNorm(h) if norm == "layer" else nn.Identity() for _ in range(num_layers)
@@ -193,6 +208,8 @@ class ConfigGNN(LayerHooks, nn.Module):
 
         node_dim = h * num_layers if (jk == "cat" and num_layers) else h
         graph_dim = node_dim * len(self.readout) + (node_dim if self.config_node_readout else 0)
+        # The attn pool's logit per node (a node's weight in its graph's softmax).
+        self.gate = nn.Linear(node_dim, 1) if "attn" in self.readout else None
         if join == "late":
             # Late join: config vectors built after message passing, then joined to the
             # pooled graph vector. Layout configs are read together with the final vector of
@@ -313,6 +330,7 @@ class ConfigGNN(LayerHooks, nn.Module):
             batch,
             num_graphs,
             owned,
+            self.gate,
         )
 
     def _join(self, data, enc, cfg, batch, inputs, distinct):
@@ -342,7 +360,9 @@ class ConfigGNN(LayerHooks, nn.Module):
                 ("config_node_readout", self.config_node_readout),
                 ("readout_l2", self.readout_l2),
                 ("linear head", self.head_kind == "linear"),
+                (f"pre_layers={self.pre_layers}", self.pre_layers),
                 ("layout_shape", self.config_encoder.layout_shape),
+                ("layout_relations", self.config_encoder.layout_relations),
                 ("no prune", not self.prune),
             )
             if on

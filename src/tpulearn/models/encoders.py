@@ -31,6 +31,29 @@ from . import dedup
 # Layout config values are minor-to-major dimension indices 0..5, or -1 for "unset".
 LAYOUT_CONFIG_VALUES = 7
 LAYOUT_SHAPE_DIM = 6  # the output block's positions, read as sizes by layout_shape
+LAYOUT_BLOCKS = 3  # output, input and kernel minor-to-major orders, 6 positions each
+LAYOUT_RELATION_DIM = LAYOUT_BLOCKS * 13  # per block: 6 + 6 matches and "unset"
+
+
+def layout_relations(feat: Tensor) -> Tensor:
+    """Rank-free descriptions of layout config rows [..., 18] -> [..., 39].
+
+    Per block (output, input, kernel) of a minor-to-major order over a tensor of rank r
+    (its entries >= 0): for each position p < r whether it names dimension r-1-p (the
+    descending, row-major default order) and whether it names p (ascending,
+    column-major), and whether the block is unset (all -1: the compiler's choice). The
+    one-hot says the same per rank; these say it alike for every rank, so what is learnt
+    on rank-4 tensors holds for rank-2 ones.
+    """
+    blocks = feat.round().reshape(*feat.shape[:-1], LAYOUT_BLOCKS, 6)
+    rank = (blocks >= 0).sum(-1, keepdim=True)
+    position = torch.arange(6, device=feat.device, dtype=blocks.dtype)
+    inside = position < rank
+    descending = inside & (blocks == rank - 1 - position)
+    ascending = inside & (blocks == position)
+    unset = (rank == 0).to(blocks.dtype)
+    parts = torch.cat([descending.to(blocks.dtype), ascending.to(blocks.dtype), unset], -1)
+    return parts.flatten(-2)
 
 
 class NodeEncoder(nn.Module):
@@ -75,10 +98,16 @@ class ConfigEncoder(nn.Module):
             dimension it names (0 where unset). An index alone says which dimension is
             minor, not how long it is, and the minor dimensions' sizes are what tiling and
             padding cost. Needs ``dims`` in :meth:`forward`.
+        layout_relations: also read :func:`layout_relations` of each row (layout).
     """
 
     def __init__(
-        self, task: str, out_channels: int, layout_onehot: bool = True, layout_shape: bool = False
+        self,
+        task: str,
+        out_channels: int,
+        layout_onehot: bool = True,
+        layout_shape: bool = False,
+        layout_relations: bool = False,
     ):
         super().__init__()
         if task not in ("tile", "layout"):
@@ -93,15 +122,22 @@ class ConfigEncoder(nn.Module):
             in_channels = LAYOUT_CONFIG_FEAT_DIM
         self.layout_shape = layout_shape and task == "layout"
         in_channels += LAYOUT_SHAPE_DIM if self.layout_shape else 0
+        self.layout_relations = layout_relations and task == "layout"
+        in_channels += LAYOUT_RELATION_DIM if self.layout_relations else 0
         self.in_channels = in_channels
         self.lin = nn.Linear(in_channels, out_channels, bias=False)
 
     def featurize(self, feat: Tensor) -> Tensor:
-        """Raw config features [..., 18 or 24] -> model inputs [..., in_channels]."""
+        """Raw config features [..., 18 or 24] -> model inputs (before layout_shape)."""
+        dtype = self.lin.weight.dtype
         if self.layout_onehot:
             index = (feat.round().long() + 1).clamp(0, LAYOUT_CONFIG_VALUES - 1)
-            return F.one_hot(index, LAYOUT_CONFIG_VALUES).flatten(-2).to(self.lin.weight.dtype)
-        return feat.to(self.lin.weight.dtype)
+            x = F.one_hot(index, LAYOUT_CONFIG_VALUES).flatten(-2).to(dtype)
+        else:
+            x = feat.to(dtype)
+        if self.layout_relations:
+            x = torch.cat([x, layout_relations(feat).to(dtype)], -1)
+        return x
 
     def forward(self, feat: Tensor, dims: Tensor | None = None) -> Tensor:
         """Config vectors of ``feat`` [..., 18 or 24]; with ``layout_shape``, ``dims``

@@ -20,7 +20,8 @@ from torch_geometric.utils import scatter
 
 from . import dedup
 
-READOUTS = ("sum", "mean", "max")
+READOUTS = ("sum", "mean", "max", "attn")
+_LOGIT_BOUND = 20.0  # the attn pool's logits lie in (-20, 20)
 
 
 class Readout:
@@ -37,6 +38,7 @@ class Readout:
         config_ids: [K] the configurable nodes (layout), else ``None``.
         batch: [N] graph of each node; ``num_graphs`` B.
         owned: bool [N], the nodes pooled (a segment's own nodes), or ``None``: all.
+        gate: the ``attn`` pool's [D] -> [1] logit layer (required with ``attn``).
     """
 
     def __init__(
@@ -52,7 +54,11 @@ class Readout:
         batch: Tensor,
         num_graphs: int,
         owned: Tensor | None = None,
+        gate: nn.Module | None = None,
     ):
+        if "attn" in kinds and gate is None:
+            raise ValueError("the attn readout needs its gate layer")
+        self.gate = gate
         self.kinds, self.jk, self.config_node_readout, self.l2 = kinds, jk, config_node_readout, l2
         self.task, self.config_encoder, self.late_config = task, config_encoder, late_config
         self.config_ids, self.num_graphs = config_ids, num_graphs
@@ -112,6 +118,8 @@ class Readout:
                 if kind == "mean":
                     count = torch.bincount(batch, minlength=groups).clamp(min=1)
                     out = out / count.view(1, -1, 1).to(out.dtype)
+            elif kind == "attn":
+                out = self._attention_pool(base[free], batch[free], dep, dep_batch)
             else:
                 fixed = scatter_max(base[free], batch[free], groups, 0)
                 if isinstance(dep, dedup.StateLayer):
@@ -121,6 +129,28 @@ class Readout:
                 out = torch.maximum(fixed.unsqueeze(0).expand_as(var), var)
             pooled.append(out.expand(num_configs, -1, -1))
         return torch.cat(pooled, -1)
+
+    def _attention_pool(self, base, base_batch, dep, dep_batch):
+        """Softmax-gated mean per (config, group): sum_i a_i x_i / sum_i a_i with
+        a_i = exp(l_i), l_i = gate(x_i) softly bounded to +-20 (weights then span up to
+        e^40, ample for op times that scale with tensor sizes, and neither sum can over-
+        or underflow, so no shift is needed: chunks, batches and segments agree exactly).
+        Computed as two sums (weighted values, weights): config-free nodes are pooled once
+        and distinct states stay compact."""
+
+        def weighted(x):
+            w = torch.exp(_LOGIT_BOUND * torch.tanh(self.gate(x) / _LOGIT_BOUND))
+            return torch.cat([w * x, w], -1)
+
+        fixed = scatter(weighted(base), base_batch, 0, dim_size=self.groups)
+        if isinstance(dep, dedup.StateLayer):
+            state = dedup.StateLayer(weighted(dep.values), dep.index)
+            var = dedup.pool(state, dep_batch, self.groups, "sum")
+        else:
+            var = scatter(weighted(dep), dep_batch, 1, dim_size=self.groups)
+        total = fixed.unsqueeze(0) + var
+        # An empty group (no nodes) has no weight: its mean is 0.
+        return total[..., :-1] / total[..., -1:].clamp(min=torch.finfo(total.dtype).tiny)
 
     def _config_node_pool(self, base, dep, mask):
         """Mean of the configurable nodes' final vectors per (config, group)."""

@@ -41,6 +41,9 @@ class RunState:
             finished run from an interrupted one.
         saved_max_steps: that of the checkpoint the run resumed from (None: a fresh run,
             or a checkpoint older than the key).
+        ema: the exponential moving average of the weights (``trainer.ema_decay``), or
+            None. When set it is what validation scores and what checkpoints hand to
+            readers (their ``model``); the trained weights travel as ``train_model``.
     """
 
     model: torch.nn.Module
@@ -55,6 +58,12 @@ class RunState:
     bad: int = 0
     max_steps: int | None = None
     saved_max_steps: int | None = None
+    ema: torch.optim.swa_utils.AveragedModel | None = None
+
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """The weights validation scores and checkpoints hand out: the average, if any."""
+        return self.ema.module if self.ema is not None else self.model
 
     def record(self, step: int, loss: float | None, metrics: dict, metric: str) -> bool:
         """Add a validation; True when it is the best so far on ``metric``.
@@ -121,7 +130,11 @@ def restore(run: RunState, path, world: World, stems: set[str] | None = None) ->
         stems: the graphs whose GST history this process keeps (None: all).
     """
     state = load_checkpoint(path, run.config.get("model"))
-    run.model.load_state_dict(state["model"])
+    # With an average the trained weights are `train_model` and `model` is the average.
+    run.model.load_state_dict(state.get("train_model") or state["model"])
+    if run.ema is not None:
+        run.ema.module.load_state_dict(state["model"])
+        run.ema.n_averaged.fill_(state.get("ema_averaged") or 0)
     run.optimizer.load_state_dict(state["optimizer"])
     if run.scheduler is not None and state.get("scheduler"):
         run.scheduler.load_state_dict(state["scheduler"])
@@ -149,7 +162,12 @@ def save(run: RunState, path: Path, world: World) -> None:
     save_checkpoint(
         path,
         {
-            "model": run.model.state_dict(),
+            "model": run.eval_model.state_dict(),
+            **(
+                {"train_model": run.model.state_dict(), "ema_averaged": int(run.ema.n_averaged)}
+                if run.ema is not None
+                else {}
+            ),
             "optimizer": run.optimizer.state_dict(),
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "rng": rngs[0],

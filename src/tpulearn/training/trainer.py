@@ -77,6 +77,11 @@ class Trainer:
         gst: graph segment training step settings (a
             :class:`~tpulearn.segments.GSTSettings` or a mapping of its fields), used when
             the model trains by GST; a warning says when they are set for one that does not.
+        ema_decay: keep an exponential moving average of the weights, updated after
+            every step with this decay (0.99: a horizon of ~100 steps), and validate,
+            select and hand out (checkpoints' ``model``) the average instead of the last
+            weights; ``None``: off. The average smooths the step-to-step noise of
+            training on a few graphs with sampled configs.
         shards: graph ownership groups (``None``: the number of processes). Graph ``i``
             belongs to shard ``i % shards`` and each step takes ``graphs_per_batch /
             shards`` graphs from every shard, so a one-process run with ``shards=N`` sees
@@ -102,8 +107,12 @@ class Trainer:
         gst: GSTSettings | Mapping | None = None,
         shards: int | None = None,
         max_epochs: float | None = None,
+        ema_decay: float | None = None,
     ):
         check_budget(max_steps, max_epochs)
+        if ema_decay is not None and not 0.0 < ema_decay < 1.0:
+            raise ValueError(f"trainer.ema_decay must lie in (0, 1) or be null, got {ema_decay}")
+        self.ema_decay = ema_decay
         check_val_every(val_every)
         self.max_epochs = max_epochs
         self.max_steps, self.graphs_per_batch, self.grad_clip = (
@@ -172,6 +181,7 @@ class Trainer:
             scheduler = scheduler(max_steps)  # a scheduler built from the run's budget
         runner = step_runner(model, gst, world, self.device, self.seed)
         run = RunState(model, optimizer, scheduler, data, config or {}, gst, max_steps=max_steps)
+        run.ema = self._average(model)
         if resume:
             state.restore(run, resume, world, state.owned_stems(train_set.stems, world, shards))
         if world.main:
@@ -205,6 +215,8 @@ class Trainer:
                     stats = self._step(runner, loss_fn, optimizer, train_set, graphs, step)
                     if scheduler is not None:
                         scheduler.step()
+                    if run.ema is not None:
+                        run.ema.update_parameters(model)
                     run.step = step + 1
                     lr = optimizer.param_groups[0]["lr"]
                     log.step(run.step, stats, lr, time.perf_counter() - start)
@@ -255,7 +267,7 @@ class Trainer:
         """Validate at ``run.step``, checkpoint ``last`` (and ``best`` on a gain); True when
         the run has gone ``patience`` validations without gain and stops early."""
         start = time.perf_counter()
-        metrics = self.validate(run.model, valid_set, run.data, loss_fn)
+        metrics = self.validate(run.eval_model, valid_set, run.data, loss_fn)
         improved = run.record(run.step, loss, metrics, self._metric_name(metrics))
         state.save(run, ckpt["last"], self.world)
         if improved:
@@ -270,6 +282,19 @@ class Trainer:
             f"step {stop['best_step']}"
         )
         return True
+
+    def _average(self, model) -> torch.optim.swa_utils.AveragedModel | None:
+        """The moving average of ``model``'s weights (``ema_decay``), or None. It starts as
+        a copy of the initial weights (what step 0 validates) and is updated after each
+        step; under torchrun every process holds the same weights, hence the same average."""
+        if self.ema_decay is None:
+            return None
+        swa = torch.optim.swa_utils
+        average = swa.AveragedModel(
+            model, multi_avg_fn=swa.get_ema_multi_avg_fn(self.ema_decay), use_buffers=True
+        )
+        average.update_parameters(model)  # n_averaged 1: the average is the copy
+        return average
 
     def _stopped_early(self, run: RunState) -> bool:
         return bool(self.patience) and run.bad >= self.patience
@@ -293,7 +318,7 @@ class Trainer:
         The global RNG states are put back after it, so training draws what it would draw
         without it (validation uses none today; a model could)."""
         rng, start = rng_state(), time.perf_counter()
-        metrics = self.validate(run.model, valid_set, run.data, loss_fn)
+        metrics = self.validate(run.eval_model, valid_set, run.data, loss_fn)
         set_rng_state(rng)
         run.record(0, None, metrics, self._metric_name(metrics))
         log.validation(0, metrics, time.perf_counter() - start)
