@@ -15,23 +15,26 @@ def _readout(gate, batch, num_graphs, owned=None):
     )
 
 
-def test_attn_pool_is_the_softmax_weighted_mean_per_config_and_graph():
+@pytest.mark.parametrize("heads", [1, 3])
+def test_attn_pool_is_the_softmax_weighted_mean_per_config_and_graph(heads):
     torch.manual_seed(0)
-    gate = torch.nn.Linear(3, 1).double()
+    gate = torch.nn.Linear(3, heads).double()
     batch = torch.tensor([0, 0, 0, 1, 1])
     mask = torch.tensor([False, True, False, True, False])  # nodes 1 and 3 depend on configs
     base = torch.randn(5, 3, dtype=torch.double) * 30  # logits at the bound
     dep = torch.randn(4, 2, 3, dtype=torch.double) * 30
     out = _readout(gate, batch, 2)([mask], [base], [dep], None)
-    assert out.shape == (4, 2, 3)
+    assert out.shape == (4, 2, 3 * heads)
     for c in range(4):
         x = base.clone()
         x[mask] = dep[c]
         for g in range(2):
             rows = x[batch == g]
-            logits = 20 * torch.tanh(gate(rows).squeeze(-1) / 20)
-            weights = torch.softmax(logits, 0)
-            torch.testing.assert_close(out[c, g], (weights[:, None] * rows).sum(0))
+            for k in range(heads):
+                logits = 20 * torch.tanh(gate(rows)[:, k] / 20)
+                weights = torch.softmax(logits, 0)
+                expected = (weights[:, None] * rows).sum(0)
+                torch.testing.assert_close(out[c, g, 3 * k : 3 * k + 3], expected)
 
 
 def test_attn_pool_follows_a_dominant_logit_and_leaves_unowned_nodes_out():
@@ -65,7 +68,13 @@ def test_attn_readout_gives_the_same_scores_on_every_path(jk):
     data.node_config_feat[4] = data.node_config_feat[1]  # a repeated config
     torch.manual_seed(0)
     model = SAGE(
-        "layout", hidden_channels=8, num_layers=2, jk=jk, readout="attn+sum", pre_layers=1
+        "layout",
+        hidden_channels=8,
+        num_layers=2,
+        jk=jk,
+        readout="attn+sum",
+        attn_heads=2,
+        pre_layers=1,
     ).double()
     model.eval()
     with torch.no_grad():
@@ -90,3 +99,11 @@ def test_attn_readout_on_a_batch_scores_each_graph_like_alone_and_trains():
     model.train()
     model(a).sum().backward()
     assert model.gate.weight.grad is not None and model.gate.weight.grad.abs().sum() > 0
+
+
+def test_attn_heads_are_checked():
+    assert SAGE("layout", hidden_channels=8, readout="attn", attn_heads=3).gate.out_features == 3
+    with pytest.raises(ValueError, match="attn_heads must be 1 or more"):
+        SAGE("layout", readout="attn", attn_heads=0)
+    with pytest.warns(UserWarning, match="attn_heads"):
+        SAGE("layout", readout="sum", attn_heads=2)

@@ -23,7 +23,9 @@ def test_the_average_follows_the_ema_recursion_and_is_what_readers_get(tmp_path)
     # Plain runs of 1 and 2 steps give the trained weights w1, w2 (no scheduler: a
     # 2-step run's first step is the 1-step run's).
     w1, w2 = weights(run(tmp_path / "p1", 1)), weights(run(tmp_path / "p2", 2))
-    d, e = 0.6, 0.3
+    # The decay is min(ema_decay, (1 + n) / (10 + n)) after n updates: 2 / 11 at the first
+    # step (n = 1: the initial weights), 3 / 12 at the second; e = 0.05 stays below both.
+    d, e = 0.6, 0.05
     one_d = run(tmp_path / "d1", 1, f"trainer.ema_decay={d}")
     one_e = run(tmp_path / "e1", 1, f"trainer.ema_decay={e}")
     two_d = run(tmp_path / "d2", 2, f"trainer.ema_decay={d}")
@@ -34,12 +36,13 @@ def test_the_average_follows_the_ema_recursion_and_is_what_readers_get(tmp_path)
     assert all(torch.equal(trained[k], w2[k]) for k in w2)
     assert load_checkpoint(two_d["checkpoints"]["last"])["ema_averaged"] == 3
     a1d, a1e, a2d = weights(one_d), weights(one_e), weights(two_d)
+    d1, d2 = min(d, 2 / 11), min(d, 3 / 12)
     moved = 0
     for k in w1:
-        # a1 = d w0 + (1 - d) w1 for both decays: recover w0 from one, predict the other.
-        w0 = (a1d[k].double() - (1 - d) * w1[k].double()) / d
+        # a1 = d1 w0 + (1 - d1) w1: recover w0 from one decay, predict the other's average.
+        w0 = (a1d[k].double() - (1 - d1) * w1[k].double()) / d1
         torch.testing.assert_close(a1e[k].double(), e * w0 + (1 - e) * w1[k].double())
-        expected = d * a1d[k].double() + (1 - d) * w2[k].double()
+        expected = d2 * a1d[k].double() + (1 - d2) * w2[k].double()
         torch.testing.assert_close(a2d[k].double(), expected)
         moved += not torch.equal(a2d[k], w2[k])
     assert moved > 0  # the average is not the last weights

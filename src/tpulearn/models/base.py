@@ -85,6 +85,8 @@ class ConfigGNN(LayerHooks, nn.Module):
         readout: ``"sum"``, ``"mean"``, ``"max"``, ``"attn"`` (a softmax-gated mean: each
             node weighs exp(linear(vector)), so weights can follow tensor sizes over
             orders of magnitude), or several (list or ``"sum+max"``), concatenated.
+        attn_heads: gates of the ``attn`` readout, each its own weighted mean (e.g. one
+            following compute, one memory traffic), concatenated.
         config_node_readout: also mean-pool the configurable nodes (layout; ignored for
             tile, which has none).
         edge_direction: ``"stored"`` (consumer -> producer, as in the files),
@@ -160,6 +162,7 @@ class ConfigGNN(LayerHooks, nn.Module):
         head: str = "mlp",
         pre_layers: int = 0,
         layout_relations: bool = False,
+        attn_heads: int = 1,
     ):
         super().__init__()
         self.readout = parse_readout(readout)
@@ -207,9 +210,13 @@ class ConfigGNN(LayerHooks, nn.Module):
         self.acts = nn.ModuleList(ACTIVATIONS[act]() for _ in range(num_layers))
 
         node_dim = h * num_layers if (jk == "cat" and num_layers) else h
-        graph_dim = node_dim * len(self.readout) + (node_dim if self.config_node_readout else 0)
-        # The attn pool's logit per node (a node's weight in its graph's softmax).
-        self.gate = nn.Linear(node_dim, 1) if "attn" in self.readout else None
+        if attn_heads < 1:
+            raise ValueError(f"attn_heads must be 1 or more, got {attn_heads}")
+        warn_if_disabled("attn_heads", attn_heads, 1, "attn" in self.readout, "no attn readout")
+        pools = len(self.readout) + (attn_heads - 1 if "attn" in self.readout else 0)
+        graph_dim = node_dim * pools + (node_dim if self.config_node_readout else 0)
+        # The attn pool's logits per node and head (a node's weight in its graph's softmax).
+        self.gate = nn.Linear(node_dim, attn_heads) if "attn" in self.readout else None
         if join == "late":
             # Late join: config vectors built after message passing, then joined to the
             # pooled graph vector. Layout configs are read together with the final vector of

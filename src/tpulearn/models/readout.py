@@ -38,7 +38,7 @@ class Readout:
         config_ids: [K] the configurable nodes (layout), else ``None``.
         batch: [N] graph of each node; ``num_graphs`` B.
         owned: bool [N], the nodes pooled (a segment's own nodes), or ``None``: all.
-        gate: the ``attn`` pool's [D] -> [1] logit layer (required with ``attn``).
+        gate: the ``attn`` pool's [D] -> [heads] logit layer (required with ``attn``).
     """
 
     def __init__(
@@ -131,16 +131,18 @@ class Readout:
         return torch.cat(pooled, -1)
 
     def _attention_pool(self, base, base_batch, dep, dep_batch):
-        """Softmax-gated mean per (config, group): sum_i a_i x_i / sum_i a_i with
+        """Softmax-gated mean per (config, group) and head: sum_i a_i x_i / sum_i a_i with
         a_i = exp(l_i), l_i = gate(x_i) softly bounded to +-20 (weights then span up to
         e^40, ample for op times that scale with tensor sizes, and neither sum can over-
         or underflow, so no shift is needed: chunks, batches and segments agree exactly).
-        Computed as two sums (weighted values, weights): config-free nodes are pooled once
-        and distinct states stay compact."""
+        Each head has its own logits; their means are concatenated. Computed as two sums
+        (weighted values, weights): config-free nodes are pooled once and distinct states
+        stay compact."""
+        heads = self.gate.out_features
 
         def weighted(x):
             w = torch.exp(_LOGIT_BOUND * torch.tanh(self.gate(x) / _LOGIT_BOUND))
-            return torch.cat([w * x, w], -1)
+            return torch.cat([(w.unsqueeze(-1) * x.unsqueeze(-2)).flatten(-2), w], -1)
 
         fixed = scatter(weighted(base), base_batch, 0, dim_size=self.groups)
         if isinstance(dep, dedup.StateLayer):
@@ -149,8 +151,10 @@ class Readout:
         else:
             var = scatter(weighted(dep), dep_batch, 1, dim_size=self.groups)
         total = fixed.unsqueeze(0) + var
+        values = total[..., :-heads].unflatten(-1, (heads, -1))
         # An empty group (no nodes) has no weight: its mean is 0.
-        return total[..., :-1] / total[..., -1:].clamp(min=torch.finfo(total.dtype).tiny)
+        weights = total[..., -heads:].clamp(min=torch.finfo(total.dtype).tiny)
+        return (values / weights.unsqueeze(-1)).flatten(-2)
 
     def _config_node_pool(self, base, dep, mask):
         """Mean of the configurable nodes' final vectors per (config, group)."""

@@ -78,7 +78,9 @@ class Trainer:
             :class:`~tpulearn.segments.GSTSettings` or a mapping of its fields), used when
             the model trains by GST; a warning says when they are set for one that does not.
         ema_decay: keep an exponential moving average of the weights, updated after
-            every step with this decay (0.99: a horizon of ~100 steps), and validate,
+            every step with this decay (0.99: a horizon of ~100 steps; in the first steps
+            the decay is ``(1 + n) / (10 + n)`` after n updates where that is smaller, so
+            the average follows a short run), and validate,
             select and hand out (checkpoints' ``model``) the average instead of the last
             weights; ``None``: off. The average smooths the step-to-step noise of
             training on a few graphs with sampled configs.
@@ -289,10 +291,16 @@ class Trainer:
         step; under torchrun every process holds the same weights, hence the same average."""
         if self.ema_decay is None:
             return None
-        swa = torch.optim.swa_utils
-        average = swa.AveragedModel(
-            model, multi_avg_fn=swa.get_ema_multi_avg_fn(self.ema_decay), use_buffers=True
-        )
+        decay = self.ema_decay
+
+        def update(averaged, current, num_averaged):
+            # Warm-up: the decay grows as (1 + n) / (10 + n) up to ema_decay, so a short
+            # run's average is not held back at its initial weights (0.99^35 = 0.70).
+            d = min(decay, (1.0 + float(num_averaged)) / (10.0 + float(num_averaged)))
+            for a, c in zip(averaged, current, strict=True):
+                a.lerp_(c, 1.0 - d)
+
+        average = torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=update, use_buffers=True)
         average.update_parameters(model)  # n_averaged 1: the average is the copy
         return average
 
