@@ -291,7 +291,7 @@ def test_layout_fast_brings_its_own_epoch_budget_on_every_layout_collection(data
     trainer = cfg.trainer
     assert (trainer.max_steps, trainer.max_epochs, trainer.patience) == (None, 150, 6)
     assert trainer.val_every == "5 epochs" and trainer.select_metric == "kendall_tau"
-    assert cfg.model.layout_shape is True
+    assert cfg.model.layout_shape is True and trainer.ema_decay == 0.99
     assert cfg.data.sampler._target_ == "tpulearn.data.UniformSampler"
     assert cfg.data.collection == data.replace("layout_", "layout:").replace("_", ":")
     budget = step_budget(None, trainer.max_epochs, FULL_COLLECTIONS[data], 1)

@@ -282,6 +282,8 @@ def test_every_experiment_composes_and_instantiates(experiment):
     assert data.configs_per_graph == (10 if experiment.startswith("tile") else 32)
     if experiment == "layout_fast":  # whole graphs, any layout collection (data= picks it)
         assert type(net).__name__ == "SAGE" and net.config_encoder.layout_shape
+        assert net.config_encoder.layout_relations and net.readout == ("attn",)
+        assert isinstance(net.head, torch.nn.Linear)
         assert net.hidden_channels == 64 and cfg.optim.lr == 1e-3
     elif experiment.startswith("layout"):
         assert type(net).__name__ == "SegmentModel" and net.max_segment_nodes == 1000
