@@ -79,3 +79,17 @@ def test_resume_continues_the_average(tmp_path):
 def test_a_decay_outside_the_open_unit_interval_is_refused(decay):
     with pytest.raises(ValueError, match="trainer.ema_decay must lie in"):
         Trainer(max_steps=1, ema_decay=decay)
+
+
+def test_a_run_without_an_average_resumes_with_one(tmp_path):
+    plain = run(tmp_path / "r", 2)
+    trained = weights(plain)
+    resumed = run(tmp_path / "r", 3, "trainer.ema_decay=0.9", "trainer.resume=true")
+    state = load_checkpoint(resumed["checkpoints"]["last"])
+    # The average starts at the resumed weights (a copy), then takes one step's update.
+    assert state["ema_averaged"] == 2
+    step = weights(resumed, key="train_model")
+    for k in trained:
+        d = min(0.9, 2 / 11)
+        expected = d * trained[k].double() + (1 - d) * step[k].double()
+        torch.testing.assert_close(state["model"][k].double(), expected)

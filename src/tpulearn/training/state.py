@@ -131,10 +131,11 @@ def restore(run: RunState, path, world: World, stems: set[str] | None = None) ->
     """
     state = load_checkpoint(path, run.config.get("model"))
     # With an average the trained weights are `train_model` and `model` is the average.
-    run.model.load_state_dict(state.get("train_model") or state["model"])
+    run.model.load_state_dict(state["train_model" if "train_model" in state else "model"])
     if run.ema is not None:
         run.ema.module.load_state_dict(state["model"])
-        run.ema.n_averaged.fill_(state.get("ema_averaged") or 0)
+        # A checkpoint without an average: it starts as a copy of the resumed weights.
+        run.ema.n_averaged.fill_(state.get("ema_averaged") or 1)
     run.optimizer.load_state_dict(state["optimizer"])
     if run.scheduler is not None and state.get("scheduler"):
         run.scheduler.load_state_dict(state["scheduler"])

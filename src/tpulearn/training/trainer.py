@@ -80,10 +80,10 @@ class Trainer:
         ema_decay: keep an exponential moving average of the weights, updated after
             every step with this decay (0.99: a horizon of ~100 steps; in the first steps
             the decay is ``(1 + n) / (10 + n)`` after n updates where that is smaller, so
-            the average follows a short run), and validate,
-            select and hand out (checkpoints' ``model``) the average instead of the last
-            weights; ``None``: off. The average smooths the step-to-step noise of
-            training on a few graphs with sampled configs.
+            the average follows a short run), and validate, select and hand out
+            (checkpoints' ``model``) the average instead of the last weights; ``None``:
+            off. The average smooths the step-to-step noise of training on a few graphs
+            with sampled configs.
         shards: graph ownership groups (``None``: the number of processes). Graph ``i``
             belongs to shard ``i % shards`` and each step takes ``graphs_per_batch /
             shards`` graphs from every shard, so a one-process run with ``shards=N`` sees
