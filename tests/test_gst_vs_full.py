@@ -1,20 +1,14 @@
 """scripts/gst_vs_full.py runs in its smallest form for every mode."""
 
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "gst_vs_full.py"
+from tiny_runs import load_script
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("gst_vs_full", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("gst_vs_full")
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,6 @@
 """Leaderboard reproduction on the bundled sample and on a synthetic five-collection root,
 with CI-sized runs (tiny models, two training steps)."""
 
-import importlib.util
 import math
 import shutil
 import subprocess
@@ -9,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from tiny_runs import SMALL_MODEL
+from tiny_runs import SMALL_MODEL, load_script
 
 import tpulearn
 from tpulearn.data import read_tile
@@ -271,18 +270,13 @@ def test_bad_arguments_are_clear_errors(tmp_path):
         run_leaderboard(root, tmp_path / "out", collections=["layout:nlp:random"])
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location(
-        "leaderboard_script", REPO / "scripts/leaderboard.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def load_leaderboard():
+    return load_script("leaderboard")
 
 
 @pytest.mark.slow
 def test_script_runs_and_reports_errors_in_one_line(tmp_path, capsys):
-    script = load_script()
+    script = load_leaderboard()
     argv = ["--root", "sample", "--out", str(tmp_path), "--collections", "tile:xla"]
     args = [*argv, "--override", *TINY, "--tile-override", *TASK["tile"]]
     assert script.main(args) == 0
@@ -334,4 +328,4 @@ def test_ensemble_scores_test_and_joins_the_table(tmp_path):
     with pytest.raises(ValueError, match="ensemble='mean'"):
         run_leaderboard("sample", tmp_path / "no", ensemble="mean")
     with pytest.raises(SystemExit, match="2"):  # argparse: one usage line and the choices
-        load_script().main(["--root", "sample", "--ensemble", "mean"])
+        load_leaderboard().main(["--root", "sample", "--ensemble", "mean"])

@@ -1,21 +1,15 @@
 """scripts/quality.py in its smallest form: runs, aggregation, ensemble, table, resume."""
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "quality.py"
+from tiny_runs import load_script
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("quality", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("quality")
 
 
 @pytest.mark.slow

@@ -1,6 +1,5 @@
 """Tests for tpulearn.submission: rows, atomic writing, merging and validation."""
 
-import importlib.util
 import os
 import stat
 from pathlib import Path
@@ -8,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny_runs import load_script
 
 import tpulearn
 from tpulearn.submission import (
@@ -26,7 +26,6 @@ from tpulearn.submission import (
 )
 
 SAMPLE = Path(tpulearn.__file__).parent / "data/_sample/tpugraphs"
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts/make_submission.py"
 TILE_ID = "tile:xla:d6f5f54247bd1e58a10b9e7062c636ab"
 XLA_ID = "layout:xla:default:cd708819d3f5103afd6460b15e74eaf3"
 SAMPLE_TEST_GRAPHS = {
@@ -244,9 +243,7 @@ def test_merge_validated_writes_only_a_valid_submission(tmp_path):
 
 def run_script(*argv):
     """scripts/make_submission.py's main(argv) in this process: (exit code, message)."""
-    spec = importlib.util.spec_from_file_location("make_submission", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("make_submission")
     try:
         return module.main([str(a) for a in argv]), ""
     except SystemExit as exc:

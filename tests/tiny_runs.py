@@ -1,6 +1,7 @@
-"""Shared by the tests that train: composing a config, the overrides of a tiny run, and
-evaluate.py's command line in-process."""
+"""Shared by the tests that train or run scripts: composing a config, the overrides of a
+tiny run, evaluate.py's command line in-process, and a script of scripts/ as a module."""
 
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -42,3 +43,14 @@ def evaluate_cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
         code = exc.code
     out, err = capsys.readouterr()
     return code, out, err
+
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def load_script(name: str):
+    """``scripts/<name>.py`` imported as a module (its ``main`` is then callable)."""
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import os
 import re
@@ -14,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from tiny_runs import load_script
 
 import tpulearn
 from tpulearn.data.download import (
@@ -408,10 +408,7 @@ def test_stale_temp_folders_from_a_crash_are_removed(server, tmp_path):
 
 
 def _load_cli():
-    spec = importlib.util.spec_from_file_location("download_tpugraphs", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    return load_script("download_tpugraphs").main
 
 
 def test_cli_help_runs_as_a_script():

@@ -30,9 +30,11 @@ from . import dedup
 
 # Layout config values are minor-to-major dimension indices 0..5, or -1 for "unset".
 LAYOUT_CONFIG_VALUES = 7
-LAYOUT_SHAPE_DIM = 6  # the output block's positions, read as sizes by layout_shape
-LAYOUT_BLOCKS = 3  # output, input and kernel minor-to-major orders, 6 positions each
-LAYOUT_RELATION_DIM = LAYOUT_BLOCKS * 13  # per block: 6 + 6 matches and "unset"
+LAYOUT_BLOCKS = 3  # output, input and kernel minor-to-major orders
+LAYOUT_POSITIONS = 6  # positions of one order (tensor ranks up to 6)
+LAYOUT_SHAPE_DIM = LAYOUT_POSITIONS  # the output block's positions, read as sizes
+# Per block: the row-major and the column-major match of each position, and "unset".
+LAYOUT_RELATION_DIM = LAYOUT_BLOCKS * (2 * LAYOUT_POSITIONS + 1)
 
 
 def layout_relations(feat: Tensor) -> Tensor:
@@ -45,9 +47,9 @@ def layout_relations(feat: Tensor) -> Tensor:
     one-hot says the same per rank; these say it alike for every rank, so what is learnt
     on rank-4 tensors holds for rank-2 ones.
     """
-    blocks = feat.round().reshape(*feat.shape[:-1], LAYOUT_BLOCKS, 6)
+    blocks = feat.round().reshape(*feat.shape[:-1], LAYOUT_BLOCKS, LAYOUT_POSITIONS)
     rank = (blocks >= 0).sum(-1, keepdim=True)
-    position = torch.arange(6, device=feat.device, dtype=blocks.dtype)
+    position = torch.arange(LAYOUT_POSITIONS, device=feat.device, dtype=blocks.dtype)
     inside = position < rank
     descending = inside & (blocks == rank - 1 - position)
     ascending = inside & (blocks == position)
