@@ -72,8 +72,9 @@ def induced_subgraph(data: Data, keep: Tensor) -> Data:
     """A shallow copy of ``data`` (one graph or a ``Batch``) restricted to the nodes ``keep``
     (bool [N]) and the edges among them, relabelled in node order.
 
-    Per-node tensors (features, opcodes, ``batch``, a segment's ``owned``) are cut; every
-    configurable node must be kept (their config columns are not cut).
+    Per-node tensors (features, opcodes, layouts, ``batch``, a segment's ``owned``) and
+    per-edge ones (``edge_slot``) are cut; every configurable node must be kept (their
+    config columns are not cut).
     """
     subset = keep.nonzero().squeeze(1)
     new_id = torch.full((data.num_nodes,), -1, dtype=torch.long, device=keep.device)
@@ -82,7 +83,12 @@ def induced_subgraph(data: Data, keep: Tensor) -> Data:
     out = copy.copy(data)
     out.node_feat = data.node_feat[subset]
     out.node_opcode = data.node_opcode[subset]
-    out.edge_index = new_id[data.edge_index[:, keep[a] & keep[b]]]
+    if "node_layout" in data:
+        out.node_layout = data.node_layout[subset]
+    edges = keep[a] & keep[b]
+    out.edge_index = new_id[data.edge_index[:, edges]]
+    if "edge_slot" in data:
+        out.edge_slot = data.edge_slot[edges]
     out.node_config_ids = new_id[data.node_config_ids]
     if isinstance(data, Batch):
         out.batch = data.batch[subset]

@@ -13,6 +13,7 @@ from torch_geometric.data import Data
 
 from .features import FeatureNormalizer, reencode_minor_to_major
 from .io import LayoutRecord, TileRecord
+from .schema import LAYOUT_MINOR_TO_MAJOR
 
 
 class TpuGraphData(Data):
@@ -39,21 +40,44 @@ class TpuGraphData(Data):
         return super().__cat_dim__(key, value, *args, **kwargs)
 
 
+def operand_slots(edge_index: np.ndarray, cap: int = 2) -> np.ndarray:
+    """[m] int8 each edge's operand number among its consumer's edges, in stored order.
+
+    ``edge_index`` [m, 2] rows are (consumer, producer) as in the files, whose order keeps
+    each consumer's operands in their order. Numbers stop at ``cap`` (the later operands
+    share it): models read the first two (a layout config's input and kernel blocks).
+    """
+    consumer = np.asarray(edge_index).reshape(-1, 2)[:, 0]
+    order = np.argsort(consumer, kind="stable")
+    ranked = consumer[order]
+    first = np.r_[True, ranked[1:] != ranked[:-1]] if ranked.size else np.zeros(0, bool)
+    starts = np.maximum.accumulate(np.where(first, np.arange(ranked.size), 0))
+    slots = np.empty(ranked.size, np.int8)
+    slots[order] = np.minimum(np.arange(ranked.size) - starts, cap)
+    return slots
+
+
 def graph_tensors(
     record: TileRecord | LayoutRecord,
     node_normalizer: FeatureNormalizer | None,
     reencode_layout: bool,
 ) -> dict[str, torch.Tensor]:
-    """The config-independent tensors of a record: node features, opcodes, edges."""
+    """The config-independent tensors of a record: node features, opcodes, edges, and
+    for models that compare layouts, each node's own minor-to-major order ``node_layout``
+    [N, 6] int8 (-1 padded, raw) and each edge's operand number ``edge_slot`` [m] int8."""
     node_feat = record.node_feat
+    reencoded = reencode_minor_to_major(node_feat)
     if reencode_layout:
-        node_feat = reencode_minor_to_major(node_feat)
+        node_feat = reencoded
     if node_normalizer is not None:
         node_feat = node_normalizer.transform(node_feat)
+    layout = reencoded[:, LAYOUT_MINOR_TO_MAJOR].astype(np.int8)
     return {
         "node_feat": torch.from_numpy(np.ascontiguousarray(node_feat, dtype=np.float32)),
         "node_opcode": torch.from_numpy(record.node_opcode),
         "edge_index": torch.from_numpy(np.ascontiguousarray(record.edge_index.T)),
+        "node_layout": torch.from_numpy(np.ascontiguousarray(layout)),
+        "edge_slot": torch.from_numpy(operand_slots(record.edge_index)),
     }
 
 

@@ -31,6 +31,7 @@ from .encoders import (
     config_features,
     distinct_inputs,
     join_configs,
+    layout_agreement,
     node_dims,
 )
 from .hooks import LayerHooks
@@ -109,6 +110,10 @@ class ConfigGNN(LayerHooks, nn.Module):
         layout_relations: the config encoder also reads rank-free descriptions of each
             layout (:func:`~.encoders.layout_relations`: which positions follow the
             row-major or the column-major order, which blocks are unset).
+        layout_agreement: the config encoder also reads, per configurable node and config,
+            where its chosen layouts disagree with its own default and with the layouts
+            its operands are emitted in (:func:`~.encoders.layout_agreement`: the copies
+            a compiler inserts). Needs the data's ``node_layout`` and ``edge_slot``.
         pre_layers: node-wise Linear + act layers after the join, before message passing
             (a configurable node then reads its own config through an MLP, not through
             one activation of a sum; config-free nodes pass through the same layers).
@@ -163,6 +168,7 @@ class ConfigGNN(LayerHooks, nn.Module):
         pre_layers: int = 0,
         layout_relations: bool = False,
         attn_heads: int = 1,
+        layout_agreement: bool = False,
     ):
         super().__init__()
         self.readout = parse_readout(readout)
@@ -178,6 +184,9 @@ class ConfigGNN(LayerHooks, nn.Module):
         )
         warn_if_disabled("layout_onehot", layout_onehot, True, task == "layout", "task='tile'")
         warn_if_disabled("layout_shape", layout_shape, False, task == "layout", "task='tile'")
+        warn_if_disabled(
+            "layout_agreement", layout_agreement, False, task == "layout", "task='tile'"
+        )
         if layout_shape and join == "late":
             raise ValueError("layout_shape needs join='early' (the late join reads no shapes)")
         no_edges = f"{type(self).__name__} passes no messages"
@@ -195,7 +204,9 @@ class ConfigGNN(LayerHooks, nn.Module):
         h = hidden_channels
         self.act = act  # read by layer types whose layer holds an activation (GIN)
         self.node_encoder = NodeEncoder(h, opcode_dim=opcode_dim)
-        self.config_encoder = ConfigEncoder(task, h, layout_onehot, layout_shape, layout_relations)
+        self.config_encoder = ConfigEncoder(
+            task, h, layout_onehot, layout_shape, layout_relations, layout_agreement
+        )
         if pre_layers < 0:
             raise ValueError(f"pre_layers must be 0 or more, got {pre_layers}")
         self.pre_layers = pre_layers
@@ -265,6 +276,8 @@ class ConfigGNN(LayerHooks, nn.Module):
         edges = directed_edges(data.edge_index, self.edge_direction)
         edge_index, weight = self.edge_weights(edges, num_nodes)
         cfg, num_configs = config_features(data, self.task, num_graphs)
+        if self.config_encoder.layout_agreement:
+            cfg = torch.cat([cfg, self._agreement(data, cfg)], -1)
         passes = self._passes(edge_index, weight)
         readout = self._readout(data, batch, num_graphs, owned)
 
@@ -340,6 +353,17 @@ class ConfigGNN(LayerHooks, nn.Module):
             self.gate,
         )
 
+    def _agreement(self, data: Data, cfg: Tensor) -> Tensor:
+        missing = [key for key in ("node_layout", "edge_slot") if key not in data]
+        if missing:
+            raise ValueError(
+                f"layout_agreement needs the data's {' and '.join(missing)} (the items of "
+                "tpulearn.data carry them; see tpulearn.data.items.graph_tensors)"
+            )
+        return layout_agreement(
+            cfg, data.node_config_ids, data.node_layout, data.edge_index, data.edge_slot
+        )
+
     def _join(self, data, enc, cfg, batch, inputs, distinct):
         """Layer-0 values of S_0 (``inputs``) per config, activated: [C, |S_0|, H], or with
         ``distinct`` a :class:`~.dedup.StateLayer` of the distinct (node, config row)s."""
@@ -370,6 +394,7 @@ class ConfigGNN(LayerHooks, nn.Module):
                 (f"pre_layers={self.pre_layers}", self.pre_layers),
                 ("layout_shape", self.config_encoder.layout_shape),
                 ("layout_relations", self.config_encoder.layout_relations),
+                ("layout_agreement", self.config_encoder.layout_agreement),
                 ("no prune", not self.prune),
             )
             if on

@@ -35,6 +35,11 @@ LAYOUT_POSITIONS = 6  # positions of one order (tensor ranks up to 6)
 LAYOUT_SHAPE_DIM = LAYOUT_POSITIONS  # the output block's positions, read as sizes
 # Per block: the row-major and the column-major match of each position, and "unset".
 LAYOUT_RELATION_DIM = LAYOUT_BLOCKS * (2 * LAYOUT_POSITIONS + 1)
+# Per configurable node: its output row against its own default layout (6 positions), and
+# per operand slot (input, kernel): present, configurable, and the 6 positions' mismatch
+# (see :func:`layout_agreement`).
+OPERAND_SLOTS = 2
+LAYOUT_AGREEMENT_DIM = LAYOUT_POSITIONS + OPERAND_SLOTS * (2 + LAYOUT_POSITIONS)
 
 
 def layout_relations(feat: Tensor) -> Tensor:
@@ -56,6 +61,76 @@ def layout_relations(feat: Tensor) -> Tensor:
     unset = (rank == 0).to(blocks.dtype)
     parts = torch.cat([descending.to(blocks.dtype), ascending.to(blocks.dtype), unset], -1)
     return parts.flatten(-2)
+
+
+def operands(
+    edge_index: Tensor, edge_slot: Tensor, num_nodes: int, slots: int = OPERAND_SLOTS
+) -> Tensor:
+    """[slots, N] the first ``slots`` operands of every node (-1 where missing).
+
+    ``edge_index`` [2, m] holds (consumer, producer) columns and ``edge_slot`` [m] each
+    edge's operand number (:func:`tpulearn.data.items.operand_slots`, fixed when the file
+    is read, so an operand cut away by a segment or a context leaves its slot empty).
+    """
+    out = torch.full((slots, num_nodes), -1, dtype=torch.long, device=edge_index.device)
+    slot = edge_slot.long()
+    keep = slot < slots
+    out[slot[keep], edge_index[0, keep]] = edge_index[1, keep]
+    return out
+
+
+def _mismatch(a: Tensor, b: Tensor, where: Tensor) -> Tensor:
+    """Positions where two minor-to-major orders [..., 6] name different dims, where
+    ``where`` [..., 1] holds."""
+    return where & (a.round() != b.round())
+
+
+def layout_agreement(
+    cfg: Tensor, config_ids: Tensor, node_layout: Tensor, edge_index: Tensor, edge_slot: Tensor
+) -> Tensor:
+    """Where each configurable node's layouts disagree with its own and its operands'.
+
+    A compiler inserts a copy or transpose wherever a tensor is read in another layout
+    than it is written in. Per config, a configurable node writes its output in the
+    layout its row chooses (columns 0-5; all -1: its own layout, node features 134-139),
+    which its config-free consumers read in that own layout; it reads its first and second
+    operand (input block 6-11, kernel block 12-17; all -1: as they are emitted) against
+    what each producer emits: a configurable producer's chosen output in the same config,
+    any other its own layout. Message passing could only learn to compare two nodes' rows
+    through sums and activations; these features compare them exactly.
+
+    Args:
+        cfg: [C, K, 18] raw layout config rows of the configurable nodes ``config_ids`` [K].
+        node_layout: [N, 6] every node's own minor-to-major order (-1 padded).
+        edge_index: [2, m] (consumer, producer); ``edge_slot`` [m]: see :func:`operands`.
+
+    Returns:
+        [C, K, 22]: the 6 positions where the chosen output differs from the node's own
+        layout; then per slot (input, kernel): the operand is present, it is configurable,
+        and the 6 positions where a chosen read layout differs from the emitted one. A
+        position counts only where both orders are set (unset rows cost no copy).
+    """
+    k, num_nodes = config_ids.numel(), node_layout.shape[0]
+    layout = node_layout.to(cfg.dtype)
+    position = torch.full((num_nodes,), -1, dtype=torch.long, device=cfg.device)
+    position[config_ids] = torch.arange(k, device=cfg.device)
+    out = cfg[..., :LAYOUT_POSITIONS]
+    out_set = (out >= 0).any(-1, keepdim=True)
+    parts = [_mismatch(out, layout[config_ids], out_set)]
+    producer = operands(edge_index, edge_slot, num_nodes)[:, config_ids]  # [2, K]
+    for slot in range(OPERAND_SLOTS):
+        present = producer[slot] >= 0
+        p = producer[slot].clamp(min=0)
+        at = torch.where(present, position[p], -1)
+        configurable = at >= 0
+        chosen = out[:, at.clamp(min=0)]  # [C, K, 6] a configurable producer's row
+        emitted = torch.where((configurable & (chosen >= 0).any(-1))[..., None], chosen, layout[p])
+        cols = slice(LAYOUT_POSITIONS * (slot + 1), LAYOUT_POSITIONS * (slot + 2))
+        read = cfg[..., cols]
+        read_set = present[:, None] & (read >= 0).any(-1, keepdim=True)
+        flags = torch.stack([present, configurable], -1).expand(cfg.shape[0], k, 2)
+        parts += [flags, _mismatch(read, emitted, read_set)]
+    return torch.cat(parts, -1).to(cfg.dtype)
 
 
 class NodeEncoder(nn.Module):
@@ -101,6 +176,8 @@ class ConfigEncoder(nn.Module):
             minor, not how long it is, and the minor dimensions' sizes are what tiling and
             padding cost. Needs ``dims`` in :meth:`forward`.
         layout_relations: also read :func:`layout_relations` of each row (layout).
+        layout_agreement: the rows carry :func:`layout_agreement`'s 22 columns after
+            their 18 (layout): read them as they are.
     """
 
     def __init__(
@@ -110,6 +187,7 @@ class ConfigEncoder(nn.Module):
         layout_onehot: bool = True,
         layout_shape: bool = False,
         layout_relations: bool = False,
+        layout_agreement: bool = False,
     ):
         super().__init__()
         if task not in ("tile", "layout"):
@@ -126,12 +204,17 @@ class ConfigEncoder(nn.Module):
         in_channels += LAYOUT_SHAPE_DIM if self.layout_shape else 0
         self.layout_relations = layout_relations and task == "layout"
         in_channels += LAYOUT_RELATION_DIM if self.layout_relations else 0
+        self.layout_agreement = layout_agreement and task == "layout"
+        in_channels += LAYOUT_AGREEMENT_DIM if self.layout_agreement else 0
         self.in_channels = in_channels
         self.lin = nn.Linear(in_channels, out_channels, bias=False)
 
     def featurize(self, feat: Tensor) -> Tensor:
         """Raw config features [..., 18 or 24] -> model inputs (before layout_shape)."""
         dtype = self.lin.weight.dtype
+        extra = None
+        if self.layout_agreement:
+            feat, extra = feat[..., :LAYOUT_CONFIG_FEAT_DIM], feat[..., LAYOUT_CONFIG_FEAT_DIM:]
         if self.layout_onehot:
             index = (feat.round().long() + 1).clamp(0, LAYOUT_CONFIG_VALUES - 1)
             x = F.one_hot(index, LAYOUT_CONFIG_VALUES).flatten(-2).to(dtype)
@@ -139,6 +222,8 @@ class ConfigEncoder(nn.Module):
             x = feat.to(dtype)
         if self.layout_relations:
             x = torch.cat([x, layout_relations(feat).to(dtype)], -1)
+        if extra is not None:
+            x = torch.cat([x, extra.to(dtype)], -1)
         return x
 
     def forward(self, feat: Tensor, dims: Tensor | None = None) -> Tensor:

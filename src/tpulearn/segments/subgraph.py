@@ -31,8 +31,15 @@ from .partition import Partition
 
 # Per-node tensors cut with the node subset; everything else but the keys handled below
 # (graph structure, configurable nodes) is config- or graph-level and copied unchanged.
-NODE_KEYS = ("node_feat", "node_opcode")
-_SPECIAL = ("edge_index", "node_config_ids", "node_config_feat", "node_splits", "num_nodes")
+NODE_KEYS = ("node_feat", "node_opcode", "node_layout")
+_SPECIAL = (
+    "edge_index",
+    "edge_slot",
+    "node_config_ids",
+    "node_config_feat",
+    "node_splits",
+    "num_nodes",
+)
 
 
 def segment_data(
@@ -88,6 +95,8 @@ def segment_data(
     src, dst = data.edge_index
     keep = inside[src] & inside[dst]
     out.edge_index = local[data.edge_index[:, keep]]
+    if "edge_slot" in data:
+        out.edge_slot = data.edge_slot[keep]
     if "node_config_ids" in data:
         cols = inside[data.node_config_ids].nonzero().squeeze(1)
         out.node_config_ids = local[data.node_config_ids[cols]]
