@@ -109,6 +109,10 @@ class ConfigGNN(LayerHooks, nn.Module):
         layout_relations: the config encoder also reads rank-free descriptions of each
             layout (:func:`~.encoders.layout_relations`: which positions follow the
             row-major or the column-major order, which blocks are unset).
+        tile_layout: tile configs carry the 18
+            :func:`~tpulearn.data.features.tile_layout_features` after their 24 features
+            (data built with ``data.tile_layout``: each output tile along the root's
+            minor-to-major order).
         pre_layers: node-wise Linear + act layers after the join, before message passing
             (a configurable node then reads its own config through an MLP, not through
             one activation of a sum; config-free nodes pass through the same layers).
@@ -163,6 +167,7 @@ class ConfigGNN(LayerHooks, nn.Module):
         pre_layers: int = 0,
         layout_relations: bool = False,
         attn_heads: int = 1,
+        tile_layout: bool = False,
     ):
         super().__init__()
         self.readout = parse_readout(readout)
@@ -195,7 +200,10 @@ class ConfigGNN(LayerHooks, nn.Module):
         h = hidden_channels
         self.act = act  # read by layer types whose layer holds an activation (GIN)
         self.node_encoder = NodeEncoder(h, opcode_dim=opcode_dim)
-        self.config_encoder = ConfigEncoder(task, h, layout_onehot, layout_shape, layout_relations)
+        warn_if_disabled("tile_layout", tile_layout, False, task == "tile", "task='layout'")
+        self.config_encoder = ConfigEncoder(
+            task, h, layout_onehot, layout_shape, layout_relations, tile_layout
+        )
         if pre_layers < 0:
             raise ValueError(f"pre_layers must be 0 or more, got {pre_layers}")
         self.pre_layers = pre_layers
@@ -264,7 +272,9 @@ class ConfigGNN(LayerHooks, nn.Module):
         batch = data.batch if is_batch else data.node_feat.new_zeros(num_nodes, dtype=torch.long)
         edges = directed_edges(data.edge_index, self.edge_direction)
         edge_index, weight = self.edge_weights(edges, num_nodes)
-        cfg, num_configs = config_features(data, self.task, num_graphs)
+        # A tile encoder reads the raw rows: 24 features, or 42 with tile_layout.
+        width = self.config_encoder.in_channels
+        cfg, num_configs = config_features(data, self.task, num_graphs, width)
         passes = self._passes(edge_index, weight)
         readout = self._readout(data, batch, num_graphs, owned)
 
@@ -370,6 +380,7 @@ class ConfigGNN(LayerHooks, nn.Module):
                 (f"pre_layers={self.pre_layers}", self.pre_layers),
                 ("layout_shape", self.config_encoder.layout_shape),
                 ("layout_relations", self.config_encoder.layout_relations),
+                ("tile_layout", self.config_encoder.tile_layout),
                 ("no prune", not self.prune),
             )
             if on
