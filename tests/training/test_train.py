@@ -299,6 +299,9 @@ def test_every_experiment_composes_and_instantiates(experiment):
     data = instantiate(cfg.data)
     assert data.task == ("tile" if experiment.startswith("tile") else "layout")
     assert data.configs_per_graph == (10 if experiment.startswith("tile") else 32)
+    if experiment == "tile_fast":  # tiles along the root's layout: data and model agree
+        assert data.tile_layout and net.config_encoder.tile_layout and not net.l2_normalize
+        assert cfg.loss.terms[0].loss.temperature == 1.0 and cfg.trainer.ema_decay == 0.99
     if experiment == "layout_fast":  # whole graphs, any layout collection (data= picks it)
         assert type(net).__name__ == "SAGE" and net.config_encoder.layout_shape
         assert net.config_encoder.layout_relations and net.readout == ("attn",)

@@ -1,4 +1,5 @@
-"""Node and config feature transforms: layout re-encoding, log scaling, normalisation.
+"""Node and config feature transforms: layout re-encoding, tile configs along the output
+layout, log scaling, normalisation.
 
 Raw TpuGraphs node features span many orders of magnitude (shape products reach ~1e9),
 so models see them normalised per column with statistics from the train split only. The
