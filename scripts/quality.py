@@ -87,6 +87,9 @@ TILE_RECIPES = {
     # The same with log-scaled, z-scored features (the paper min-max scales raw ones):
     # tile runtimes and shapes span orders of magnitude.
     "tile_xla_log": [*TILE_XLA, "data.log_features=true", "data.normalize=zscore"],
+    # Tiles read along the root's minor-to-major order, log z-scores, ListMLE at
+    # temperature 1, a weight average; its own 1,500-step budget (experiment=tile_fast).
+    "tile_fast": ["experiment=tile_fast"],
 }
 
 # Data: smaller than a held-out collection of 16 x ~1,500-node graphs and 300 configs, so

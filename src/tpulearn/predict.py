@@ -48,6 +48,7 @@ class Predictor:
         config_normalizer: the tile config-feature normaliser of its run (or None).
         transform: the per-graph transform of its run's data (``data.context_hops``:
             a :class:`~tpulearn.graph.ConfigContext`), applied to each item; None: none.
+        tile_layout: tile items carry the config features of ``data.tile_layout``.
     """
 
     def __init__(
@@ -59,8 +60,10 @@ class Predictor:
         chunk=256,
         config_normalizer: FeatureNormalizer | None = None,
         transform: Callable[[TpuGraphData], TpuGraphData] | None = None,
+        tile_layout: bool = False,
     ):
         self.model = model.to(device).eval()
+        self.tile_layout = tile_layout
         self.task, self.device, self.chunk = task, device, chunk
         self.node_normalizer = node_normalizer
         self.config_normalizer = config_normalizer
@@ -81,8 +84,16 @@ class Predictor:
         config_normalizer = load(config_state) if config_state else None
         hops = config.data.get("context_hops")
         transform = None if hops is None else ConfigContext(hops)
+        tile_layout = bool(config.data.get("tile_layout", False))
         return cls(
-            model, config.data.task, node_normalizer, device, chunk, config_normalizer, transform
+            model,
+            config.data.task,
+            node_normalizer,
+            device,
+            chunk,
+            config_normalizer,
+            transform,
+            tile_layout,
         )
 
     def score_file(self, path: str | Path) -> np.ndarray:
@@ -123,7 +134,13 @@ class Predictor:
     def _item(self, record, rows: np.ndarray):
         # The dataset defaults the training runs use: layout padding re-encoded.
         if self.task == "tile":
-            data = tile_item(record, rows, self.node_normalizer, self.config_normalizer)
+            data = tile_item(
+                record,
+                rows,
+                self.node_normalizer,
+                self.config_normalizer,
+                tile_layout=self.tile_layout,
+            )
         else:
             data = layout_item(record, rows, self.node_normalizer)
         return data if self.transform is None else self.transform(data)

@@ -49,6 +49,8 @@ def test_ineffective_options_warn_only_when_changed():
         CollectionData(LAYOUT, "layout", normalize=None, log_features=False)
     with pytest.warns(UserWarning, match="data.cache_dir='/tmp' has no effect"):
         CollectionData("tile:xla", "tile", cache_dir="/tmp")
+    with pytest.warns(UserWarning, match="data.tile_layout=True has no effect"):
+        CollectionData(LAYOUT, "layout", tile_layout=True)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         CollectionData(LAYOUT, "layout", normalize=None)  # log_features left at its default

@@ -19,6 +19,7 @@ from tpulearn.data import (
     load_eval_indices,
     read_layout,
     sample_root,
+    tile_layout_features,
 )
 
 ROOT = sample_root()
@@ -120,6 +121,21 @@ def test_tile_dataset_item():
     assert data.config_feat.shape == (4, 24)
     assert data.config_runtime_normalizers.shape == (4,)
     assert data.node_feat.shape == (2, 140)
+
+
+def test_tile_layout_items_carry_42_config_features_normalised_on_train():
+    plain = TileDataset(ROOT, "valid", sampler=UniformSampler(4))
+    ds = TileDataset(ROOT, "valid", sampler=UniformSampler(4), tile_layout=True)
+    raw = ds[0].config_feat
+    assert raw.shape == (4, 42) and torch.equal(raw[:, :24], plain[0].config_feat)
+    norm = ds.fit_config_normalizer("zscore", log=True)
+    assert norm.shift.shape == (42,)
+    ds.config_normalizer = norm
+    data, rec = ds[0], ds.read(0)
+    rows = data.config_index.numpy()
+    extra = tile_layout_features(rec.node_feat, rec.config_feat[rows])
+    expected = norm.transform(np.concatenate([rec.config_feat[rows], extra], axis=1))
+    np.testing.assert_array_equal(data.config_feat.numpy(), expected)
 
 
 def test_unlabelled_test_split_is_kept_and_flagged():

@@ -99,3 +99,31 @@ def test_normalizer_errors():
     norm = FeatureNormalizer().fit([np.zeros((2, 3))])
     with pytest.raises(ValueError, match="expected 3 features, got 4"):
         norm.transform(np.zeros((1, 4)))
+
+
+def test_tile_layout_features_read_each_tile_along_the_root_minor_to_major_order():
+    from tpulearn.data import tile_config_features, tile_layout_features
+
+    node_feat = np.zeros((3, 140), dtype=np.float32)
+    node_feat[1, 0] = 1.0  # the root (is_root), not the last node
+    node_feat[1, 21:24] = [512, 8, 32]
+    node_feat[1, 134:137] = [2, 1, 0]  # dim 2 is minor-most, then 1, then 0
+    node_feat[2, 21:23] = [7, 9]  # the last node's shape is not read
+    config_feat = np.zeros((2, 24), dtype=np.float32)
+    config_feat[0, 8:11] = [1, 8, 32]
+    config_feat[1, 8:11] = [128, 2, 5]
+    out = tile_layout_features(node_feat, config_feat)
+    assert out.shape == (2, 18) and out.dtype == np.float32
+    tiles, dims, counts = out[:, :6], out[:, 6:12], out[:, 12:]
+    assert tiles.tolist() == [[32, 8, 1, 0, 0, 0], [5, 2, 128, 0, 0, 0]]
+    assert dims.tolist() == [[32, 8, 512, 0, 0, 0]] * 2
+    assert counts.tolist() == [[1, 1, 512, 0, 0, 0], [7, 4, 4, 0, 0, 0]]
+    # Without a flagged root the last node is the root; a rank-0 root gives zeros.
+    node_feat[1, 0] = 0.0
+    assert not tile_layout_features(node_feat, config_feat)[:, 3:6].any()
+    node_feat[2, 21:23] = 0.0
+    assert not tile_layout_features(node_feat, config_feat).any()
+    # The 42 features a tile_layout model reads; off, the file's 24 as they are.
+    both = tile_config_features(node_feat, config_feat, tile_layout=True)
+    assert both.shape == (2, 42) and np.array_equal(both[:, :24], config_feat)
+    assert tile_config_features(node_feat, config_feat) is config_feat

@@ -414,6 +414,22 @@ def test_layout_shape_gives_the_same_scores_on_every_per_config_path():
         SAGE("tile", layout_shape=True)
 
 
+def test_tile_layout_models_read_42_config_features_and_refuse_24():
+    data = tiny_graph("tile", num_configs=6)
+    extra = data.clone()
+    extra.config_feat = torch.cat([data.config_feat, torch.randn(6, 18)], dim=1)
+    for join in JOINS:
+        model = SAGE("tile", hidden_channels=8, join=join, tile_layout=True)
+        assert model.config_encoder.in_channels == 42 and "tile_layout" in repr(model)
+        check_model(model, extra)
+        with pytest.raises(ValueError, match="tile_layout must agree"):
+            model(data)
+        with pytest.raises(ValueError, match="tile_layout must agree"):
+            SAGE("tile", hidden_channels=8, join=join)(extra)
+    with pytest.warns(UserWarning, match="tile_layout"):
+        SAGE("layout", tile_layout=True)
+
+
 def test_layout_relations_describe_each_block_alike_for_every_rank():
     from tpulearn.models.encoders import LAYOUT_RELATION_DIM, layout_relations
 

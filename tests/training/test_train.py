@@ -113,6 +113,25 @@ def test_tile_run_on_the_sample(tmp_path):
     assert state["config"]["loss"]["_target_"] == "tpulearn.losses.CombinedLoss"
 
 
+def test_tile_layout_run_scores_alike_through_the_predictor_and_evaluation(tmp_path):
+    from tpulearn.data import read_tile
+    from tpulearn.metrics import top_k_error
+    from tpulearn.predict import Predictor
+
+    layout = ["data.tile_layout=true", "model.tile_layout=true", "data.root=sample"]
+    result = train(tiny(tmp_path, "experiment=tile_xla", *layout))
+    state = load_checkpoint(result["checkpoints"]["best"])
+    assert len(state["config_normalizer"]["shift"]) == 42  # fitted on the 42 features
+    predictor = Predictor.from_checkpoint(result["checkpoints"]["best"])
+    assert predictor.tile_layout
+    path = next((tpulearn.data.sample_root() / "npz/tile/xla/valid").glob("*.npz"))
+    scores = predictor.score_file(path)
+    runtime = read_tile(path).config_runtime
+    assert scores.shape == runtime.shape and np.isfinite(scores).all()
+    expected = top_k_error(scores, runtime, 5)
+    assert result["best"]["top5_error"] == pytest.approx(expected, abs=1e-6)
+
+
 def test_resume_equals_an_uninterrupted_run(tmp_path):
     whole = train(tiny(tmp_path / "whole", "trainer.val_every=3", steps=6))
     first = tiny(tmp_path / "split", "trainer.val_every=3", steps=3)
@@ -280,6 +299,9 @@ def test_every_experiment_composes_and_instantiates(experiment):
     data = instantiate(cfg.data)
     assert data.task == ("tile" if experiment.startswith("tile") else "layout")
     assert data.configs_per_graph == (10 if experiment.startswith("tile") else 32)
+    if experiment == "tile_fast":  # tiles along the root's layout: data and model agree
+        assert data.tile_layout and net.config_encoder.tile_layout and not net.l2_normalize
+        assert cfg.loss.terms[0].loss.temperature == 1.0 and cfg.trainer.ema_decay == 0.99
     if experiment == "layout_fast":  # whole graphs, any layout collection (data= picks it)
         assert type(net).__name__ == "SAGE" and net.config_encoder.layout_shape
         assert net.config_encoder.layout_relations and net.readout == ("attn",)

@@ -17,6 +17,8 @@ _EXPORTS = {
     "reencode_minor_to_major": "features",
     "signed_log1p": "features",
     "tensor_rank": "features",
+    "tile_config_features": "features",
+    "tile_layout_features": "features",
     "LayoutRecord": "io",
     "TileRecord": "io",
     "read_config_runtime": "io",

@@ -80,6 +80,10 @@ class CollectionData:
             nodes within this many hops of one (:class:`~tpulearn.graph.ConfigContext`),
             as the Kaggle winners did; faster, but the model no longer sees the whole
             graph. ``None`` keeps every node.
+        tile_layout: tile only: the config features also give each config's output
+            tile along the root's minor-to-major order, with the sizes and tile counts
+            of those dimensions (:func:`~.features.tile_layout_features`; 42 features
+            per config, for a model built with ``tile_layout``).
 
     Raises:
         ValueError: an unknown collection, sampler name, ``valid_indices`` or
@@ -87,8 +91,8 @@ class CollectionData:
             ``context_hops`` on a tile collection or below 0.
 
     Warns:
-        UserWarning: ``log_features`` or ``cache_dir`` set to a non-default value that
-            the other arguments make ineffective.
+        UserWarning: ``log_features``, ``cache_dir`` or ``tile_layout`` set to a
+            non-default value that the other arguments make ineffective.
     """
 
     def __init__(
@@ -106,6 +110,7 @@ class CollectionData:
         eval_chunk: int = 64,
         seed: int = 0,
         context_hops: int | None = None,
+        tile_layout: bool = False,
     ):
         kind, self.source, self.search = parse_collection(collection)
         if kind != task:
@@ -125,6 +130,8 @@ class CollectionData:
         warn_if_disabled(
             "data.cache_dir", cache_dir, None, task == "layout", "tile data is kept in memory"
         )
+        warn_if_disabled("data.tile_layout", tile_layout, False, task == "tile", "task is layout")
+        self.tile_layout = tile_layout and task == "tile"
         if context_hops is not None and (task != "layout" or context_hops < 0):
             raise ValueError("data.context_hops applies to layout collections and must be >= 0")
         self.context_hops = context_hops
@@ -146,7 +153,13 @@ class CollectionData:
             sampler=sampler, node_normalizer=self.node_normalizer, seed=self.seed, **kwargs
         )
         if self.task == "tile":
-            return TileDataset(self.root, split, config_normalizer=self.config_normalizer, **common)
+            return TileDataset(
+                self.root,
+                split,
+                config_normalizer=self.config_normalizer,
+                tile_layout=self.tile_layout,
+                **common,
+            )
         return LayoutDataset(
             self.root,
             self.source,

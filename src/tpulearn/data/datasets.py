@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .features import FeatureNormalizer, reencode_minor_to_major
+from .features import FeatureNormalizer, reencode_minor_to_major, tile_config_features
 from .io import (
     LayoutRecord,
     TileRecord,
@@ -188,6 +188,8 @@ class TileDataset(_GraphDataset):
             in ``excluded`` (a warning names them).
         seed: base seed of the per-(epoch, graph) config samples.
         files: explicit file list instead of scanning the split folder.
+        tile_layout: append :func:`~.features.tile_layout_features` to the config
+            features (42 per config; the config normaliser must be fitted on them).
     """
 
     def __init__(
@@ -202,9 +204,11 @@ class TileDataset(_GraphDataset):
         min_configs: int = 2,
         seed: int = 0,
         files: list[Path] | None = None,
+        tile_layout: bool = False,
     ):
         self.root, self.split = Path(root), split
         self.config_normalizer = config_normalizer
+        self.tile_layout = tile_layout
         super().__init__(
             collection_dir(root, "tile:xla", split),
             "tile",
@@ -222,10 +226,14 @@ class TileDataset(_GraphDataset):
         return read_tile(self.files[idx])
 
     def fit_config_normalizer(self, mode: str = "minmax", log: bool = False) -> FeatureNormalizer:
-        """Fit a normaliser of the 24 tile config features on this dataset (train split)."""
+        """Fit a normaliser of the tile config features (24, or 42 with ``tile_layout``) on
+        this dataset (train split)."""
         norm = FeatureNormalizer(mode=mode, log=log)
         for i in range(len(self)):
-            norm.partial_fit(self.read(i).config_feat)
+            record = self.read(i)
+            norm.partial_fit(
+                tile_config_features(record.node_feat, record.config_feat, self.tile_layout)
+            )
         return norm
 
     def _config_feat(self, record: TileRecord) -> np.ndarray:
@@ -233,7 +241,12 @@ class TileDataset(_GraphDataset):
 
     def to_data(self, record: TileRecord, rows: np.ndarray) -> TpuGraphData:
         return tile_item(
-            record, rows, self.node_normalizer, self.config_normalizer, self.reencode_layout
+            record,
+            rows,
+            self.node_normalizer,
+            self.config_normalizer,
+            self.reencode_layout,
+            self.tile_layout,
         )
 
     def __repr__(self) -> str:

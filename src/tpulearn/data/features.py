@@ -1,4 +1,5 @@
-"""Node and config feature transforms: layout re-encoding, log scaling, normalisation.
+"""Node and config feature transforms: layout re-encoding, tile configs along the output
+layout, log scaling, normalisation.
 
 Raw TpuGraphs node features span many orders of magnitude (shape products reach ~1e9),
 so models see them normalised per column with statistics from the train split only. The
@@ -15,7 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .schema import LAYOUT_MINOR_TO_MAJOR, SHAPE_DIMS
+from .schema import IS_ROOT, LAYOUT_MINOR_TO_MAJOR, SHAPE_DIMS, TILE_OUTPUT_TILE
+
+# Columns :func:`tile_layout_features` appends to the 24 tile config features.
+TILE_LAYOUT_DIM = 18
 
 
 def tensor_rank(node_feat: np.ndarray) -> np.ndarray:
@@ -56,6 +60,55 @@ def reencode_minor_to_major(node_feat: np.ndarray, pad_value: float = -1.0) -> n
     block[padding] = pad_value
     out[:, LAYOUT_MINOR_TO_MAJOR] = block
     return out
+
+
+def tile_layout_features(node_feat: np.ndarray, config_feat: np.ndarray) -> np.ndarray:
+    """Each config's output tile read along the kernel output's minor-to-major order.
+
+    The config features give the tile size per output dimension (columns 8-13) in the
+    dimensions' order; which of them are minor (lanes, sublanes: what padding and the
+    memory layout act on) is in the root node's layout (node features 134-139). For
+    each position p of that order (p = 0: the most minor dimension) below the root's
+    rank: the tile size along the dimension it names, that dimension's size, and the
+    tiles along it (``ceil(size / tile)``); 0 past the rank. A model would otherwise
+    have to gather the tile of the minor dimension through an index it reads as a
+    number.
+
+    The root is the last node flagged ``is_root`` (node feature 0), else the last node.
+
+    Args:
+        node_feat: [num_nodes, 140] raw node features (zero-padded layouts, as in files).
+        config_feat: [num_configs, 24] raw tile config features.
+
+    Returns:
+        [num_configs, 18] float32: the tile sizes, dimension sizes and tile counts of
+        positions 0-5, in that order.
+    """
+    config_feat = np.asarray(config_feat, dtype=np.float64)
+    flagged = np.flatnonzero(node_feat[:, IS_ROOT] != 0)
+    root = node_feat[flagged[-1] if flagged.size else -1]
+    rank = int(tensor_rank(root[None])[0])
+    dims = root[SHAPE_DIMS].astype(np.float64)
+    order = np.clip(root[LAYOUT_MINOR_TO_MAJOR][:rank].astype(np.int64), 0, rank - 1)
+    width = LAYOUT_MINOR_TO_MAJOR.stop - LAYOUT_MINOR_TO_MAJOR.start
+    out = np.zeros((config_feat.shape[0], 3, width))
+    tiles = config_feat[:, TILE_OUTPUT_TILE][:, order]
+    out[:, 0, :rank] = tiles
+    out[:, 1, :rank] = dims[order]
+    out[:, 2, :rank] = np.ceil(dims[order] / np.maximum(tiles, 1.0))
+    return out.reshape(config_feat.shape[0], TILE_LAYOUT_DIM).astype(np.float32)
+
+
+def tile_config_features(
+    node_feat: np.ndarray, config_feat: np.ndarray, tile_layout: bool = False
+) -> np.ndarray:
+    """The raw config features a tile model reads: the 24 of the file, followed by
+    :func:`tile_layout_features` with ``tile_layout`` ([num_configs, 42]); unchanged
+    (the same array) without."""
+    if not tile_layout:
+        return config_feat
+    extra = tile_layout_features(node_feat, config_feat)
+    return np.concatenate([np.asarray(config_feat, dtype=np.float32), extra], axis=1)
 
 
 def signed_log1p(x: np.ndarray) -> np.ndarray:

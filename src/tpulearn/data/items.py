@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
-from .features import FeatureNormalizer, reencode_minor_to_major
+from .features import FeatureNormalizer, reencode_minor_to_major, tile_config_features
 from .io import LayoutRecord, TileRecord
 from .schema import LAYOUT_MINOR_TO_MAJOR
 
@@ -87,6 +87,7 @@ def tile_item(
     node_normalizer: FeatureNormalizer | None = None,
     config_normalizer: FeatureNormalizer | None = None,
     reencode_layout: bool = True,
+    tile_layout: bool = False,
 ) -> TpuGraphData:
     """A tile kernel with its config rows ``rows`` (int64 indices into the record).
 
@@ -94,10 +95,13 @@ def tile_item(
         record: a validated tile record.
         rows: the config rows to include, in the order given.
         node_normalizer: fitted node-feature normaliser, or None for raw features.
-        config_normalizer: fitted normaliser of the 24 tile config features, or None.
+        config_normalizer: fitted normaliser of the tile config features (24, or 42
+            with ``tile_layout``), or None.
         reencode_layout: mark minor_to_major padding (node features 134-139) as -1.
+        tile_layout: append :func:`~.features.tile_layout_features` to the 24 config
+            features (before normalising).
     """
-    config_feat = record.config_feat[rows]
+    config_feat = tile_config_features(record.node_feat, record.config_feat[rows], tile_layout)
     if config_normalizer is not None:
         config_feat = config_normalizer.transform(config_feat)
     return TpuGraphData(

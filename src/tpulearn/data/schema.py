@@ -35,8 +35,11 @@ LAYOUT_KEYS = (
 )
 
 # Node feature columns (0-based) used by feature transforms.
+IS_ROOT = 0  # 1 at the graph's output (root) node
 SHAPE_DIMS = slice(21, 27)  # the six shape dimensions
 LAYOUT_MINOR_TO_MAJOR = slice(134, 140)  # layout minor_to_major, zero-padded in the files
+# Tile config feature columns: the output tile size along each output dimension.
+TILE_OUTPUT_TILE = slice(8, 14)
 
 COLLECTIONS = (
     "tile:xla",

@@ -114,6 +114,10 @@ class ConfigGNN(LayerHooks, nn.Module):
             where its chosen layouts disagree with its own default and with the layouts
             its operands are emitted in (:func:`~.encoders.layout_agreement`: the copies
             a compiler inserts). Needs the data's ``node_layout`` and ``edge_slot``.
+        tile_layout: tile configs carry the 18
+            :func:`~tpulearn.data.features.tile_layout_features` after their 24 features
+            (data built with ``data.tile_layout``: each output tile along the root's
+            minor-to-major order).
         pre_layers: node-wise Linear + act layers after the join, before message passing
             (a configurable node then reads its own config through an MLP, not through
             one activation of a sum; config-free nodes pass through the same layers).
@@ -169,6 +173,7 @@ class ConfigGNN(LayerHooks, nn.Module):
         layout_relations: bool = False,
         attn_heads: int = 1,
         layout_agreement: bool = False,
+        tile_layout: bool = False,
     ):
         super().__init__()
         self.readout = parse_readout(readout)
@@ -204,8 +209,15 @@ class ConfigGNN(LayerHooks, nn.Module):
         h = hidden_channels
         self.act = act  # read by layer types whose layer holds an activation (GIN)
         self.node_encoder = NodeEncoder(h, opcode_dim=opcode_dim)
+        warn_if_disabled("tile_layout", tile_layout, False, task == "tile", "task='layout'")
         self.config_encoder = ConfigEncoder(
-            task, h, layout_onehot, layout_shape, layout_relations, layout_agreement
+            task,
+            h,
+            layout_onehot,
+            layout_shape,
+            layout_relations,
+            layout_agreement=layout_agreement,
+            tile_layout=tile_layout,
         )
         if pre_layers < 0:
             raise ValueError(f"pre_layers must be 0 or more, got {pre_layers}")
@@ -275,7 +287,9 @@ class ConfigGNN(LayerHooks, nn.Module):
         batch = data.batch if is_batch else data.node_feat.new_zeros(num_nodes, dtype=torch.long)
         edges = directed_edges(data.edge_index, self.edge_direction)
         edge_index, weight = self.edge_weights(edges, num_nodes)
-        cfg, num_configs = config_features(data, self.task, num_graphs)
+        # A tile encoder reads the raw rows: 24 features, or 42 with tile_layout.
+        width = self.config_encoder.in_channels
+        cfg, num_configs = config_features(data, self.task, num_graphs, width)
         if self.config_encoder.layout_agreement:
             cfg = torch.cat([cfg, self._agreement(data, cfg)], -1)
         passes = self._passes(edge_index, weight)
@@ -395,6 +409,7 @@ class ConfigGNN(LayerHooks, nn.Module):
                 ("layout_shape", self.config_encoder.layout_shape),
                 ("layout_relations", self.config_encoder.layout_relations),
                 ("layout_agreement", self.config_encoder.layout_agreement),
+                ("tile_layout", self.config_encoder.tile_layout),
                 ("no prune", not self.prune),
             )
             if on

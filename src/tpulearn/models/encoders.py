@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
+from ..data.features import TILE_LAYOUT_DIM
 from ..data.schema import (
     LAYOUT_CONFIG_FEAT_DIM,
     NODE_FEAT_DIM,
@@ -178,6 +179,8 @@ class ConfigEncoder(nn.Module):
         layout_relations: also read :func:`layout_relations` of each row (layout).
         layout_agreement: the rows carry :func:`layout_agreement`'s 22 columns after
             their 18 (layout): read them as they are.
+        tile_layout: tile rows carry :func:`~tpulearn.data.features.tile_layout_features`
+            after the 24 (42 features: data built with ``tile_layout``).
     """
 
     def __init__(
@@ -188,14 +191,16 @@ class ConfigEncoder(nn.Module):
         layout_shape: bool = False,
         layout_relations: bool = False,
         layout_agreement: bool = False,
+        tile_layout: bool = False,
     ):
         super().__init__()
         if task not in ("tile", "layout"):
             raise ValueError(f"task must be 'tile' or 'layout', got {task!r}")
         self.task = task
         self.layout_onehot = layout_onehot and task == "layout"
+        self.tile_layout = tile_layout and task == "tile"
         if task == "tile":
-            in_channels = TILE_CONFIG_FEAT_DIM
+            in_channels = TILE_CONFIG_FEAT_DIM + (TILE_LAYOUT_DIM if self.tile_layout else 0)
         elif self.layout_onehot:
             in_channels = LAYOUT_CONFIG_FEAT_DIM * LAYOUT_CONFIG_VALUES
         else:
@@ -244,10 +249,18 @@ def node_dims(data: Data, config_ids: Tensor) -> Tensor:
     return data.node_feat[config_ids][:, SHAPE_DIMS]
 
 
-def config_features(data: Data, task: str, num_graphs: int) -> tuple[Tensor, int]:
-    """Raw config features and C: tile [B, C, 24], layout [C, K, 18]."""
+def config_features(
+    data: Data, task: str, num_graphs: int, tile_width: int = TILE_CONFIG_FEAT_DIM
+) -> tuple[Tensor, int]:
+    """Raw config features and C: tile [B, C, tile_width (24, or 42 with tile_layout)],
+    layout [C, K, 18]."""
     if task == "tile":
         feat = data.config_feat
+        if feat.shape[-1] != tile_width:
+            raise ValueError(
+                f"tile config features of width {feat.shape[-1]}, the model reads "
+                f"{tile_width}: data.tile_layout and model.tile_layout must agree"
+            )
         if feat.shape[0] % num_graphs:
             raise ValueError(
                 f"a batch of {num_graphs} tile graphs holds {feat.shape[0]} configs: "
