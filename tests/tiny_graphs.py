@@ -20,3 +20,24 @@ def chain_graph(num_configs: int = 4, seed: int = 0) -> TpuGraphData:
         node_config_feat=torch.randint(-1, 2, (num_configs, 2, 18), generator=g).float(),
         num_nodes=7,
     )
+
+
+# Every per-config path of a layout model: distinct states (default), per-config copies,
+# the PyG layers on C copies of the edges, no pruning.
+PER_CONFIG_PATHS = ({}, {"distinct_states": False}, {"sparse_aggregation": False}, {"prune": False})
+
+
+def scores_on_every_path(data, **options):
+    """A SAGE 16-wide layout model with ``options`` on each per-config path, the same
+    weights on all: (models, their eval scores of ``data``)."""
+    from tpulearn.models import SAGE
+
+    torch.manual_seed(0)
+    reference = SAGE("layout", hidden_channels=16, **options)
+    models, outs = [], []
+    for kw in PER_CONFIG_PATHS:
+        model = SAGE("layout", hidden_channels=16, **options, **kw)
+        model.load_state_dict(reference.state_dict())
+        models.append(model)
+        outs.append(model.eval()(data))
+    return models, outs

@@ -5,6 +5,7 @@ import warnings
 
 import pytest
 import torch
+from tiny_graphs import scores_on_every_path
 from torch_geometric.data import Batch
 
 from tpulearn.data import LayoutDataset, TileDataset, TpuGraphData, UniformSampler, sample_root
@@ -463,13 +464,8 @@ def test_layout_relations_describe_each_block_alike_for_every_rank():
 @pytest.mark.parametrize("options", [{"layout_relations": True}, {"pre_layers": 2}])
 def test_encoder_options_give_the_same_scores_on_every_per_config_path(options):
     data = tiny_graph("layout", num_configs=6)
-    torch.manual_seed(0)
-    reference = SAGE("layout", hidden_channels=16, **options)
-    outs = []
-    for kw in ({}, {"distinct_states": False}, {"sparse_aggregation": False}, {"prune": False}):
-        model = SAGE("layout", hidden_channels=16, **options, **kw)
-        model.load_state_dict(reference.state_dict())
-        outs.append(model.eval()(data))
+    models, outs = scores_on_every_path(data, **options)
+    for model in models:
         check_model(model, data)
     for out in outs[1:]:
         torch.testing.assert_close(out, outs[0])
