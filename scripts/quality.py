@@ -88,7 +88,7 @@ TILE_RECIPES = {
     # tile runtimes and shapes span orders of magnitude.
     "tile_xla_log": [*TILE_XLA, "data.log_features=true", "data.normalize=zscore"],
     # Tiles read along the root's minor-to-major order, log z-scores, ListMLE at
-    # temperature 1, a weight average; its own budget of 40 epochs (experiment=tile_fast).
+    # temperature 1, a weight average; its own budget of 80 epochs (experiment=tile_fast).
     "tile_fast": ["experiment=tile_fast"],
 }
 
