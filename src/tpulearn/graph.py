@@ -68,6 +68,12 @@ def context_nodes(data: Data, hops: int) -> Tensor:
     return grow(keep, data.edge_index, hops)
 
 
+# Per-node and per-edge tensors of a graph (beyond ``edge_index`` and the configurable
+# nodes): what a cut of the graph (a context here, a segment in tpulearn.segments) cuts.
+NODE_KEYS = ("node_feat", "node_opcode", "node_layout")
+EDGE_KEYS = ("edge_slot",)
+
+
 def induced_subgraph(data: Data, keep: Tensor) -> Data:
     """A shallow copy of ``data`` (one graph or a ``Batch``) restricted to the nodes ``keep``
     (bool [N]) and the edges among them, relabelled in node order.
@@ -81,14 +87,14 @@ def induced_subgraph(data: Data, keep: Tensor) -> Data:
     new_id[subset] = torch.arange(subset.numel(), device=keep.device)
     a, b = data.edge_index
     out = copy.copy(data)
-    out.node_feat = data.node_feat[subset]
-    out.node_opcode = data.node_opcode[subset]
-    if "node_layout" in data:
-        out.node_layout = data.node_layout[subset]
     edges = keep[a] & keep[b]
+    for key in NODE_KEYS:
+        if key in data:
+            out[key] = data[key][subset]
+    for key in EDGE_KEYS:
+        if key in data:
+            out[key] = data[key][edges]
     out.edge_index = new_id[data.edge_index[:, edges]]
-    if "edge_slot" in data:
-        out.edge_slot = data.edge_slot[edges]
     out.node_config_ids = new_id[data.node_config_ids]
     if isinstance(data, Batch):
         out.batch = data.batch[subset]

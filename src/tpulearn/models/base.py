@@ -192,6 +192,7 @@ class ConfigGNN(LayerHooks, nn.Module):
         warn_if_disabled(
             "layout_agreement", layout_agreement, False, task == "layout", "task='tile'"
         )
+        warn_if_disabled("tile_layout", tile_layout, False, task == "tile", "task='layout'")
         if layout_shape and join == "late":
             raise ValueError("layout_shape needs join='early' (the late join reads no shapes)")
         no_edges = f"{type(self).__name__} passes no messages"
@@ -209,7 +210,6 @@ class ConfigGNN(LayerHooks, nn.Module):
         h = hidden_channels
         self.act = act  # read by layer types whose layer holds an activation (GIN)
         self.node_encoder = NodeEncoder(h, opcode_dim=opcode_dim)
-        warn_if_disabled("tile_layout", tile_layout, False, task == "tile", "task='layout'")
         self.config_encoder = ConfigEncoder(
             task,
             h,

@@ -26,15 +26,15 @@ from torch import Tensor
 from torch_geometric.data import Batch
 
 from ..data.datasets import TpuGraphData
-from ..graph import grow
+from ..graph import EDGE_KEYS, NODE_KEYS, grow
 from .partition import Partition
 
-# Per-node tensors cut with the node subset; everything else but the keys handled below
-# (graph structure, configurable nodes) is config- or graph-level and copied unchanged.
-NODE_KEYS = ("node_feat", "node_opcode", "node_layout")
+# Per-node tensors (NODE_KEYS) are cut with the node subset, per-edge ones (EDGE_KEYS) with
+# the edges; everything else but the keys handled below (graph structure, configurable
+# nodes) is config- or graph-level and copied unchanged.
 _SPECIAL = (
     "edge_index",
-    "edge_slot",
+    *EDGE_KEYS,
     "node_config_ids",
     "node_config_feat",
     "node_splits",
@@ -95,8 +95,9 @@ def segment_data(
     src, dst = data.edge_index
     keep = inside[src] & inside[dst]
     out.edge_index = local[data.edge_index[:, keep]]
-    if "edge_slot" in data:
-        out.edge_slot = data.edge_slot[keep]
+    for key in EDGE_KEYS:
+        if key in data:
+            out[key] = data[key][keep]
     if "node_config_ids" in data:
         cols = inside[data.node_config_ids].nonzero().squeeze(1)
         out.node_config_ids = local[data.node_config_ids[cols]]
