@@ -70,7 +70,7 @@ def context_nodes(data: Data, hops: int) -> Tensor:
 
 # Per-node and per-edge tensors of a graph (beyond ``edge_index`` and the configurable
 # nodes): what a cut of the graph (a context here, a segment in tpulearn.segments) cuts.
-NODE_KEYS = ("node_feat", "node_opcode", "node_layout")
+NODE_KEYS = ("node_feat", "node_opcode", "node_layout", "node_shape", "node_width")
 EDGE_KEYS = ("edge_slot",)
 
 

@@ -20,6 +20,8 @@ def tiny_graph(num_configs: int = 5, seed: int = 0, stem: str = "tiny") -> TpuGr
         edge_index=edges,
         edge_slot=torch.from_numpy(operand_slots(edges.T.numpy())),
         node_layout=torch.tensor([[1, 0, -1, -1, -1, -1]] * 7, dtype=torch.int8),
+        node_shape=torch.tensor([[130.0, 9.0, 0, 0, 0, 0]] * 7),
+        node_width=torch.full((7,), 4, dtype=torch.int8),
         node_config_ids=torch.tensor([2, 5]),
         node_config_feat=torch.randint(-1, 6, (num_configs, 2, 18), generator=g).float(),
         config_runtime=torch.randint(1, 1000, (num_configs,), generator=g),

@@ -16,10 +16,23 @@ from pathlib import Path
 
 import numpy as np
 
-from .schema import IS_ROOT, LAYOUT_MINOR_TO_MAJOR, SHAPE_DIMS, TILE_OUTPUT_TILE
+from .schema import ELEMENT_TYPE, IS_ROOT, LAYOUT_MINOR_TO_MAJOR, SHAPE_DIMS, TILE_OUTPUT_TILE
 
 # Columns :func:`tile_layout_features` appends to the 24 tile config features.
 TILE_LAYOUT_DIM = 18
+
+# Bytes per element of each element type column (2-20: invalid, pred, s8, s16, s32, s64,
+# u8, u16, u32, u64, f16, f32, f64, bf16, c64, c128, tuple, opaque, token); 0: no width.
+_ELEMENT_BYTES = np.array([0, 1, 1, 2, 4, 8, 1, 2, 4, 8, 2, 4, 8, 2, 8, 16, 0, 0, 0], np.int8)
+DEFAULT_ELEMENT_BYTES = 4  # where a node's type has no width (tuples, tokens) or none is set
+
+
+def element_bytes(node_feat: np.ndarray) -> np.ndarray:
+    """[n] int8 bytes per element of every node's output, from the element type one-hot
+    (node features 2-20); :data:`DEFAULT_ELEMENT_BYTES` where the type has no width."""
+    onehot = node_feat[:, ELEMENT_TYPE]
+    width = _ELEMENT_BYTES[onehot.argmax(axis=1)]
+    return np.where(onehot.any(axis=1) & (width > 0), width, DEFAULT_ELEMENT_BYTES).astype(np.int8)
 
 
 def tensor_rank(node_feat: np.ndarray) -> np.ndarray:

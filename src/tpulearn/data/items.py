@@ -11,9 +11,14 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
-from .features import FeatureNormalizer, reencode_minor_to_major, tile_config_features
+from .features import (
+    FeatureNormalizer,
+    element_bytes,
+    reencode_minor_to_major,
+    tile_config_features,
+)
 from .io import LayoutRecord, TileRecord
-from .schema import LAYOUT_MINOR_TO_MAJOR
+from .schema import LAYOUT_MINOR_TO_MAJOR, SHAPE_DIMS
 
 
 class TpuGraphData(Data):
@@ -64,7 +69,9 @@ def graph_tensors(
 ) -> dict[str, torch.Tensor]:
     """The config-independent tensors of a record: node features, opcodes, edges, and
     for models that compare layouts, each node's own minor-to-major order ``node_layout``
-    [N, 6] int8 (-1 padded, raw) and each edge's operand number ``edge_slot`` [m] int8."""
+    [N, 6] int8 (-1 padded, raw) and each edge's operand number ``edge_slot`` [m] int8;
+    for models that tile layouts, each node's raw shape ``node_shape`` [N, 6] float32 (0
+    padded) and bytes per element ``node_width`` [N] int8."""
     node_feat = record.node_feat
     reencoded = reencode_minor_to_major(node_feat)
     if reencode_layout:
@@ -78,6 +85,8 @@ def graph_tensors(
         "edge_index": torch.from_numpy(np.ascontiguousarray(record.edge_index.T)),
         "node_layout": torch.from_numpy(np.ascontiguousarray(layout)),
         "edge_slot": torch.from_numpy(operand_slots(record.edge_index)),
+        "node_shape": torch.from_numpy(record.node_feat[:, SHAPE_DIMS].astype(np.float32)),
+        "node_width": torch.from_numpy(element_bytes(record.node_feat)),
     }
 
 

@@ -36,6 +36,7 @@ LAYOUT_KEYS = (
 
 # Node feature columns (0-based) used by feature transforms.
 IS_ROOT = 0  # 1 at the graph's output (root) node
+ELEMENT_TYPE = slice(2, 21)  # the element type one-hot (tpulearn.featurize's PRIMITIVE_TYPES)
 SHAPE_DIMS = slice(21, 27)  # the six shape dimensions
 LAYOUT_MINOR_TO_MAJOR = slice(134, 140)  # layout minor_to_major, zero-padded in the files
 # Tile config feature columns: the output tile size along each output dimension.

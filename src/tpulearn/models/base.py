@@ -32,12 +32,16 @@ from .encoders import (
     distinct_inputs,
     join_configs,
     layout_agreement,
+    layout_tiling,
     node_dims,
 )
 from .hooks import LayerHooks
 from .passes import LayerPasses
 from .plan import Planner
 from .readout import Readout, parse_readout
+
+# The data fields layout_tiling reads (tpulearn.data.items.graph_tensors).
+TILING_KEYS = ("node_layout", "node_shape", "node_width", "edge_slot")
 
 ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU, "prelu": nn.PReLU}
 
@@ -114,6 +118,10 @@ class ConfigGNN(LayerHooks, nn.Module):
             where its chosen layouts disagree with its own default and with the layouts
             its operands are emitted in (:func:`~.encoders.layout_agreement`: the copies
             a compiler inserts). Needs the data's ``node_layout`` and ``edge_slot``.
+        layout_tiling: the config encoder also reads, per configurable node and config,
+            how its output and operands tile in the chosen layouts (padding of the minor
+            dims to a TPU tile, bytes of a minor row: :func:`~.encoders.layout_tiling`).
+            Needs the data's ``node_layout``, ``node_shape``, ``node_width``, ``edge_slot``.
         tile_layout: tile configs carry the 18
             :func:`~tpulearn.data.features.tile_layout_features` after their 24 features
             (data built with ``data.tile_layout``: each output tile along the root's
@@ -174,6 +182,7 @@ class ConfigGNN(LayerHooks, nn.Module):
         attn_heads: int = 1,
         layout_agreement: bool = False,
         tile_layout: bool = False,
+        layout_tiling: bool = False,
     ):
         super().__init__()
         self.readout = parse_readout(readout)
@@ -192,6 +201,7 @@ class ConfigGNN(LayerHooks, nn.Module):
         warn_if_disabled(
             "layout_agreement", layout_agreement, False, task == "layout", "task='tile'"
         )
+        warn_if_disabled("layout_tiling", layout_tiling, False, task == "layout", "task='tile'")
         warn_if_disabled("tile_layout", tile_layout, False, task == "tile", "task='layout'")
         if layout_shape and join == "late":
             raise ValueError("layout_shape needs join='early' (the late join reads no shapes)")
@@ -218,6 +228,7 @@ class ConfigGNN(LayerHooks, nn.Module):
             layout_relations,
             layout_agreement=layout_agreement,
             tile_layout=tile_layout,
+            layout_tiling=layout_tiling,
         )
         if pre_layers < 0:
             raise ValueError(f"pre_layers must be 0 or more, got {pre_layers}")
@@ -290,8 +301,8 @@ class ConfigGNN(LayerHooks, nn.Module):
         # A tile encoder reads the raw rows: 24 features, or 42 with tile_layout.
         width = self.config_encoder.in_channels
         cfg, num_configs = config_features(data, self.task, num_graphs, width)
-        if self.config_encoder.layout_agreement:
-            cfg = torch.cat([cfg, self._agreement(data, cfg)], -1)
+        if self.config_encoder.appended:
+            cfg = torch.cat([cfg, *self._appended(data, cfg)], -1)
         passes = self._passes(edge_index, weight)
         readout = self._readout(data, batch, num_graphs, owned)
 
@@ -367,16 +378,31 @@ class ConfigGNN(LayerHooks, nn.Module):
             self.gate,
         )
 
-    def _agreement(self, data: Data, cfg: Tensor) -> Tensor:
-        missing = [key for key in ("node_layout", "edge_slot") if key not in data]
-        if missing:
-            raise ValueError(
-                f"layout_agreement needs the data's {' and '.join(missing)} (the items of "
-                "tpulearn.data carry them; see tpulearn.data.items.graph_tensors)"
-            )
-        return layout_agreement(
-            cfg, data.node_config_ids, data.node_layout, data.edge_index, data.edge_slot
+    def _appended(self, data: Data, cfg: Tensor) -> list[Tensor]:
+        """The exact columns the config encoder reads after the 18 of each row."""
+        encoder, parts = self.config_encoder, []
+        for on, name, keys in (
+            (encoder.layout_agreement, "layout_agreement", ("node_layout", "edge_slot")),
+            (encoder.layout_tiling, "layout_tiling", TILING_KEYS),
+        ):
+            missing = [key for key in keys if on and key not in data]
+            if missing:
+                raise ValueError(
+                    f"{name} needs the data's {' and '.join(missing)} (the items of "
+                    "tpulearn.data carry them; see tpulearn.data.items.graph_tensors)"
+                )
+        ids, layout, edges, slot = (
+            data.node_config_ids,
+            data.get("node_layout"),
+            data.edge_index,
+            data.get("edge_slot"),
         )
+        if encoder.layout_agreement:
+            parts.append(layout_agreement(cfg, ids, layout, edges, slot))
+        if encoder.layout_tiling:
+            shape, width = data.node_shape, data.node_width
+            parts.append(layout_tiling(cfg, ids, layout, shape, width, edges, slot))
+        return parts
 
     def _join(self, data, enc, cfg, batch, inputs, distinct):
         """Layer-0 values of S_0 (``inputs``) per config, activated: [C, |S_0|, H], or with
@@ -409,6 +435,7 @@ class ConfigGNN(LayerHooks, nn.Module):
                 ("layout_shape", self.config_encoder.layout_shape),
                 ("layout_relations", self.config_encoder.layout_relations),
                 ("layout_agreement", self.config_encoder.layout_agreement),
+                ("layout_tiling", self.config_encoder.layout_tiling),
                 ("tile_layout", self.config_encoder.tile_layout),
                 ("no prune", not self.prune),
             )

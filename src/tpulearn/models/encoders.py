@@ -41,6 +41,11 @@ LAYOUT_RELATION_DIM = LAYOUT_BLOCKS * (2 * LAYOUT_POSITIONS + 1)
 # (see :func:`layout_agreement`).
 OPERAND_SLOTS = 2
 LAYOUT_AGREEMENT_DIM = LAYOUT_POSITIONS + OPERAND_SLOTS * (2 + LAYOUT_POSITIONS)
+# A TPU tile: 128 lanes by 8 sublanes of 4 bytes (see :func:`layout_tiling`).
+TILE_LANES = 128
+TILE_SUBLANE_BYTES = 32
+# Per configurable node: 3 tiling columns for its output and for each operand slot.
+LAYOUT_TILING_DIM = 3 * (1 + OPERAND_SLOTS)
 
 
 def layout_relations(feat: Tensor) -> Tensor:
@@ -86,6 +91,31 @@ def _mismatch(a: Tensor, b: Tensor, where: Tensor) -> Tensor:
     return where & (a.round() != b.round())
 
 
+def _operand_layouts(
+    cfg: Tensor, config_ids: Tensor, node_layout: Tensor, edge_index: Tensor, edge_slot: Tensor
+):
+    """Per operand slot of the configurable nodes: (producer [K] (-1: none), configurable
+    [K], emitted [C, K, 6] the layout the producer writes in each config, read [C, K, 6]
+    the block the node's row chooses for it (all -1: read as emitted))."""
+    k, num_nodes = config_ids.numel(), node_layout.shape[0]
+    layout = node_layout.to(cfg.dtype)
+    position = torch.full((num_nodes,), -1, dtype=torch.long, device=cfg.device)
+    position[config_ids] = torch.arange(k, device=cfg.device)
+    out = cfg[..., :LAYOUT_POSITIONS]
+    producer = operands(edge_index, edge_slot, num_nodes)[:, config_ids]  # [2, K]
+    slots = []
+    for slot in range(OPERAND_SLOTS):
+        present = producer[slot] >= 0
+        p = producer[slot].clamp(min=0)
+        at = torch.where(present, position[p], -1)
+        configurable = at >= 0
+        chosen = out[:, at.clamp(min=0)]  # [C, K, 6] a configurable producer's row
+        emitted = torch.where((configurable & (chosen >= 0).any(-1))[..., None], chosen, layout[p])
+        cols = slice(LAYOUT_POSITIONS * (slot + 1), LAYOUT_POSITIONS * (slot + 2))
+        slots.append((torch.where(present, p, -1), configurable, emitted, cfg[..., cols]))
+    return slots
+
+
 def layout_agreement(
     cfg: Tensor, config_ids: Tensor, node_layout: Tensor, edge_index: Tensor, edge_slot: Tensor
 ) -> Tensor:
@@ -111,27 +141,85 @@ def layout_agreement(
         and the 6 positions where a chosen read layout differs from the emitted one. A
         position counts only where both orders are set (unset rows cost no copy).
     """
-    k, num_nodes = config_ids.numel(), node_layout.shape[0]
-    layout = node_layout.to(cfg.dtype)
-    position = torch.full((num_nodes,), -1, dtype=torch.long, device=cfg.device)
-    position[config_ids] = torch.arange(k, device=cfg.device)
+    k = config_ids.numel()
     out = cfg[..., :LAYOUT_POSITIONS]
     out_set = (out >= 0).any(-1, keepdim=True)
-    parts = [_mismatch(out, layout[config_ids], out_set)]
-    producer = operands(edge_index, edge_slot, num_nodes)[:, config_ids]  # [2, K]
-    for slot in range(OPERAND_SLOTS):
-        present = producer[slot] >= 0
-        p = producer[slot].clamp(min=0)
-        at = torch.where(present, position[p], -1)
-        configurable = at >= 0
-        chosen = out[:, at.clamp(min=0)]  # [C, K, 6] a configurable producer's row
-        emitted = torch.where((configurable & (chosen >= 0).any(-1))[..., None], chosen, layout[p])
-        cols = slice(LAYOUT_POSITIONS * (slot + 1), LAYOUT_POSITIONS * (slot + 2))
-        read = cfg[..., cols]
+    parts = [_mismatch(out, node_layout.to(cfg.dtype)[config_ids], out_set)]
+    for producer, configurable, emitted, read in _operand_layouts(
+        cfg, config_ids, node_layout, edge_index, edge_slot
+    ):
+        present = producer >= 0
         read_set = present[:, None] & (read >= 0).any(-1, keepdim=True)
         flags = torch.stack([present, configurable], -1).expand(cfg.shape[0], k, 2)
         parts += [flags, _mismatch(read, emitted, read_set)]
     return torch.cat(parts, -1).to(cfg.dtype)
+
+
+def _tiling(shape: Tensor, width: Tensor, order: Tensor) -> Tensor:
+    """[..., 3] how tensors of ``shape`` [..., 6] and ``width`` [...] bytes per element
+    tile when written in minor-to-major ``order`` [..., 6] (unset entries -1): log2 of the
+    padding of the minor dim to the 128 lanes, log2 of the padding of the second-minor dim
+    to the sublanes of a tile (8 x 4 bytes: 8 for 32-bit types, 16 for 16-bit ones, 32 for
+    8-bit ones), and log2 of the bytes of one minor row / 8. A missing dim counts as 1."""
+
+    def size(pos: int) -> Tensor:
+        axis = order[..., pos].round().long()
+        dims = shape.expand(order.shape).gather(-1, axis.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        return torch.where(axis >= 0, dims, 1.0).clamp(min=1.0)
+
+    lane, sub = size(0), size(1)
+    sublanes = (TILE_SUBLANE_BYTES // width.clamp(min=1)).clamp(min=8).to(shape.dtype)
+    lane_pad = torch.ceil(lane / TILE_LANES) * TILE_LANES / lane
+    sub_pad = torch.ceil(sub / sublanes) * sublanes / sub
+    row = lane * width.to(shape.dtype)
+    return torch.stack([lane_pad.log2(), sub_pad.log2(), row.log2() / 8], -1)
+
+
+def layout_tiling(
+    cfg: Tensor,
+    config_ids: Tensor,
+    node_layout: Tensor,
+    node_shape: Tensor,
+    node_width: Tensor,
+    edge_index: Tensor,
+    edge_slot: Tensor,
+) -> Tensor:
+    """How each configurable node's output and operands tile in the layouts of a config.
+
+    A TPU stores an array in tiles of 128 lanes (the minor-most dim) by 8 sublanes of
+    32-bit words (the second-minor dim; narrower types pack 16 or 32 rows), so a layout
+    that makes a short dim minor pads the array, and the compute and traffic on it, and
+    a layout whose minor rows are short reads memory in short strided bursts. Which dim
+    a layout makes minor is in the config row; how long it is, the model otherwise reads
+    only through normalised features. Per config: the node's output in its chosen layout
+    (its own where unset), and each operand slot (input, kernel) in the layout the node
+    reads it in (its block; unset: as the producer emits it, see :func:`layout_agreement`),
+    with the producer's shape and element width; zeros where there is no operand.
+
+    Args:
+        cfg: [C, K, 18] raw layout config rows of the configurable nodes ``config_ids`` [K].
+        node_layout: [N, 6] own minor-to-major orders (-1 padded); ``node_shape`` [N, 6]
+            raw shapes (0 padded); ``node_width`` [N] bytes per element.
+        edge_index: [2, m] (consumer, producer); ``edge_slot`` [m]: see :func:`operands`.
+
+    Returns:
+        [C, K, 9]: per tensor (output, input, kernel) :func:`_tiling`'s 3 columns.
+    """
+    dtype = cfg.dtype
+    shape, width = node_shape.to(dtype), node_width.long()
+    out = cfg[..., :LAYOUT_POSITIONS]
+    out_set = (out >= 0).any(-1, keepdim=True)
+    written = torch.where(out_set, out, node_layout.to(dtype)[config_ids])
+    parts = [_tiling(shape[config_ids], width[config_ids], written)]
+    for producer, _, emitted, read in _operand_layouts(
+        cfg, config_ids, node_layout, edge_index, edge_slot
+    ):
+        present = producer >= 0
+        p = producer.clamp(min=0)
+        order = torch.where((read >= 0).any(-1, keepdim=True), read, emitted)
+        tiles = _tiling(shape[p], width[p], order)
+        parts.append(torch.where(present[:, None], tiles, 0.0))
+    return torch.cat(parts, -1).to(dtype)
 
 
 class NodeEncoder(nn.Module):
@@ -179,6 +267,8 @@ class ConfigEncoder(nn.Module):
         layout_relations: also read :func:`layout_relations` of each row (layout).
         layout_agreement: the rows carry :func:`layout_agreement`'s 22 columns after
             their 18 (layout): read them as they are.
+        layout_tiling: the rows carry :func:`layout_tiling`'s 9 columns after those
+            (layout): read them as they are.
         tile_layout: tile rows carry :func:`~tpulearn.data.features.tile_layout_features`
             after the 24 (42 features: data built with ``tile_layout``).
     """
@@ -192,6 +282,7 @@ class ConfigEncoder(nn.Module):
         layout_relations: bool = False,
         layout_agreement: bool = False,
         tile_layout: bool = False,
+        layout_tiling: bool = False,
     ):
         super().__init__()
         if task not in ("tile", "layout"):
@@ -210,7 +301,11 @@ class ConfigEncoder(nn.Module):
         self.layout_relations = layout_relations and task == "layout"
         in_channels += LAYOUT_RELATION_DIM if self.layout_relations else 0
         self.layout_agreement = layout_agreement and task == "layout"
-        in_channels += LAYOUT_AGREEMENT_DIM if self.layout_agreement else 0
+        self.layout_tiling = layout_tiling and task == "layout"
+        # Exact columns computed from the graph, appended to the 18 (see SAGE.forward).
+        self.appended = LAYOUT_AGREEMENT_DIM * self.layout_agreement
+        self.appended += LAYOUT_TILING_DIM * self.layout_tiling
+        in_channels += self.appended
         self.in_channels = in_channels
         self.lin = nn.Linear(in_channels, out_channels, bias=False)
 
@@ -218,7 +313,7 @@ class ConfigEncoder(nn.Module):
         """Raw config features [..., 18 or 24] -> model inputs (before layout_shape)."""
         dtype = self.lin.weight.dtype
         extra = None
-        if self.layout_agreement:
+        if self.appended:
             feat, extra = feat[..., :LAYOUT_CONFIG_FEAT_DIM], feat[..., LAYOUT_CONFIG_FEAT_DIM:]
         if self.layout_onehot:
             index = (feat.round().long() + 1).clamp(0, LAYOUT_CONFIG_VALUES - 1)
