@@ -41,3 +41,35 @@ def scores_on_every_path(data, **options):
         models.append(model)
         outs.append(model.eval()(data))
     return models, outs
+
+
+def check_appended_option(data, option: str, width: int, config_chunk: int, **options):
+    """A config-encoder option that appends ``width`` exact columns to the layout rows
+    (``option=True`` with ``options``): the same scores of ``data`` on every per-config
+    path and in chunks of ``config_chunk`` configs, ``width`` more encoder inputs than
+    without it, and its name in the model's repr."""
+    from tpulearn.models import SAGE
+
+    (reference, *_), outs = scores_on_every_path(data, **{**options, option: True})
+    outs.append(reference.eval()(data, config_chunk=config_chunk))
+    for out in outs[1:]:
+        torch.testing.assert_close(out, outs[0])
+    plain = SAGE("layout", hidden_channels=16, **{**options, option: False})
+    extra = reference.config_encoder.lin.in_features - plain.config_encoder.lin.in_features
+    assert extra == width
+    assert option in repr(reference) and option not in repr(plain)
+
+
+def check_missing_field_and_tile(data, option: str, key: str):
+    """A layout model with ``option`` on names ``key`` when ``data`` lacks it; a tile
+    model warns that the option does nothing and turns it off."""
+    import pytest
+
+    from tpulearn.models import SAGE
+
+    del data[key]
+    with pytest.raises(ValueError, match=f"{option} needs the data's {key}"):
+        SAGE("layout", hidden_channels=8, **{option: True})(data)
+    with pytest.warns(UserWarning, match=option):
+        model = SAGE("tile", hidden_channels=8, **{option: True})
+    assert not getattr(model.config_encoder, option)

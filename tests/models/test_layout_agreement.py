@@ -2,9 +2,8 @@
 operands' (the copies a compiler inserts), and the data fields it reads."""
 
 import numpy as np
-import pytest
 import torch
-from tiny_graphs import scores_on_every_path
+from tiny_graphs import check_appended_option, check_missing_field_and_tile
 from torch_geometric.data import Batch
 
 from tpulearn.data import LayoutDataset, TpuGraphData, UniformSampler, sample_root
@@ -125,16 +124,8 @@ def test_dataset_items_carry_raw_layouts_and_operand_slots():
 
 
 def test_agreement_gives_the_same_scores_on_every_per_config_path():
-    data = chain_graph()
-    options = {"layout_agreement": True, "layout_relations": True, "readout": "attn"}
-    (reference, *_), outs = scores_on_every_path(data, **options)
-    outs.append(reference.eval()(data, config_chunk=4))
-    for out in outs[1:]:
-        torch.testing.assert_close(out, outs[0])
-    plain = SAGE("layout", hidden_channels=16, **{**options, "layout_agreement": False})
-    width = reference.config_encoder.lin.in_features - plain.config_encoder.lin.in_features
-    assert width == LAYOUT_AGREEMENT_DIM
-    assert "layout_agreement" in repr(reference) and "layout_agreement" not in repr(plain)
+    options = {"layout_relations": True, "readout": "attn"}
+    check_appended_option(chain_graph(), "layout_agreement", LAYOUT_AGREEMENT_DIM, 4, **options)
 
 
 def test_a_batch_scores_each_graph_like_alone():
@@ -147,10 +138,4 @@ def test_a_batch_scores_each_graph_like_alone():
 
 
 def test_missing_fields_and_tile_models_are_named():
-    data = chain_graph()
-    del data.node_layout
-    with pytest.raises(ValueError, match="node_layout"):
-        SAGE("layout", hidden_channels=8, layout_agreement=True)(data)
-    with pytest.warns(UserWarning, match="layout_agreement"):
-        model = SAGE("tile", hidden_channels=8, layout_agreement=True)
-    assert not model.config_encoder.layout_agreement
+    check_missing_field_and_tile(chain_graph(), "layout_agreement", "node_layout")

@@ -4,9 +4,8 @@ and the data fields it reads (raw shapes, element widths)."""
 import math
 
 import numpy as np
-import pytest
 import torch
-from tiny_graphs import scores_on_every_path
+from tiny_graphs import check_appended_option, check_missing_field_and_tile
 
 from tpulearn.data import LayoutDataset, TpuGraphData, UniformSampler, sample_root
 from tpulearn.data.features import DEFAULT_ELEMENT_BYTES, element_bytes
@@ -14,7 +13,6 @@ from tpulearn.data.io import read_graph
 from tpulearn.data.items import operand_slots
 from tpulearn.featurize.features import PRIMITIVE_TYPES
 from tpulearn.graph import induced_subgraph
-from tpulearn.models import SAGE
 from tpulearn.models.encoders import LAYOUT_TILING_DIM, layout_tiling
 
 UNSET = [-1] * 6
@@ -119,23 +117,9 @@ def test_dataset_items_carry_raw_shapes_and_widths():
 
 
 def test_tiling_gives_the_same_scores_on_every_path_and_composes():
-    data = tiling_graph()
-    options = {"layout_tiling": True, "layout_agreement": True, "readout": "attn"}
-    (reference, *_), outs = scores_on_every_path(data, **options)
-    outs.append(reference.eval()(data, config_chunk=1))
-    for out in outs[1:]:
-        torch.testing.assert_close(out, outs[0])
-    plain = SAGE("layout", hidden_channels=16, **{**options, "layout_tiling": False})
-    width = reference.config_encoder.lin.in_features - plain.config_encoder.lin.in_features
-    assert width == LAYOUT_TILING_DIM
-    assert "layout_tiling" in repr(reference) and "layout_tiling" not in repr(plain)
+    options = {"layout_agreement": True, "readout": "attn"}
+    check_appended_option(tiling_graph(), "layout_tiling", LAYOUT_TILING_DIM, 1, **options)
 
 
 def test_missing_fields_and_tile_models_are_named():
-    data = tiling_graph()
-    del data.node_shape
-    with pytest.raises(ValueError, match="layout_tiling needs the data's node_shape"):
-        SAGE("layout", hidden_channels=8, layout_tiling=True)(data)
-    with pytest.warns(UserWarning, match="layout_tiling"):
-        model = SAGE("tile", hidden_channels=8, layout_tiling=True)
-    assert not model.config_encoder.layout_tiling
+    check_missing_field_and_tile(tiling_graph(), "layout_tiling", "node_shape")
