@@ -64,6 +64,8 @@ LAYOUT_RECIPES = {
     # The same, its config encoder also reading how each output and operand tiles in the
     # chosen layouts (padding to a TPU tile, bytes of a minor row).
     "layout_fast_tiling": ["experiment=layout_fast", "model.layout_tiling=true"],
+    # The same with 2 message-passing layers instead of 3.
+    "layout_fast_2layers": ["experiment=layout_fast", "model.num_layers=2"],
     # The paper's GST setting (experiment=layout_gst), shrunk to this machine: 64 wide,
     # 8 graphs per step, segments of 400 nodes, lr 1e-3, 300 steps (200 epochs of 12 graphs).
     "gst_small": [
