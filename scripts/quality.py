@@ -23,6 +23,12 @@ the official indices), a transfer a synthetic table cannot show.
 rerunning the same command after an interruption (or with another recipe added) trains
 only what is missing and rewrites the whole table. Runs are matched by their command
 line: after changing an experiment's YAML or the code, pass ``--retrain``.
+
+``--update`` rewrites only the rows of the recipes given, keeping the others from the
+table's JSON (``--out`` with ``.json``): a changed recipe is measured again without the hour
+the whole table takes, e.g. ``--update --recipes layout_fast``. A kept row must have been
+measured the same way (seeds, sizes, runs at a time) and under the same overrides as its
+recipe has now; the table names the call that measured each kept row.
 """
 
 from __future__ import annotations
@@ -61,11 +67,12 @@ LAYOUT = "layout:xla:random"
 LAYOUT_RECIPES = {
     "defaults": [],
     "layout_fast": ["experiment=layout_fast"],
-    # The same, its config encoder also reading how each output and operand tiles in the
-    # chosen layouts (padding to a TPU tile, bytes of a minor row).
-    "layout_fast_tiling": ["experiment=layout_fast", "model.layout_tiling=true"],
-    # The same with 2 message-passing layers instead of 3.
-    "layout_fast_2layers": ["experiment=layout_fast", "model.num_layers=2"],
+    # The previous recipe: 3 message-passing layers, no layout_tiling.
+    "layout_fast_3layers": [
+        "experiment=layout_fast",
+        "model.num_layers=3",
+        "model.layout_tiling=false",
+    ],
     # The paper's GST setting (experiment=layout_gst), shrunk to this machine: 64 wide,
     # 8 graphs per step, segments of 400 nodes, lr 1e-3, 300 steps (200 epochs of 12 graphs).
     "gst_small": [
@@ -191,6 +198,67 @@ def summarise(values: list[float]) -> dict:
     }
 
 
+def keep_previous(path: Path, results: dict, log) -> None:
+    """``--update``: add to ``results`` the rows of the table at ``path`` this call did not run.
+
+    A row is kept only where it measures what its recipe measures now: its recorded
+    overrides equal the recipe's (a row from before overrides were recorded is kept by
+    name, and said so), and the table used the same seeds, sizes and runs at a time.
+    Anything not kept is named in the log, never dropped silently.
+    """
+    if not path.exists():
+        raise SystemExit(f"--update: {path} does not exist; run the table once without --update")
+    try:
+        old = json.loads(path.read_text())
+        old_meta = old["meta"]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise SystemExit(
+            f"--update: {path} is not a table written by this script ({err!r})"
+        ) from None
+    meta = results["meta"]
+    for key in ("seeds", "sizes", "jobs"):
+        if json.loads(json.dumps(old_meta.get(key))) != json.loads(json.dumps(meta[key])):
+            raise SystemExit(
+                f"--update: {path} was measured with {key} {old_meta.get(key)!r}, this call "
+                f"uses {meta[key]!r}; rows measured differently cannot share a table: run "
+                "every recipe without --update"
+            )
+    measured = {"command": old_meta.get("command"), "started": old_meta.get("started")}
+
+    def keep(name: str, row: dict, current: list[str] | None) -> bool:
+        if current is None:
+            log(f"  not kept: {name} (no such recipe now)")
+            return False
+        if "overrides" in row and row["overrides"] != current:
+            log(f"  not kept: {name} (its overrides changed: run it again)")
+            return False
+        if "overrides" not in row:
+            log(f"  kept by name: {name} (measured before overrides were recorded)")
+        row.setdefault("measured", measured)
+        return True
+
+    for task, recipes in (("layout", LAYOUT_RECIPES), ("tile", TILE_RECIPES)):
+        for family, entry in old.get(task, {}).items():
+            new = results[task].get(family)
+            for recipe, row in entry["recipes"].items():
+                if new is not None and recipe in new["recipes"]:
+                    continue  # measured by this call
+                if keep(f"{task} {family} {recipe}", row, recipes.get(recipe)):
+                    if new is None:
+                        new = results[task][family] = {"oracle": entry["oracle"], "recipes": {}}
+                    new["recipes"][recipe] = row
+        # Families and recipes in the order the script defines them.
+        order = list(LAYOUT_FAMILIES if task == "layout" else TILE_FAMILIES)
+        ranked = sorted(results[task].items(), key=lambda kv: order.index(kv[0]))
+        for _, entry in ranked:
+            entry["recipes"] = {r: entry["recipes"][r] for r in recipes if r in entry["recipes"]}
+        results[task] = dict(ranked)
+    for recipe, row in old.get("real", {}).items():
+        if recipe not in results["real"] and keep(f"real {recipe}", row, REAL_RECIPES.get(recipe)):
+            results["real"][recipe] = row
+    results["real"] = {r: results["real"][r] for r in REAL_RECIPES if r in results["real"]}
+
+
 def fmt(s: dict, digits: int = 3) -> str:
     return f"{s['mean']:.{digits}f} +- {s['std']:.{digits}f}"
 
@@ -209,6 +277,11 @@ def main(argv: list[str] | None = None) -> int:
         "--retrain",
         action="store_true",
         help="train every run again, also those --work holds a finished run of",
+    )
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="rewrite only these recipes' rows; keep the others from the table's JSON",
     )
     parser.add_argument(
         "--jobs", type=int, default=1, help="runs at a time (each gets cores / jobs threads)"
@@ -278,6 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         for recipe in layout_recipes if task == "layout" else tile_recipes:
             rows = [done[task, family, recipe, seed] for seed in args.seeds]
             summary = {
+                "overrides": (LAYOUT_RECIPES if task == "layout" else TILE_RECIPES)[recipe],
                 "wall_s": summarise([r["wall_s"] for r in rows]),
                 "rss_mb": max(r["rss_mb"] for r in rows),
                 "steps": [r["last_step"] for r in rows],
@@ -299,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     for recipe in real_recipes:
         rows = [done["real", None, recipe, seed] for seed in args.seeds]
         results["real"][recipe] = {
+            "overrides": REAL_RECIPES[recipe],
             "tau": summarise([r["best"]["kendall_tau"] for r in rows]),
             "wall_s": summarise([r["wall_s"] for r in rows]),
             "rss_mb": max(r["rss_mb"] for r in rows),
@@ -313,11 +388,33 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
         "command": shlex.join(["python", "scripts/quality.py", *(argv or sys.argv[1:])]),
     }
+    if args.update:
+        keep_previous(args.out.with_suffix(".json"), results, log)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=str))
     args.out.write_text(render(results))
     log(f"wrote {args.out} and {args.out.with_suffix('.json')}")
     return 0
+
+
+def kept_lines(results: dict) -> list[str]:
+    """The header's account of rows an ``--update`` kept: which call measured which rows."""
+    rows = [
+        (f"{family} {recipe}", row)
+        for task in ("layout", "tile")
+        for family, entry in results[task].items()
+        for recipe, row in entry["recipes"].items()
+    ]
+    rows += [(f"real {recipe}", row) for recipe, row in results["real"].items()]
+    calls: dict[tuple, list[str]] = {}
+    for name, row in rows:
+        if "measured" in row:
+            calls.setdefault((row["measured"]["command"], row["measured"]["started"]), [])
+            calls[row["measured"]["command"], row["measured"]["started"]].append(name)
+    return [
+        f"\nKept from `{command}`, {started} (`--update`): {', '.join(names)}."
+        for (command, started), names in calls.items()
+    ]
 
 
 def render(results: dict) -> str:
@@ -327,6 +424,7 @@ def render(results: dict) -> str:
         "# Ranking quality on synthetic collections (scripts/quality.py)",
         "",
         f"`{meta['command']}`, {meta['started']}, {meta['machine']}; seeds {meta['seeds']}.",
+        *kept_lines(results),
         "",
         f"Layout: layout:xla:random, {lay['train']} train / {lay['valid']} valid graphs of "
         f"{lay['nodes'][0]}-{lay['nodes'][1]} nodes, {lay['configs'][1]} configs, one collection "

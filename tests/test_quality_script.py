@@ -41,6 +41,17 @@ def test_quick_table_has_every_row_and_resumes(script, tmp_path, capsys):
     assert script.main(args) == 0
     assert "$ train.py" not in capsys.readouterr().out
     assert json.loads(out.with_suffix(".json").read_text())["layout"] == results["layout"]
+    # --update with one recipe rewrites its rows and keeps the other's, saying from where.
+    first = results["meta"]["command"]
+    assert script.main([*args[:-6], "--recipes", "tile_xla", "--seeds", "0", "1", "--update"]) == 0
+    updated = json.loads(out.with_suffix(".json").read_text())
+    kept = updated["layout"]["roofline"]["recipes"]["layout_fast"]
+    assert kept["tau"] == results["layout"]["roofline"]["recipes"]["layout_fast"]["tau"]
+    assert (
+        kept["measured"]["command"] == first
+        and "measured" not in updated["tile"]["tile_spill"]["recipes"]["tile_xla"]
+    )
+    assert f"Kept from `{first}`" in out.read_text()
 
 
 def test_unknown_recipe_or_family_is_refused(script, capsys):
@@ -70,3 +81,86 @@ def test_a_finished_run_is_read_back_unless_retrain(script, tmp_path, monkeypatc
         script.train(run, overrides, 1, print, retrain=True)
     with pytest.raises(Launched):  # another command: not the finished run's
         script.train(run, [*overrides, "model.layout_tiling=true"], 1, print)
+
+
+def _table(script, seeds=(0, 1), layout=None, real=None, command="python scripts/quality.py"):
+    meta = {"seeds": list(seeds), "sizes": script.SIZES["quick"], "jobs": 2}
+    return {
+        "layout": layout or {},
+        "tile": {},
+        "real": real or {},
+        "meta": {**meta, "command": command, "started": "2026-01-01 00:00"},
+    }
+
+
+def _row(tau, overrides=None):
+    row = {
+        "tau": {"mean": tau, "std": 0.0, "values": [tau, tau]},
+        "best_member_tau": tau,
+        "ensemble_tau": tau,
+        "wall_s": {"mean": 1.0, "std": 0.0, "values": [1.0, 1.0]},
+        "rss_mb": 100.0,
+        "steps": [4, 4],
+    }
+    if overrides is not None:
+        row["overrides"] = overrides
+    return row
+
+
+def test_update_keeps_the_rows_not_run_that_still_measure_their_recipe(script, tmp_path):
+    recipes = script.LAYOUT_RECIPES
+    old = _table(
+        script,
+        layout={
+            "roofline": {
+                "oracle": {"kendall_tau": 0.7},
+                "recipes": {
+                    "gst_small": _row(0.1, recipes["gst_small"]),
+                    "layout_fast": _row(0.2, recipes["layout_fast"]),
+                    "defaults": _row(0.3, ["model=mlp"]),  # since changed
+                    "gone": _row(0.4, []),  # no longer a recipe
+                },
+            },
+            "edge_conversion": {"oracle": {"kendall_tau": 0.8}, "recipes": {"defaults": _row(0.5)}},
+        },
+        real={"real": _row(0.06, [])},
+        command="python scripts/quality.py --jobs 2",
+    )
+    path = tmp_path / "quality.json"
+    path.write_text(json.dumps(old))
+    new_row = _row(0.25, recipes["layout_fast"])
+    results = _table(
+        script,
+        layout={"roofline": {"oracle": {"kendall_tau": 0.7}, "recipes": {"layout_fast": new_row}}},
+        command="python scripts/quality.py --update",
+    )
+    log = []
+    script.keep_previous(path, results, log.append)
+    roofline = results["layout"]["roofline"]["recipes"]
+    # Run now: this call's row; kept: gst_small; dropped (and named): changed and gone.
+    assert list(roofline) == ["layout_fast", "gst_small"]
+    assert roofline["layout_fast"] is new_row and "measured" not in new_row
+    assert roofline["gst_small"]["tau"]["mean"] == 0.1
+    assert roofline["gst_small"]["measured"]["command"] == "python scripts/quality.py --jobs 2"
+    assert any("roofline defaults" in line and "overrides changed" in line for line in log)
+    assert any("roofline gone" in line and "no such recipe" in line for line in log)
+    # A family this call did not run comes with its oracle, in the script's family order.
+    assert list(results["layout"]) == [f for f in script.LAYOUT_FAMILIES if f in results["layout"]]
+    assert results["layout"]["edge_conversion"]["oracle"] == {"kendall_tau": 0.8}
+    assert any("kept by name: layout edge_conversion defaults" in line for line in log)
+    assert results["real"]["real"]["tau"]["mean"] == 0.06
+    # The table says which call measured the kept rows.
+    header = "\n".join(script.kept_lines(results))
+    assert "Kept from `python scripts/quality.py --jobs 2`, 2026-01-01 00:00" in header
+    assert "roofline gst_small" in header and "real real" in header
+    assert "layout_fast" not in header
+
+
+def test_update_refuses_a_table_measured_another_way(script, tmp_path):
+    path = tmp_path / "quality.json"
+    for old, key in ((_table(script, seeds=(0, 1, 2)), "seeds"), ({"layout": {}}, "not a table")):
+        path.write_text(json.dumps(old))
+        with pytest.raises(SystemExit, match=key):
+            script.keep_previous(path, _table(script), print)
+    with pytest.raises(SystemExit, match="does not exist"):
+        script.keep_previous(tmp_path / "none.json", _table(script), print)
