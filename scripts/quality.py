@@ -198,13 +198,11 @@ def summarise(values: list[float]) -> dict:
     }
 
 
-def keep_previous(path: Path, results: dict, log) -> None:
-    """``--update``: add to ``results`` the rows of the table at ``path`` this call did not run.
+def read_previous(path: Path, measured_as: dict) -> dict:
+    """``--update``: the table at ``path``, refused unless measured as this call measures.
 
-    A row is kept only where it measures what its recipe measures now: its recorded
-    overrides equal the recipe's (a row from before overrides were recorded is kept by
-    name, and said so), and the table used the same seeds, sizes and runs at a time.
-    Anything not kept is named in the log, never dropped silently.
+    Read before anything trains, so a table that cannot be updated costs no runs.
+    ``measured_as`` holds this call's seeds, sizes and runs at a time.
     """
     if not path.exists():
         raise SystemExit(f"--update: {path} does not exist; run the table once without --update")
@@ -215,14 +213,26 @@ def keep_previous(path: Path, results: dict, log) -> None:
         raise SystemExit(
             f"--update: {path} is not a table written by this script ({err!r})"
         ) from None
-    meta = results["meta"]
-    for key in ("seeds", "sizes", "jobs"):
-        if json.loads(json.dumps(old_meta.get(key))) != json.loads(json.dumps(meta[key])):
+    for key, value in measured_as.items():
+        if json.loads(json.dumps(old_meta.get(key))) != json.loads(json.dumps(value)):
             raise SystemExit(
                 f"--update: {path} was measured with {key} {old_meta.get(key)!r}, this call "
-                f"uses {meta[key]!r}; rows measured differently cannot share a table: run "
+                f"uses {value!r}; rows measured differently cannot share a table: run "
                 "every recipe without --update"
             )
+    return old
+
+
+def keep_previous(old: dict, results: dict, log) -> None:
+    """``--update``: add to ``results`` the rows of the ``old`` table this call did not run.
+
+    A row is kept only where it measures what its recipe measures now: its recorded
+    overrides equal the recipe's (a row from before overrides were recorded is kept by
+    name, and said so). Overrides are the key, as the run folders' command lines are for
+    ``--work``: after editing a recipe's YAML or the code, name every recipe it touches.
+    Anything not kept is named in the log, never dropped silently.
+    """
+    old_meta = old["meta"]
     measured = {"command": old_meta.get("command"), "started": old_meta.get("started")}
 
     def keep(name: str, row: dict, current: list[str] | None) -> bool:
@@ -297,6 +307,10 @@ def main(argv: list[str] | None = None) -> int:
     size = SIZES["quick" if args.quick else "full"]
     extra = QUICK_OVERRIDES if args.quick else []
     started = time.strftime("%Y-%m-%d %H:%M")
+    previous = None
+    if args.update:
+        measured_as = {"seeds": args.seeds, "sizes": size, "jobs": args.jobs}
+        previous = read_previous(args.out.with_suffix(".json"), measured_as)
 
     def log(line: str) -> None:
         print(line, flush=True)
@@ -388,8 +402,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
         "command": shlex.join(["python", "scripts/quality.py", *(argv or sys.argv[1:])]),
     }
-    if args.update:
-        keep_previous(args.out.with_suffix(".json"), results, log)
+    if previous is not None:
+        keep_previous(previous, results, log)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=str))
     args.out.write_text(render(results))

@@ -126,8 +126,6 @@ def test_update_keeps_the_rows_not_run_that_still_measure_their_recipe(script, t
         real={"real": _row(0.06, [])},
         command="python scripts/quality.py --jobs 2",
     )
-    path = tmp_path / "quality.json"
-    path.write_text(json.dumps(old))
     new_row = _row(0.25, recipes["layout_fast"])
     results = _table(
         script,
@@ -135,7 +133,7 @@ def test_update_keeps_the_rows_not_run_that_still_measure_their_recipe(script, t
         command="python scripts/quality.py --update",
     )
     log = []
-    script.keep_previous(path, results, log.append)
+    script.keep_previous(old, results, log.append)
     roofline = results["layout"]["roofline"]["recipes"]
     # Run now: this call's row; kept: gst_small; dropped (and named): changed and gone.
     assert list(roofline) == ["layout_fast", "gst_small"]
@@ -156,11 +154,23 @@ def test_update_keeps_the_rows_not_run_that_still_measure_their_recipe(script, t
     assert "layout_fast" not in header
 
 
-def test_update_refuses_a_table_measured_another_way(script, tmp_path):
+def test_update_refuses_a_table_measured_another_way_before_training(script, tmp_path):
     path = tmp_path / "quality.json"
+    measured_as = {"seeds": [0, 1], "sizes": script.SIZES["quick"], "jobs": 2}
+    path.write_text(json.dumps(_table(script)))
+    assert script.read_previous(path, measured_as)["meta"]["seeds"] == [0, 1]
     for old, key in ((_table(script, seeds=(0, 1, 2)), "seeds"), ({"layout": {}}, "not a table")):
         path.write_text(json.dumps(old))
         with pytest.raises(SystemExit, match=key):
-            script.keep_previous(path, _table(script), print)
+            script.read_previous(path, measured_as)
     with pytest.raises(SystemExit, match="does not exist"):
-        script.keep_previous(tmp_path / "none.json", _table(script), print)
+        script.read_previous(tmp_path / "none.json", measured_as)
+    # Through main: refused before any data is written or run trained.
+    path.write_text(json.dumps(_table(script, seeds=(0, 1, 2))))
+    work = tmp_path / "work"
+    args = ["--quick", "--work", str(work), "--out", str(tmp_path / "quality.md")]
+    with pytest.raises(SystemExit, match="seeds"):
+        script.main(
+            [*args, "--recipes", "tile_xla", "--seeds", "0", "1", "--jobs", "2", "--update"]
+        )
+    assert not work.exists()
