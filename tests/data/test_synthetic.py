@@ -12,6 +12,7 @@ from scipy.stats import kendalltau
 import tpulearn
 from tpulearn.data import synthetic
 from tpulearn.data.io import read_layout, read_tile
+from tpulearn.data.schema import collection_dir
 from tpulearn.data.synthetic import (
     layout_cost,
     make_layout_graph,
@@ -337,6 +338,34 @@ def test_duplicate_rows_are_measured_again(tmp_path):
 
 
 # --------------------------------------------------------------------------- files
+
+
+def test_a_split_written_again_with_fewer_graphs_keeps_only_those(tmp_path):
+    # Layout: 3 train graphs, then 1; the valid split (not written again) and a file of
+    # another name in the train folder stay.
+    small = dict(nodes=(6, 8), configs=(3, 4), seed=5)
+    write_layout_collection(tmp_path, num_graphs={"train": 3, "valid": 2}, **small)
+    train = collection_dir(tmp_path, "layout:xla:random", "train")
+    (train / "mine.npz").write_bytes(b"not ours")
+    first = np.load(train / "synthetic_xla_train_000.npz")["config_runtime"]
+    write_layout_collection(tmp_path, num_graphs={"train": 1}, **small)
+    assert sorted(f.name for f in train.glob("*.npz")) == [
+        "mine.npz",
+        "synthetic_xla_train_000.npz",
+    ]
+    np.testing.assert_array_equal(
+        np.load(train / "synthetic_xla_train_000.npz")["config_runtime"], first
+    )
+    valid = collection_dir(tmp_path, "layout:xla:random", "valid")
+    assert len(list(valid.glob("*.npz"))) == 2
+    # Tile: the same rule.
+    write_tile_collection(tmp_path, num_graphs={"train": 3}, nodes=(5, 6), configs=(3, 4))
+    write_tile_collection(tmp_path, num_graphs={"train": 2}, nodes=(5, 6), configs=(3, 4))
+    tile = collection_dir(tmp_path, "tile:xla", "train")
+    assert sorted(f.name for f in tile.glob("*.npz")) == [
+        "synthetic_train_0000.npz",
+        "synthetic_train_0001.npz",
+    ]
 
 
 def test_interrupted_write_keeps_the_old_file_and_no_partial_one(tmp_path, monkeypatch):

@@ -1,7 +1,9 @@
 """Synthetic collections on disk: atomic npz writes in the release's folder layout.
 
 Every file is a function of the seed, its split and its index only, so a file does not
-change when others are added. Each collection folder also gets a sidecar,
+change when others are added. A split written again with fewer graphs loses this writer's
+files beyond the new count (the readers would otherwise take them for part of it); files
+of other names in the folder are not touched. Each collection folder also gets a sidecar,
 ``synthetic.json`` (next to the split folders, which the readers glob for ``*.npz``): per
 split, the cost-model family, noise, seed and sizes the files were written with, so that
 the oracle (:func:`~.families.oracle_metrics`) can be computed from the files alone.
@@ -48,6 +50,18 @@ def _write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def _remove_stale(folder: Path, prefix: str, count: int) -> None:
+    """Delete this writer's files ``<prefix><index>.npz`` of a split with index >= ``count``.
+
+    Left from an earlier, larger write, they would be read as part of the split the
+    sidecar now describes. Other files in the folder are left alone.
+    """
+    for path in folder.glob(f"{prefix}*.npz"):
+        index = path.name[len(prefix) : -len(".npz")]
+        if index.isdigit() and int(index) >= count:
+            path.unlink()
 
 
 def _update_sidecar(root: str | Path, collection: str, records: Mapping[str, dict]) -> Path:
@@ -138,6 +152,7 @@ def write_tile_collection(
                 family=fam.name,
             )
             paths.append(_write_npz(folder / f"synthetic_{split}_{i:04d}.npz", arrays))
+        _remove_stale(folder, f"synthetic_{split}_", count)
     _update_sidecar(root, "tile:xla", records)
     return paths
 
@@ -225,5 +240,6 @@ def write_layout_collection(
                 cost=fam.cost,
             )
             paths.append(_write_npz(folder / f"synthetic_{source}_{split}_{i:03d}.npz", arrays))
+        _remove_stale(folder, f"synthetic_{source}_{split}_", count)
     _update_sidecar(root, collection, records)
     return paths
