@@ -117,6 +117,8 @@ SIZES = {
         "tile": {"train": 6, "valid": 3, "nodes": (5, 10), "configs": (8, 12)},
     },
 }
+# Each table's recipes, by the results' task key.
+RECIPES = {"layout": LAYOUT_RECIPES, "tile": TILE_RECIPES, "real": REAL_RECIPES}
 QUICK_OVERRIDES = ["trainer.max_steps=4", "trainer.max_epochs=null", "trainer.val_every=2"]
 # The tile table's errors: the official top-K metric at K = 1, 5, 10.
 ERRORS = ("top1_error", "top5_error", "top10_error")
@@ -247,7 +249,8 @@ def keep_previous(old: dict, results: dict, log) -> None:
         row.setdefault("measured", measured)
         return True
 
-    for task, recipes in (("layout", LAYOUT_RECIPES), ("tile", TILE_RECIPES)):
+    for task in ("layout", "tile"):
+        recipes = RECIPES[task]
         for family, entry in old.get(task, {}).items():
             new = results[task].get(family)
             for recipe, row in entry["recipes"].items():
@@ -365,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         for recipe in layout_recipes if task == "layout" else tile_recipes:
             rows = [done[task, family, recipe, seed] for seed in args.seeds]
             summary = {
-                "overrides": (LAYOUT_RECIPES if task == "layout" else TILE_RECIPES)[recipe],
+                "overrides": RECIPES[task][recipe],
                 "wall_s": summarise([r["wall_s"] for r in rows]),
                 "rss_mb": max(r["rss_mb"] for r in rows),
                 "steps": [r["last_step"] for r in rows],
@@ -423,8 +426,8 @@ def kept_lines(results: dict) -> list[str]:
     calls: dict[tuple, list[str]] = {}
     for name, row in rows:
         if "measured" in row:
-            calls.setdefault((row["measured"]["command"], row["measured"]["started"]), [])
-            calls[row["measured"]["command"], row["measured"]["started"]].append(name)
+            call = (row["measured"]["command"], row["measured"]["started"])
+            calls.setdefault(call, []).append(name)
     return [
         f"\nKept from `{command}`, {started} (`--update`): {', '.join(names)}."
         for (command, started), names in calls.items()

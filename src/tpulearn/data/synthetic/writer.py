@@ -139,6 +139,7 @@ def write_tile_collection(
         )
         folder = collection_dir(root, "tile:xla", split)
         folder.mkdir(parents=True, exist_ok=True)
+        prefix = f"synthetic_{split}_"
         for i in range(count):
             # One generator per file: a file does not change when others are added.
             rng = np.random.default_rng([seed, 0, SPLITS.index(split), i])
@@ -151,8 +152,8 @@ def write_tile_collection(
                 duplicate_fraction=duplicate_fraction,
                 family=fam.name,
             )
-            paths.append(_write_npz(folder / f"synthetic_{split}_{i:04d}.npz", arrays))
-        _remove_stale(folder, f"synthetic_{split}_", count)
+            paths.append(_write_npz(folder / f"{prefix}{i:04d}.npz", arrays))
+        _remove_stale(folder, prefix, count)
     _update_sidecar(root, "tile:xla", records)
     return paths
 
@@ -217,6 +218,7 @@ def write_layout_collection(
         )
         folder = collection_dir(root, collection, split)
         folder.mkdir(parents=True, exist_ok=True)
+        prefix = f"synthetic_{source}_{split}_"
         for i in range(count):
             key = (seed, 1, ("xla", "nlp").index(source), SPLITS.index(split), i)
             structure = np.random.default_rng(key)
@@ -239,7 +241,7 @@ def write_layout_collection(
                 duplicate_fraction=duplicate_fraction,
                 cost=fam.cost,
             )
-            paths.append(_write_npz(folder / f"synthetic_{source}_{split}_{i:03d}.npz", arrays))
-        _remove_stale(folder, f"synthetic_{source}_{split}_", count)
+            paths.append(_write_npz(folder / f"{prefix}{i:03d}.npz", arrays))
+        _remove_stale(folder, prefix, count)
     _update_sidecar(root, collection, records)
     return paths
