@@ -2,6 +2,7 @@
 
 import warnings
 
+import numpy as np
 import pytest
 from hydra.utils import instantiate
 from tiny_runs import CONFIG_DIR, compose_config
@@ -10,6 +11,7 @@ from tpulearn.data import CollectionData, FastBiasedSampler, UniformSampler, sam
 from tpulearn.data.collection import data_root_folder
 
 LAYOUT = "layout:xla:default"
+LAYOUT_RANDOM = "layout:xla:random"  # what the synthetic writer writes by default
 
 
 def test_sampler_partial_from_config_gets_configs_per_graph():
@@ -77,3 +79,68 @@ def test_data_root_folder():
         data_root_folder("")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         data_root_folder("/nonexistent/tpugraphs")
+
+
+@pytest.fixture(scope="module")
+def five_graph_root(tmp_path_factory):
+    """Tiny synthetic layout and tile collections with 5 train graphs each."""
+    from tpulearn.data.synthetic import write_layout_collection, write_tile_collection
+
+    root = tmp_path_factory.mktemp("folds")
+    counts = {"train": 5, "valid": 1, "test": 0}
+    write_layout_collection(root, num_graphs=counts, nodes=(20, 30), configs=(6, 8), seed=1)
+    write_tile_collection(root, num_graphs=counts, nodes=(5, 8), configs=(6, 8), seed=1)
+    return root
+
+
+@pytest.mark.parametrize(("collection", "task"), [(LAYOUT_RANDOM, "layout"), ("tile:xla", "tile")])
+def test_folds_leave_out_one_fold_of_the_train_graphs(five_graph_root, collection, task):
+    every = CollectionData(collection, task, root=five_graph_root).train_set().files
+    assert len(every) == 5
+
+    def trained(**kwargs):
+        return CollectionData(collection, task, root=five_graph_root, folds=3, **kwargs)
+
+    # File i (sorted by name) is in fold i % 3; the fold left out is the seed's by default.
+    left_out = [sorted(set(every) - set(trained(seed=s).train_set().files)) for s in range(3)]
+    assert left_out == [[every[0], every[3]], [every[1], every[4]], [every[2]]]
+    assert trained(seed=4).train_set().files == trained(seed=1).train_set().files
+    assert trained(seed=0, fold=2).train_set().files == [*every[:2], *every[3:]]
+    # The feature statistics are those of the graphs trained on.
+    data = trained(seed=0)
+    data.train_set()
+    alone = CollectionData(collection, task, root=five_graph_root)
+    subset = alone._dataset("train", alone.sampler(4), files=data.train_files())
+    full = alone._dataset("train", alone.sampler(4)).fit_normalizer(mode="zscore", log=True)
+
+    def same(a, b):
+        return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+    got = data.node_normalizer.state_dict()
+    assert same(got, subset.fit_normalizer(mode="zscore", log=True).state_dict())
+    assert not same(got, full.state_dict())
+    assert data.describe().endswith("training on all but fold 0 of 3")
+    assert data.left_out_fold == 0 and alone.left_out_fold is None
+
+
+def test_folds_are_checked(five_graph_root):
+    with pytest.raises(ValueError, match="data.folds must be >= 2"):
+        CollectionData(LAYOUT_RANDOM, "layout", root=five_graph_root, folds=1)
+    data = CollectionData(LAYOUT_RANDOM, "layout", root=five_graph_root, folds=6)
+    with pytest.raises(
+        ValueError, match=r"data.folds=6 needs at least as many train graphs; .*has 5"
+    ):
+        data.train_set()
+
+
+def test_folds_from_the_config_follow_the_seed(five_graph_root):
+    cfg = compose_config(
+        overrides=[
+            "data=synthetic",
+            f"data.root={five_graph_root}",
+            "data.folds=3",
+            "trainer.seed=2",
+        ]
+    )
+    data = instantiate(cfg.data)
+    assert (data.folds, data.left_out_fold, len(data.train_set())) == (3, 2, 4)

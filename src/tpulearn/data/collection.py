@@ -13,7 +13,7 @@ from typing import Literal, get_args
 
 from .._checks import check_choice, warn_if_disabled
 from ..graph import ConfigContext
-from .datasets import LayoutDataset, TileDataset
+from .datasets import LayoutDataset, TileDataset, split_files
 from .features import FeatureNormalizer
 from .sample import eval_indices_path, sample_root
 from .sampling import (
@@ -23,7 +23,7 @@ from .sampling import (
     FixedIndicesSampler,
     UniformSampler,
 )
-from .schema import parse_collection
+from .schema import collection_dir, parse_collection
 
 ValidIndices = Literal["official", "all"]
 Normalize = Literal["zscore", "minmax"] | None
@@ -84,11 +84,20 @@ class CollectionData:
             tile along the root's minor-to-major order, with the sizes and tile counts
             of those dimensions (:func:`~.features.tile_layout_features`; 42 features
             per config, for a model built with ``tile_layout``).
+        folds: split the train graphs into this many folds and train on all but one (``None``:
+            train on every graph). The split's files, sorted by name, go to folds in turn
+            (file ``i`` to fold ``i % folds``), the same for every run, so the members of an
+            ensemble trained with different ``fold`` see different graphs: the Kaggle
+            winners' ensembles of folds. Validation and the feature statistics follow
+            (statistics are fitted on the graphs trained on).
+        fold: the fold left out, taken modulo ``folds``; ``None`` = ``seed``, so that runs
+            of different seeds leave out different folds.
 
     Raises:
         ValueError: an unknown collection, sampler name, ``valid_indices`` or
             ``normalize``, a ``task`` that does not match the collection, or
-            ``context_hops`` on a tile collection or below 0.
+            ``context_hops`` on a tile collection or below 0, ``folds`` below 2 or above
+            the number of train graphs (at :meth:`train_set`).
 
     Warns:
         UserWarning: ``log_features``, ``cache_dir`` or ``tile_layout`` set to a
@@ -111,6 +120,8 @@ class CollectionData:
         seed: int = 0,
         context_hops: int | None = None,
         tile_layout: bool = False,
+        folds: int | None = None,
+        fold: int | None = None,
     ):
         kind, self.source, self.search = parse_collection(collection)
         if kind != task:
@@ -135,6 +146,9 @@ class CollectionData:
         if context_hops is not None and (task != "layout" or context_hops < 0):
             raise ValueError("data.context_hops applies to layout collections and must be >= 0")
         self.context_hops = context_hops
+        if folds is not None and folds < 2:
+            raise ValueError(f"data.folds must be >= 2 (or null: every train graph), got {folds}")
+        self.folds, self.fold = folds, fold
         self.collection, self.task = collection, task
         self.root = data_root_folder(root)
         self.is_sample = self.root == sample_root()
@@ -176,7 +190,12 @@ class CollectionData:
 
     def train_set(self):
         """Training split with the training sampler; fits the normaliser on first use."""
-        ds = self._dataset("train", self.sampler(self.configs_per_graph), dedup=self.dedup)
+        ds = self._dataset(
+            "train",
+            self.sampler(self.configs_per_graph),
+            dedup=self.dedup,
+            files=self.train_files(),
+        )
         if self.normalize and self.node_normalizer is None:
             self.node_normalizer = ds.fit_normalizer(mode=self.normalize, log=self.log_features)
             if self.task == "tile":
@@ -185,6 +204,27 @@ class CollectionData:
         if self.task == "tile":
             ds.config_normalizer = self.config_normalizer
         return ds
+
+    @property
+    def left_out_fold(self) -> int | None:
+        """The train fold this run does not train on (``None`` without ``folds``)."""
+        if self.folds is None:
+            return None
+        return (self.seed if self.fold is None else self.fold) % self.folds
+
+    def train_files(self) -> list[Path] | None:
+        """The train graphs of this run: ``None`` (the whole split) without ``folds``."""
+        if self.folds is None:
+            return None
+        name = "tile" if self.task == "tile" else f"layout-{self.source}-{self.search}"
+        folder = collection_dir(self.root, self.collection, "train")
+        files = split_files(folder, name, self.root)
+        if len(files) < self.folds:
+            raise ValueError(
+                f"data.folds={self.folds} needs at least as many train graphs; {folder} has "
+                f"{len(files)}"
+            )
+        return [path for i, path in enumerate(files) if i % self.folds != self.left_out_fold]
 
     def feature_state(self) -> dict:
         """Fitted feature statistics, for checkpoints.
@@ -220,4 +260,9 @@ class CollectionData:
 
     def describe(self) -> str:
         where = "the bundled TpuGraphs sample" if self.is_sample else str(self.root)
-        return f"{self.collection} from {where}"
+        if self.folds is None:
+            return f"{self.collection} from {where}"
+        return (
+            f"{self.collection} from {where}, training on all but fold {self.left_out_fold} "
+            f"of {self.folds}"
+        )

@@ -36,6 +36,21 @@ DOWNLOAD_HINT = (
 )
 
 
+def split_files(folder: Path, name: str, root: Path) -> list[Path]:
+    """The ``.npz`` files of a split folder, sorted; a missing or empty folder is an error."""
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"TpuGraphs folder {folder} does not exist; "
+            + DOWNLOAD_HINT.format(name=name, root=root)
+        )
+    files = sorted(folder.glob("*.npz"))
+    if not files:
+        raise FileNotFoundError(
+            f"no .npz files in {folder}; " + DOWNLOAD_HINT.format(name=name, root=root)
+        )
+    return files
+
+
 class _GraphDataset(torch.utils.data.Dataset):
     """Shared machinery of :class:`TileDataset` and :class:`LayoutDataset`."""
 
@@ -53,16 +68,7 @@ class _GraphDataset(torch.utils.data.Dataset):
         files: list[Path] | None = None,
     ):
         if files is None:
-            if not folder.is_dir():
-                raise FileNotFoundError(
-                    f"TpuGraphs folder {folder} does not exist; "
-                    + DOWNLOAD_HINT.format(name=name, root=root)
-                )
-            files = sorted(folder.glob("*.npz"))
-            if not files:
-                raise FileNotFoundError(
-                    f"no .npz files in {folder}; " + DOWNLOAD_HINT.format(name=name, root=root)
-                )
+            files = split_files(folder, name, root)
         self.folder = folder
         self.sampler = sampler if sampler is not None else UniformSampler(32)
         self.node_normalizer = node_normalizer
