@@ -24,10 +24,15 @@ rerunning the same command after an interruption (or with another recipe added) 
 only what is missing and rewrites the whole table. Runs are matched by their command
 line: after changing an experiment's YAML or the code, pass ``--retrain``.
 
+``--data-seed`` writes other collections of the same families and shape (seed + the
+family's index; the committed table uses the default): try a change there first, with its
+own ``--work`` and ``--out``, so that the table's collections stay ones no setting was
+chosen on.
+
 ``--update`` rewrites only the rows of the recipes given, keeping the others from the
 table's JSON (``--out`` with ``.json``): a changed recipe is measured again without the hour
 the whole table takes, e.g. ``--update --recipes layout_fast``. A kept row must have been
-measured the same way (seeds, sizes, runs at a time) and under the same overrides as its
+measured the same way (seeds, sizes, runs at a time, data seed) and under the same overrides as its
 recipe has now; the table names the call that measured each kept row.
 """
 
@@ -122,23 +127,26 @@ RECIPES = {"layout": LAYOUT_RECIPES, "tile": TILE_RECIPES, "real": REAL_RECIPES}
 QUICK_OVERRIDES = ["trainer.max_steps=4", "trainer.max_epochs=null", "trainer.val_every=2"]
 # The tile table's errors: the official top-K metric at K = 1, 5, 10.
 ERRORS = ("top1_error", "top5_error", "top10_error")
-DATA_SEED = 2026  # + family index: data nobody tuned a setting on
+# + family index: data nobody tuned a setting on. --data-seed writes other collections of
+# the same shape, to try a change on before it meets the table's.
+DATA_SEED = 2026
 
 
-def write_data(work: Path, task: str, family: str, index: int, size: dict) -> Path:
+def write_data(
+    work: Path, task: str, family: str, index: int, size: dict, data_seed: int = DATA_SEED
+) -> Path:
     root = work / "data" / f"{task}-{family}"
     marker = root / "written.json"
-    wanted = {"family": family, "seed": DATA_SEED + index, **size}
+    seed = data_seed + index
+    wanted = {"family": family, "seed": seed, **size}
     if marker.exists() and json.loads(marker.read_text()) == json.loads(json.dumps(wanted)):
         return root
     counts = {"train": size["train"], "valid": size["valid"], "test": 0}
     kwargs = dict(num_graphs=counts, nodes=size["nodes"], configs=size["configs"])
     if task == "tile":
-        write_tile_collection(root, family=family, seed=DATA_SEED + index, **kwargs)
+        write_tile_collection(root, family=family, seed=seed, **kwargs)
     else:
-        write_layout_collection(
-            root, "xla", "random", family=family, seed=DATA_SEED + index, **kwargs
-        )
+        write_layout_collection(root, "xla", "random", family=family, seed=seed, **kwargs)
     marker.write_text(json.dumps(wanted))
     return root
 
@@ -216,9 +224,11 @@ def read_previous(path: Path, measured_as: dict) -> dict:
             f"--update: {path} is not a table written by this script ({err!r})"
         ) from None
     for key, value in measured_as.items():
-        if json.loads(json.dumps(old_meta.get(key))) != json.loads(json.dumps(value)):
+        # Tables from before --data-seed were all measured on the default collections.
+        old_value = old_meta.get(key, DATA_SEED if key == "data_seed" else None)
+        if json.loads(json.dumps(old_value)) != json.loads(json.dumps(value)):
             raise SystemExit(
-                f"--update: {path} was measured with {key} {old_meta.get(key)!r}, this call "
+                f"--update: {path} was measured with {key} {old_value!r}, this call "
                 f"uses {value!r}; rows measured differently cannot share a table: run "
                 "every recipe without --update"
             )
@@ -297,6 +307,12 @@ def main(argv: list[str] | None = None) -> int:
         help="rewrite only these recipes' rows; keep the others from the table's JSON",
     )
     parser.add_argument(
+        "--data-seed",
+        type=int,
+        default=DATA_SEED,
+        help=f"collections' data seed (+ the family's index); {DATA_SEED}: the committed table's",
+    )
+    parser.add_argument(
         "--jobs", type=int, default=1, help="runs at a time (each gets cores / jobs threads)"
     )
     args = parser.parse_args(argv)
@@ -312,7 +328,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.strftime("%Y-%m-%d %H:%M")
     previous = None
     if args.update:
-        measured_as = {"seeds": args.seeds, "sizes": size, "jobs": args.jobs}
+        measured_as = {
+            "seeds": args.seeds,
+            "sizes": size,
+            "jobs": args.jobs,
+            "data_seed": args.data_seed,
+        }
         previous = read_previous(args.out.with_suffix(".json"), measured_as)
 
     def log(line: str) -> None:
@@ -325,14 +346,16 @@ def main(argv: list[str] | None = None) -> int:
     for family in args.families if layout_recipes else []:
         index = list(LAYOUT_FAMILIES).index(family)  # the data seed follows the family
         root = roots["layout", family] = write_data(
-            args.work, "layout", family, index, size["layout"]
+            args.work, "layout", family, index, size["layout"], args.data_seed
         )
         for recipe, seed in itertools.product(layout_recipes, args.seeds):
             overrides = [*LAYOUT_RECIPES[recipe], "data=synthetic", f"data.root={root}"]
             jobs.append((("layout", family, recipe, seed), f"{family}-{recipe}-{seed}", overrides))
     for family in args.tile_families if tile_recipes else []:
         index = list(TILE_FAMILIES).index(family)
-        root = roots["tile", family] = write_data(args.work, "tile", family, index, size["tile"])
+        root = roots["tile", family] = write_data(
+            args.work, "tile", family, index, size["tile"], args.data_seed
+        )
         for recipe, seed in itertools.product(tile_recipes, args.seeds):
             overrides = [*TILE_RECIPES[recipe], f"data.root={root}"]
             name = f"tile-{family}-{recipe}-{seed}"
@@ -402,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         "jobs": args.jobs,
         "threads": threads,
         "sizes": size,
+        "data_seed": args.data_seed,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
         "command": shlex.join(["python", "scripts/quality.py", *(argv or sys.argv[1:])]),
     }
@@ -445,7 +469,8 @@ def render(results: dict) -> str:
         "",
         f"Layout: layout:xla:random, {lay['train']} train / {lay['valid']} valid graphs of "
         f"{lay['nodes'][0]}-{lay['nodes'][1]} nodes, {lay['configs'][1]} configs, one collection "
-        "per cost-model family from a data seed used nowhere else. tau: validation Kendall "
+        f"per cost-model family (data seed {meta.get('data_seed', DATA_SEED)} + the family's "
+        "index). tau: validation Kendall "
         "tau over every config of the valid graphs, best checkpoint, mean +- std over seeds; "
         "ensemble: the seeds' best checkpoints, mean rank per graph; oracle: the family's "
         "noise-free cost against its noisy runtimes (the ceiling). Wall and peak RSS: one "

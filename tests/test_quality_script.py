@@ -165,6 +165,17 @@ def test_update_refuses_a_table_measured_another_way_before_training(script, tmp
             script.read_previous(path, measured_as)
     with pytest.raises(SystemExit, match="does not exist"):
         script.read_previous(tmp_path / "none.json", measured_as)
+    # Tables from before --data-seed (no data_seed in their meta) were on the default data.
+    path.write_text(json.dumps(_table(script)))
+    default = {**measured_as, "data_seed": script.DATA_SEED}
+    assert script.read_previous(path, default)["meta"]["seeds"] == [0, 1]
+    with pytest.raises(SystemExit, match="data_seed 2026, this call uses 3026"):
+        script.read_previous(path, {**measured_as, "data_seed": 3026})
+    other = _table(script)
+    other["meta"]["data_seed"] = 3026
+    path.write_text(json.dumps(other))
+    with pytest.raises(SystemExit, match="data_seed 3026, this call uses 2026"):
+        script.read_previous(path, default)
     # Through main: refused before any data is written or run trained.
     path.write_text(json.dumps(_table(script, seeds=(0, 1, 2))))
     work = tmp_path / "work"
@@ -174,3 +185,20 @@ def test_update_refuses_a_table_measured_another_way_before_training(script, tmp
             [*args, "--recipes", "tile_xla", "--seeds", "0", "1", "--jobs", "2", "--update"]
         )
     assert not work.exists()
+
+
+def test_data_seed_writes_other_collections_of_the_same_shape(script, tmp_path):
+    size = script.SIZES["quick"]["layout"]
+    roots = {
+        seed: script.write_data(tmp_path / str(seed), "layout", "roofline", 1, size, seed)
+        for seed in (script.DATA_SEED, 3026)
+    }
+    marks = {seed: json.loads((root / "written.json").read_text()) for seed, root in roots.items()}
+    assert (marks[script.DATA_SEED]["seed"], marks[3026]["seed"]) == (script.DATA_SEED + 1, 3027)
+    files = {
+        seed: sorted((root / "npz/layout/xla/random/train").glob("*.npz"))
+        for seed, root in roots.items()
+    }
+    assert [p.name for p in files[3026]] == [p.name for p in files[script.DATA_SEED]]
+    assert len(files[3026]) == size["train"]
+    assert files[3026][0].read_bytes() != files[script.DATA_SEED][0].read_bytes()
