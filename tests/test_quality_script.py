@@ -30,9 +30,16 @@ def test_quick_table_has_every_row_and_resumes(script, tmp_path, capsys):
     # The seeds' ensemble: errors as the metric's, not below a perfect ranking's 0.
     assert set(tile["ensemble"]) == {"top1_error", "top5_error", "top10_error"}
     assert all(v >= 0.0 for v in tile["ensemble"].values())
+    # The same checkpoints on the labelled test kernels, beside the oracle's errors there.
+    assert all(len(tile["test"][k]["values"]) == 2 for k in script.ERRORS)
+    assert set(tile["test_ensemble"]) == set(script.ERRORS)
+    assert set(results["tile"]["tile_spill"]["test_oracle"]) >= set(script.ERRORS)
     table = out.read_text()
     assert "| roofline | layout_fast |" in table and "| tile_spill | tile_xla |" in table
     assert "ensemble top-1 / 5 / 10" in table
+    held_out = table.split("Tile, held out")[1]
+    assert f"{script.SIZES['quick']['tile']['test']} more labelled kernels" in held_out
+    assert "| tile_spill | tile_xla |" in held_out
     row = next(line for line in table.splitlines() if line.startswith("| tile_spill | tile_xla"))
     ensemble = " / ".join(f"{tile['ensemble'][k]:.4f}" for k in script.ERRORS)
     assert f"| {ensemble} |" in row
@@ -202,3 +209,29 @@ def test_data_seed_writes_other_collections_of_the_same_shape(script, tmp_path):
     assert [p.name for p in files[3026]] == [p.name for p in files[script.DATA_SEED]]
     assert len(files[3026]) == size["train"]
     assert files[3026][0].read_bytes() != files[script.DATA_SEED][0].read_bytes()
+
+
+def test_update_drops_the_rows_of_a_task_measured_on_other_sizes(script):
+    recipes = script.TILE_RECIPES
+    old = _table(script, real={"real": _row(0.06, [])})
+    old["tile"] = {
+        "tile_spill": {
+            "oracle": {"top5_error": 0.001},
+            "recipes": {"tile_xla": _row(0.1, recipes["tile_xla"])},
+        }
+    }
+    old["layout"] = {
+        "roofline": {
+            "oracle": {"kendall_tau": 0.7},
+            "recipes": {"defaults": _row(0.3, script.LAYOUT_RECIPES["defaults"])},
+        }
+    }
+    results = _table(script)
+    results["meta"]["sizes"] = {**script.SIZES["quick"], "tile": {"train": 1}}
+    log = []
+    script.keep_previous(old, results, log.append)
+    # Other tile sizes: the tile row goes (and is named); layout and real rows stay.
+    assert results["tile"] == {}
+    assert any("tile tile_spill tile_xla" in line and "other tile sizes" in line for line in log)
+    assert list(results["layout"]["roofline"]["recipes"]) == ["defaults"]
+    assert list(results["real"]) == ["real"]

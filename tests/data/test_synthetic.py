@@ -126,6 +126,23 @@ def test_test_split_is_unlabelled_and_others_are_labelled(collections):
                 assert (arrays["config_runtime_normalizers"] == runtime[0]).all()
 
 
+@pytest.mark.parametrize("write", [write_tile_collection, write_layout_collection])
+def test_labelled_test_split_adds_runtimes_and_changes_no_other_file(tmp_path, write):
+    plain = write(tmp_path / "plain", seed=3, nodes=(5, 12), **TINY)
+    labelled = write(tmp_path / "labelled", seed=3, nodes=(5, 12), **TINY, labelled_test=True)
+    assert [p.relative_to(tmp_path / "plain") for p in plain] == [
+        p.relative_to(tmp_path / "labelled") for p in labelled
+    ]
+    for a, b in zip(plain, labelled, strict=True):
+        if "/test/" not in a.as_posix():
+            assert a.read_bytes() == b.read_bytes(), a
+            continue
+        runtime = _load(b)["config_runtime"]
+        assert not _load(a)["config_runtime"].any() and (runtime > 0).all(), b
+        for key in ("node_feat", "edge_index"):
+            assert np.array_equal(_load(a)[key], _load(b)[key]), (b, key)
+
+
 def test_edges_are_topological_and_unique(collections):
     _, paths = collections
     for path in paths:

@@ -106,6 +106,7 @@ def write_tile_collection(
     noise: float | None = None,
     duplicate_fraction: float = 0.0,
     family: str | None = None,
+    labelled_test: bool = False,
 ) -> list[Path]:
     """Write a synthetic tile:xla collection under ``<root>/npz/tile/xla/<split>/``.
 
@@ -120,9 +121,13 @@ def write_tile_collection(
             ``tile_spill`` with :data:`~.cost.DEFAULT_NOISE` unless ``noise`` is given,
             bit-identical to files written before families; a named family defaults to
             its own noise.
+        labelled_test: test files carry runtimes too, as valid ones do (the release's
+            test files have none): a held-out split to report on that checkpoint
+            selection never saw.
 
     Returns:
-        The written npz files, split by split. Test files are unlabelled.
+        The written npz files, split by split. Test files are unlabelled unless
+        ``labelled_test``.
     """
     fam, noise = resolve_family("tile", family, noise)
     counts = _split_counts(num_graphs)
@@ -147,7 +152,7 @@ def write_tile_collection(
                 rng,
                 _draw(rng, nodes, "nodes"),
                 _draw(rng, configs, "configs"),
-                labelled=split != "test",
+                labelled=labelled_test or split != "test",
                 noise=noise,
                 duplicate_fraction=duplicate_fraction,
                 family=fam.name,
@@ -172,6 +177,7 @@ def write_layout_collection(
     noise: float | None = None,
     duplicate_fraction: float = 0.0,
     family: str | None = None,
+    labelled_test: bool = False,
 ) -> list[Path]:
     """Write a synthetic layout collection under ``<root>/npz/layout/<source>/<search>/``.
 
@@ -194,9 +200,11 @@ def write_layout_collection(
             ``neighbour_vote`` with :data:`~.cost.DEFAULT_NOISE` unless ``noise`` is
             given, bit-identical to files written before families; a named family
             defaults to its own noise (calibrated for an oracle tau of ~0.7).
+        labelled_test: as in :func:`write_tile_collection`.
 
     Returns:
-        The written npz files, split by split. Test files are unlabelled.
+        The written npz files, split by split. Test files are unlabelled unless
+        ``labelled_test``.
     """
     collection = f"layout:{source}:{search}"
     parse_collection(collection)  # clear error for an unknown source or search
@@ -234,7 +242,7 @@ def write_layout_collection(
                 n,
                 min(max(nc, 1), n - 2),
                 _draw(config, configs, "configs"),
-                labelled=split != "test",
+                labelled=labelled_test or split != "test",
                 source=source,
                 search=search,
                 noise=noise,
