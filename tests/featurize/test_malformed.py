@@ -84,7 +84,10 @@ def test_mutated_modules_featurize_or_raise_cleanly(edits):
         data[pos] = value
     outcome = featurize_or_error(bytes(data))
     if not isinstance(outcome, FeaturizeError):
-        assert outcome.node_feat.shape[1] == 140
+        # A few edited bytes can make another kind of message (auto-detected): a tile
+        # tuning file gives a list of kernels, never an empty one.
+        records = outcome if isinstance(outcome, list) else [outcome]
+        assert records and all(r.node_feat.shape[1] == 140 for r in records)
 
 
 def test_empty_file_and_missing_file(tmp_path):

@@ -119,3 +119,10 @@ def test_modules_without_tile_runs_are_skipped_with_a_warning():
     with pytest.warns(UserWarning, match=r"skipped 1 module\(s\).*\[0\]"):
         records = featurize(len_field(1, single) + len_field(1, good), "tile")
     assert len(records) == 1 and np.array_equal(records[0].config_runtime, [10, 20])
+
+
+def test_a_tuning_file_without_a_kernel_to_rank_is_an_error():
+    # Its one module has a single run: nothing to rank, so no record (was: an empty list).
+    single = len_field(1, small_module()) + tile_run([1], [1], 10, default=True)
+    with pytest.raises(FeaturizeError, match=r"field 'modules'.*kernel to rank.*found 1 module"):
+        featurize(len_field(1, single), "tile")

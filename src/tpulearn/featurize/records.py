@@ -232,6 +232,10 @@ def tile_records(msg: dict, path: str | Path | None = None) -> list[TileRecord]:
     Kernels are kept as the TpuGraphs iterator keeps them: a module with more than one run,
     all of them carrying a tile size config; others are skipped with a warning. A record's
     stem is ``<module name>_<fingerprint as signed hex>``, as the released file names.
+
+    Raises:
+        FeaturizeError: no kernel to rank (a file that would give no record at all), or a
+            kernel without a valid default run.
     """
     records, skipped = [], []
     for m, mod in enumerate(msg["modules"]):
@@ -285,6 +289,14 @@ def tile_records(msg: dict, path: str | Path | None = None) -> list[TileRecord]:
                 ),
                 labelled=bool(runtime.any()),
             )
+        )
+    if not records:
+        raise FeaturizeError(
+            path,
+            "modules",
+            "at least one kernel to rank: a module with more than one run, each with a tile "
+            "size config",
+            f"{len(msg['modules'])} module(s), none of them one",
         )
     if skipped:
         warnings.warn(
