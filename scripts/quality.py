@@ -484,6 +484,17 @@ def kept_lines(results: dict) -> list[str]:
     ]
 
 
+def tile_cells(errors: dict, ensemble: dict | None, oracle: dict) -> str:
+    """A tile row's error cells: mean +- std per K, the ensemble's, the oracle's, top-5 ratio."""
+    top5 = errors["top5_error"]["mean"]
+    ratio = top5 / oracle["top5_error"] if oracle["top5_error"] else float("inf")
+    ens = "" if ensemble is None else " / ".join(f"{ensemble[k]:.4f}" for k in ERRORS)
+    return (
+        " | ".join(fmt(errors[k], 4) for k in ERRORS)
+        + f" | {ens} | {' / '.join(f'{oracle[k]:.4f}' for k in ERRORS)} | {ratio:.2f}x"
+    )
+
+
 def render(results: dict) -> str:
     meta = results["meta"]
     lay, tile = meta["sizes"]["layout"], meta["sizes"]["tile"]
@@ -534,15 +545,8 @@ def render(results: dict) -> str:
         for family, entry in results["tile"].items():
             o = entry["oracle"]
             for recipe, r in entry["recipes"].items():
-                ratio = (
-                    r["top5_error"]["mean"] / o["top5_error"] if o["top5_error"] else float("inf")
-                )
-                e = r.get("ensemble")
-                ens = "" if e is None else " / ".join(f"{e[k]:.4f}" for k in ERRORS)
                 lines.append(
-                    f"| {family} | {recipe} | {fmt(r['top1_error'], 4)} | {fmt(r['top5_error'], 4)}"
-                    f" | {fmt(r['top10_error'], 4)} | {ens} | "
-                    f"{' / '.join(f'{o[k]:.4f}' for k in ERRORS)} | {ratio:.2f}x | "
+                    f"| {family} | {recipe} | {tile_cells(r, r.get('ensemble'), o)} | "
                     f"{r['wall_s']['mean']:.0f} | {r['rss_mb']:.0f} |"
                 )
         tested = [
@@ -563,15 +567,8 @@ def render(results: dict) -> str:
                 "|---|---|---|---|---|---|---|---|",
             ]
         for family, entry, recipe, r in tested:
-            o, t = entry["test_oracle"], r["test"]
-            ratio = t["top5_error"]["mean"] / o["top5_error"] if o["top5_error"] else float("inf")
-            e = r.get("test_ensemble")
-            ens = "" if e is None else " / ".join(f"{e[k]:.4f}" for k in ERRORS)
-            lines.append(
-                f"| {family} | {recipe} | {fmt(t['top1_error'], 4)} | {fmt(t['top5_error'], 4)} | "
-                f"{fmt(t['top10_error'], 4)} | {ens} | "
-                f"{' / '.join(f'{o[k]:.4f}' for k in ERRORS)} | {ratio:.2f}x |"
-            )
+            cells = tile_cells(r["test"], r.get("test_ensemble"), entry["test_oracle"])
+            lines.append(f"| {family} | {recipe} | {cells} |")
     if results["real"]:
         lines += [
             "",
