@@ -23,7 +23,7 @@ from .sampling import (
     FixedIndicesSampler,
     UniformSampler,
 )
-from .schema import collection_dir, parse_collection
+from .schema import parse_collection
 
 ValidIndices = Literal["official", "all"]
 Normalize = Literal["zscore", "minmax"] | None
@@ -216,13 +216,11 @@ class CollectionData:
         """The train graphs of this run: ``None`` (the whole split) without ``folds``."""
         if self.folds is None:
             return None
-        name = "tile" if self.task == "tile" else f"layout-{self.source}-{self.search}"
-        folder = collection_dir(self.root, self.collection, "train")
-        files = split_files(folder, name, self.root)
+        files = split_files(self.root, self.collection, "train")
         if len(files) < self.folds:
             raise ValueError(
-                f"data.folds={self.folds} needs at least as many train graphs; {folder} has "
-                f"{len(files)}"
+                f"data.folds={self.folds} needs at least as many train graphs; "
+                f"{files[0].parent} has {len(files)}"
             )
         return [path for i, path in enumerate(files) if i % self.folds != self.left_out_fold]
 

@@ -36,8 +36,11 @@ DOWNLOAD_HINT = (
 )
 
 
-def split_files(folder: Path, name: str, root: Path) -> list[Path]:
-    """The ``.npz`` files of a split folder, sorted; a missing or empty folder is an error."""
+def split_files(root: str | Path, collection: str, split: str) -> list[Path]:
+    """The ``.npz`` files of one split of a collection, sorted; a missing or empty folder
+    is an error that says how to download it."""
+    folder = collection_dir(root, collection, split)
+    name = collection.replace(":", "-") if collection.startswith("layout") else "tile"
     if not folder.is_dir():
         raise FileNotFoundError(
             f"TpuGraphs folder {folder} does not exist; "
@@ -56,9 +59,9 @@ class _GraphDataset(torch.utils.data.Dataset):
 
     def __init__(
         self,
-        folder: Path,
-        name: str,
         root: Path,
+        collection: str,
+        split: str,
         sampler: ConfigSampler | None,
         node_normalizer: FeatureNormalizer | None,
         reencode_layout: bool,
@@ -68,8 +71,8 @@ class _GraphDataset(torch.utils.data.Dataset):
         files: list[Path] | None = None,
     ):
         if files is None:
-            files = split_files(folder, name, root)
-        self.folder = folder
+            files = split_files(root, collection, split)
+        self.folder = folder = collection_dir(root, collection, split)
         self.sampler = sampler if sampler is not None else UniformSampler(32)
         self.node_normalizer = node_normalizer
         self.reencode_layout = reencode_layout
@@ -216,9 +219,9 @@ class TileDataset(_GraphDataset):
         self.config_normalizer = config_normalizer
         self.tile_layout = tile_layout
         super().__init__(
-            collection_dir(root, "tile:xla", split),
-            "tile",
             Path(root),
+            "tile:xla",
+            split,
             sampler,
             node_normalizer,
             reencode_layout,
@@ -301,9 +304,9 @@ class LayoutDataset(_GraphDataset):
             None if cache_dir is None else Path(cache_dir) / "layout" / source / search / split
         )
         super().__init__(
-            collection_dir(root, self.collection, split),
-            f"layout-{source}-{search}",
             Path(root),
+            self.collection,
+            split,
             sampler,
             node_normalizer,
             reencode_layout,
