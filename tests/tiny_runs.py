@@ -1,5 +1,6 @@
 """Shared by the tests that train or run scripts: composing a config, the overrides of a
-tiny run, evaluate.py's command line in-process, and a script of scripts/ as a module."""
+tiny run, train.py's and evaluate.py's command lines in-process, and a script of scripts/
+as a module."""
 
 import importlib.util
 import sys
@@ -8,7 +9,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 
 import tpulearn
-from tpulearn.cli import evaluate_main
+from tpulearn.cli import evaluate_main, train_main
 
 CONFIG_DIR = Path(tpulearn.__file__).parent / "configs"
 SMALL_MODEL = ["model.hidden_channels=8", "model.num_layers=1", "model.opcode_dim=4"]
@@ -33,16 +34,26 @@ def tiny_overrides(out_dir, steps: int = 2) -> list[str]:
     ]
 
 
-def evaluate_cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    """``python evaluate.py ARGS`` in this process: (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["evaluate.py", *args])
+def _cli(main, argv, monkeypatch, capsys) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", argv)
     try:
-        evaluate_main()
+        main()
         code = 0
     except SystemExit as exc:
         code = exc.code
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def train_cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
+    """``python train.py ARGS`` in this process: (exit code, stdout, stderr). The script
+    as a process is tested apart (tests/training/test_train_script.py, marked slow)."""
+    return _cli(train_main, ["train.py", *args], monkeypatch, capsys)
+
+
+def evaluate_cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
+    """``python evaluate.py ARGS`` in this process: (exit code, stdout, stderr)."""
+    return _cli(evaluate_main, ["evaluate.py", *args], monkeypatch, capsys)
 
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
-from tiny_runs import CONFIG_DIR, SMALL_MODEL, compose_config, tiny_overrides
+from tiny_runs import (
+    CONFIG_DIR,
+    SMALL_MODEL,
+    compose_config,
+    evaluate_cli,
+    tiny_overrides,
+    train_cli,
+)
 
 import tpulearn
 from tpulearn.evaluation import evaluate
@@ -190,37 +197,25 @@ def test_evaluate_and_a_five_collection_submission_validate(tmp_path):
     assert report == {c: 1 for c in report} and len(report) == 5
 
 
-def test_train_script_help_and_config_print():
-    out = subprocess.run(
-        [sys.executable, str(REPO / "train.py"), "--cfg", "job", "model=gat"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+def test_train_script_help_and_config_print(monkeypatch, capsys):
+    code, out, _ = train_cli(monkeypatch, capsys, "--cfg", "job", "model=gat")
+    assert code == 0
     assert "_target_: tpulearn.models.GAT" in out and "collection: layout:xla:default" in out
-    helped = subprocess.run(
-        [sys.executable, str(REPO / "train.py"), "--help"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    code, helped, _ = train_cli(monkeypatch, capsys, "--help")
+    assert code == 0
     assert "model: " + ", ".join(options("model")) in helped
 
 
-def test_bad_data_root_is_one_clear_line(tmp_path):
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "train.py"),
-            "data=layout_xla_random",
-            f"data.root={tmp_path / 'nope'}",
-            f"hydra.run.dir={tmp_path / 'run'}",
-        ],
-        capture_output=True,
-        text=True,
+def test_bad_data_root_is_one_clear_line(tmp_path, monkeypatch, capsys):
+    code, _, err = train_cli(
+        monkeypatch,
+        capsys,
+        "data=layout_xla_random",
+        f"data.root={tmp_path / 'nope'}",
+        f"hydra.run.dir={tmp_path / 'run'}",
     )
-    assert proc.returncode == 2
-    assert proc.stderr.strip().startswith("error: data root") and "Traceback" not in proc.stderr
+    assert code == 2
+    assert err.strip().startswith("error: data root") and "\n" not in err.strip()
     assert not (tmp_path / "run").exists()  # a refused run leaves no folder behind
 
 
@@ -270,23 +265,20 @@ def test_make_submission_script_rejects_an_incomplete_submission(tmp_path):
     assert "missing row for layout:nlp:default:3a0c5517a87df8d82fd637b83298a3ba" in proc.stderr
 
 
-def test_multirun_runs_each_job_in_its_own_folder(tmp_path):
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "train.py"),
-            "-m",
-            "model=sage,gcn",
-            "trainer.max_steps=1",
-            "trainer.val_every=1",
-            "data.configs_per_graph=4",
-            *SMALL_MODEL,
-            f"hydra.sweep.dir={tmp_path}",
-        ],
-        capture_output=True,
-        text=True,
+def test_multirun_runs_each_job_in_its_own_folder(tmp_path, monkeypatch, capsys):
+    code, _, err = train_cli(
+        monkeypatch,
+        capsys,
+        "-m",
+        "model=sage,gcn",
+        "trainer.max_steps=1",
+        "trainer.val_every=1",
+        "data.configs_per_graph=4",
+        "trainer.progress=false",
+        *SMALL_MODEL,
+        f"hydra.sweep.dir={tmp_path}",
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert code == 0, err[-2000:]
     for job in ("0", "1"):
         assert (tmp_path / job / "checkpoints" / "best.pt").is_file()
     assert "tpulearn.models.GCN" in (tmp_path / "1" / ".hydra" / "config.yaml").read_text()
@@ -388,11 +380,7 @@ def test_synthetic_cli_writes_a_collection_the_synthetic_data_config_trains_on(t
     assert result["best"]["num_graphs"] == 2
 
 
-def test_evaluate_without_a_checkpoint_is_one_clear_line(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "evaluate.py"), f"hydra.run.dir={tmp_path}"],
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 2
-    assert proc.stderr.strip() == "error: ckpt is required: pass ckpt=..."
+def test_evaluate_without_a_checkpoint_is_one_clear_line(tmp_path, monkeypatch, capsys):
+    code, _, err = evaluate_cli(monkeypatch, capsys, f"hydra.run.dir={tmp_path}")
+    assert code == 2
+    assert err.strip() == "error: ckpt is required: pass ckpt=..."

@@ -1,6 +1,7 @@
 """``train.py`` in a run folder, end to end (processes, so marked slow): a refused run
-leaves the folder exactly as it was, the log keeps what the run printed, and Ctrl-C ends in
-one line whose command resumes the run."""
+leaves the folder exactly as it was, the log keeps what the run printed, Ctrl-C ends in
+one line whose command resumes the run, and the scripts' user errors end the process in one
+line (the same paths in-process, fast, are in test_train.py)."""
 
 import os
 import shlex
@@ -33,9 +34,9 @@ def small(steps):
     ]
 
 
-def script(*args, cwd=None):
+def script(*args, cwd=None, name="train.py"):
     return subprocess.run(
-        [sys.executable, str(REPO / "train.py"), *args],
+        [sys.executable, str(REPO / name), *args],
         capture_output=True,
         text=True,
         env=ENV,
@@ -100,3 +101,15 @@ def test_ctrl_c_is_one_line_whose_command_resumes_the_run(tmp_path):
     assert f"resumed from step {step} ({tmp_path / 'run'}" in resumed.stdout
     log = (tmp_path / "run" / "train.log").read_text()
     assert line in log and f"resumed from step {step}" in log
+
+
+def test_user_errors_end_the_scripts_processes_in_one_line(tmp_path):
+    bad_root = script("data=layout_xla_random", f"data.root={tmp_path / 'nope'}", cwd=tmp_path)
+    assert bad_root.returncode == 2
+    assert bad_root.stderr.startswith("error: data root") and bad_root.stderr.count("\n") == 1
+    no_ckpt = script(name="evaluate.py", cwd=tmp_path)
+    assert no_ckpt.returncode == 2
+    assert no_ckpt.stderr == "error: ckpt is required: pass ckpt=...\n"
+    assert list(tmp_path.iterdir()) == []  # neither left a folder behind
+    helped = script("--help", cwd=tmp_path)
+    assert helped.returncode == 0 and "== Configuration groups ==" in helped.stdout
