@@ -29,7 +29,7 @@ from .io import (
 )
 from .items import TpuGraphData, layout_item, tile_item
 from .sampling import ConfigSampler, UniformSampler, dedup_configs
-from .schema import collection_dir
+from .schema import collection_dir, download_name
 
 DOWNLOAD_HINT = (
     "download it with `python scripts/download_tpugraphs.py --collections {name} --root {root}`"
@@ -40,7 +40,7 @@ def split_files(root: str | Path, collection: str, split: str) -> list[Path]:
     """The ``.npz`` files of one split of a collection, sorted; a missing or empty folder
     is an error that says how to download it."""
     folder = collection_dir(root, collection, split)
-    name = collection.replace(":", "-") if collection.startswith("layout") else "tile"
+    name = download_name(collection)
     if not folder.is_dir():
         raise FileNotFoundError(
             f"TpuGraphs folder {folder} does not exist; "

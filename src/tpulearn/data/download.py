@@ -48,7 +48,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from tqdm.auto import tqdm
 
-from .schema import COLLECTIONS, SPLITS, collection_dir
+from .schema import COLLECTIONS, SPLITS, collection_dir, download_name
 
 __all__ = [
     "COLLECTION_NAMES",
@@ -73,13 +73,7 @@ DOWNLOAD_DIR = ".downloads"
 _TMP_PREFIX = ".tpulearn-tmp-"
 
 # Command-line names of the five scored collections (schema.COLLECTIONS) and of groups.
-_LEAVES: dict[str, str] = {
-    "tile": "tile:xla",
-    "layout-xla-default": "layout:xla:default",
-    "layout-xla-random": "layout:xla:random",
-    "layout-nlp-default": "layout:nlp:default",
-    "layout-nlp-random": "layout:nlp:random",
-}
+_LEAVES: dict[str, str] = {download_name(c): c for c in COLLECTIONS}
 _GROUPS: dict[str, tuple[str, ...]] = {
     "layout-xla": ("layout:xla:default", "layout:xla:random"),
     "layout-nlp": ("layout:nlp:default", "layout:nlp:random"),

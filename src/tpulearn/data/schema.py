@@ -84,6 +84,13 @@ def parse_collection(name: str) -> tuple[str, str | None, str | None]:
     return "layout", parts[1], parts[2]
 
 
+def download_name(collection: str) -> str:
+    """The command-line name of a collection in ``scripts/download_tpugraphs.py``:
+    ``"tile"`` or ``"layout-<source>-<search>"``."""
+    task, source, search = parse_collection(collection)
+    return "tile" if task == "tile" else f"layout-{source}-{search}"
+
+
 def collection_dir(root: str | Path, collection: str, split: str) -> Path:
     """The folder of one split of a collection under a data root laid out as released.
 
