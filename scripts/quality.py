@@ -79,6 +79,9 @@ LAYOUT_RECIPES = {
         "model.num_layers=3",
         "model.layout_tiling=false",
     ],
+    # layout_fast fitted to each graph's standardised log runtimes (loss=zscore) instead
+    # of ListMLE, at half the learning rate.
+    "layout_fast_zscore": ["experiment=layout_fast", "loss=zscore", "optim.lr=5e-4"],
     # The paper's GST setting (experiment=layout_gst), shrunk to this machine: 64 wide,
     # 8 graphs per step, segments of 400 nodes, lr 1e-3, 300 steps (200 epochs of 12 graphs).
     "gst_small": [
@@ -94,7 +97,11 @@ LAYOUT_RECIPES = {
     ],
 }
 # The bundled real sample (train unet3d, validate unet_3d.4x4.bf16, official indices).
-REAL_RECIPES = {"real": [], "real_layout_fast": ["experiment=layout_fast"]}
+REAL_RECIPES = {
+    "real": [],
+    "real_layout_fast": ["experiment=layout_fast"],
+    "real_zscore": ["loss=zscore"],
+}
 TILE_XLA = [
     "experiment=tile_xla",
     "trainer.max_steps=1500",

@@ -32,7 +32,12 @@ def _random_batch(seed=0, num_graphs=3, num_configs=7):
     return scores, runtime
 
 
-ALL_LOSSES = [ListMLELoss(temperature=3.0), PairwiseHingeLoss(margin=0.5), MSELoss("log")]
+ALL_LOSSES = [
+    ListMLELoss(temperature=3.0),
+    PairwiseHingeLoss(margin=0.5),
+    MSELoss("log"),
+    MSELoss("zscore"),
+]
 
 
 # ---- ListMLE values ---------------------------------------------------------
@@ -149,6 +154,36 @@ def test_mse_targets_by_hand():
     assert value.item() == pytest.approx((0.5**2 + 0.0**2) / 2)
     with pytest.raises(ValueError, match="target must be one of"):
         MSELoss("linear")
+
+
+def test_mse_zscore_by_hand():
+    # log runtimes ln 100 + (0, ln 4, 2 ln 4): centred (-ln 4, 0, ln 4), population std
+    # ln 4 * sqrt(2/3), so the target is (-sqrt(3/2), 0, sqrt(3/2)); the scores are
+    # centred per graph too: (-4/3, -1/3, 5/3).
+    scores = torch.tensor([[1.0, 2.0, 4.0]], dtype=torch.float64)
+    runtime = torch.tensor([[100, 400, 1600]])
+    z = math.sqrt(1.5)
+    expected = ((-4 / 3 + z) ** 2 + (1 / 3) ** 2 + (5 / 3 - z) ** 2) / 3
+    assert mse_loss(scores, runtime, target="zscore").item() == pytest.approx(expected)
+
+
+def test_mse_zscore_ignores_each_graphs_offset_and_runtime_scale():
+    scores, runtime = _random_batch(seed=3)
+    runtime = runtime + 10
+    value = mse_loss(scores, runtime, target="zscore")
+    shifted = scores + torch.tensor([[5.0], [-2.0], [0.5]], dtype=scores.dtype)
+    scaled = runtime * torch.tensor([[3], [1000], [7]])
+    assert mse_loss(shifted, runtime, target="zscore").item() == pytest.approx(value.item())
+    assert mse_loss(scores, scaled, target="zscore").item() == pytest.approx(value.item())
+    # Differently scaled scores are a different fit: the magnitudes are learnt.
+    assert mse_loss(2 * scores, runtime, target="zscore").item() != pytest.approx(value.item())
+
+
+def test_mse_zscore_of_tied_runtimes_is_the_scores_spread():
+    # No spread to standardise: the target is 0, the loss the scores' variance.
+    scores = torch.tensor([[1.0, 3.0]], dtype=torch.float64)
+    value = mse_loss(scores, torch.tensor([[50, 50]]), target="zscore")
+    assert value.item() == pytest.approx(1.0)
 
 
 # ---- Shared behaviour -----------------------------------------------------------

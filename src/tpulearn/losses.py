@@ -44,7 +44,7 @@ __all__ = [
     "pairwise_hinge_loss",
 ]
 
-MSE_TARGETS = ("log", "normalized")
+MSE_TARGETS = ("log", "normalized", "zscore")
 
 
 def pad_by_graph(
@@ -239,11 +239,23 @@ def pairwise_hinge_loss(
     return _mean_over_graphs(per_graph, num_pairs > 0)
 
 
+def _masked_mean(x: Tensor, mask: Tensor) -> Tensor:
+    """Mean of each row over its real entries, [B, 1] (0 for a row without any)."""
+    total = torch.where(mask, x, torch.zeros_like(x)).sum(-1, keepdim=True)
+    return total / mask.sum(-1, keepdim=True).clamp_min(1).to(x.dtype)
+
+
 def _regression_target(runtime: Tensor, mask: Tensor, target: str, normalized: bool) -> Tensor:
     """Float64 target ``[B, C]`` of ``mse_loss`` (padding holds harmless values)."""
     runtime = runtime.double()
     if target == "log":
         return torch.log(runtime)
+    if target == "zscore":
+        y = torch.log(runtime.masked_fill(~mask, 1))
+        y = y - _masked_mean(y, mask)
+        count = mask.sum(dim=-1, keepdim=True).clamp_min(1)
+        std = (torch.where(mask, y * y, torch.zeros_like(y)).sum(-1, keepdim=True) / count).sqrt()
+        return torch.where(std > 0, y / std.clamp_min(torch.finfo(y.dtype).tiny), 0.0)
     if normalized:
         return runtime
     best = runtime.masked_fill(~mask, float("inf")).amin(dim=-1, keepdim=True)
@@ -265,7 +277,13 @@ def mse_loss(
     - ``"log"``: ``log(r)`` (natural log; r in ns without a runtime_normalizer);
     - ``"normalized"``: ``r`` when a runtime_normalizer is given (the official tile
       baseline's MSE term), else ``r / min(r)`` over the graph's real configs
-      (1.0 for the fastest config).
+      (1.0 for the fastest config);
+    - ``"zscore"``: ``log(r)`` standardised per graph (minus its mean over the graph's
+      real configs, over their standard deviation; 0 where they all tie), against the
+      scores minus their mean per graph. Neither a graph's offset nor its runtimes'
+      scale matters, as for a ranking loss, but how much faster one config is than
+      another does: under multiplicative (log-normal) measurement noise the maximum-
+      likelihood fit of the differences, which a ranking loss reduces to orders.
 
     Each graph gives the mean over its real configs; the loss is the mean over
     graphs with at least 2 real configs, like the ranking losses, so that the
@@ -276,7 +294,7 @@ def mse_loss(
         runtime: True runtimes (int64 ns or float), ``[num_graphs, num_configs]``.
         mask: True at real configs, ``[num_graphs, num_configs]``; None = all real.
         runtime_normalizer: Optional per-config runtime normalizers, same shape.
-        target: ``"log"`` or ``"normalized"``.
+        target: ``"log"``, ``"normalized"`` or ``"zscore"``.
 
     Returns:
         Scalar loss tensor.
@@ -284,6 +302,8 @@ def mse_loss(
     check_choice("target", target, MSE_TARGETS)
     scores, runtime, mask = _prepare(scores, runtime, mask, runtime_normalizer)
     y = _regression_target(runtime, mask, target, runtime_normalizer is not None).to(scores.dtype)
+    if target == "zscore":
+        scores = scores - _masked_mean(scores, mask)
     sq = torch.where(mask, (scores - y) ** 2, torch.zeros_like(scores))
     count = mask.sum(dim=-1)
     per_graph = sq.sum(dim=-1) / count.clamp_min(1).to(sq.dtype)
@@ -335,8 +355,9 @@ class MSELoss(nn.Module):
     """Module form of :func:`mse_loss`.
 
     Args:
-        target: ``"log"`` (log runtime) or ``"normalized"`` (runtime / runtime_normalizer,
-            or / the graph's best runtime without a runtime_normalizer).
+        target: ``"log"`` (log runtime), ``"normalized"`` (runtime / runtime_normalizer,
+            or / the graph's best runtime without a runtime_normalizer) or ``"zscore"``
+            (log runtime standardised per graph, against centred scores).
     """
 
     def __init__(self, target: str = "log"):
