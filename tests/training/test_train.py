@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 from tiny_runs import (
     CONFIG_DIR,
     SMALL_MODEL,
@@ -305,6 +306,19 @@ def test_every_experiment_composes_and_instantiates(experiment):
         if experiment != "layout_gst":  # the shared base keeps the default data
             name = experiment[len("layout_") :].replace("_", ":")
             assert cfg.data.collection == "layout:" + name
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_a_loss_on_the_command_line_replaces_the_experiments(experiment):
+    # Each experiment chooses its loss as a group option, not by merging keys into it,
+    # so loss=... gives exactly that loss (no key of another left behind).
+    cfg = make_cfg(overrides=[f"experiment={experiment}", "data.root=sample", "loss=zscore"])
+    assert OmegaConf.to_container(cfg.loss) == {
+        "_target_": "tpulearn.losses.MSELoss",
+        "target": "zscore",
+    }
+    loss = instantiate(cfg.loss)
+    assert type(loss).__name__ == "MSELoss" and loss.target == "zscore"
 
 
 @pytest.mark.parametrize(
