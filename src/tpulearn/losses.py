@@ -251,10 +251,9 @@ def _regression_target(runtime: Tensor, mask: Tensor, target: str, normalized: b
     if target == "log":
         return torch.log(runtime)
     if target == "zscore":
-        y = torch.log(runtime.masked_fill(~mask, 1))
+        y = torch.log(runtime)
         y = y - _masked_mean(y, mask)
-        count = mask.sum(dim=-1, keepdim=True).clamp_min(1)
-        std = (torch.where(mask, y * y, torch.zeros_like(y)).sum(-1, keepdim=True) / count).sqrt()
+        std = _masked_mean(y * y, mask).sqrt()
         return torch.where(std > 0, y / std.clamp_min(torch.finfo(y.dtype).tiny), 0.0)
     if normalized:
         return runtime
