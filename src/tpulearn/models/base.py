@@ -133,6 +133,11 @@ class ConfigGNN(LayerHooks, nn.Module):
             GCN, GIN) compute each distinct (node, layer) state once for all the configs
             that share it (:mod:`tpulearn.models.dedup`; same scores, far less work when
             configs repeat layouts; dropout masks are then shared by those configs).
+        directed: every layer also reads the mean of each node's users and the mean of its
+            operands apart (one ``Linear(2H, H)`` per layer, added to the layer's output
+            before its norm and activation), which the undirected layers mix into one
+            mean over both. Zero-initialised: training starts from the undirected model.
+            Needs ``edge_direction="both"``.
         sparse_aggregation: for layers with a linear aggregation (SAGE, GCN, GIN),
             aggregate all configs with one sparse matrix product (same result, faster);
             ``False`` uses the PyG layer on C copies of the edge list.
@@ -183,6 +188,7 @@ class ConfigGNN(LayerHooks, nn.Module):
         layout_agreement: bool = False,
         tile_layout: bool = False,
         layout_tiling: bool = False,
+        directed: bool = False,
     ):
         super().__init__()
         self.readout = parse_readout(readout)
@@ -207,6 +213,11 @@ class ConfigGNN(LayerHooks, nn.Module):
             raise ValueError("layout_shape needs join='early' (the late join reads no shapes)")
         no_edges = f"{type(self).__name__} passes no messages"
         warn_if_disabled("edge_direction", edge_direction, "both", self.propagates, no_edges)
+        warn_if_disabled("directed", directed, False, self.propagates, no_edges)
+        if directed and edge_direction != "both":
+            raise ValueError(
+                f"directed needs edge_direction='both' (users and operands), got {edge_direction!r}"
+            )
         self.task, self.join, self.jk = task, join, jk
         self.hidden_channels, self.num_layers = hidden_channels, num_layers
         self.dropout, self.edge_direction = dropout, edge_direction
@@ -242,6 +253,13 @@ class ConfigGNN(LayerHooks, nn.Module):
             nn.LayerNorm(h) if norm == "layer" else nn.Identity() for _ in range(num_layers)
         )
         self.acts = nn.ModuleList(ACTIVATIONS[act]() for _ in range(num_layers))
+        self.directed = None
+        if directed and self.propagates:
+            self.directed = nn.ModuleList(
+                nn.Linear(2 * h, h, bias=False) for _ in range(num_layers)
+            )
+            for layer in self.directed:
+                nn.init.zeros_(layer.weight)
 
         node_dim = h * num_layers if (jk == "cat" and num_layers) else h
         if attn_heads < 1:
@@ -303,11 +321,15 @@ class ConfigGNN(LayerHooks, nn.Module):
         cfg, num_configs = config_features(data, self.task, num_graphs, width)
         if self.config_encoder.appended:
             cfg = torch.cat([cfg, *self._appended(data, cfg)], -1)
-        passes = self._passes(edge_index, weight)
+        # Directed layers: users (stored edges, consumer -> producer), then operands.
+        directions = None
+        if self.directed is not None:
+            directions = [directed_edges(data.edge_index, d) for d in ("stored", "reversed")]
+        passes = self._passes(edge_index, weight, directions)
         readout = self._readout(data, batch, num_graphs, owned)
 
         enc = self.node_encoder(data.node_feat, data.node_opcode)
-        plan = self._planner().plan(data, edge_index, weight)
+        plan = self._planner().plan(data, edge_index, weight, directions)
         # Config-free pass, once: `bases[l]` [N, H] is every node's layer-l vector when no
         # config applies (rows of S_l may be left at 0: the per-config values replace them).
         bases = [self.input_act(enc)]
@@ -343,7 +365,9 @@ class ConfigGNN(LayerHooks, nn.Module):
         linear = self.aggregation if self.sparse_aggregation else None
         return Planner(self.num_layers, self.propagates, linear, inputs)
 
-    def _passes(self, edge_index: Tensor, weight: Tensor | None) -> LayerPasses:
+    def _passes(
+        self, edge_index: Tensor, weight: Tensor | None, directions: list[Tensor] | None = None
+    ) -> LayerPasses:
         # Unpruned, every node is dependent: the base pass then runs the whole PyG layer,
         # keeping `prune=False` free of the sparse machinery.
         partial = self.sparse_aggregation and self.prune
@@ -360,6 +384,8 @@ class ConfigGNN(LayerHooks, nn.Module):
             residual=self.residual,
             l2_normalize=self.l2_normalize,
             training=self.training,
+            directed=self.directed,
+            directions=directions,
         )
 
     def _readout(self, data: Data, batch: Tensor, num_graphs: int, owned) -> Readout:
@@ -436,6 +462,7 @@ class ConfigGNN(LayerHooks, nn.Module):
                 ("layout_relations", self.config_encoder.layout_relations),
                 ("layout_agreement", self.config_encoder.layout_agreement),
                 ("layout_tiling", self.config_encoder.layout_tiling),
+                ("directed", self.directed is not None),
                 ("tile_layout", self.config_encoder.tile_layout),
                 ("no prune", not self.prune),
             )

@@ -15,7 +15,7 @@ three paths, all computing the same values:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +43,10 @@ class LayerPasses:
         base_aggregation: the linear aggregation with which the base pass computes only
             the rows outside the dependent set (the others are never read); ``None``
             runs the whole layer.
+        directed: per layer, the ``Linear(len(directions) * H, H)`` that reads the means of
+            each node's in-neighbours along each edge direction (added to the layer's
+            output before its norm and activation), or ``None``: undirected layers.
+        directions: the edges [2, E_d] of each direction (with ``directed``).
         dropout, residual, l2_normalize, training: applied after every layer, as the
             model's options of those names (``training``: dropout is active). Dropout
             draws one mask per (layer, node) for the whole forward: every config of the
@@ -66,8 +70,11 @@ class LayerPasses:
         residual: bool,
         l2_normalize: bool,
         training: bool,
+        directed: nn.ModuleList | None = None,
+        directions: list[Tensor] | None = None,
     ):
         self.convs, self.norms, self.acts = convs, norms, acts
+        self.directed, self.directions = directed, directions
         self.run_conv, self.combine = run_conv, combine
         self.edge_index, self.weight = edge_index, weight
         self.base_aggregation = base_aggregation
@@ -93,20 +100,24 @@ class LayerPasses:
         With ``base_aggregation`` only the rows outside ``dependent`` (bool [N], S_{i+1})
         are computed; the others are left at 0 (the per-config values replace them).
         """
+        ids = torch.arange(x.shape[0], device=x.device)
         if self.base_aggregation is None:
             out = self.run_conv(self.convs[i], x, self.edge_index, self.weight)
+            every = torch.ones_like(dependent)
+            out = self._add_directed(i, out, self._direction_matrices(every, ids), x)
             return self._post(i, out, x, self._mask(i, x, None))
         rows = (~dependent).nonzero().squeeze(1)
         out = x.new_zeros(x.shape)  # every layer keeps the hidden width
         if rows.numel() == 0:
             return out
         keep = ~dependent[self.edge_index[1]]
-        ids = torch.arange(x.shape[0], device=x.device)
         matrix = aggregation_matrix(
             self.base_aggregation, ~dependent, ids, self.edge_index, keep, self.weight, x.shape[0]
         )
         x_self = x[rows]
-        value = self._post(i, self._layer(i, matrix, x, x_self), x_self, self._mask(i, x, rows))
+        value = self._layer(i, matrix, x, x_self)
+        value = self._add_directed(i, value, self._direction_matrices(~dependent, ids), x)
+        value = self._post(i, value, x_self, self._mask(i, x, rows))
         return out.index_copy(0, rows, value.to(out.dtype))
 
     def run(self, i: int, plan: LayerPlan, base: Tensor, dep: Dependent) -> Dependent:
@@ -137,8 +148,8 @@ class LayerPasses:
         x_self = x[plan.upd]
         mask = self._mask(i, base, plan.node_ids[plan.upd])
         mask = None if mask is None else mask.unsqueeze(1)  # shared by the configs
-        out = self._post(i, self._layer(i, plan.adj, x, x_self), x_self, mask)
-        return out.transpose(0, 1)
+        out = self._add_directed(i, self._layer(i, plan.adj, x, x_self), plan.directions, x)
+        return self._post(i, out, x_self, mask).transpose(0, 1)
 
     def _copies(self, i: int, plan: LayerPlan, base: Tensor, dep: Tensor) -> Tensor:
         # C disjoint copies of the subgraph, one per config, through the PyG layer.
@@ -149,10 +160,13 @@ class LayerPasses:
         edges = (plan.edges.unsqueeze(0) + offsets).transpose(0, 1).reshape(2, -1)
         weight = None if self.weight is None else self.weight[plan.edge_keep].repeat(num_configs)
         out = self.run_conv(self.convs[i], x.reshape(num_configs * u, -1), edges, weight)
-        out = out.view(num_configs, u, -1)
+        out = out.view(num_configs, u, -1)[:, plan.upd]
+        if plan.directions is not None:  # node-major for the products, as _sparse
+            directed = self._add_directed(i, 0, plan.directions, x.transpose(0, 1))
+            out = out + directed.transpose(0, 1)
         mask = self._mask(i, base, plan.node_ids[plan.upd])
         mask = None if mask is None else mask.unsqueeze(0)  # shared by the configs
-        return self._post(i, out[:, plan.upd], x[:, plan.upd], mask)
+        return self._post(i, out, x[:, plan.upd], mask)
 
     def _distinct(
         self, i: int, plan: LayerPlan, base: Tensor, prev: dedup.StateLayer
@@ -163,6 +177,12 @@ class LayerPasses:
         matrix = dedup.aggregation_rows(plan.adj, prev, slot_of, rep_config, rep_row)
         x_self = table[dedup.self_rows(prev, slot_of, plan.upd, rep_config, rep_row)]
         out = self._layer(i, matrix, table, x_self)
+        if plan.directions is not None:
+            by_direction = [
+                dedup.aggregation_rows(m, prev, slot_of, rep_config, rep_row)
+                for m in plan.directions
+            ]
+            out = self._add_directed(i, out, by_direction, table)
         mask = self._mask(i, base, plan.node_ids[plan.upd[rep_row]])  # each state's node
         return dedup.StateLayer(self._post(i, out, x_self, mask), index)
 
@@ -182,6 +202,26 @@ class LayerPasses:
         flat = table.reshape(table.shape[0], -1)  # configs become columns of the product
         agg = spmm(matrix, flat).view(-1, *table.shape[1:])
         return self.combine(self.convs[i], agg, x_self)
+
+    def _direction_matrices(self, rows: Tensor, ids: Tensor) -> list[Tensor] | None:
+        """The base pass's mean matrices [R, N] along each direction at ``rows`` (bool
+        [N]), or ``None`` without directed layers."""
+        if self.directed is None:
+            return None
+        n = rows.shape[0]
+        return [
+            aggregation_matrix("mean", rows, ids, d, rows[d[1]], None, n) for d in self.directions
+        ]
+
+    def _add_directed(self, i: int, out, matrices: Sequence[Tensor] | None, table: Tensor):
+        """``out`` plus layer i's directed term at the rows of ``matrices`` (each CSR
+        [R, T], a mean along one direction over the rows of ``table`` [T, *, H]): one
+        Linear of the concatenated means. ``matrices`` ``None``: ``out`` unchanged."""
+        if matrices is None:
+            return out
+        flat = table.reshape(table.shape[0], -1)
+        means = [spmm(m, flat).view(-1, *table.shape[1:]) for m in matrices]
+        return out + self.directed[i](torch.cat(means, -1))
 
     def _post(self, i: int, h: Tensor, h_in: Tensor, mask: Tensor | None) -> Tensor:
         h = self.acts[i](self.norms[i](h))

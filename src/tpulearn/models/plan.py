@@ -43,6 +43,9 @@ class LayerPlan(NamedTuple):
         upd: long [|S_l|], where the updated nodes S_l sit in U_l.
         adj: CSR float32 [|S_l|, |U_l|] with ``(adj @ x)[i]`` the layer's aggregation at
             the i-th node of S_l, for layers with a linear aggregation (else ``None``).
+        directions: with directed layers, one CSR float32 [|S_l|, |U_l|] per edge
+            direction (its users, its operands): the mean of each node's in-neighbours
+            along that direction (else ``None``).
     """
 
     mask: Tensor
@@ -52,6 +55,7 @@ class LayerPlan(NamedTuple):
     prev_pos: Tensor
     upd: Tensor
     adj: Tensor | None
+    directions: tuple[Tensor, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -96,20 +100,29 @@ class Planner:
     aggregation: str | None
     inputs: str
 
-    def plan(self, data: Data, edge_index: Tensor, weight: Tensor | None) -> Plan:
+    def plan(
+        self,
+        data: Data,
+        edge_index: Tensor,
+        weight: Tensor | None,
+        directions: list[Tensor] | None = None,
+    ) -> Plan:
         """The plan for one graph (or batch) ``data``.
 
         Args:
             data: the graph: ``num_nodes``, layout ``node_config_ids`` [K].
             edge_index: [2, E] the edges messages flow along (source, target).
             weight: [E] per-edge weights (``"weighted"`` aggregation) or ``None``.
+            directions: directed layers: the edges [2, E_d] of each direction (each a
+                subset of ``edge_index`` up to self-loops); every layer plan then holds
+                their mean matrices (:attr:`LayerPlan.directions`).
         """
         inputs = torch.full((data.num_nodes,), self.inputs == "all", device=edge_index.device)
         if self.inputs == "configurable":
             inputs[data.node_config_ids] = True
         mask, layers = inputs, []
         for _ in range(self.num_layers):
-            layers.append(self._layer(mask, edge_index, weight))
+            layers.append(self._layer(mask, edge_index, weight, directions))
             mask = layers[-1].mask
         distinct = (
             self.inputs == "configurable"
@@ -120,7 +133,13 @@ class Planner:
         )
         return Plan(inputs, layers, distinct)
 
-    def _layer(self, prev: Tensor, edge_index: Tensor, weight: Tensor | None) -> LayerPlan:
+    def _layer(
+        self,
+        prev: Tensor,
+        edge_index: Tensor,
+        weight: Tensor | None,
+        directions: list[Tensor] | None,
+    ) -> LayerPlan:
         """The plan of the layer that reads S_{l-1} (``prev``, bool [N])."""
         num_nodes, device = prev.shape[0], prev.device
         src, dst = edge_index
@@ -138,6 +157,14 @@ class Planner:
             adj = aggregation_matrix(
                 self.aggregation, mask, local, edge_index, keep, weight, node_ids.numel()
             )
+        by_direction = None
+        if directions is not None:
+            # The sources of every edge into S_l are in U_l: the layer's edges hold them
+            # (a self-loop's source is the node itself).
+            by_direction = tuple(
+                aggregation_matrix("mean", mask, local, d, mask[d[1]], None, node_ids.numel())
+                for d in directions
+            )
         return LayerPlan(
             mask=mask,
             node_ids=node_ids,
@@ -146,6 +173,7 @@ class Planner:
             prev_pos=local[prev.nonzero().squeeze(1)],
             upd=local[mask.nonzero().squeeze(1)],
             adj=adj,
+            directions=by_direction,
         )
 
 
