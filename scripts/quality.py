@@ -82,6 +82,8 @@ LAYOUT_RECIPES = {
     # layout_fast fitted to each graph's standardised log runtimes (loss=zscore) instead
     # of ListMLE, at half the learning rate.
     "layout_fast_zscore": ["experiment=layout_fast", "loss=zscore", "optim.lr=5e-4"],
+    # layout_fast whose layers also read each node's users and operands apart.
+    "layout_fast_directed": ["experiment=layout_fast", "model.directed=true"],
     # The paper's GST setting (experiment=layout_gst), shrunk to this machine: 64 wide,
     # 8 graphs per step, segments of 400 nodes, lr 1e-3, 300 steps (200 epochs of 12 graphs).
     "gst_small": [
