@@ -162,8 +162,7 @@ class LayerPasses:
         out = self.run_conv(self.convs[i], x.reshape(num_configs * u, -1), edges, weight)
         out = out.view(num_configs, u, -1)[:, plan.upd]
         if plan.directions is not None:  # node-major for the products, as _sparse
-            directed = self._add_directed(i, 0, plan.directions, x.transpose(0, 1))
-            out = out + directed.transpose(0, 1)
+            out = out + self._directed(i, plan.directions, x.transpose(0, 1)).transpose(0, 1)
         mask = self._mask(i, base, plan.node_ids[plan.upd])
         mask = None if mask is None else mask.unsqueeze(0)  # shared by the configs
         return self._post(i, out, x[:, plan.upd], mask)
@@ -213,15 +212,17 @@ class LayerPasses:
             aggregation_matrix("mean", rows, ids, d, rows[d[1]], None, n) for d in self.directions
         ]
 
-    def _add_directed(self, i: int, out, matrices: Sequence[Tensor] | None, table: Tensor):
-        """``out`` plus layer i's directed term at the rows of ``matrices`` (each CSR
-        [R, T], a mean along one direction over the rows of ``table`` [T, *, H]): one
-        Linear of the concatenated means. ``matrices`` ``None``: ``out`` unchanged."""
-        if matrices is None:
-            return out
+    def _directed(self, i: int, matrices: Sequence[Tensor], table: Tensor) -> Tensor:
+        """Layer i's directed term [R, *, H] at the rows of ``matrices`` (each CSR [R, T], a
+        mean along one direction over the rows of ``table`` [T, *, H]): one Linear of the
+        concatenated means."""
         flat = table.reshape(table.shape[0], -1)
         means = [spmm(m, flat).view(-1, *table.shape[1:]) for m in matrices]
-        return out + self.directed[i](torch.cat(means, -1))
+        return self.directed[i](torch.cat(means, -1))
+
+    def _add_directed(self, i: int, out: Tensor, matrices, table: Tensor) -> Tensor:
+        """``out`` plus layer i's directed term; ``matrices`` ``None``: ``out`` unchanged."""
+        return out if matrices is None else out + self._directed(i, matrices, table)
 
     def _post(self, i: int, h: Tensor, h_in: Tensor, mask: Tensor | None) -> Tensor:
         h = self.acts[i](self.norms[i](h))
