@@ -303,10 +303,8 @@ def mse_loss(
     y = _regression_target(runtime, mask, target, runtime_normalizer is not None).to(scores.dtype)
     if target == "zscore":
         scores = scores - _masked_mean(scores, mask)
-    sq = torch.where(mask, (scores - y) ** 2, torch.zeros_like(scores))
-    count = mask.sum(dim=-1)
-    per_graph = sq.sum(dim=-1) / count.clamp_min(1).to(sq.dtype)
-    return _mean_over_graphs(per_graph, count >= 2)
+    per_graph = _masked_mean((scores - y) ** 2, mask).squeeze(-1)
+    return _mean_over_graphs(per_graph, mask.sum(dim=-1) >= 2)
 
 
 class ListMLELoss(nn.Module):

@@ -81,6 +81,7 @@ class LayerPasses:
         self.dropout, self.residual, self.l2_normalize = dropout, residual, l2_normalize
         self.training = training
         self._masks: dict[int, Tensor] = {}
+        self._every_row_directions: list[Tensor] | None = None
 
     def _mask(self, i: int, like: Tensor, nodes: Tensor | None) -> Tensor | None:
         """Layer i's dropout mask at ``nodes`` ([R] node ids; ``None``: every node), [R, H]
@@ -103,8 +104,11 @@ class LayerPasses:
         ids = torch.arange(x.shape[0], device=x.device)
         if self.base_aggregation is None:
             out = self.run_conv(self.convs[i], x, self.edge_index, self.weight)
-            every = torch.ones_like(dependent)
-            out = self._add_directed(i, out, self._direction_matrices(every, ids), x)
+            if self.directed is not None and self._every_row_directions is None:
+                # Every row, the same matrices for every layer: built once.
+                every = torch.ones_like(dependent)
+                self._every_row_directions = self._direction_matrices(every, ids)
+            out = self._add_directed(i, out, self._every_row_directions, x)
             return self._post(i, out, x, self._mask(i, x, None))
         rows = (~dependent).nonzero().squeeze(1)
         out = x.new_zeros(x.shape)  # every layer keeps the hidden width
