@@ -22,12 +22,19 @@ the official indices), a transfer a synthetic table cannot show.
 ``--work`` keeps the data and runs: a finished run is read back, not trained again, so
 rerunning the same command after an interruption (or with another recipe added) trains
 only what is missing and rewrites the whole table. Runs are matched by their command
-line: after changing an experiment's YAML or the code, pass ``--retrain``.
+line and data: after changing an experiment's YAML or the code, pass ``--retrain``.
 
 ``--data-seed`` writes other collections of the same families and shape (seed + the
 family's index; the committed table uses the default): try a change there first, with its
 own ``--work`` and ``--out``, so that the table's collections stay ones no setting was
 chosen on.
+
+``--train-graphs N`` writes N layout train graphs per collection instead of the table's 12.
+A graph depends only on the data seed, its split and its index, so two N write the same
+valid graphs and the larger N's train graphs begin with the smaller's: tables of several N
+(each with its own ``--out``) are a learning curve of a recipe. A run is read back only
+on the data it trained on (the command line alone does not name the data), so a
+``--work`` rewritten with another N or data seed trains again.
 
 ``--update`` rewrites only the rows of the recipes given, keeping the others from the
 table's JSON (``--out`` with ``.json``): a changed recipe is measured again without the hour
@@ -168,19 +175,34 @@ def write_data(
     return root
 
 
-def train(run_dir: Path, overrides: list[str], threads: int, log, retrain: bool = False) -> dict:
+def written(root: Path) -> dict:
+    """What :func:`write_data` wrote into ``root`` (its ``written.json``)."""
+    return json.loads((root / "written.json").read_text())
+
+
+def train(
+    run_dir: Path,
+    overrides: list[str],
+    threads: int,
+    log,
+    retrain: bool = False,
+    data: dict | None = None,
+) -> dict:
     """One ``train.py`` process: its best validation metrics, wall time and peak RSS.
 
-    A run folder holding a finished run of the same command is read, not trained again
-    (``retrain`` trains anyway), so an interrupted table resumes where it stopped. The
-    command is the key: after editing an experiment's YAML or the code, retrain.
+    A run folder holding a finished run of the same command on the same data (``data``:
+    what :func:`write_data` wrote, its ``written.json``) is read, not trained again
+    (``retrain`` trains anyway), so an interrupted table resumes where it stopped, and a
+    run on collections another ``--data-seed`` or ``--train-graphs`` wrote into the same
+    ``--work`` trains again. The command and data are the key: after editing an
+    experiment's YAML or the code, retrain.
     """
     cmd = [sys.executable, "train.py", *overrides, "trainer.progress=false"]
     cmd += [f"hydra.run.dir={run_dir}", "trainer.overwrite=true"]
     done = run_dir / "quality.json"
     if done.exists() and not retrain:
         row = json.loads(done.read_text())
-        if row.get("command") == cmd[1:]:
+        if row.get("command") == cmd[1:] and row.get("data") == data:
             return row
     log(f"  $ {shlex.join(cmd[1:])}")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -197,6 +219,7 @@ def train(run_dir: Path, overrides: list[str], threads: int, log, retrain: bool 
     last = state["history"][-1] if state["history"] else {}
     row = {
         "command": cmd[1:],
+        "data": data,
         "best": dict(state["best"] or {}),
         "last_step": last.get("step"),
         "wall_s": wall,
@@ -341,6 +364,14 @@ def main(argv: list[str] | None = None) -> int:
         help=f"collections' data seed (+ the family's index); {DATA_SEED}: the committed table's",
     )
     parser.add_argument(
+        "--train-graphs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="layout train graphs per collection (default: the table's); the first graphs "
+        "and the valid ones stay the same, so tables of several N are a learning curve",
+    )
+    parser.add_argument(
         "--jobs", type=int, default=1, help="runs at a time (each gets cores / jobs threads)"
     )
     args = parser.parse_args(argv)
@@ -352,6 +383,10 @@ def main(argv: list[str] | None = None) -> int:
             if name not in known:
                 parser.error(f"unknown family {name!r}; known: {', '.join(known)}")
     size = SIZES["quick" if args.quick else "full"]
+    if args.train_graphs is not None:
+        if args.train_graphs < 1:
+            parser.error(f"--train-graphs must be >= 1, got {args.train_graphs}")
+        size = {**size, "layout": {**size["layout"], "train": args.train_graphs}}
     extra = QUICK_OVERRIDES if args.quick else []
     started = time.strftime("%Y-%m-%d %H:%M")
     previous = None
@@ -378,7 +413,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         for recipe, seed in itertools.product(layout_recipes, args.seeds):
             overrides = [*LAYOUT_RECIPES[recipe], "data=synthetic", f"data.root={root}"]
-            jobs.append((("layout", family, recipe, seed), f"{family}-{recipe}-{seed}", overrides))
+            name = f"{family}-{recipe}-{seed}"
+            jobs.append((("layout", family, recipe, seed), name, overrides, written(root)))
     for family in args.tile_families if tile_recipes else []:
         index = list(TILE_FAMILIES).index(family)
         root = roots["tile", family] = write_data(
@@ -387,19 +423,19 @@ def main(argv: list[str] | None = None) -> int:
         for recipe, seed in itertools.product(tile_recipes, args.seeds):
             overrides = [*TILE_RECIPES[recipe], f"data.root={root}"]
             name = f"tile-{family}-{recipe}-{seed}"
-            jobs.append((("tile", family, recipe, seed), name, overrides))
+            jobs.append((("tile", family, recipe, seed), name, overrides, written(root)))
     real_recipes = [r for r in args.recipes if r in REAL_RECIPES]
     for recipe, seed in itertools.product(real_recipes, args.seeds):
         name = f"real-{seed}" if recipe == "real" else f"{recipe}-{seed}"
-        jobs.append((("real", None, recipe, seed), name, REAL_RECIPES[recipe]))
+        jobs.append((("real", None, recipe, seed), name, REAL_RECIPES[recipe], None))
 
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     done: dict = {}
 
     def run(job):
-        key, name, overrides = job
+        key, name, overrides, data = job
         run_dir, seed = args.work / "runs" / name, f"trainer.seed={key[3]}"
-        row = train(run_dir, [*overrides, seed, *extra], threads, log, args.retrain)
+        row = train(run_dir, [*overrides, seed, *extra], threads, log, args.retrain, data)
         metric = "top5_error" if key[0] == "tile" else "kendall_tau"
         log(
             f"  {name}: {metric} {row['best'].get(metric, float('nan')):.4f}, "

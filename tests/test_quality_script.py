@@ -89,6 +89,16 @@ def test_a_finished_run_is_read_back_unless_retrain(script, tmp_path, monkeypatc
     with pytest.raises(Launched):  # another command: not the finished run's
         script.train(run, [*overrides, "model.layout_tiling=true"], 1, print)
 
+    # The same command on other data (another --data-seed or --train-graphs written into
+    # the same --work) is not the finished run either.
+    data = {"family": "roofline", "seed": 2028, "train": 12}
+    (run / "quality.json").write_text(json.dumps({**row, "data": data}))
+    assert script.train(run, overrides, 1, print, data=data)["data"] == data
+    with pytest.raises(Launched):
+        script.train(run, overrides, 1, print, data={**data, "train": 48})
+    with pytest.raises(Launched):
+        script.train(run, overrides, 1, print)
+
 
 def _table(script, seeds=(0, 1), layout=None, real=None, command="python scripts/quality.py"):
     meta = {"seeds": list(seeds), "sizes": script.SIZES["quick"], "jobs": 2}
@@ -209,6 +219,34 @@ def test_data_seed_writes_other_collections_of_the_same_shape(script, tmp_path):
     assert [p.name for p in files[3026]] == [p.name for p in files[script.DATA_SEED]]
     assert len(files[3026]) == size["train"]
     assert files[3026][0].read_bytes() != files[script.DATA_SEED][0].read_bytes()
+
+
+def test_more_train_graphs_keep_the_first_ones_and_the_valid_ones(script, tmp_path):
+    # What makes tables of several --train-graphs a learning curve.
+    size = script.SIZES["quick"]["layout"]
+    more = {**size, "train": size["train"] + 2}
+    roots = [
+        script.write_data(tmp_path / name, "layout", "neighbour_vote", 0, s)
+        for name, s in (("few", size), ("more", more))
+    ]
+    files = {
+        (i, split): sorted((root / "npz/layout/xla/random" / split).glob("*.npz"))
+        for i, root in enumerate(roots)
+        for split in ("train", "valid")
+    }
+    assert [len(files[i, "train"]) for i in (0, 1)] == [size["train"], size["train"] + 2]
+    for split in ("train", "valid"):
+        first = files[1, split][: len(files[0, split])]
+        for few, more_file in zip(files[0, split], first, strict=True):
+            assert few.name == more_file.name
+            assert few.read_bytes() == more_file.read_bytes()
+
+
+def test_train_graphs_below_one_is_refused(script, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        script.main(["--quick", "--train-graphs", "0", "--work", str(tmp_path)])
+    assert "--train-graphs must be >= 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "data").exists()
 
 
 def test_update_drops_the_rows_of_a_task_measured_on_other_sizes(script):
