@@ -144,3 +144,94 @@ def test_folds_from_the_config_follow_the_seed(five_graph_root):
     )
     data = instantiate(cfg.data)
     assert (data.folds, data.left_out_fold, len(data.train_set())) == (3, 2, 4)
+
+
+@pytest.fixture(scope="module")
+def two_source_root(tmp_path_factory):
+    """Tiny layout:xla:random and layout:nlp:random collections (3 and 2 train graphs) and
+    layout:xla:default, which shares the xla graphs and their names."""
+    from tpulearn.data.synthetic import write_layout_collection
+
+    root = tmp_path_factory.mktemp("extra")
+    kwargs = dict(nodes=(20, 30), configs=(6, 8), seed=1)
+    write_layout_collection(root, "xla", "random", num_graphs={"train": 3, "valid": 1}, **kwargs)
+    write_layout_collection(root, "nlp", "random", num_graphs={"train": 2, "valid": 1}, **kwargs)
+    write_layout_collection(root, "xla", "default", num_graphs={"train": 3, "valid": 1}, **kwargs)
+    return root
+
+
+def test_extra_train_adds_the_train_graphs_of_other_collections(two_source_root):
+    root = two_source_root
+    own = CollectionData(LAYOUT_RANDOM, "layout", root=root)
+    assert own.train_files() is None
+    data = CollectionData(LAYOUT_RANDOM, "layout", root=root, extra_train=["layout:nlp:random"])
+    xla = sorted((root / "npz/layout/xla/random/train").glob("*.npz"))
+    nlp = sorted((root / "npz/layout/nlp/random/train").glob("*.npz"))
+    assert (len(xla), len(nlp)) == (3, 2)
+    train = data.train_set()
+    assert train.files == [*xla, *nlp]
+    # Validation is the collection's own; the statistics are fitted on every train graph.
+    assert data.eval_set("valid").files == own.eval_set("valid").files
+    own.train_set()
+    fitted, alone = data.node_normalizer.state_dict(), own.node_normalizer.state_dict()
+    assert fitted.keys() == alone.keys()
+    assert not all(np.array_equal(fitted[k], alone[k]) for k in fitted)
+    assert data.describe().endswith("also training on the train graphs of layout:nlp:random")
+    # Folds split the graphs of every collection, in that order.
+    folded = CollectionData(
+        LAYOUT_RANDOM, "layout", root=root, extra_train=["layout:nlp:random"], folds=2, fold=1
+    )
+    assert folded.train_set().files == [xla[0], xla[2], nlp[1]]
+    assert folded.describe().endswith(
+        "also training on the train graphs of layout:nlp:random, training on all but fold 1 of 2"
+    )
+
+
+def test_extra_train_is_checked(two_source_root):
+    root = two_source_root
+    with pytest.raises(ValueError, match="applies to layout collections: got 'tile:xla'"):
+        CollectionData(LAYOUT_RANDOM, "layout", root=root, extra_train=["tile:xla"])
+    with pytest.raises(ValueError, match="applies to layout collections"):
+        CollectionData("tile:xla", "tile", root=root, extra_train=["layout:nlp:random"])
+    with pytest.raises(ValueError, match="names data.collection itself"):
+        CollectionData(LAYOUT_RANDOM, "layout", root=root, extra_train=[LAYOUT_RANDOM])
+    with pytest.raises(ValueError, match="names a collection twice"):
+        twice = ["layout:nlp:random", "layout:nlp:random"]
+        CollectionData(LAYOUT_RANDOM, "layout", root=root, extra_train=twice)
+    # The default collection of the same source holds the same graphs under the same names.
+    same_names = CollectionData(
+        LAYOUT_RANDOM, "layout", root=root, extra_train=["layout:xla:default"]
+    )
+    with pytest.raises(ValueError, match=r"two train graphs named \S+: .*random.* and .*default"):
+        same_names.train_set()
+    too_few = CollectionData(
+        LAYOUT_RANDOM, "layout", root=root, extra_train=["layout:nlp:random"], folds=6
+    )
+    with pytest.raises(ValueError, match=r"folds=6 .*train and the train splits of .* have 5"):
+        too_few.train_set()
+    missing = CollectionData(LAYOUT_RANDOM, "layout", root=root, extra_train=["layout:nlp:default"])
+    with pytest.raises(FileNotFoundError, match="nlp/default/train does not exist"):
+        missing.train_set()
+
+
+def test_extra_train_from_the_config_trains(two_source_root, tmp_path):
+    from tpulearn.training import train
+
+    cfg = compose_config(
+        overrides=[
+            "data=synthetic",
+            f"data.root={two_source_root}",
+            "data.extra_train=[layout:nlp:random]",
+            "trainer.max_steps=2",
+            "trainer.max_epochs=null",
+            "trainer.val_every=2",
+            "trainer.progress=false",
+            "model.hidden_channels=8",
+            f"out_dir={tmp_path}",
+        ]
+    )
+    data = instantiate(cfg.data)
+    assert len(data.train_set()) == 5
+    result = train(cfg)
+    assert result["history"][-1]["step"] == 2
+    assert result["data"].endswith("also training on the train graphs of layout:nlp:random")

@@ -7,7 +7,7 @@ splits, so evaluation sees exactly what training saw; they travel in checkpoints
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -92,12 +92,22 @@ class CollectionData:
             (statistics are fitted on the graphs trained on).
         fold: the fold left out, taken modulo ``folds``; ``None`` = ``seed``, so that runs
             of different seeds leave out different folds.
+        extra_train: other layout collections whose train graphs are trained on too (e.g.
+            ``["layout:nlp:random"]`` for ``layout:xla:random``: programs of another kind
+            timed on the same hardware), from the same root; validation, its indices and
+            the checkpoint selection stay those of ``collection``. The graphs join the
+            collection's own (after them, in each collection's file order) before
+            ``folds`` splits them, and the feature statistics are fitted on all of them.
+            Every train graph's file name must be unique: the ``default`` and ``random``
+            collections of one source hold the same graphs under the same names.
 
     Raises:
         ValueError: an unknown collection, sampler name, ``valid_indices`` or
             ``normalize``, a ``task`` that does not match the collection, or
             ``context_hops`` on a tile collection or below 0, ``folds`` below 2 or above
-            the number of train graphs (at :meth:`train_set`).
+            the number of train graphs (at :meth:`train_set`), an ``extra_train``
+            collection that is not a layout collection or is ``collection`` itself, or
+            (at :meth:`train_set`) two train graphs of one name.
 
     Warns:
         UserWarning: ``log_features``, ``cache_dir`` or ``tile_layout`` set to a
@@ -122,6 +132,7 @@ class CollectionData:
         tile_layout: bool = False,
         folds: int | None = None,
         fold: int | None = None,
+        extra_train: Sequence[str] | None = None,
     ):
         kind, self.source, self.search = parse_collection(collection)
         if kind != task:
@@ -149,6 +160,17 @@ class CollectionData:
         if folds is not None and folds < 2:
             raise ValueError(f"data.folds must be >= 2 (or null: every train graph), got {folds}")
         self.folds, self.fold = folds, fold
+        self.extra_train = list(extra_train or [])
+        for other in self.extra_train:
+            if parse_collection(other)[0] != "layout" or task != "layout":
+                raise ValueError(
+                    f"data.extra_train applies to layout collections: got {other!r} for "
+                    f"{collection!r}"
+                )
+            if other == collection:
+                raise ValueError(f"data.extra_train names data.collection itself ({other!r})")
+        if len(set(self.extra_train)) != len(self.extra_train):
+            raise ValueError(f"data.extra_train names a collection twice: {self.extra_train}")
         self.collection, self.task = collection, task
         self.root = data_root_folder(root)
         self.is_sample = self.root == sample_root()
@@ -213,14 +235,32 @@ class CollectionData:
         return (self.seed if self.fold is None else self.fold) % self.folds
 
     def train_files(self) -> list[Path] | None:
-        """The train graphs of this run: ``None`` (the whole split) without ``folds``."""
-        if self.folds is None:
+        """The train graphs of this run: ``None`` (the whole split) without ``folds`` or
+        ``extra_train``."""
+        if self.folds is None and not self.extra_train:
             return None
         files = split_files(self.root, self.collection, "train")
+        for other in self.extra_train:
+            files += split_files(self.root, other, "train")
+        seen: dict[str, Path] = {}
+        for path in files:
+            if path.stem in seen:
+                raise ValueError(
+                    f"data.extra_train: two train graphs named {path.stem}: {seen[path.stem]} "
+                    f"and {path}; graphs are told apart by file name (the default and random "
+                    "collections of one source share theirs), so name collections of "
+                    "another source"
+                )
+            seen[path.stem] = path
+        if self.folds is None:
+            return files
         if len(files) < self.folds:
+            where = files[0].parent
+            if self.extra_train:
+                where = f"{where} and the train splits of {', '.join(self.extra_train)}"
             raise ValueError(
                 f"data.folds={self.folds} needs at least as many train graphs; "
-                f"{files[0].parent} has {len(files)}"
+                f"{where} {'have' if self.extra_train else 'has'} {len(files)}"
             )
         return [path for i, path in enumerate(files) if i % self.folds != self.left_out_fold]
 
@@ -258,9 +298,9 @@ class CollectionData:
 
     def describe(self) -> str:
         where = "the bundled TpuGraphs sample" if self.is_sample else str(self.root)
-        if self.folds is None:
-            return f"{self.collection} from {where}"
-        return (
-            f"{self.collection} from {where}, training on all but fold {self.left_out_fold} "
-            f"of {self.folds}"
-        )
+        text = f"{self.collection} from {where}"
+        if self.extra_train:
+            text += f", also training on the train graphs of {', '.join(self.extra_train)}"
+        if self.folds is not None:
+            text += f", training on all but fold {self.left_out_fold} of {self.folds}"
+        return text
