@@ -411,19 +411,21 @@ def main(argv: list[str] | None = None) -> int:
         root = roots["layout", family] = write_data(
             args.work, "layout", family, index, size["layout"], args.data_seed
         )
+        data = written(root)
         for recipe, seed in itertools.product(layout_recipes, args.seeds):
             overrides = [*LAYOUT_RECIPES[recipe], "data=synthetic", f"data.root={root}"]
             name = f"{family}-{recipe}-{seed}"
-            jobs.append((("layout", family, recipe, seed), name, overrides, written(root)))
+            jobs.append((("layout", family, recipe, seed), name, overrides, data))
     for family in args.tile_families if tile_recipes else []:
         index = list(TILE_FAMILIES).index(family)
         root = roots["tile", family] = write_data(
             args.work, "tile", family, index, size["tile"], args.data_seed
         )
+        data = written(root)
         for recipe, seed in itertools.product(tile_recipes, args.seeds):
             overrides = [*TILE_RECIPES[recipe], f"data.root={root}"]
             name = f"tile-{family}-{recipe}-{seed}"
-            jobs.append((("tile", family, recipe, seed), name, overrides, written(root)))
+            jobs.append((("tile", family, recipe, seed), name, overrides, data))
     real_recipes = [r for r in args.recipes if r in REAL_RECIPES]
     for recipe, seed in itertools.product(real_recipes, args.seeds):
         name = f"real-{seed}" if recipe == "real" else f"{recipe}-{seed}"
