@@ -1,6 +1,6 @@
 """The training budget: steps from ``trainer.max_epochs``, its rule with ``max_steps``, the
-validation cadence, early stopping, resuming a derived budget and the per-collection
-defaults of the configs."""
+validation cadence, early stopping, the time limit, resuming a derived budget and the
+per-collection defaults of the configs."""
 
 import math
 import subprocess
@@ -8,13 +8,15 @@ import sys
 from collections import Counter
 
 import pytest
+import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from tiny_runs import SMALL_MODEL, compose_config, tiny_overrides
 
 from tpulearn.leaderboard.reuse import existing_run
 from tpulearn.training import Trainer, load_checkpoint, train
-from tpulearn.training.budget import Cadence, step_budget
+from tpulearn.training import budget as budget_module
+from tpulearn.training.budget import Cadence, parse_max_time, step_budget, time_text
 from tpulearn.training.progress import ProgressLog
 from tpulearn.training.schedule import BatchSchedule
 from tpulearn.training.state import RunInterrupted
@@ -186,6 +188,7 @@ def test_early_stopping_stops_at_the_patience_and_reports_the_best(tmp_path, mon
     assert result["steps"] == 10 and result["max_steps"] == 20
     assert result["best"]["step"] == 4 and result["best"]["opa"] == 0.7
     assert result["stopped"] == {
+        "reason": "patience",
         "step": 10,
         "max_steps": 20,
         "best_step": 4,
@@ -213,6 +216,97 @@ def test_a_run_without_patience_trains_its_whole_budget(tmp_path, capsys):
     result = train(compose_config(overrides=tiny_overrides(tmp_path, 2)))
     assert result["stopped"] is None and result["steps"] == result["max_steps"] == 2
     assert "trained 2 of 2 steps" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds", "text"),
+    [
+        (90, 90.0, "1m30s"),
+        (0.5, 0.5, "0.5s"),
+        ("90s", 90.0, "1m30s"),
+        ("9m", 540.0, "9m"),
+        ("1h30m", 5400.0, "1h30m"),
+        ("1.5h", 5400.0, "1h30m"),
+        ("2m 30s", 150.0, "2m30s"),
+        ("45", 45.0, "45s"),
+    ],
+)
+def test_max_time_reads_seconds_or_durations(value, seconds, text):
+    assert parse_max_time(value) == seconds
+    assert time_text(seconds) == text
+
+
+@pytest.mark.parametrize("value", [0, -5, "", "9x", "m", "5m5", True, float("inf"), [9]])
+def test_a_bad_max_time_is_one_clear_line(value):
+    with pytest.raises(ValueError, match=r"trainer\.max_time=.* must be a positive number"):
+        Trainer(max_steps=2, max_time=value)
+    assert parse_max_time(None) is None
+
+
+def fake_clock(monkeypatch) -> list[float]:
+    """The trainer's clock reads 0, 1, 2, ... seconds, one more at each reading; the list
+    holds the readings."""
+    readings: list[float] = []
+
+    def clock():
+        readings.append(float(len(readings)))
+        return readings[-1]
+
+    monkeypatch.setattr(budget_module, "clock", clock)
+    return readings
+
+
+def test_the_time_limit_stops_after_the_step_that_passes_it(tmp_path, monkeypatch, capsys):
+    # The clock starts at 0 and the trainer reads it once after each step: step 3 reads
+    # 3 s, the limit; that step validates, checkpoints, and the run stops there.
+    fake_validation(monkeypatch, [0.5, 0.6, 0.7, 0.65, 0.99])
+    readings = fake_clock(monkeypatch)
+    overrides = [*tiny_overrides(tmp_path, 20), "trainer.val_every=2", "trainer.max_time=3s"]
+    result = train(compose_config(overrides=overrides))
+    assert readings[:4] == [0.0, 1.0, 2.0, 3.0]
+    assert [h["step"] for h in result["history"]] == [0, 2, 3]
+    assert result["steps"] == 3 and result["max_steps"] == 20
+    assert result["stopped"] == {
+        "reason": "time",
+        "step": 3,
+        "max_steps": 20,
+        "best_step": 3,
+        "metric": "opa",
+        "value": 0.7,
+        "validations": 0,
+        "patience": 0,
+        "max_time": 3.0,
+    }
+    assert load_checkpoint(result["checkpoints"]["last"])["step"] == 3
+    assert load_checkpoint(result["checkpoints"]["best"])["step"] == 3
+    out = capsys.readouterr().out
+    assert "; time limit 3s (trainer.max_time)" in out
+    assert "time limit reached at step 3: 4 s of trainer.max_time=3s" in out
+    assert (
+        "stopped at step 3 of 20: the time limit (trainer.max_time=3s) was reached; best "
+        "step 3 (opa 0.7000), the best checkpoint" in out
+    )
+    # Resumed, the run gets the limit afresh (here none) and trains on to its budget.
+    monkeypatch.undo()
+    fake_validation(monkeypatch, [0.1] * 20)
+    resumed = [*tiny_overrides(tmp_path, 20), "trainer.val_every=2", "trainer.resume=true"]
+    again = train(compose_config(overrides=resumed))
+    assert again["steps"] == 20 and again["stopped"] is None
+    assert [h["step"] for h in again["history"]][:4] == [0, 2, 3, 4]
+
+
+def test_a_time_limit_that_does_not_bind_changes_nothing(tmp_path, monkeypatch):
+    runs = {}
+    for limit in ("null", "1h"):
+        fake_clock(monkeypatch)  # a fresh clock each run: at most 21 s pass
+        overrides = [*tiny_overrides(tmp_path / limit, 6), f"trainer.max_time={limit}"]
+        runs[limit] = train(compose_config(overrides=overrides))
+    plain, capped = runs["null"], runs["1h"]
+    assert capped["stopped"] is None and capped["steps"] == plain["steps"] == 6
+    assert capped["history"] == plain["history"]
+    a = load_checkpoint(plain["checkpoints"]["last"])["model"]
+    b = load_checkpoint(capped["checkpoints"]["last"])["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 @pytest.fixture(scope="module")

@@ -209,3 +209,18 @@ def test_two_process_gst_resume_equals_an_uninterrupted_run(root, tmp_path):
     stems = sorted(k.split(":")[0] for k in a["gst"]["table"]["values"])
     assert stems == [f"synthetic_xla_train_{i:03d}" for i in range(4)]
     assert len(a["gst"]["generators"]) == 2
+
+
+@pytest.mark.slow
+def test_a_time_limit_stops_every_process_after_the_same_step(root, tmp_path):
+    # A limit that the data reading alone passes: both processes agree (an all-reduce of
+    # the flag after each step) and stop after step 1, validated and checkpointed.
+    run = tmp_path / "timed"
+    out = _run(
+        [*TINY, f"data.root={root}", f"hydra.run.dir={run}", "trainer.max_time=0.001"],
+        REPO,
+        nproc=2,
+    )
+    assert "stopped at step 1 of 6: the time limit (trainer.max_time=0.001s) was reached" in out
+    state = _params(run)
+    assert state["step"] == 1 and [h["step"] for h in state["history"]] == [0, 1]

@@ -12,12 +12,17 @@ shard (or graphs divisible by the shards) that is ``graphs / graphs_per_batch`` 
 (as PyTorch Lightning's trainer does): a per-collection default of ``max_epochs`` stays in
 force when a smoke run adds ``trainer.max_steps=20``, and ``trainer.max_steps=null`` lets
 ``max_epochs`` alone decide. At least one must be set.
+
+``trainer.max_time`` caps the wall time of a run on top of its steps: a run on a slower
+machine or a larger collection than its budget was sized for stops in time, with its best
+checkpoint as it stands (:class:`Deadline`).
 """
 
 from __future__ import annotations
 
 import math
 import re
+import time
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -166,3 +171,64 @@ class Cadence:
     def count(self, after: int, until: int) -> int:
         """Periods ending within steps ``after + 1 .. until``."""
         return math.floor(until / self.period) - math.floor(after / self.period)
+
+
+_TIME_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([hms])")
+_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0}
+
+
+def parse_max_time(value) -> float | None:
+    """``trainer.max_time`` in seconds: a positive number of seconds, or a string of
+    numbers with units ``h``, ``m``, ``s`` (``"90s"``, ``"9m"``, ``"1h30m"``); None for
+    null. Anything else is one clear line."""
+    if value is None:
+        return None
+    seconds = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.replace(" ", "")
+        if re.fullmatch(r"\d+(?:\.\d+)?", text):
+            text += "s"
+        parts = _TIME_PART.findall(text)
+        if parts and "".join(f"{n}{u}" for n, u in parts) == text:
+            seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    if seconds is None or not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(
+            f"trainer.max_time={value!r} must be a positive number of seconds, a duration "
+            "such as '90s', '9m' or '1h30m', or null"
+        )
+    return seconds
+
+
+def time_text(seconds: float) -> str:
+    """``seconds`` for a log line: ``9m``, ``1h30m``, ``2m30s``, ``90.5s``."""
+    if seconds != int(seconds) or seconds < 60:
+        return f"{seconds:g}s"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    parts = zip((hours, minutes, secs), "hms", strict=True)
+    return "".join(f"{n}{unit}" for n, unit in parts if n)
+
+
+def clock() -> float:
+    """Seconds of a monotonic clock (a function of its own, so tests can replace it)."""
+    return time.monotonic()
+
+
+class Deadline:
+    """The wall-time cap of a run (``trainer.max_time``), counted from its creation.
+
+    Args:
+        seconds: the cap, or None: no cap (:meth:`passed` is then always False).
+    """
+
+    def __init__(self, seconds: float | None):
+        self.seconds = seconds
+        self.start = clock()
+
+    def elapsed(self) -> float:
+        return clock() - self.start
+
+    def passed(self) -> bool:
+        return self.seconds is not None and self.elapsed() >= self.seconds

@@ -19,6 +19,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
+from .budget import time_text
+
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
@@ -57,12 +59,19 @@ def _scheduler(cfg: DictConfig, optimizer):
 
 
 def stop_line(result: dict) -> str:
-    """How a run ended: its budget done, or stopped early (where, why, the best step)."""
+    """How a run ended: its budget done, or stopped early or on its time limit (where,
+    why, the best step)."""
     stop = result.get("stopped")
     if not stop:
         return f"trained {result['steps']} of {result['max_steps']} steps"
     value = stop["value"]
     shown = f" {value:.4f}" if isinstance(value, float) else ""
+    if stop.get("reason") == "time":
+        return (
+            f"stopped at step {stop['step']} of {stop['max_steps']}: the time limit "
+            f"(trainer.max_time={time_text(stop['max_time'])}) was reached; best step "
+            f"{stop['best_step']} ({stop['metric']}{shown}), the best checkpoint"
+        )
     return (
         f"stopped early at step {stop['step']} of {stop['max_steps']}: no gain in "
         f"{stop['metric']} for {stop['validations']} validations (trainer.patience="

@@ -15,7 +15,16 @@ import torch
 from ..segments import GSTSettings, gst_trainer
 from . import distributed as dist_utils
 from . import folder, state
-from .budget import Budget, Cadence, check_budget, check_val_every, step_budget
+from .budget import (
+    Budget,
+    Cadence,
+    Deadline,
+    check_budget,
+    check_val_every,
+    parse_max_time,
+    step_budget,
+    time_text,
+)
 from .checkpoint import rng_state, set_rng_state
 from .interrupt import deferred_interrupt
 from .prefetch import Prefetcher
@@ -64,6 +73,14 @@ class Trainer:
         patience: stop after this many validations without improvement of
             ``select_metric`` (0: never); the ``best`` checkpoint is the one reported, and
             ``fit`` returns where and why it stopped (``stopped``).
+        max_time: a cap on the run's wall time (``None``: none), in seconds or as a
+            duration such as ``"9m"`` or ``"1h30m"``, counted from the start of ``fit``
+            (reading the data included). After the first step that ends past it the run
+            validates, checkpoints and stops (``stopped``, reason ``"time"``), so it
+            overruns the cap by at most one step and one validation; the best checkpoint is
+            the one reported. A resumed run gets the cap afresh and trains on. A run whose
+            cap binds depends on the machine's speed: set the cap above what the budget
+            takes where runs must repeat exactly.
         log_every: steps between step lines (loss, the batches' tau and OPA, gradient
             norm, seconds per step, ETA; means over the steps since the last line).
         progress: ``"auto"`` (a bar only on a terminal), ``True`` or ``False``.
@@ -110,8 +127,10 @@ class Trainer:
         shards: int | None = None,
         max_epochs: float | None = None,
         ema_decay: float | None = None,
+        max_time: float | str | None = None,
     ):
         check_budget(max_steps, max_epochs)
+        self.max_time = parse_max_time(max_time)
         if ema_decay is not None and not 0.0 < ema_decay < 1.0:
             raise ValueError(f"trainer.ema_decay must lie in (0, 1) or be null, got {ema_decay}")
         self.ema_decay = ema_decay
@@ -167,6 +186,7 @@ class Trainer:
 
     def _fit(self, model, loss_fn, optimizer, data, out_dir, scheduler, config, on_start):
         world = self.world
+        deadline = Deadline(self.max_time)
         if world.distributed and self.device.type == "cuda":
             self.device = torch.device("cuda", dist_utils.cuda_index(world.local_rank))
         out_dir = Path(dist_utils.broadcast(str(out_dir), world))
@@ -188,6 +208,7 @@ class Trainer:
             state.restore(run, resume, world, state.owned_stems(train_set.stems, world, shards))
         if world.main:
             self._start(out_dir, on_start, resume, run, budget, cadence)
+        out_of_time = False
         ckpt = {k: out_dir / "checkpoints" / f"{k}.pt" for k in ("last", "best")}
         log = ProgressLog(
             out_dir,
@@ -222,11 +243,18 @@ class Trainer:
                     run.step = step + 1
                     lr = optimizer.param_groups[0]["lr"]
                     log.step(run.step, stats, lr, time.perf_counter() - start)
-                    due = cadence.due(run.step) or run.step == max_steps
+                    out_of_time = run.step < max_steps and self._out_of_time(deadline)
+                    due = cadence.due(run.step) or run.step == max_steps or out_of_time
                     if due and self._validate_and_save(
                         run, valid_set, loss_fn, stats.loss, ckpt, log
                     ):
                         break  # no gain in `patience` validations
+                    if out_of_time:
+                        log.write(
+                            f"time limit reached at step {run.step}: {deadline.elapsed():.0f} s "
+                            f"of trainer.max_time={time_text(self.max_time)}"
+                        )
+                        break
                     stop_if_asked()
         except KeyboardInterrupt:
             raise self._interrupted(run, ckpt["last"]) from None
@@ -234,12 +262,18 @@ class Trainer:
             loader.close()
             log.close()
         metric = self._metric_name(run.best) if run.best else None
+        stopped = None
+        if self._stopped_early(run):
+            stopped = self._stop_summary(run, metric)
+        elif out_of_time:
+            stopped = {**self._stop_summary(run, metric), "reason": "time"}
+            stopped["max_time"] = self.max_time
         return {
             "best": run.best,
             "select_metric": metric,
             "steps": run.step,
             "max_steps": max_steps,
-            "stopped": self._stop_summary(run, metric) if self._stopped_early(run) else None,
+            "stopped": stopped,
             "history": run.history,
             "checkpoints": {k: str(v) for k, v in ckpt.items()},
             "tensorboard": str(out_dir / "tensorboard"),
@@ -304,14 +338,26 @@ class Trainer:
         average.update_parameters(model)  # n_averaged 1: the average is the copy
         return average
 
+    def _out_of_time(self, deadline: Deadline) -> bool:
+        """Whether the run's ``max_time`` has passed; under torchrun, on any process (all
+        processes then stop after the same step)."""
+        if self.max_time is None:
+            return False
+        passed = deadline.passed()
+        if self.world.distributed:
+            passed = dist_utils.all_sum([float(passed)], self.world, self.device)[0] > 0
+        return passed
+
     def _stopped_early(self, run: RunState) -> bool:
         return bool(self.patience) and run.bad >= self.patience
 
     def _stop_summary(self, run: RunState, metric: str) -> dict:
-        """Where and why a run stopped before its budget: ``step``, ``max_steps``, the
-        ``best_step`` (that of ``best.pt``) with its ``value`` of ``metric``, and the
-        ``validations`` without gain since."""
+        """Where and why a run stopped before its budget: ``reason`` (``"patience"``;
+        ``"time"`` for ``max_time``, with it), ``step``, ``max_steps``, the ``best_step``
+        (that of ``best.pt``) with its ``value`` of ``metric``, and the ``validations``
+        without gain since."""
         return {
+            "reason": "patience",
             "step": run.step,
             "max_steps": run.max_steps,
             "best_step": run.best["step"],
@@ -342,6 +388,8 @@ class Trainer:
         line = f"budget: {budget.text}; validation {cadence.text}"
         if self.patience:
             line += f"; early stop after {self.patience} validations without gain"
+        if self.max_time is not None:
+            line += f"; time limit {time_text(self.max_time)} (trainer.max_time)"
         print(line, flush=True)
         if resume is not None:
             print(f"resumed from step {run.step} ({resume})", flush=True)
