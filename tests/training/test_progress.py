@@ -79,6 +79,28 @@ def test_a_validation_first_prints_the_steps_the_last_line_did_not_cover(tmp_pat
     assert lines[3].endswith("eta 2m20s")
 
 
+def test_the_eta_ends_no_later_than_the_time_limit(tmp_path, capsys, monkeypatch):
+    from tpulearn.training import budget
+
+    now = [0.0]
+    monkeypatch.setattr(budget, "clock", lambda: now[0])
+    deadline = budget.Deadline(120.0)  # starts at 0 s
+    log = ProgressLog(tmp_path, World(), max_steps=1000, log_every=4, deadline=deadline)
+    for step in range(1, 9):
+        now[0] = 10.0 * step
+        log.step(step, stats(), 1e-3, 1.0)
+    log.close()
+    lines = capsys.readouterr().out.splitlines()
+    # At step 4 (40 s) 80 s are left, plus the step that passes the limit: 81 s, not the
+    # budget's 996; at step 8 (80 s), 41 s.
+    assert [line.split("eta ")[1] for line in lines] == ["1m21s", "41s"]
+    unlimited = ProgressLog(tmp_path, World(), max_steps=1000, log_every=4)
+    for step in range(1, 5):
+        unlimited.step(step, stats(), 1e-3, 1.0)
+    unlimited.close()
+    assert capsys.readouterr().out.splitlines()[0].endswith("eta 16m36s")
+
+
 @pytest.mark.parametrize(
     ("seconds", "text"), [(44.6, "45s"), (200, "3m20s"), (7500, "2h05m"), (math.inf, "?")]
 )

@@ -13,7 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import events
-from .budget import Cadence
+from .budget import Cadence, Deadline
 from .distributed import World
 from .step import StepStats
 
@@ -23,7 +23,8 @@ class ProgressLog:
 
     A step line reports the means over the steps since the previous line (the window):
     loss, the training batches' Kendall tau and OPA, gradient norm and seconds per step;
-    the ETA adds the validations still due, each as long as the last one.
+    the ETA adds the validations still due, each as long as the last one, and ends no later
+    than a time limit allows.
 
     Args:
         out_dir: run folder; TensorBoard events go to ``<out_dir>/tensorboard``.
@@ -38,6 +39,8 @@ class ProgressLog:
             :class:`~.budget.Cadence` (for the ETA; None: not counted).
         config: the resolved config, written to TensorBoard as text and hparams by a run
             that starts at step 0.
+        deadline: the run's :class:`~.budget.Deadline` (``trainer.max_time``): the ETA is
+            at most the time left, plus the step and validation that end the run.
     """
 
     def __init__(
@@ -51,7 +54,9 @@ class ProgressLog:
         device: torch.device | str = "cpu",
         val_every: int | Cadence | None = None,
         config: dict | None = None,
+        deadline: Deadline | None = None,
     ):
+        self.deadline = deadline
         self.world, self.max_steps, self.device = world, max_steps, torch.device(device)
         self.show_bar, self.log_every = bar, log_every
         self.cadence = Cadence.of(val_every) if isinstance(val_every, int) and val_every else None
@@ -120,6 +125,9 @@ class ProgressLog:
         eta = (self.max_steps - step) * m["seconds"] + self.validations_after(step) * (
             self.val_seconds
         )
+        if self.deadline is not None and self.deadline.seconds is not None:
+            left = max(self.deadline.seconds - self.deadline.elapsed(), 0.0)
+            eta = min(eta, left + m["seconds"] + self.val_seconds)
         self.window = []
         if self.show_bar:
             return

@@ -220,6 +220,7 @@ class Trainer:
             self.device,
             cadence,
             run.config,
+            deadline,
         )
         schedule = BatchSchedule(self.graphs_per_batch, len(train_set), shards, self.seed)
         ranks = [world.rank] if world.distributed else None
