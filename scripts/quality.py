@@ -3,6 +3,7 @@
     python scripts/quality.py                                   # everything, 3 seeds
     python scripts/quality.py --recipes layout_fast --families roofline --seeds 0 1 2
     python scripts/quality.py --quick                           # tiny sizes: checks the script
+    python scripts/quality.py --recipe "hinge=experiment=layout_fast loss=hinge"  # and yours
 
 For every synthetic cost-model family (:data:`tpulearn.data.synthetic.LAYOUT_FAMILIES`) a
 layout:xla:random collection is written from a data seed used nowhere else (train and valid
@@ -42,6 +43,16 @@ the whole table takes, e.g. ``--update --recipes layout_fast``. A kept row must 
 measured the same way (seeds, runs at a time, data seed; its task's sizes) and under the
 same overrides as its recipe has now; the table names the call that measured each kept
 row.
+
+``--recipe NAME=OVERRIDES`` defines a layout recipe of your own for this call: its Hydra
+overrides (as on the ``train.py`` command line) train on the table's collections beside the
+built-in recipes, over the same seeds, with the same ensembles and oracles, and its rows
+record the overrides (the table lists them). Run it next to ``layout_fast`` to see whether
+a setting ranks better on collections nobody tuned to; try it on another ``--data-seed``
+first so that the committed table's collections stay unseen. Data, seeds and run folders
+are the script's: overrides may not set ``data``, ``data.root``, ``trainer.seed`` or
+``hydra.*``. ``--recipes`` names which recipes run (by default every built-in recipe and
+every defined one).
 """
 
 from __future__ import annotations
@@ -51,6 +62,7 @@ import itertools
 import json
 import os
 import platform
+import re
 import shlex
 import statistics
 import subprocess
@@ -275,7 +287,38 @@ def read_previous(path: Path, measured_as: dict) -> dict:
     return old
 
 
-def keep_previous(old: dict, results: dict, log) -> None:
+def defined_recipes(definitions: list[str]) -> dict[str, list[str]]:
+    """``--recipe NAME=OVERRIDES`` values as {name: overrides}; a bad one raises ValueError
+    naming it and what was expected."""
+    builtin = {*LAYOUT_RECIPES, *TILE_RECIPES, *REAL_RECIPES}
+    defined: dict[str, list[str]] = {}
+    for text in definitions:
+        name, sep, rest = text.partition("=")
+        name = name.strip()
+        if not sep or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            raise ValueError(
+                f"--recipe {text!r}: expected NAME=OVERRIDES, a name of letters, digits, "
+                "'_', '.' or '-' (e.g. --recipe 'hinge=experiment=layout_fast loss=hinge')"
+            )
+        if name in builtin or name in defined:
+            what = "a built-in recipe" if name in builtin else "defined twice"
+            raise ValueError(f"--recipe {text!r}: {name!r} is {what}; choose another name")
+        try:
+            overrides = shlex.split(rest)
+        except ValueError as err:
+            raise ValueError(f"--recipe {text!r}: its overrides do not split ({err})") from None
+        for override in overrides:
+            key = override.split("=", 1)[0].lstrip("+~")
+            if key in ("data", "data.root", "trainer.seed") or key.startswith("hydra."):
+                raise ValueError(
+                    f"--recipe {text!r}: {override!r} sets {key}, which the script sets "
+                    "(its collections, seeds and run folders)"
+                )
+        defined[name] = overrides
+    return defined
+
+
+def keep_previous(old: dict, results: dict, log, recipes: dict | None = None) -> None:
     """``--update``: add to ``results`` the rows of the ``old`` table this call did not run.
 
     A row is kept only where it measures what its recipe measures now: its table's sizes
@@ -283,8 +326,11 @@ def keep_previous(old: dict, results: dict, log) -> None:
     recorded overrides equal the recipe's (a row from before overrides were recorded is
     kept by name, and said so). Overrides are the key, as the run folders' command lines are for
     ``--work``: after editing a recipe's YAML or the code, name every recipe it touches.
-    Anything not kept is named in the log, never dropped silently.
+    Anything not kept is named in the log, never dropped silently. ``recipes``: this
+    call's recipes per task (:data:`RECIPES` and the ``--recipe`` ones); a defined recipe's
+    row is kept only when this call defines it again with the same overrides.
     """
+    recipes = recipes or RECIPES
     old_meta = old["meta"]
     measured = {"command": old_meta.get("command"), "started": old_meta.get("started")}
 
@@ -311,13 +357,13 @@ def keep_previous(old: dict, results: dict, log) -> None:
         return True
 
     for task in ("layout", "tile"):
-        recipes = RECIPES[task]
+        known = recipes[task]
         for family, entry in old.get(task, {}).items():
             new = results[task].get(family)
             for recipe, row in entry["recipes"].items():
                 if new is not None and recipe in new["recipes"]:
                     continue  # measured by this call
-                if keep(f"{task} {family} {recipe}", row, recipes.get(recipe), task):
+                if keep(f"{task} {family} {recipe}", row, known.get(recipe), task):
                     if new is None:  # the family's oracles, without its rows
                         new = results[task][family] = {**entry, "recipes": {}}
                     new["recipes"][recipe] = row
@@ -325,7 +371,7 @@ def keep_previous(old: dict, results: dict, log) -> None:
         order = list(LAYOUT_FAMILIES if task == "layout" else TILE_FAMILIES)
         ranked = sorted(results[task].items(), key=lambda kv: order.index(kv[0]))
         for _, entry in ranked:
-            entry["recipes"] = {r: entry["recipes"][r] for r in recipes if r in entry["recipes"]}
+            entry["recipes"] = {r: entry["recipes"][r] for r in known if r in entry["recipes"]}
         results[task] = dict(ranked)
     for recipe, row in old.get("real", {}).items():
         if recipe not in results["real"] and keep(f"real {recipe}", row, REAL_RECIPES.get(recipe)):
@@ -341,8 +387,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--families", nargs="+", default=list(LAYOUT_FAMILIES))
     parser.add_argument("--tile-families", nargs="+", default=list(TILE_FAMILIES))
-    every = [*LAYOUT_RECIPES, *TILE_RECIPES, *REAL_RECIPES]
-    parser.add_argument("--recipes", nargs="+", default=every)
+    parser.add_argument(
+        "--recipes", nargs="+", help="the recipes to run (default: every one, defined too)"
+    )
+    parser.add_argument(
+        "--recipe",
+        action="append",
+        default=[],
+        metavar="NAME=OVERRIDES",
+        help="define a layout recipe: NAME and its train.py overrides (repeatable)",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--work", type=Path, default=Path("/tmp/tpulearn-quality"))
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "quality.md")
@@ -375,9 +429,20 @@ def main(argv: list[str] | None = None) -> int:
         "--jobs", type=int, default=1, help="runs at a time (each gets cores / jobs threads)"
     )
     args = parser.parse_args(argv)
+    try:
+        defined = defined_recipes(args.recipe)
+    except ValueError as err:
+        parser.error(str(err))
+    recipes = {"layout": {**LAYOUT_RECIPES, **defined}, "tile": TILE_RECIPES, "real": REAL_RECIPES}
+    every = [*recipes["layout"], *TILE_RECIPES, *REAL_RECIPES]
+    if args.recipes is None:
+        args.recipes = every
     unknown = set(args.recipes) - set(every)
     if unknown:
-        parser.error(f"unknown recipes {sorted(unknown)}")
+        parser.error(
+            f"unknown recipes {sorted(unknown)}; known: {', '.join(every)} (define one "
+            "with --recipe NAME=OVERRIDES)"
+        )
     for names, known in ((args.families, LAYOUT_FAMILIES), (args.tile_families, TILE_FAMILIES)):
         for name in names:
             if name not in known:
@@ -404,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # The plan: (key, run folder, overrides) per run; data written first, in order.
     jobs, roots = [], {}
-    layout_recipes = [r for r in args.recipes if r in LAYOUT_RECIPES]
+    layout_recipes = [r for r in args.recipes if r in recipes["layout"]]
     tile_recipes = [r for r in args.recipes if r in TILE_RECIPES]
     for family in args.families if layout_recipes else []:
         index = list(LAYOUT_FAMILIES).index(family)  # the data seed follows the family
@@ -413,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         data = written(root)
         for recipe, seed in itertools.product(layout_recipes, args.seeds):
-            overrides = [*LAYOUT_RECIPES[recipe], "data=synthetic", f"data.root={root}"]
+            overrides = [*recipes["layout"][recipe], "data=synthetic", f"data.root={root}"]
             name = f"{family}-{recipe}-{seed}"
             jobs.append((("layout", family, recipe, seed), name, overrides, data))
     for family in args.tile_families if tile_recipes else []:
@@ -459,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
         for recipe in layout_recipes if task == "layout" else tile_recipes:
             rows = [done[task, family, recipe, seed] for seed in args.seeds]
             summary = {
-                "overrides": RECIPES[task][recipe],
+                "overrides": recipes[task][recipe],
                 "wall_s": summarise([r["wall_s"] for r in rows]),
                 "rss_mb": max(r["rss_mb"] for r in rows),
                 "steps": [r["last_step"] for r in rows],
@@ -505,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": shlex.join(["python", "scripts/quality.py", *(argv or sys.argv[1:])]),
     }
     if previous is not None:
-        keep_previous(previous, results, log)
+        keep_previous(previous, results, log, recipes)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=str))
     args.out.write_text(render(results))
@@ -577,6 +642,15 @@ def render(results: dict) -> str:
                 f"{r['wall_s']['mean']:.0f} | {r['rss_mb']:.0f} | "
                 f"{', '.join(str(s) for s in r['steps'])} |"
             )
+    defined = {
+        recipe: r["overrides"]
+        for entry in results["layout"].values()
+        for recipe, r in entry["recipes"].items()
+        if recipe not in LAYOUT_RECIPES and "overrides" in r
+    }
+    if defined:
+        lines += ["", "Recipes defined on the command line (`--recipe`):", ""]
+        lines += [f"- `{name}`: `{shlex.join(o)}`" for name, o in defined.items()]
     if results["tile"]:
         lines += [
             "",

@@ -273,3 +273,76 @@ def test_update_drops_the_rows_of_a_task_measured_on_other_sizes(script):
     assert any("tile tile_spill tile_xla" in line and "other tile sizes" in line for line in log)
     assert list(results["layout"]["roofline"]["recipes"]) == ["defaults"]
     assert list(results["real"]) == ["real"]
+
+
+@pytest.mark.parametrize(
+    ("definition", "message"),
+    [
+        ("hinge", "expected NAME=OVERRIDES"),
+        ("two words=loss=hinge", "expected NAME=OVERRIDES"),
+        ("layout_fast=loss=hinge", "is a built-in recipe"),
+        ("mine=data.root=/elsewhere", "sets data.root, which the script sets"),
+        ("mine=trainer.seed=7", "sets trainer.seed"),
+        ("mine=hydra.run.dir=/x", "sets hydra.run.dir"),
+        ("mine=+data=other", "sets data,"),
+        ("mine='loss=hinge", "do not split"),
+    ],
+)
+def test_a_bad_recipe_definition_is_refused_naming_it(script, capsys, definition, message):
+    with pytest.raises(SystemExit):
+        script.main(["--recipe", definition])
+    err = capsys.readouterr().err
+    assert f"--recipe {definition!r}" in err and message in err
+
+
+def test_a_recipe_defined_twice_or_a_name_not_defined_is_refused(script, capsys):
+    with pytest.raises(SystemExit):
+        script.main(["--recipe", "a=loss=hinge", "--recipe", "a=loss=zscore"])
+    assert "'a' is defined twice" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        script.main(["--recipes", "mine"])
+    assert "define one with --recipe NAME=OVERRIDES" in capsys.readouterr().err
+
+
+def test_a_defined_recipe_trains_on_the_table_and_records_its_overrides(
+    script, tmp_path, monkeypatch
+):
+    """The runs are stubbed (their training is the slow test's): what a defined recipe
+    changes is which overrides train, and what its rows and the table record."""
+    trained = []
+
+    def train(run_dir, overrides, threads, log, retrain=False, data=None):
+        trained.append((run_dir.name, overrides))
+        tau = 0.3 if "loss=hinge" in overrides else 0.2
+        return {"best": {"kendall_tau": tau}, "wall_s": 1.0, "rss_mb": 100.0, "last_step": 4}
+
+    monkeypatch.setattr(script, "train", train)
+    monkeypatch.setattr(script, "ensemble_metrics", lambda *a, **k: {"kendall_tau": 0.35})
+    out = tmp_path / "quality.md"
+    common = ["--quick", "--work", str(tmp_path / "work"), "--out", str(out)]
+    common += ["--families", "roofline", "--seeds", "0", "1"]
+    define = ["--recipe", "hinge=experiment=layout_fast loss=hinge"]
+    assert script.main([*common, "--recipes", "layout_fast", "hinge", *define]) == 0
+    runs = dict(trained)
+    assert sorted(runs) == [f"roofline-{r}-{s}" for r in ("hinge", "layout_fast") for s in (0, 1)]
+    assert runs["roofline-hinge-1"][:2] == ["experiment=layout_fast", "loss=hinge"]
+    assert "trainer.seed=1" in runs["roofline-hinge-1"]
+    assert "loss=hinge" not in runs["roofline-layout_fast-0"]
+    results = json.loads(out.with_suffix(".json").read_text())
+    row = results["layout"]["roofline"]["recipes"]["hinge"]
+    assert row["overrides"] == ["experiment=layout_fast", "loss=hinge"]
+    assert row["tau"]["values"] == [0.3, 0.3]
+    table = out.read_text()
+    assert "| roofline | hinge | 0.300 +- 0.000 |" in table
+    assert "- `hinge`: `experiment=layout_fast loss=hinge`" in table
+    # --update keeps the defined recipe's rows only while the call defines it alike.
+    update = [*common, "--recipes", "layout_fast", "--update"]
+    assert script.main([*update, *define]) == 0
+    assert (
+        "hinge" in json.loads(out.with_suffix(".json").read_text())["layout"]["roofline"]["recipes"]
+    )
+    assert script.main(update) == 0
+    assert (
+        "hinge"
+        not in json.loads(out.with_suffix(".json").read_text())["layout"]["roofline"]["recipes"]
+    )
