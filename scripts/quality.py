@@ -101,6 +101,8 @@ LAYOUT_RECIPES = {
     # layout_fast fitted to each graph's standardised log runtimes (loss=zscore) instead
     # of ListMLE, at half the learning rate.
     "layout_fast_zscore": ["experiment=layout_fast", "loss=zscore", "optim.lr=5e-4"],
+    # layout_fast trained on ListMLE + 30 x the pairwise hinge (loss/listmle_hinge.yaml).
+    "layout_fast_listmle_hinge": ["experiment=layout_fast", "loss=listmle_hinge"],
     # layout_fast whose layers also read each node's users and operands apart.
     "layout_fast_directed": ["experiment=layout_fast", "model.directed=true"],
     # The paper's GST setting (experiment=layout_gst), shrunk to this machine: 64 wide,

@@ -322,6 +322,18 @@ def test_combined_from_hydra_config():
     assert combined(scores, runtime).item() == pytest.approx(expected.item(), rel=1e-12)
 
 
+def test_the_listmle_hinge_config_is_listmle_plus_30_hinges():
+    from tiny_runs import compose_config
+
+    combined = instantiate(compose_config(overrides=["loss=listmle_hinge"]).loss)
+    scores, runtime = _random_batch(seed=8)
+    expected = listmle_loss(scores, runtime, temperature=1.0) + 30.0 * pairwise_hinge_loss(
+        scores, runtime, margin=0.1
+    )
+    assert combined(scores, runtime).item() == pytest.approx(expected.item(), rel=1e-12)
+    assert combined.names == ["ListMLELoss", "PairwiseHingeLoss"]
+
+
 # ---- pad_by_graph ---------------------------------------------------------------
 
 
