@@ -92,19 +92,20 @@ LAYOUT = "layout:xla:random"
 LAYOUT_RECIPES = {
     "defaults": [],
     "layout_fast": ["experiment=layout_fast"],
-    # The previous recipe: 3 message-passing layers, no layout_tiling.
+    # layout_fast on ListMLE alone, the recipe's loss before ListMLE + 30 x the hinge.
+    "layout_fast_listmle": ["experiment=layout_fast", "loss=listmle"],
+    # The recipe before that: 3 message-passing layers, no layout_tiling, ListMLE.
     "layout_fast_3layers": [
         "experiment=layout_fast",
         "model.num_layers=3",
         "model.layout_tiling=false",
+        "loss=listmle",
     ],
     # layout_fast fitted to each graph's standardised log runtimes (loss=zscore) instead
-    # of ListMLE, at half the learning rate.
+    # of ranking losses, at half the learning rate.
     "layout_fast_zscore": ["experiment=layout_fast", "loss=zscore", "optim.lr=5e-4"],
-    # layout_fast trained on ListMLE + 30 x the pairwise hinge (loss/listmle_hinge.yaml).
-    "layout_fast_listmle_hinge": ["experiment=layout_fast", "loss=listmle_hinge"],
-    # layout_fast whose layers also read each node's users and operands apart.
-    "layout_fast_directed": ["experiment=layout_fast", "model.directed=true"],
+    # layout_fast on ListMLE whose layers also read each node's users and operands apart.
+    "layout_fast_directed": ["experiment=layout_fast", "model.directed=true", "loss=listmle"],
     # The paper's GST setting (experiment=layout_gst), shrunk to this machine: 64 wide,
     # 8 graphs per step, segments of 400 nodes, lr 1e-3, 300 steps (200 epochs of 12 graphs).
     "gst_small": [

@@ -300,6 +300,9 @@ def test_every_experiment_composes_and_instantiates(experiment):
         assert net.config_encoder.layout_relations and net.readout == ("attn",)
         assert isinstance(net.head, torch.nn.Linear)
         assert net.hidden_channels == 64 and cfg.optim.lr == 1e-3
+        # ListMLE + 30 x the pairwise hinge (loss/listmle_hinge.yaml)
+        terms = [(t.weight, t.loss._target_.rsplit(".", 1)[1]) for t in cfg.loss.terms]
+        assert terms == [(1.0, "ListMLELoss"), (30.0, "PairwiseHingeLoss")]
     elif experiment.startswith("layout"):
         assert type(net).__name__ == "SegmentModel" and net.max_segment_nodes == 1000
         assert net.model.hidden_channels == 256 and cfg.optim.lr == 1e-4
