@@ -22,8 +22,10 @@ the official indices), a transfer a synthetic table cannot show.
 
 ``--work`` keeps the data and runs: a finished run is read back, not trained again, so
 rerunning the same command after an interruption (or with another recipe added) trains
-only what is missing and rewrites the whole table. Runs are matched by their command
-line and data: after changing an experiment's YAML or the code, pass ``--retrain``.
+only what is missing and rewrites the whole table. A run is read back only when its
+command line and data are this call's and its checkpoint's config is the one that command
+composes now: an edited YAML (an experiment, a default) trains again exactly the runs it
+changes. The code is not compared: after changing it, pass ``--retrain``.
 
 ``--data-seed`` writes other collections of the same families and shape (seed + the
 family's index; the committed table uses the default): try a change there first, with its
@@ -40,9 +42,10 @@ on the data it trained on (the command line alone does not name the data), so a
 ``--update`` rewrites only the rows of the recipes given, keeping the others from the
 table's JSON (``--out`` with ``.json``): a changed recipe is measured again without the hour
 the whole table takes, e.g. ``--update --recipes layout_fast``. A kept row must have been
-measured the same way (seeds, runs at a time, data seed; its task's sizes) and under the
-same overrides as its recipe has now; the table names the call that measured each kept
-row.
+measured the same way (seeds, runs at a time, data seed; its task's sizes), under the
+same overrides as its recipe has now and, where the row records one, the same composed
+config (a digest of it, so an edited YAML drops the rows it changes); the table names the
+call that measured each kept row.
 
 ``--recipe NAME=OVERRIDES`` defines a layout recipe of your own for this call: its Hydra
 overrides (as on the ``train.py`` command line) train on the table's collections beside the
@@ -58,6 +61,7 @@ every defined one).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
 import os
@@ -67,12 +71,15 @@ import shlex
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
+from hydra.errors import HydraException
+from omegaconf import OmegaConf
 
 from tpulearn.data.schema import collection_dir
 from tpulearn.data.synthetic import (
@@ -82,8 +89,10 @@ from tpulearn.data.synthetic import (
     write_layout_collection,
     write_tile_collection,
 )
+from tpulearn.leaderboard import IGNORED_KEYS, compose, config_differences, flatten_config
 from tpulearn.metrics import Evaluator
 from tpulearn.predict import Ensemble
+from tpulearn.training.checkpoint import CheckpointReadError, load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 LAYOUT = "layout:xla:random"
@@ -195,6 +204,65 @@ def written(root: Path) -> dict:
     return json.loads((root / "written.json").read_text())
 
 
+def run_overrides(
+    task: str, recipe: list[str], root: Path | str | None, seed: int, extra: list[str]
+) -> list[str]:
+    """A run's ``train.py`` overrides: the recipe's, its data (synthetic layout and tile
+    collections at ``root``; the bundled sample for ``real``), the seed, ``extra``."""
+    data = {"layout": ["data=synthetic", f"data.root={root}"], "tile": [f"data.root={root}"]}
+    return [*recipe, *data.get(task, []), f"trainer.seed={seed}", *extra]
+
+
+# What train() adds to every run's overrides, besides its folder.
+PROCESS = ["trainer.progress=false", "trainer.overwrite=true"]
+# Keys in which the runs of one row differ (data, seed, folder): not in its config key.
+PER_RUN = {"data.root", "trainer.seed", "out_dir"}
+# Hydra's compose uses global state, and runs are started from several threads.
+_COMPOSING = threading.Lock()
+
+
+def composed(overrides: list[str], resolve: bool = True) -> dict:
+    """The config ``train.py`` composes from ``overrides`` (``hydra.*`` left out) as a
+    checkpoint stores it (resolved; ``out_dir``, a run's folder, set to ``.``).
+
+    Raises:
+        ValueError: the overrides do not compose, naming them and Hydra's reason.
+    """
+    plain = [o for o in overrides if not o.lstrip("+~").startswith("hydra.")]
+    try:
+        with _COMPOSING:
+            cfg = compose("config", [*plain, "out_dir=."])
+    except HydraException as err:
+        raise ValueError(f"the overrides {plain} do not compose: {err}") from None
+    return OmegaConf.to_container(cfg, resolve=resolve)
+
+
+def config_key(task: str, recipe: list[str], extra: list[str]) -> str:
+    """A digest of the config a recipe's runs compose, less the keys its runs differ in
+    (:data:`PER_RUN`) and those that do not change what a run trains (``IGNORED_KEYS``):
+    rows of one key were trained alike. Unresolved, so no environment variable enters."""
+    overrides = [*run_overrides(task, recipe, "ROOT", 0, extra), *PROCESS]
+    flat = flatten_config(composed(overrides, resolve=False))
+    kept = {k: v for k, v in flat.items() if k not in PER_RUN and k not in IGNORED_KEYS}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def config_changed(run_dir: Path, overrides: list[str]) -> str | None:
+    """Why the finished run in ``run_dir`` is not what ``overrides`` compose now (its last
+    checkpoint's config against theirs), or None when it is."""
+    try:
+        stored = load_checkpoint(run_dir / "checkpoints" / "last.pt").get("config")
+    except (FileNotFoundError, CheckpointReadError) as err:
+        return f"its checkpoint cannot be read: {err}"
+    if stored is None:
+        return "its checkpoint holds no config"
+    diff = config_differences(stored, composed(overrides))
+    if not diff:
+        return None
+    more = f"; and {len(diff) - 3} more" if len(diff) > 3 else ""
+    return "its config is not the one its command composes now: " + "; ".join(diff[:3]) + more
+
+
 def train(
     run_dir: Path,
     overrides: list[str],
@@ -206,19 +274,23 @@ def train(
     """One ``train.py`` process: its best validation metrics, wall time and peak RSS.
 
     A run folder holding a finished run of the same command on the same data (``data``:
-    what :func:`write_data` wrote, its ``written.json``) is read, not trained again
-    (``retrain`` trains anyway), so an interrupted table resumes where it stopped, and a
-    run on collections another ``--data-seed`` or ``--train-graphs`` wrote into the same
-    ``--work`` trains again. The command and data are the key: after editing an
-    experiment's YAML or the code, retrain.
+    what :func:`write_data` wrote, its ``written.json``) whose checkpoint's config is the
+    one the command composes now is read, not trained again (``retrain`` trains anyway),
+    so an interrupted table resumes where it stopped, a run on collections another
+    ``--data-seed`` or ``--train-graphs`` wrote into the same ``--work`` trains again, and
+    so does one whose YAML changed since (said in the log). The code is not compared: after
+    editing it, retrain.
     """
-    cmd = [sys.executable, "train.py", *overrides, "trainer.progress=false"]
-    cmd += [f"hydra.run.dir={run_dir}", "trainer.overwrite=true"]
+    cmd = [sys.executable, "train.py", *overrides, PROCESS[0]]
+    cmd += [f"hydra.run.dir={run_dir}", PROCESS[1]]
     done = run_dir / "quality.json"
     if done.exists() and not retrain:
         row = json.loads(done.read_text())
         if row.get("command") == cmd[1:] and row.get("data") == data:
-            return row
+            why = config_changed(run_dir, cmd[2:])
+            if why is None:
+                return row
+            log(f"  {run_dir.name} trains again: {why}")
     log(f"  $ {shlex.join(cmd[1:])}")
     run_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
@@ -321,19 +393,37 @@ def defined_recipes(definitions: list[str]) -> dict[str, list[str]]:
     return defined
 
 
-def keep_previous(old: dict, results: dict, log, recipes: dict | None = None) -> None:
+def keep_previous(
+    old: dict, results: dict, log, recipes: dict | None = None, extra: list[str] | None = None
+) -> None:
     """``--update``: add to ``results`` the rows of the ``old`` table this call did not run.
 
     A row is kept only where it measures what its recipe measures now: its table's sizes
-    for its task equal this call's (so new tile sizes cost the tile rows alone) and its
-    recorded overrides equal the recipe's (a row from before overrides were recorded is
-    kept by name, and said so). Overrides are the key, as the run folders' command lines are for
-    ``--work``: after editing a recipe's YAML or the code, name every recipe it touches.
-    Anything not kept is named in the log, never dropped silently. ``recipes``: this
-    call's recipes per task (:data:`RECIPES` and the ``--recipe`` ones); a defined recipe's
-    row is kept only when this call defines it again with the same overrides.
+    for its task equal this call's (so new tile sizes cost the tile rows alone), its
+    recorded overrides equal the recipe's and its recorded config key
+    (:func:`config_key`) the one they compose now, so an edited YAML drops the rows it
+    changes. A row from before overrides were recorded is kept by name, one from before
+    config keys were by its overrides, each said so. The code is not compared: after
+    editing it, name every recipe it touches. Anything not kept is named in the log,
+    never dropped silently. ``recipes``: this call's recipes per task (:data:`RECIPES` and
+    the ``--recipe`` ones); a defined recipe's row is kept only when this call defines it
+    again with the same overrides. ``extra``: the overrides every run of this call adds
+    (``--quick``'s).
     """
     recipes = recipes or RECIPES
+    keys: dict = {}
+
+    def key_now(task: str, overrides: list[str]) -> str | None:
+        """The recipe's config key now; None when its overrides no longer compose."""
+        at = (task, *overrides)
+        if at not in keys:
+            try:
+                keys[at] = config_key(task, overrides, extra or [])
+            except ValueError as err:
+                log(f"  {err}")
+                keys[at] = None
+        return keys[at]
+
     old_meta = old["meta"]
     measured = {"command": old_meta.get("command"), "started": old_meta.get("started")}
 
@@ -344,18 +434,23 @@ def keep_previous(old: dict, results: dict, log, recipes: dict | None = None) ->
     sizes = results["meta"]["sizes"]
     sized = {task: same_sizes(task) for task in ("layout", "tile")}
 
-    def keep(name: str, row: dict, current: list[str] | None, task: str | None = None) -> bool:
+    def keep(name: str, row: dict, current: list[str] | None, task: str) -> bool:
         if current is None:
             log(f"  not kept: {name} (no such recipe now)")
             return False
-        if task is not None and not sized[task]:
+        if task in sized and not sized[task]:
             log(f"  not kept: {name} (measured on other {task} sizes: run it again)")
             return False
         if "overrides" in row and row["overrides"] != current:
             log(f"  not kept: {name} (its overrides changed: run it again)")
             return False
+        if "config" in row and row["config"] != key_now(task, current):
+            log(f"  not kept: {name} (the config its overrides compose changed: run it again)")
+            return False
         if "overrides" not in row:
             log(f"  kept by name: {name} (measured before overrides were recorded)")
+        elif "config" not in row:
+            log(f"  kept by overrides: {name} (measured before config keys were recorded)")
         row.setdefault("measured", measured)
         return True
 
@@ -377,7 +472,8 @@ def keep_previous(old: dict, results: dict, log, recipes: dict | None = None) ->
             entry["recipes"] = {r: entry["recipes"][r] for r in known if r in entry["recipes"]}
         results[task] = dict(ranked)
     for recipe, row in old.get("real", {}).items():
-        if recipe not in results["real"] and keep(f"real {recipe}", row, REAL_RECIPES.get(recipe)):
+        current = REAL_RECIPES.get(recipe)
+        if recipe not in results["real"] and keep(f"real {recipe}", row, current, "real"):
             results["real"][recipe] = row
     results["real"] = {r: results["real"][r] for r in REAL_RECIPES if r in results["real"]}
 
@@ -481,7 +577,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         data = written(root)
         for recipe, seed in itertools.product(layout_recipes, args.seeds):
-            overrides = [*recipes["layout"][recipe], "data=synthetic", f"data.root={root}"]
+            overrides = run_overrides("layout", recipes["layout"][recipe], root, seed, extra)
             name = f"{family}-{recipe}-{seed}"
             jobs.append((("layout", family, recipe, seed), name, overrides, data))
     for family in args.tile_families if tile_recipes else []:
@@ -491,21 +587,21 @@ def main(argv: list[str] | None = None) -> int:
         )
         data = written(root)
         for recipe, seed in itertools.product(tile_recipes, args.seeds):
-            overrides = [*TILE_RECIPES[recipe], f"data.root={root}"]
+            overrides = run_overrides("tile", TILE_RECIPES[recipe], root, seed, extra)
             name = f"tile-{family}-{recipe}-{seed}"
             jobs.append((("tile", family, recipe, seed), name, overrides, data))
     real_recipes = [r for r in args.recipes if r in REAL_RECIPES]
     for recipe, seed in itertools.product(real_recipes, args.seeds):
         name = f"real-{seed}" if recipe == "real" else f"{recipe}-{seed}"
-        jobs.append((("real", None, recipe, seed), name, REAL_RECIPES[recipe], None))
+        overrides = run_overrides("real", REAL_RECIPES[recipe], None, seed, extra)
+        jobs.append((("real", None, recipe, seed), name, overrides, None))
 
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     done: dict = {}
 
     def run(job):
         key, name, overrides, data = job
-        run_dir, seed = args.work / "runs" / name, f"trainer.seed={key[3]}"
-        row = train(run_dir, [*overrides, seed, *extra], threads, log, args.retrain, data)
+        row = train(args.work / "runs" / name, overrides, threads, log, args.retrain, data)
         metric = "top5_error" if key[0] == "tile" else "kendall_tau"
         log(
             f"  {name}: {metric} {row['best'].get(metric, float('nan')):.4f}, "
@@ -528,6 +624,7 @@ def main(argv: list[str] | None = None) -> int:
             rows = [done[task, family, recipe, seed] for seed in args.seeds]
             summary = {
                 "overrides": recipes[task][recipe],
+                "config": config_key(task, recipes[task][recipe], extra),
                 "wall_s": summarise([r["wall_s"] for r in rows]),
                 "rss_mb": max(r["rss_mb"] for r in rows),
                 "steps": [r["last_step"] for r in rows],
@@ -557,6 +654,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = [done["real", None, recipe, seed] for seed in args.seeds]
         results["real"][recipe] = {
             "overrides": REAL_RECIPES[recipe],
+            "config": config_key("real", REAL_RECIPES[recipe], extra),
             "tau": summarise([r["best"]["kendall_tau"] for r in rows]),
             "wall_s": summarise([r["wall_s"] for r in rows]),
             "rss_mb": max(r["rss_mb"] for r in rows),
@@ -573,7 +671,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": shlex.join(["python", "scripts/quality.py", *(argv or sys.argv[1:])]),
     }
     if previous is not None:
-        keep_previous(previous, results, log, recipes)
+        keep_previous(previous, results, log, recipes, extra)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=str))
     args.out.write_text(render(results))

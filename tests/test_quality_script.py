@@ -4,6 +4,7 @@ import json
 import math
 
 import pytest
+import torch
 from tiny_runs import load_script
 
 
@@ -68,21 +69,34 @@ def test_unknown_recipe_or_family_is_refused(script, capsys):
         assert "unknown" in capsys.readouterr().err
 
 
-def test_a_finished_run_is_read_back_unless_retrain(script, tmp_path, monkeypatch):
-    run, overrides = tmp_path / "run", ["experiment=layout_fast", "trainer.seed=0"]
-    run.mkdir()
+def _finished_run(script, run, overrides, config=None):
+    """A run folder as train() leaves it: its row and a last checkpoint holding the config
+    (by default the one the overrides compose now)."""
     command = ["train.py", *overrides, "trainer.progress=false"]
     command += [f"hydra.run.dir={run}", "trainer.overwrite=true"]
     row = {"command": command, "best": {"kendall_tau": 0.5}}
+    (run / "checkpoints").mkdir(parents=True, exist_ok=True)
     (run / "quality.json").write_text(json.dumps(row))
+    config = config or script.composed([*overrides, *script.PROCESS])
+    torch.save({"config": config, "step": 4}, run / "checkpoints" / "last.pt")
+    return row
 
-    class Launched(Exception):
-        pass
 
+class Launched(Exception):
+    pass
+
+
+def _no_training(script, monkeypatch):
     def popen(*args, **kwargs):
         raise Launched
 
     monkeypatch.setattr(script.subprocess, "Popen", popen)
+
+
+def test_a_finished_run_is_read_back_unless_retrain(script, tmp_path, monkeypatch):
+    run, overrides = tmp_path / "run", ["experiment=layout_fast", "trainer.seed=0"]
+    row = _finished_run(script, run, overrides)
+    _no_training(script, monkeypatch)
     assert script.train(run, overrides, 1, print) == row
     with pytest.raises(Launched):
         script.train(run, overrides, 1, print, retrain=True)
@@ -98,6 +112,52 @@ def test_a_finished_run_is_read_back_unless_retrain(script, tmp_path, monkeypatc
         script.train(run, overrides, 1, print, data={**data, "train": 48})
     with pytest.raises(Launched):
         script.train(run, overrides, 1, print)
+
+
+def test_a_finished_run_whose_yaml_changed_since_trains_again(script, tmp_path, monkeypatch):
+    """The same command composing another config (an experiment's YAML edited since the
+    run) is not the finished run: it trains again, and the log says which keys changed."""
+    run, overrides = tmp_path / "run", ["experiment=layout_fast", "trainer.seed=0"]
+    config = script.composed([*overrides, *script.PROCESS])
+    assert config["loss"]["terms"][1]["weight"] == 30.0  # the recipe's hinge weight
+    _finished_run(script, run, overrides, config)
+    _no_training(script, monkeypatch)
+    log = []
+    assert script.train(run, overrides, 1, log.append)["best"] == {"kendall_tau": 0.5}
+    assert log == []
+    # As if the run had trained before the YAML set the hinge's weight to 30.
+    config["loss"]["terms"][1]["weight"] = 10.0
+    _finished_run(script, run, overrides, config)
+    with pytest.raises(Launched):
+        script.train(run, overrides, 1, log.append)
+    assert "run trains again" in log[0] and log[1].startswith("  $ train.py")
+    assert "loss.terms: checkpoint" in log[0] and "'weight': 10.0" in log[0]
+    # Keys that do not change what a run trains are not compared.
+    config["loss"]["terms"][1]["weight"] = 30.0
+    config["trainer"]["progress"] = True
+    _finished_run(script, run, overrides, config)
+    assert script.train(run, overrides, 1, log.append)["best"] == {"kendall_tau": 0.5}
+    # A finished run without its checkpoint cannot be checked: it trains again.
+    (run / "checkpoints" / "last.pt").unlink()
+    with pytest.raises(Launched):
+        script.train(run, overrides, 1, log.append)
+    assert "checkpoint cannot be read" in log[-2] and "does not exist" in log[-2]
+
+
+def test_the_config_key_follows_what_a_recipe_trains(script, monkeypatch):
+    recipe = script.LAYOUT_RECIPES["layout_fast"]
+    key = script.config_key("layout", recipe, [])
+    assert len(key) == 16 and key == script.config_key("layout", recipe, [])
+    # Another loss, or --quick's overrides: another config, another key.
+    assert script.config_key("layout", [*recipe, "loss=listmle"], []) != key
+    assert script.config_key("layout", recipe, script.QUICK_OVERRIDES) != key
+    # Keys that do not change what a run trains leave it alone.
+    assert script.config_key("layout", [*recipe, "data.eval_chunk=8"], []) == key
+    # An environment variable a config reads does not enter it (unresolved).
+    monkeypatch.setenv("TPUGRAPHS_ROOT", "/somewhere/else")
+    assert script.config_key("layout", recipe, []) == key
+    with pytest.raises(ValueError, match="do not compose"):
+        script.config_key("layout", [*recipe, "model.no_such_key=1"], [])
 
 
 def _table(script, seeds=(0, 1), layout=None, real=None, command="python scripts/quality.py"):
@@ -169,6 +229,39 @@ def test_update_keeps_the_rows_not_run_that_still_measure_their_recipe(script, t
     assert "Kept from `python scripts/quality.py --jobs 2`, 2026-01-01 00:00" in header
     assert "roofline gst_small" in header and "real real" in header
     assert "layout_fast" not in header
+
+
+def test_update_drops_a_row_whose_recipe_composes_another_config_now(script):
+    """Same overrides, another composed config (a YAML edited since the row was measured):
+    the row goes, named; rows from before config keys are kept by their overrides."""
+    recipes = script.LAYOUT_RECIPES
+    keyed = {
+        **_row(0.1, recipes["gst_small"]),
+        "config": script.config_key("layout", recipes["gst_small"], []),
+    }
+    stale = {**_row(0.2, recipes["layout_fast"]), "config": "0" * 16}
+    old = _table(
+        script,
+        layout={
+            "roofline": {
+                "oracle": {"kendall_tau": 0.7},
+                "recipes": {"gst_small": keyed, "layout_fast": stale, "defaults": _row(0.3, [])},
+            }
+        },
+        real={"real_zscore": {**_row(0.09, ["loss=zscore"]), "config": "1" * 16}},
+    )
+    results = _table(script)
+    log = []
+    script.keep_previous(old, results, log.append)
+    assert list(results["layout"]["roofline"]["recipes"]) == ["defaults", "gst_small"]
+    assert results["real"] == {}
+    for name in ("layout roofline layout_fast", "real real_zscore"):
+        assert any(name in line and "compose changed" in line for line in log)
+    assert any("kept by overrides: layout roofline defaults" in line for line in log)
+    # The key includes the overrides every run of the call adds (--quick's).
+    results = _table(script)
+    script.keep_previous(old, results, log.append, extra=script.QUICK_OVERRIDES)
+    assert list(results["layout"]["roofline"]["recipes"]) == ["defaults"]
 
 
 def test_update_refuses_a_table_measured_another_way_before_training(script, tmp_path):

@@ -34,7 +34,7 @@ from .reference import (
     PAPER_TOP_K_ERROR_PERCENT,
 )
 from .reproduce import kaggle, run_leaderboard
-from .reuse import IGNORED_KEYS, config_differences, existing_run
+from .reuse import IGNORED_KEYS, config_differences, existing_run, flatten_config
 from .runs import CONFIG_DIR, compose, quote
 from .tables import fmt, markdown, write_json
 
@@ -55,6 +55,7 @@ __all__ = [
     "config_differences",
     "existing_run",
     "experiment_name",
+    "flatten_config",
     "fmt",
     "kaggle",
     "markdown",

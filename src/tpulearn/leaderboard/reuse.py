@@ -19,11 +19,12 @@ IGNORED_KEYS = {
 }
 
 
-def _flatten(tree: Mapping, prefix: str = "") -> dict:
+def flatten_config(tree: Mapping, prefix: str = "") -> dict:
+    """A nested config as {dotted key: value} (lists and empty mappings are values)."""
     out = {}
     for key, value in tree.items():
         if isinstance(value, Mapping) and value:
-            out.update(_flatten(value, f"{prefix}{key}."))
+            out.update(flatten_config(value, f"{prefix}{key}."))
         else:
             out[f"{prefix}{key}"] = value
     return out
@@ -31,7 +32,7 @@ def _flatten(tree: Mapping, prefix: str = "") -> dict:
 
 def config_differences(stored: Mapping, wanted: Mapping) -> list[str]:
     """Keys (dotted) whose values differ, ignoring those of :data:`IGNORED_KEYS`."""
-    a, b = _flatten(stored), _flatten(wanted)
+    a, b = flatten_config(stored), flatten_config(wanted)
     return [
         f"{k}: checkpoint {a.get(k)!r} vs requested {b.get(k)!r}"
         for k in sorted(set(a) | set(b))
