@@ -89,7 +89,13 @@ from tpulearn.data.synthetic import (
     write_layout_collection,
     write_tile_collection,
 )
-from tpulearn.leaderboard import IGNORED_KEYS, compose, config_differences, flatten_config
+from tpulearn.leaderboard import (
+    IGNORED_KEYS,
+    compose,
+    config_differences,
+    flatten_config,
+    shown_differences,
+)
 from tpulearn.metrics import Evaluator
 from tpulearn.predict import Ensemble
 from tpulearn.training.checkpoint import CheckpointReadError, load_checkpoint
@@ -259,8 +265,7 @@ def config_changed(run_dir: Path, overrides: list[str]) -> str | None:
     diff = config_differences(stored, composed(overrides))
     if not diff:
         return None
-    more = f"; and {len(diff) - 3} more" if len(diff) > 3 else ""
-    return "its config is not the one its command composes now: " + "; ".join(diff[:3]) + more
+    return "its config is not the one its command composes now: " + shown_differences(diff, 3)
 
 
 def train(
@@ -614,6 +619,13 @@ def main(argv: list[str] | None = None) -> int:
         for key, row in pool.map(run, jobs):
             done[key] = row
 
+    # Each recipe's config key, composed once (a layout recipe's rows share it).
+    chosen = {"layout": layout_recipes, "tile": tile_recipes, "real": real_recipes}
+    config_keys = {
+        (task, r): config_key(task, recipes[task][r], extra)
+        for task in chosen
+        for r in chosen[task]
+    }
     results: dict = {"layout": {}, "tile": {}, "real": {}}
     for (task, family), root in roots.items():
         collection = LAYOUT if task == "layout" else "tile:xla"
@@ -624,7 +636,7 @@ def main(argv: list[str] | None = None) -> int:
             rows = [done[task, family, recipe, seed] for seed in args.seeds]
             summary = {
                 "overrides": recipes[task][recipe],
-                "config": config_key(task, recipes[task][recipe], extra),
+                "config": config_keys[task, recipe],
                 "wall_s": summarise([r["wall_s"] for r in rows]),
                 "rss_mb": max(r["rss_mb"] for r in rows),
                 "steps": [r["last_step"] for r in rows],
@@ -654,7 +666,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = [done["real", None, recipe, seed] for seed in args.seeds]
         results["real"][recipe] = {
             "overrides": REAL_RECIPES[recipe],
-            "config": config_key("real", REAL_RECIPES[recipe], extra),
+            "config": config_keys["real", recipe],
             "tau": summarise([r["best"]["kendall_tau"] for r in rows]),
             "wall_s": summarise([r["wall_s"] for r in rows]),
             "rss_mb": max(r["rss_mb"] for r in rows),

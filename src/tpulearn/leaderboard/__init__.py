@@ -34,7 +34,13 @@ from .reference import (
     PAPER_TOP_K_ERROR_PERCENT,
 )
 from .reproduce import kaggle, run_leaderboard
-from .reuse import IGNORED_KEYS, config_differences, existing_run, flatten_config
+from .reuse import (
+    IGNORED_KEYS,
+    config_differences,
+    existing_run,
+    flatten_config,
+    shown_differences,
+)
 from .runs import CONFIG_DIR, compose, quote
 from .tables import fmt, markdown, write_json
 
@@ -62,6 +68,7 @@ __all__ = [
     "plan_sources",
     "quote",
     "root_folder_and_override",
+    "shown_differences",
     "run_leaderboard",
     "split_counts",
     "write_json",

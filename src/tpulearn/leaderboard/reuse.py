@@ -40,6 +40,12 @@ def config_differences(stored: Mapping, wanted: Mapping) -> list[str]:
     ]
 
 
+def shown_differences(diff: list[str], limit: int = 5) -> str:
+    """The first ``limit`` of :func:`config_differences`' lines, and how many more."""
+    more = f"; and {len(diff) - limit} more" if len(diff) > limit else ""
+    return "; ".join(diff[:limit]) + more
+
+
 def existing_run(run_dir: Path, wanted: Mapping) -> tuple[str, int | None]:
     """What to do with a run folder, and the step of its best checkpoint: ``"train"``
     (no checkpoint), ``"reuse"`` (finished, same config) or ``"resume"`` (interrupted,
@@ -55,10 +61,9 @@ def existing_run(run_dir: Path, wanted: Mapping) -> tuple[str, int | None]:
     for path, state in states.items():
         diff = config_differences(state.get("config", {}), wanted)
         if diff:
-            shown = "; ".join(diff[:5]) + (f"; and {len(diff) - 5} more" if len(diff) > 5 else "")
             raise CheckpointMismatchError(
-                f"{path} was made with another config ({shown}); pass --retrain to replace "
-                "it, or --out for another folder"
+                f"{path} was made with another config ({shown_differences(diff)}); pass "
+                "--retrain to replace it, or --out for another folder"
             )
     if last in states:
         state, trainer = states[last], wanted["trainer"]
