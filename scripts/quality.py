@@ -25,7 +25,9 @@ rerunning the same command after an interruption (or with another recipe added) 
 only what is missing and rewrites the whole table. A run is read back only when its
 command line and data are this call's and its checkpoint's config is the one that command
 composes now: an edited YAML (an experiment, a default) trains again exactly the runs it
-changes. The code is not compared: after changing it, pass ``--retrain``.
+changes. The code is not compared: after changing it, pass ``--retrain``. Each run records
+the call that trained it (command line and start), and the table names the calls whose
+runs it read back.
 
 ``--data-seed`` writes other collections of the same families and shape (seed + the
 family's index; the committed table uses the default): try a change there first, with its
@@ -275,6 +277,7 @@ def train(
     log,
     retrain: bool = False,
     data: dict | None = None,
+    call: dict | None = None,
 ) -> dict:
     """One ``train.py`` process: its best validation metrics, wall time and peak RSS.
 
@@ -284,7 +287,8 @@ def train(
     so an interrupted table resumes where it stopped, a run on collections another
     ``--data-seed`` or ``--train-graphs`` wrote into the same ``--work`` trains again, and
     so does one whose YAML changed since (said in the log). The code is not compared: after
-    editing it, retrain.
+    editing it, retrain. A run trained here records ``call`` (this quality.py call's
+    ``command`` and ``started``) as its ``trained_by``; a run read back keeps its own.
     """
     cmd = [sys.executable, "train.py", *overrides, PROCESS[0]]
     cmd += [f"hydra.run.dir={run_dir}", PROCESS[1]]
@@ -317,6 +321,7 @@ def train(
         "wall_s": wall,
         "rss_mb": usage.ru_maxrss / 1024,
         "threads": threads,
+        "trained_by": call,
     }
     done.write_text(json.dumps(row))
     return row
@@ -557,7 +562,9 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--train-graphs must be >= 1, got {args.train_graphs}")
         size = {**size, "layout": {**size["layout"], "train": args.train_graphs}}
     extra = QUICK_OVERRIDES if args.quick else []
-    started = time.strftime("%Y-%m-%d %H:%M")
+    started = time.strftime("%Y-%m-%d %H:%M:%S")
+    command = shlex.join(["python", "scripts/quality.py", *(argv or sys.argv[1:])])
+    call = {"command": command, "started": started}
     previous = None
     if args.update:
         # Sizes are checked per task, row by row (keep_previous).
@@ -606,7 +613,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def run(job):
         key, name, overrides, data = job
-        row = train(args.work / "runs" / name, overrides, threads, log, args.retrain, data)
+        row = train(args.work / "runs" / name, overrides, threads, log, args.retrain, data, call)
         metric = "top5_error" if key[0] == "tile" else "kendall_tau"
         log(
             f"  {name}: {metric} {row['best'].get(metric, float('nan')):.4f}, "
@@ -640,6 +647,7 @@ def main(argv: list[str] | None = None) -> int:
                 "wall_s": summarise([r["wall_s"] for r in rows]),
                 "rss_mb": max(r["rss_mb"] for r in rows),
                 "steps": [r["last_step"] for r in rows],
+                "trained_by": [r.get("trained_by") for r in rows],
             }
             # The mean-rank ensemble of the seeds' best checkpoints (the run folders of jobs).
             prefix = family if task == "layout" else f"tile-{family}"
@@ -670,6 +678,7 @@ def main(argv: list[str] | None = None) -> int:
             "tau": summarise([r["best"]["kendall_tau"] for r in rows]),
             "wall_s": summarise([r["wall_s"] for r in rows]),
             "rss_mb": max(r["rss_mb"] for r in rows),
+            "trained_by": [r.get("trained_by") for r in rows],
         }
 
     results["meta"] = {
@@ -680,7 +689,7 @@ def main(argv: list[str] | None = None) -> int:
         "sizes": size,
         "data_seed": args.data_seed,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
-        "command": shlex.join(["python", "scripts/quality.py", *(argv or sys.argv[1:])]),
+        "command": command,
     }
     if previous is not None:
         keep_previous(previous, results, log, recipes, extra)
@@ -691,17 +700,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def kept_lines(results: dict) -> list[str]:
-    """The header's account of rows an ``--update`` kept: which call measured which rows."""
+def table_rows(results: dict) -> list[tuple[str, dict]]:
+    """Every row of the table, named as the header names it ("family recipe")."""
     rows = [
         (f"{family} {recipe}", row)
         for task in ("layout", "tile")
         for family, entry in results[task].items()
         for recipe, row in entry["recipes"].items()
     ]
-    rows += [(f"real {recipe}", row) for recipe, row in results["real"].items()]
+    return rows + [(f"real {recipe}", row) for recipe, row in results["real"].items()]
+
+
+def kept_lines(results: dict) -> list[str]:
+    """The header's account of rows an ``--update`` kept: which call measured which rows."""
     calls: dict[tuple, list[str]] = {}
-    for name, row in rows:
+    for name, row in table_rows(results):
         if "measured" in row:
             call = (row["measured"]["command"], row["measured"]["started"])
             calls.setdefault(call, []).append(name)
@@ -709,6 +722,34 @@ def kept_lines(results: dict) -> list[str]:
         f"\nKept from `{command}`, {started} (`--update`): {', '.join(names)}."
         for (command, started), names in calls.items()
     ]
+
+
+def read_back_lines(results: dict) -> list[str]:
+    """The header's account of runs read back from ``--work``: which earlier call trained
+    them (a row's runs trained by the call that measured it go unnamed)."""
+    meta = results["meta"]
+    calls: dict[tuple | None, list[str]] = {}
+    for name, row in table_rows(results):
+        measured = row.get("measured", meta)
+        if "trained_by" not in row:  # a row from before runs recorded their call
+            continue
+        seeds: dict[tuple | None, list[str]] = {}
+        for seed, by in zip(meta["seeds"], row["trained_by"], strict=True):
+            call = None if by is None else (by["command"], by["started"])
+            if call != (measured["command"], measured["started"]):
+                seeds.setdefault(call, []).append(str(seed))
+        for call, which in seeds.items():
+            label = "seed" if len(which) == 1 else "seeds"
+            calls.setdefault(call, []).append(f"{name} ({label} {', '.join(which)})")
+    lines = []
+    for call, names in calls.items():
+        trained = (
+            "trained before runs recorded their call"
+            if call is None
+            else f"trained by `{call[0]}`, {call[1]}"
+        )
+        lines.append(f"\nRead back from `--work`, {trained}: {', '.join(names)}.")
+    return lines
 
 
 def tile_cells(errors: dict, ensemble: dict | None, oracle: dict) -> str:
@@ -730,6 +771,7 @@ def render(results: dict) -> str:
         "",
         f"`{meta['command']}`, {meta['started']}, {meta['machine']}; seeds {meta['seeds']}.",
         *kept_lines(results),
+        *read_back_lines(results),
         "",
         f"Layout: layout:xla:random, {lay['train']} train / {lay['valid']} valid graphs of "
         f"{lay['nodes'][0]}-{lay['nodes'][1]} nodes, {lay['configs'][1]} configs, one collection "

@@ -44,11 +44,21 @@ def test_quick_table_has_every_row_and_resumes(script, tmp_path, capsys):
     row = next(line for line in table.splitlines() if line.startswith("| tile_spill | tile_xla"))
     ensemble = " / ".join(f"{tile['ensemble'][k]:.4f}" for k in script.ERRORS)
     assert f"| {ensemble} |" in row
+    # Every run records the call that trained it: this one, so the header names no other.
+    call = {"command": results["meta"]["command"], "started": results["meta"]["started"]}
+    assert row_of(results)["trained_by"] == [call, call]
+    assert "Read back from" not in table
     capsys.readouterr()
-    # A second call reads the finished runs instead of training them again.
+    # A second call reads the finished runs instead of training them again, and says which
+    # call trained them.
     assert script.main(args) == 0
     assert "$ train.py" not in capsys.readouterr().out
-    assert json.loads(out.with_suffix(".json").read_text())["layout"] == results["layout"]
+    again = json.loads(out.with_suffix(".json").read_text())
+    assert again["layout"] == results["layout"]
+    assert again["meta"]["started"] != call["started"]
+    assert f"Read back from `--work`, trained by `{call['command']}`, {call['started']}: " in (
+        out.read_text()
+    )
     # --update with one recipe rewrites its rows and keeps the other's, saying from where.
     first = results["meta"]["command"]
     assert script.main([*args[:-6], "--recipes", "tile_xla", "--seeds", "0", "1", "--update"]) == 0
@@ -60,6 +70,38 @@ def test_quick_table_has_every_row_and_resumes(script, tmp_path, capsys):
         and "measured" not in updated["tile"]["tile_spill"]["recipes"]["tile_xla"]
     )
     assert f"Kept from `{first}`" in out.read_text()
+
+
+def row_of(results):
+    return results["layout"]["roofline"]["recipes"]["layout_fast"]
+
+
+def test_the_header_names_the_calls_that_trained_the_runs_read_back(script):
+    """Runs trained by the measuring call go unnamed; others are grouped by their call;
+    runs from before the field are said to be so; a kept row is compared with the call
+    that measured it, not with this one."""
+    now = {"command": "python scripts/quality.py --update", "started": "2026-12-03 07:00:00"}
+    earlier = {"command": "python scripts/quality.py", "started": "2026-12-02 22:33:10"}
+    results = {
+        "meta": {**now, "seeds": [0, 1, 2]},
+        "layout": {
+            "roofline": {
+                "recipes": {
+                    "layout_fast": {"trained_by": [now, earlier, None]},
+                    "kept": {"trained_by": [earlier] * 3, "measured": earlier},
+                    "old": {},  # measured before runs recorded their call
+                }
+            }
+        },
+        "tile": {"tile_spill": {"recipes": {"tile_xla": {"trained_by": [earlier] * 3}}}},
+        "real": {"real": {"trained_by": [now] * 3}},
+    }
+    assert script.read_back_lines(results) == [
+        f"\nRead back from `--work`, trained by `{earlier['command']}`, {earlier['started']}: "
+        "roofline layout_fast (seed 1), tile_spill tile_xla (seeds 0, 1, 2).",
+        "\nRead back from `--work`, trained before runs recorded their call: "
+        "roofline layout_fast (seed 2).",
+    ]
 
 
 def test_unknown_recipe_or_family_is_refused(script, capsys):
@@ -404,10 +446,11 @@ def test_a_defined_recipe_trains_on_the_table_and_records_its_overrides(
     changes is which overrides train, and what its rows and the table record."""
     trained = []
 
-    def train(run_dir, overrides, threads, log, retrain=False, data=None):
+    def train(run_dir, overrides, threads, log, retrain=False, data=None, call=None):
         trained.append((run_dir.name, overrides))
         tau = 0.3 if "loss=hinge" in overrides else 0.2
-        return {"best": {"kendall_tau": tau}, "wall_s": 1.0, "rss_mb": 100.0, "last_step": 4}
+        row = {"best": {"kendall_tau": tau}, "wall_s": 1.0, "rss_mb": 100.0, "last_step": 4}
+        return {**row, "trained_by": call}
 
     monkeypatch.setattr(script, "train", train)
     monkeypatch.setattr(script, "ensemble_metrics", lambda *a, **k: {"kendall_tau": 0.35})
