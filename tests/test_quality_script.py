@@ -94,11 +94,12 @@ def test_the_header_names_the_calls_that_trained_the_runs_read_back(script):
             }
         },
         "tile": {"tile_spill": {"recipes": {"tile_xla": {"trained_by": [earlier] * 3}}}},
-        "real": {"real": {"trained_by": [now] * 3}},
+        "real": {"real": {"trained_by": [now] * 3, "swapped": {"trained_by": [earlier] * 3}}},
     }
     assert script.read_back_lines(results) == [
         f"\nRead back from `--work`, trained by `{earlier['command']}`, {earlier['started']}: "
-        "roofline layout_fast (seed 1), tile_spill tile_xla (seeds 0, 1, 2).",
+        "roofline layout_fast (seed 1), tile_spill tile_xla (seeds 0, 1, 2), "
+        "real real swapped (seeds 0, 1, 2).",
         "\nRead back from `--work`, trained before runs recorded their call: "
         "roofline layout_fast (seed 2).",
     ]
@@ -481,4 +482,53 @@ def test_a_defined_recipe_trains_on_the_table_and_records_its_overrides(
     assert (
         "hinge"
         not in json.loads(out.with_suffix(".json").read_text())["layout"]["roofline"]["recipes"]
+    )
+
+
+def test_the_swapped_real_pair_is_the_sample_other_way_round(script, tmp_path):
+    root = script.write_swapped(tmp_path)
+    folder = root / "npz" / "layout" / "xla" / "default"
+    sample = script.sample_root() / "npz" / "layout" / "xla" / "default"
+    assert sorted(p.name for p in (folder / "train").iterdir()) == ["unet_3d.4x4.bf16.npz"]
+    assert sorted(p.name for p in (folder / "valid").iterdir()) == ["unet3d.npz"]
+    assert (folder / "train" / "unet_3d.4x4.bf16.npz").read_bytes() == (
+        sample / "valid" / "unet_3d.4x4.bf16.npz"
+    ).read_bytes()
+    assert (folder / "valid" / "unet3d.npz").read_bytes() == (
+        sample / "train" / "unet3d.npz"
+    ).read_bytes()
+    assert script.write_swapped(tmp_path) == root  # written once
+
+
+def test_a_real_recipe_also_trains_on_the_swapped_pair(script, tmp_path, monkeypatch):
+    """Runs stubbed: each real recipe and seed trains on the bundled pair and on the pair
+    swapped (its root as data.root, its own run folder), and the row records both."""
+    trained = {}
+
+    def train(run_dir, overrides, threads, log, retrain=False, data=None, call=None):
+        trained[run_dir.name] = (overrides, data)
+        tau = 0.01 if any(o.startswith("data.root=") for o in overrides) else 0.07
+        row = {"best": {"kendall_tau": tau}, "wall_s": 1.0, "rss_mb": 100.0, "last_step": 4}
+        return {**row, "trained_by": call}
+
+    monkeypatch.setattr(script, "train", train)
+    out = tmp_path / "quality.md"
+    args = ["--quick", "--work", str(tmp_path / "work"), "--out", str(out)]
+    assert script.main([*args, "--recipes", "real_zscore", "--seeds", "0", "1"]) == 0
+    assert sorted(trained) == [
+        "real_zscore-0",
+        "real_zscore-1",
+        "real_zscore-swapped-0",
+        "real_zscore-swapped-1",
+    ]
+    overrides, data = trained["real_zscore-swapped-1"]
+    root = tmp_path / "work" / "data" / "real-swapped"
+    assert overrides[0] == "loss=zscore" and f"data.root={root}" in overrides
+    assert "trainer.seed=1" in overrides and data == {"swapped": script.REAL_SWAPPED}
+    assert not any(o.startswith("data.root=") for o in trained["real_zscore-0"][0])
+    row = json.loads(out.with_suffix(".json").read_text())["real"]["real_zscore"]
+    assert row["tau"]["values"] == [0.07, 0.07]
+    assert row["swapped"]["tau"]["values"] == [0.01, 0.01]
+    assert "| real_zscore | 0.070 +- 0.000 | 0.070, 0.070 | 0.010 +- 0.000 | 0.010, 0.010 |" in (
+        out.read_text()
     )
