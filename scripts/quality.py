@@ -151,6 +151,7 @@ REAL_RECIPES = {
 # recipes (untrained models score 0.013 +- 0.056 on unet_3d.4x4.bf16): a second one shows
 # whether a recipe's transfer holds in both directions.
 REAL_SWAPPED = {"train": "unet_3d.4x4.bf16", "valid": "unet3d"}
+REAL_COLLECTION = "layout:xla:default"
 TILE_XLA = [
     "experiment=tile_xla",
     "trainer.max_steps=1500",
@@ -219,13 +220,13 @@ def write_swapped(work: Path) -> Path:
     """A data root holding the bundled layout:xla:default pair with train and valid swapped
     (:data:`REAL_SWAPPED`); a file is copied whole or not at all."""
     root = work / "data" / "real-swapped"
-    sample = sample_root() / "npz" / "layout" / "xla" / "default"
     for split, name in REAL_SWAPPED.items():
-        target = root / "npz" / "layout" / "xla" / "default" / split / f"{name}.npz"
+        target = collection_dir(root, REAL_COLLECTION, split) / f"{name}.npz"
         if target.exists():
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        source = sample / ("valid" if split == "train" else "train") / f"{name}.npz"
+        other = "valid" if split == "train" else "train"
+        source = collection_dir(sample_root(), REAL_COLLECTION, other) / f"{name}.npz"
         part = target.with_name(target.name + ".part")
         shutil.copyfile(source, part)
         part.replace(target)
@@ -764,24 +765,20 @@ def read_back_lines(results: dict) -> list[str]:
     them (a row's runs trained by the call that measured it go unnamed)."""
     meta = results["meta"]
     calls: dict[tuple | None, list[str]] = {}
-    runs = [(name, row, row) for name, row in table_rows(results)]
-    runs += [
-        (f"{name} swapped", row["swapped"], row)
-        for name, row in table_rows(results)
-        if "swapped" in row
-    ]
-    for name, row, parent in runs:
-        measured = parent.get("measured", meta)
-        if "trained_by" not in row:  # a row from before runs recorded their call
-            continue
-        seeds: dict[tuple | None, list[str]] = {}
-        for seed, by in zip(meta["seeds"], row["trained_by"], strict=True):
-            call = None if by is None else (by["command"], by["started"])
-            if call != (measured["command"], measured["started"]):
-                seeds.setdefault(call, []).append(str(seed))
-        for call, which in seeds.items():
-            label = "seed" if len(which) == 1 else "seeds"
-            calls.setdefault(call, []).append(f"{name} ({label} {', '.join(which)})")
+    for name, row in table_rows(results):
+        measured = row.get("measured", meta)  # a swapped sub-row shares its row's call
+        parts = [(name, row), *([(f"{name} swapped", row["swapped"])] if "swapped" in row else [])]
+        for part_name, part in parts:
+            if "trained_by" not in part:  # a row from before runs recorded their call
+                continue
+            seeds: dict[tuple | None, list[str]] = {}
+            for seed, by in zip(meta["seeds"], part["trained_by"], strict=True):
+                call = None if by is None else (by["command"], by["started"])
+                if call != (measured["command"], measured["started"]):
+                    seeds.setdefault(call, []).append(str(seed))
+            for call, which in seeds.items():
+                label = "seed" if len(which) == 1 else "seeds"
+                calls.setdefault(call, []).append(f"{part_name} ({label} {', '.join(which)})")
     lines = []
     for call, names in calls.items():
         trained = (
@@ -791,6 +788,13 @@ def read_back_lines(results: dict) -> list[str]:
         )
         lines.append(f"\nRead back from `--work`, {trained}: {', '.join(names)}.")
     return lines
+
+
+def tau_cells(tau: dict | None) -> tuple[str, str]:
+    """A real row's tau cells: mean +- std, and the seeds' values (blank without a tau)."""
+    if tau is None:
+        return "", ""
+    return fmt(tau), ", ".join(f"{v:.3f}" for v in tau["values"])
 
 
 def tile_cells(errors: dict, ensemble: dict | None, oracle: dict) -> str:
@@ -900,16 +904,8 @@ def render(results: dict) -> str:
             "|---|---|---|---|---|---|---|",
         ]
         for recipe, r in results["real"].items():
-            other = r.get("swapped")  # rows measured before the swapped pair have none
-            cells = [fmt(r["tau"]), ", ".join(f"{v:.3f}" for v in r["tau"]["values"])]
-            cells += (
-                ["", ""]
-                if other is None
-                else [
-                    fmt(other["tau"]),
-                    ", ".join(f"{v:.3f}" for v in other["tau"]["values"]),
-                ]
-            )
+            # Rows measured before the swapped pair have no "swapped": blank cells.
+            cells = [*tau_cells(r["tau"]), *tau_cells(r.get("swapped", {}).get("tau"))]
             lines.append(
                 f"| {recipe} | {' | '.join(cells)} | {r['wall_s']['mean']:.0f} | "
                 f"{r['rss_mb']:.0f} |"

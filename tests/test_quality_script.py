@@ -440,27 +440,35 @@ def test_a_recipe_defined_twice_or_a_name_not_defined_is_refused(script, capsys)
     assert "define one with --recipe NAME=OVERRIDES" in capsys.readouterr().err
 
 
+def _stub_training(script, monkeypatch, tau_of):
+    """Replace quality.py's train(): each run records its overrides and data in the dict
+    returned (by run folder name) and reports tau_of(overrides), trained by this call."""
+    trained = {}
+
+    def train(run_dir, overrides, threads, log, retrain=False, data=None, call=None):
+        trained[run_dir.name] = (overrides, data)
+        row = {"best": {"kendall_tau": tau_of(overrides)}, "wall_s": 1.0, "rss_mb": 100.0}
+        return {**row, "last_step": 4, "trained_by": call}
+
+    monkeypatch.setattr(script, "train", train)
+    return trained
+
+
 def test_a_defined_recipe_trains_on_the_table_and_records_its_overrides(
     script, tmp_path, monkeypatch
 ):
     """The runs are stubbed (their training is the slow test's): what a defined recipe
     changes is which overrides train, and what its rows and the table record."""
-    trained = []
-
-    def train(run_dir, overrides, threads, log, retrain=False, data=None, call=None):
-        trained.append((run_dir.name, overrides))
-        tau = 0.3 if "loss=hinge" in overrides else 0.2
-        row = {"best": {"kendall_tau": tau}, "wall_s": 1.0, "rss_mb": 100.0, "last_step": 4}
-        return {**row, "trained_by": call}
-
-    monkeypatch.setattr(script, "train", train)
+    trained = _stub_training(
+        script, monkeypatch, lambda overrides: 0.3 if "loss=hinge" in overrides else 0.2
+    )
     monkeypatch.setattr(script, "ensemble_metrics", lambda *a, **k: {"kendall_tau": 0.35})
     out = tmp_path / "quality.md"
     common = ["--quick", "--work", str(tmp_path / "work"), "--out", str(out)]
     common += ["--families", "roofline", "--seeds", "0", "1"]
     define = ["--recipe", "hinge=experiment=layout_fast loss=hinge"]
     assert script.main([*common, "--recipes", "layout_fast", "hinge", *define]) == 0
-    runs = dict(trained)
+    runs = {name: overrides for name, (overrides, _) in trained.items()}
     assert sorted(runs) == [f"roofline-{r}-{s}" for r in ("hinge", "layout_fast") for s in (0, 1)]
     assert runs["roofline-hinge-1"][:2] == ["experiment=layout_fast", "loss=hinge"]
     assert "trainer.seed=1" in runs["roofline-hinge-1"]
@@ -503,15 +511,11 @@ def test_the_swapped_real_pair_is_the_sample_other_way_round(script, tmp_path):
 def test_a_real_recipe_also_trains_on_the_swapped_pair(script, tmp_path, monkeypatch):
     """Runs stubbed: each real recipe and seed trains on the bundled pair and on the pair
     swapped (its root as data.root, its own run folder), and the row records both."""
-    trained = {}
-
-    def train(run_dir, overrides, threads, log, retrain=False, data=None, call=None):
-        trained[run_dir.name] = (overrides, data)
-        tau = 0.01 if any(o.startswith("data.root=") for o in overrides) else 0.07
-        row = {"best": {"kendall_tau": tau}, "wall_s": 1.0, "rss_mb": 100.0, "last_step": 4}
-        return {**row, "trained_by": call}
-
-    monkeypatch.setattr(script, "train", train)
+    trained = _stub_training(
+        script,
+        monkeypatch,
+        lambda overrides: 0.01 if any(o.startswith("data.root=") for o in overrides) else 0.07,
+    )
     out = tmp_path / "quality.md"
     args = ["--quick", "--work", str(tmp_path / "work"), "--out", str(out)]
     assert script.main([*args, "--recipes", "real_zscore", "--seeds", "0", "1"]) == 0
