@@ -3,6 +3,7 @@
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from tiny_runs import load_script
@@ -382,6 +383,33 @@ def test_train_graphs_below_one_is_refused(script, tmp_path, capsys):
     with pytest.raises(SystemExit):
         script.main(["--quick", "--train-graphs", "0", "--work", str(tmp_path)])
     assert "--train-graphs must be >= 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "data").exists()
+
+
+def test_heldout_shape_writes_the_held_out_collections_shape(script, tmp_path, monkeypatch):
+    trained = _stub_training(script, monkeypatch, lambda overrides: 0.2)
+    out = tmp_path / "quality.md"
+    common = ["--work", str(tmp_path / "work"), "--out", str(out), "--heldout-shape"]
+    # One train graph (--train-graphs still applies) keeps the data small; one seed, no ensemble.
+    args = [*common, "--train-graphs", "1", "--families", "roofline", "--seeds", "0"]
+    assert script.main([*args, "--recipes", "layout_fast"]) == 0
+    assert list(trained) == ["roofline-layout_fast-0"]
+    _, data = trained["roofline-layout_fast-0"]
+    heldout = script.SIZES["heldout"]["layout"]
+    assert data["valid"] == heldout["valid"] == 4 and data["train"] == 1
+    assert data["nodes"] == [1400, 1600] and data["configs"] == [300, 300]
+    valid = sorted((tmp_path / "work/data/layout-roofline/npz/layout/xla/random/valid").iterdir())
+    assert len(valid) == 4
+    with np.load(valid[0]) as npz:
+        assert 1400 <= npz["node_feat"].shape[0] <= 1600
+        assert npz["config_runtime"].shape == (300,)
+    assert "1 train / 4 valid graphs of 1400-1600 nodes, 300 configs" in out.read_text()
+
+
+def test_heldout_shape_and_quick_together_are_refused(script, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        script.main(["--quick", "--heldout-shape", "--work", str(tmp_path)])
+    assert "--quick and --heldout-shape choose two sizes" in capsys.readouterr().err
     assert not (tmp_path / "data").exists()
 
 
