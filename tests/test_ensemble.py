@@ -143,3 +143,13 @@ def test_evaluate_refuses_mixed_tasks_in_one_line(runs, monkeypatch, capsys):
     assert str(runs["a"]) in lines[0] and str(runs["layout"]) in lines[0]
     code, _, err = evaluate_cli(monkeypatch, capsys, f"ckpt=[{runs['a']}]", "ensemble=mean")
     assert code == 2 and err.startswith("error: ensemble='mean': expected one of rank, zscore")
+
+
+def test_a_predictor_and_an_ensemble_say_what_they_are(runs):
+    # What a notebook shows for them: the task, the model, the members and how they combine.
+    single = Predictor.from_checkpoint(runs["a"])
+    text = repr(single)
+    assert text.startswith("Predictor(tile, SAGE(task=tile,") and "device=cpu" in text
+    assert "node normaliser" in text
+    pair = Ensemble.from_checkpoints([runs["a"], runs["b"]], combine="zscore")
+    assert repr(pair) == (f"Ensemble(tile, 2 members, combine=zscore: {runs['a']}, {runs['b']})")

@@ -69,6 +69,22 @@ class Predictor:
         self.config_normalizer = config_normalizer
         self.transform = transform
 
+    def __repr__(self) -> str:
+        # What a notebook shows: which model scores, on what, with which inputs.
+        extras = [
+            name
+            for name, on in (
+                ("node normaliser", self.node_normalizer is not None),
+                ("config normaliser", self.config_normalizer is not None),
+                ("tile_layout", self.tile_layout),
+            )
+            if on
+        ]
+        if self.transform is not None:
+            extras.append(repr(self.transform))
+        inputs = f", {', '.join(extras)}" if extras else ""
+        return f"Predictor({self.task}, {self.model!r}, device={self.device}{inputs})"
+
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu", chunk: int = 256) -> Predictor:
         """The predictor of a checkpoint file, or of a run folder (its
@@ -209,6 +225,12 @@ class Ensemble:
     @property
     def task(self) -> str:
         return self.members[0].task
+
+    def __repr__(self) -> str:
+        return (
+            f"Ensemble({self.task}, {len(self.members)} members, combine={self.combine}: "
+            f"{', '.join(self.names)})"
+        )
 
     def score_file(self, path: str | Path) -> np.ndarray:
         """Ensemble scores [num_configs] of every config in the file, in file order; the
