@@ -1,7 +1,9 @@
 """``python -m tpulearn.data [ROOT]``: validate every file under a data root and summarise it.
 
-With no argument it checks the bundled real sample. Exits non-zero on the first broken
-file, printing the file, key and what was wrong.
+With no argument it checks the bundled real sample. Every file is read: each broken one
+gets a line naming the file, the key and what was wrong, the summary counts the valid ones,
+and the exit status is non-zero if any file was broken (so one pass lists every file of a
+download to fetch again).
 """
 
 from __future__ import annotations
@@ -17,8 +19,16 @@ from .sample import sample_root
 from .schema import COLLECTIONS, SPLITS, TpuGraphsFormatError, collection_dir
 
 
-def summarise(root: Path, progress: bool = True) -> list[str]:
-    """One line per present collection split: graphs, nodes, configs, labelled graphs."""
+def summarise(root: Path, progress: bool = True, problems: list[str] | None = None) -> list[str]:
+    """One line per present collection split: graphs, nodes, configs, labelled graphs.
+
+    Args:
+        problems: where each broken file's error goes (that file is then left out of the
+            counts, and its split's line says how many were); None: the first one raises.
+
+    Raises:
+        TpuGraphsFormatError: a broken file, when ``problems`` is None.
+    """
     lines = []
     for collection in COLLECTIONS:
         for split in SPLITS:
@@ -27,15 +37,23 @@ def summarise(root: Path, progress: bool = True) -> list[str]:
             if not files:
                 continue
             reader = read_tile if collection.startswith("tile") else read_layout
-            nodes = configs = labelled = 0
+            nodes = configs = labelled = broken = 0
             for path in tqdm(files, desc=f"{collection} {split}", disable=not progress):
-                rec = reader(path)
+                try:
+                    rec = reader(path)
+                except TpuGraphsFormatError as exc:
+                    if problems is None:
+                        raise
+                    problems.append(str(exc))
+                    broken += 1
+                    continue
                 nodes += rec.num_nodes
                 configs += rec.num_configs
                 labelled += rec.labelled
             lines.append(
-                f"{collection:<20} {split:<6} {len(files):>6} graphs {nodes:>10} nodes "
+                f"{collection:<20} {split:<6} {len(files) - broken:>6} graphs {nodes:>10} nodes "
                 f"{configs:>10} configs {labelled:>6} labelled"
+                + (f" ({broken} invalid, left out)" if broken else "")
             )
     return lines
 
@@ -47,15 +65,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root = args.root or sample_root()
     print(f"data root: {root}" + (" (bundled TpuGraphs sample)" if args.root is None else ""))
-    try:
-        lines = summarise(root, progress=not args.no_progress and sys.stderr.isatty())
-    except TpuGraphsFormatError as exc:
-        print(f"invalid file: {exc}", file=sys.stderr)
-        return 1
+    problems: list[str] = []
+    lines = summarise(root, not args.no_progress and sys.stderr.isatty(), problems)
     if not lines:
         print(f"no TpuGraphs npz files under {root}/npz", file=sys.stderr)
         return 1
-    print("\n".join(lines))
+    print("\n".join(lines), flush=True)
+    for problem in problems:
+        print(f"invalid file: {problem}", file=sys.stderr)
+    if problems:
+        count = len(problems)
+        print(f"{count} invalid file{'s' if count != 1 else ''}", file=sys.stderr)
+        return 1
     print("all files valid")
     return 0
 

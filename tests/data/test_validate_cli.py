@@ -1,0 +1,54 @@
+"""``python -m tpulearn.data ROOT``: one pass names every broken file of a data root."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+from tpulearn.data import sample_root
+from tpulearn.data.__main__ import main, summarise
+from tpulearn.data.schema import TpuGraphsFormatError
+
+SPLIT = "npz/layout/xla/default/train"
+
+
+@pytest.fixture
+def root(tmp_path):
+    """The sample's layout:xla:default train graph, a copy whose runtimes miss one config,
+    and a file cut short."""
+    folder = tmp_path / SPLIT
+    folder.mkdir(parents=True)
+    (good,) = sorted((sample_root() / SPLIT).glob("*.npz"))
+    shutil.copy(good, folder / "a_good.npz")
+    with np.load(good) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays["config_runtime"] = arrays["config_runtime"][:-1]
+    np.savez(folder / "b_short_runtimes.npz", **arrays)
+    (folder / "c_cut.npz").write_bytes(good.read_bytes()[:1000])
+    return tmp_path
+
+
+def test_every_broken_file_is_named_and_the_valid_ones_counted(root, capsys):
+    assert main([str(root), "--no-progress"]) == 1
+    out, err = capsys.readouterr()
+    (line,) = [x for x in out.splitlines() if x.startswith("layout:xla:default")]
+    assert line.split()[:4] == ["layout:xla:default", "train", "1", "graphs"]
+    assert line.endswith("(2 invalid, left out)")
+    problems = err.splitlines()
+    assert len(problems) == 3 and problems[-1] == "2 invalid files"
+    assert "b_short_runtimes.npz: key 'node_config_feat'" in problems[0]
+    assert "c_cut.npz: expected an npz (zip) archive" in problems[1]
+    assert "all files valid" not in out
+
+
+def test_a_root_of_valid_files_passes(root, capsys):
+    for broken in ("b_short_runtimes.npz", "c_cut.npz"):
+        (root / SPLIT / broken).unlink()
+    assert main([str(root), "--no-progress"]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[-1] == "all files valid" and err == ""
+
+
+def test_summarise_without_a_problem_list_raises_on_the_first(root):
+    with pytest.raises(TpuGraphsFormatError, match="b_short_runtimes.npz"):
+        summarise(root, progress=False)
