@@ -524,6 +524,10 @@ def keep_previous(
     results["real"] = {r: results["real"][r] for r in REAL_RECIPES if r in results["real"]}
 
 
+def _threads(n: int) -> str:
+    return f"{n} thread" if n == 1 else f"{n} threads"
+
+
 def fmt(s: dict, digits: int = 3) -> str:
     return f"{s['mean']:.{digits}f} +- {s['std']:.{digits}f}"
 
@@ -672,7 +676,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return key, row
 
-    log(f"{len(jobs)} runs, {args.jobs} at a time ({threads} threads each)")
+    log(f"{len(jobs)} runs, {args.jobs} at a time ({_threads(threads)} each)")
     with ThreadPoolExecutor(args.jobs) as pool:
         for key, row in pool.map(run, jobs):
             done[key] = row
@@ -846,7 +850,7 @@ def render(results: dict) -> str:
         "ensemble: the seeds' best checkpoints, mean rank per graph; oracle: the family's "
         "noise-free cost against its noisy runtimes (the ceiling). Wall and peak RSS: one "
         f"`train.py` process (mean wall, max RSS), {meta['jobs']} at a time with "
-        f"{meta['threads']} threads each.",
+        f"{_threads(meta['threads'])} each.",
         "",
         "| family | recipe | tau | % of oracle | best seed | ensemble tau | oracle tau | wall s | "
         "peak RSS MB | steps |",
