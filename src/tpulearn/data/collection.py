@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from numbers import Integral
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -61,7 +62,8 @@ class CollectionData:
         collection: ``"tile:xla"`` or ``"layout:<xla|nlp>:<default|random>"``.
         task: ``"tile"`` or ``"layout"``; must match the collection (models read it).
         root: data root laid out as released; ``None`` = the bundled sample.
-        configs_per_graph: configs sampled per graph per training step.
+        configs_per_graph: configs sampled per graph per training step; at least 2, since
+            every loss compares configs of one graph.
         sampler: the training sampler's constructor given ``configs_per_graph``: a
             :class:`~tpulearn.data.ConfigSampler` class or a partial of one (what a
             ``configs/data/sampler/*.yaml`` node with ``_partial_: true`` gives). The
@@ -103,11 +105,13 @@ class CollectionData:
 
     Raises:
         ValueError: an unknown collection, sampler name, ``valid_indices`` or
-            ``normalize``, a ``task`` that does not match the collection, or
-            ``context_hops`` on a tile collection or below 0, ``folds`` below 2 or above
-            the number of train graphs (at :meth:`train_set`), an ``extra_train``
-            collection that is not a layout collection or is ``collection`` itself, or
-            (at :meth:`train_set`) two train graphs of one name.
+            ``normalize``, a ``task`` that does not match the collection,
+            ``configs_per_graph`` below 2, ``context_hops`` on a tile collection or
+            below 0, ``folds`` below 2 or above the number of train graphs (at
+            :meth:`train_set`), an ``extra_train`` collection that is not a layout
+            collection or is ``collection`` itself, or (at :meth:`train_set`) two train
+            graphs of one name.
+        TypeError: a ``configs_per_graph`` that is not an int.
 
     Warns:
         UserWarning: ``log_features``, ``cache_dir`` or ``tile_layout`` set to a
@@ -157,6 +161,14 @@ class CollectionData:
         if context_hops is not None and (task != "layout" or context_hops < 0):
             raise ValueError("data.context_hops applies to layout collections and must be >= 0")
         self.context_hops = context_hops
+        if isinstance(configs_per_graph, bool) or not isinstance(configs_per_graph, Integral):
+            raise TypeError(f"data.configs_per_graph must be an int, got {configs_per_graph!r}")
+        if configs_per_graph < 2:
+            raise ValueError(
+                "data.configs_per_graph must be >= 2: every loss compares the configs sampled "
+                f"from one graph, so fewer give a zero loss and nothing is learnt; got "
+                f"{configs_per_graph}"
+            )
         if folds is not None and folds < 2:
             raise ValueError(f"data.folds must be >= 2 (or null: every train graph), got {folds}")
         self.folds, self.fold = folds, fold
