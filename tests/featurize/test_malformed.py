@@ -43,6 +43,7 @@ def test_truncation_at_every_offset_of_a_module():
     assert len(parsed) <= 2
 
 
+@pytest.mark.slow  # featurizes 65 truncated copies of a tuning file
 def test_truncated_tuning_file_at_many_offsets(tmp_path):
     data = LAYOUT_PB.read_bytes()
     spans = field_spans(data)

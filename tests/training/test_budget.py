@@ -184,6 +184,7 @@ def test_early_stopping_stops_at_the_patience_and_reports_the_best(tmp_path, mon
     # Step 0, then steps 2, 4, ...: the best is step 4; 6, 8 and 10 bring no gain (8 ties).
     fake_validation(monkeypatch, [0.5, 0.6, 0.7, 0.65, 0.7, 0.69, 0.99])
     overrides = [*tiny_overrides(tmp_path, 20), "trainer.val_every=2", "trainer.patience=3"]
+    overrides.append("trainer.val_at_start=true")
     result = train(compose_config(overrides=overrides))
     assert [h["step"] for h in result["history"]] == [0, 2, 4, 6, 8, 10]
     assert result["steps"] == 10 and result["max_steps"] == 20
@@ -264,6 +265,7 @@ def test_the_time_limit_stops_after_the_step_that_passes_it(tmp_path, monkeypatc
     fake_validation(monkeypatch, [0.5, 0.6, 0.7, 0.65, 0.99])
     readings = fake_clock(monkeypatch)
     overrides = [*tiny_overrides(tmp_path, 20), "trainer.val_every=2", "trainer.max_time=3s"]
+    overrides.append("trainer.val_at_start=true")
     result = train(compose_config(overrides=overrides))
     assert readings[-1] >= 3.0
     assert [h["step"] for h in result["history"]] == [0, 2, 3]

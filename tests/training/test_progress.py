@@ -109,7 +109,8 @@ def test_durations_read_at_a_glance(seconds, text):
 
 
 def test_tensorboard_shows_gradients_step_time_validation_loss_and_the_config(tmp_path):
-    train(compose_config(overrides=tiny_overrides(tmp_path, 2)))
+    overrides = [*tiny_overrides(tmp_path, 2), "trainer.val_at_start=true"]
+    train(compose_config(overrides=overrides))
     events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"tensors": 0})
     events.Reload()
     scalars = set(events.Tags()["scalars"])

@@ -92,6 +92,7 @@ def loss_steps(folder):
     return [e.step for e in events.Scalars("train/loss")]
 
 
+@pytest.mark.slow  # three runs, each read back from its TensorBoard events
 def test_a_resumed_run_keeps_every_event_up_to_its_checkpoint(tmp_path):
     # TensorBoard reads a folder's event files in name order: <seconds>.<host>.<pid>.<n>,
     # where n counts this process's writers (".10" sorts before ".9"). Runs of one process

@@ -141,10 +141,10 @@ def test_tile_layout_run_scores_alike_through_the_predictor_and_evaluation(tmp_p
 
 
 def test_resume_equals_an_uninterrupted_run(tmp_path):
-    whole = train(tiny(tmp_path / "whole", "trainer.val_every=3", steps=6))
-    first = tiny(tmp_path / "split", "trainer.val_every=3", steps=3)
-    train(first)
-    second = tiny(tmp_path / "split", "trainer.val_every=3", "trainer.resume=true", steps=6)
+    every = ["trainer.val_every=3", "trainer.val_at_start=true"]
+    whole = train(tiny(tmp_path / "whole", *every, steps=6))
+    train(tiny(tmp_path / "split", *every, steps=3))
+    second = tiny(tmp_path / "split", *every, "trainer.resume=true", steps=6)
     resumed = train(second)
     assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in whole["history"]]
     # The resumed run keeps the step-0 validation and does not validate step 0 again.
@@ -166,6 +166,7 @@ def test_a_checkpoint_of_another_model_is_refused(tmp_path):
         train(other)
 
 
+@pytest.mark.slow  # trains and scores five collections (~9 s)
 def test_evaluate_and_a_five_collection_submission_validate(tmp_path):
     layout = train(tiny(tmp_path / "layout"))["checkpoints"]["best"]
     tile = train(tiny(tmp_path / "tile", "data=tile_xla", "data.root=sample"))["checkpoints"][
@@ -266,6 +267,7 @@ def test_make_submission_script_rejects_an_incomplete_submission(tmp_path):
     assert "missing row for layout:nlp:default:3a0c5517a87df8d82fd637b83298a3ba" in proc.stderr
 
 
+@pytest.mark.slow  # a Hydra sweep of several runs
 def test_multirun_runs_each_job_in_its_own_folder(tmp_path, monkeypatch, capsys):
     code, _, err = train_cli(
         monkeypatch,
@@ -325,7 +327,9 @@ def test_a_loss_on_the_command_line_replaces_the_experiments(experiment):
 
 
 @pytest.mark.parametrize(
-    "options", [[], ["model.halo_hops=2", "gst.max_age=1"]], ids=["reference", "halo-age"]
+    "options",
+    [[], pytest.param(["model.halo_hops=2", "gst.max_age=1"], marks=pytest.mark.slow)],
+    ids=["reference", "halo-age"],
 )
 def test_gst_run_checkpoints_its_history_table_and_resumes(tmp_path, options):
     small = [
