@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Collection
+from numbers import Integral
 from typing import Any
 
 
@@ -26,6 +27,24 @@ def check_choice(name: str, value: Any, choices: Collection) -> Any:
     if value not in choices:
         raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
     return value
+
+
+def check_int(name: str, value: Any, minimum: int, why: str = "") -> int:
+    """Raise unless ``value`` is an integer (not a bool) of at least ``minimum``; return it.
+
+    Args:
+        name: the argument's name, as the user writes it (e.g. ``"trainer.log_every"``).
+        value: the given value.
+        minimum: the smallest allowed value.
+        why: an optional reason, appended to the message.
+
+    Raises:
+        ValueError: ``"<name> must be an integer >= <minimum>[: why], got <value>"``.
+    """
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
+        reason = f" ({why})" if why else ""
+        raise ValueError(f"{name} must be an integer >= {minimum}{reason}, got {value!r}")
+    return int(value)
 
 
 def warn_if_disabled(

@@ -46,19 +46,19 @@ def test_bad_choices_are_refused():
         CollectionData(LAYOUT, "tile")
 
 
-@pytest.mark.parametrize("configs", [1, 0, -3])
+@pytest.mark.parametrize("configs", [1, 0, -3, 2.5, True])
 def test_too_few_configs_per_graph_are_refused(configs):
     # Every loss compares configs of one graph: one config a graph trains on a zero loss.
-    with pytest.raises(ValueError, match=rf"data.configs_per_graph must be >= 2.*got {configs}"):
+    wanted = rf"data.configs_per_graph must be an integer >= 2 \(every loss .*\), got {configs}"
+    with pytest.raises(ValueError, match=wanted):
         CollectionData(LAYOUT, "layout", configs_per_graph=configs)
-
-
-def test_configs_per_graph_must_be_an_integer():
-    with pytest.raises(TypeError, match="data.configs_per_graph must be an int, got 2.5"):
-        CollectionData(LAYOUT, "layout", configs_per_graph=2.5)
-    with pytest.raises(TypeError, match="must be an int, got True"):
-        CollectionData(LAYOUT, "layout", configs_per_graph=True)
     assert CollectionData(LAYOUT, "layout", configs_per_graph=np.int64(2)).configs_per_graph == 2
+
+
+@pytest.mark.parametrize("chunk", [0, -1, 8.0, None])
+def test_eval_chunk_must_be_a_positive_integer(chunk):
+    with pytest.raises(ValueError, match=rf"data.eval_chunk must be an integer >= 1, got {chunk}"):
+        CollectionData(LAYOUT, "layout", eval_chunk=chunk)
 
 
 def test_ineffective_options_warn_only_when_changed():

@@ -323,6 +323,21 @@ def test_an_unknown_head_is_refused():
         SAGE("layout", head="deep")
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "minimum"), [("hidden_channels", 0, 1), ("num_layers", -1, 0)]
+)
+def test_bad_widths_and_depths_are_refused(key, value, minimum):
+    # hidden_channels=0 once failed deep in torch on an uninitialised parameter.
+    with pytest.raises(ValueError, match=rf"{key} must be an integer >= {minimum}, got {value}"):
+        SAGE("layout", **{key: value})
+
+
+def test_no_message_passing_layers_still_scores():
+    model = SAGE("layout", num_layers=0, hidden_channels=8, opcode_dim=4)
+    scores = model(tiny_graph("layout", num_configs=3))
+    assert scores.shape == (3,) and torch.isfinite(scores).all()
+
+
 @pytest.mark.parametrize("task", ["layout", "tile"])
 def test_dropout_masks_are_shared_by_the_configs_of_a_graph(task):
     # Two identical configs score identically in train mode: the masks are drawn per

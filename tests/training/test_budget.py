@@ -102,6 +102,29 @@ def test_a_bad_val_every_is_one_clear_line(val_every):
         Trainer(max_steps=10, val_every=val_every, device="cpu")
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "minimum"),
+    [
+        ("graphs_per_batch", 0, 1),
+        ("graphs_per_batch", 2.0, 1),
+        ("log_every", 0, 1),
+        ("patience", -1, 0),
+        ("patience", True, 0),
+    ],
+)
+def test_bad_step_counts_are_one_clear_line(key, value, minimum):
+    # Each once ran: a batch of no graphs trained on nothing, log_every=0 divided by zero,
+    # a negative patience stopped the run at step 0.
+    with pytest.raises(ValueError, match=rf"trainer.{key} must be an integer >= {minimum}"):
+        Trainer(max_steps=10, device="cpu", **{key: value})
+
+
+@pytest.mark.parametrize("clip", [-1.0, float("nan")])
+def test_a_negative_grad_clip_is_refused(clip):
+    with pytest.raises(ValueError, match="trainer.grad_clip must be >= 0 or null"):
+        Trainer(max_steps=10, device="cpu", grad_clip=clip)
+
+
 def test_step_cadence_is_every_n_steps_and_epoch_cadence_ends_each_epoch():
     for every in (1, 3, 25):
         cadence = Cadence.of(every)

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from numbers import Integral
 from pathlib import Path
 from typing import Literal, get_args
 
-from .._checks import check_choice, warn_if_disabled
+from .._checks import check_choice, check_int, warn_if_disabled
 from ..graph import ConfigContext
 from .datasets import LayoutDataset, TileDataset, split_files
 from .features import FeatureNormalizer
@@ -110,8 +109,7 @@ class CollectionData:
             below 0, ``folds`` below 2 or above the number of train graphs (at
             :meth:`train_set`), an ``extra_train`` collection that is not a layout
             collection or is ``collection`` itself, or (at :meth:`train_set`) two train
-            graphs of one name.
-        TypeError: a ``configs_per_graph`` that is not an int.
+            graphs of one name; ``eval_chunk`` below 1.
 
     Warns:
         UserWarning: ``log_features``, ``cache_dir`` or ``tile_layout`` set to a
@@ -161,14 +159,9 @@ class CollectionData:
         if context_hops is not None and (task != "layout" or context_hops < 0):
             raise ValueError("data.context_hops applies to layout collections and must be >= 0")
         self.context_hops = context_hops
-        if isinstance(configs_per_graph, bool) or not isinstance(configs_per_graph, Integral):
-            raise TypeError(f"data.configs_per_graph must be an int, got {configs_per_graph!r}")
-        if configs_per_graph < 2:
-            raise ValueError(
-                "data.configs_per_graph must be >= 2: every loss compares the configs sampled "
-                f"from one graph, so fewer give a zero loss and nothing is learnt; got "
-                f"{configs_per_graph}"
-            )
+        why = "every loss compares configs of one graph: with one, nothing is learnt"
+        check_int("data.configs_per_graph", configs_per_graph, 2, why)
+        check_int("data.eval_chunk", eval_chunk, 1)
         if folds is not None and folds < 2:
             raise ValueError(f"data.folds must be >= 2 (or null: every train graph), got {folds}")
         self.folds, self.fold = folds, fold

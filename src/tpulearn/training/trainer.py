@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from .._checks import check_int
 from ..segments import GSTSettings, gst_trainer
 from . import distributed as dist_utils
 from . import folder, state
@@ -135,6 +136,11 @@ class Trainer:
             raise ValueError(f"trainer.ema_decay must lie in (0, 1) or be null, got {ema_decay}")
         self.ema_decay = ema_decay
         check_val_every(val_every)
+        check_int("trainer.graphs_per_batch", graphs_per_batch, 1)
+        check_int("trainer.log_every", log_every, 1)
+        check_int("trainer.patience", patience, 0, "0: no early stopping")
+        if grad_clip is not None and not grad_clip >= 0:
+            raise ValueError(f"trainer.grad_clip must be >= 0 or null, got {grad_clip!r}")
         self.max_epochs = max_epochs
         self.max_steps, self.graphs_per_batch, self.grad_clip = (
             max_steps,
