@@ -117,14 +117,24 @@ def to_double(data):
     return out
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "layout/xla/default/valid/unet_3d.4x4.bf16",
-        "layout/nlp/default/test/3a0c5517a87df8d82fd637b83298a3ba",
-    ],
-)
-@pytest.mark.parametrize("layer", LAYERS)
+PRUNE_GRAPHS = [
+    "layout/xla/default/valid/unet_3d.4x4.bf16",
+    "layout/nlp/default/test/3a0c5517a87df8d82fd637b83298a3ba",
+]
+# GAT's naive copies of the nlp graph take ~3 s: that one case runs with the slow tests.
+PRUNE_CASES = [
+    pytest.param(
+        name,
+        layer,
+        id=f"{layer.__name__}-{name}",
+        marks=[pytest.mark.slow] if layer is GAT and "/nlp/" in name else [],
+    )
+    for name in PRUNE_GRAPHS
+    for layer in LAYERS
+]
+
+
+@pytest.mark.parametrize(("name", "layer"), PRUNE_CASES)
 def test_pruned_compute_equals_naive_per_config_copies(name, layer):
     source, search, split = name.split("/")[1:4]
     ds = LayoutDataset(ROOT, source, search, split, sampler=UniformSampler(3))

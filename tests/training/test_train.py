@@ -326,10 +326,9 @@ def test_a_loss_on_the_command_line_replaces_the_experiments(experiment):
     assert type(loss).__name__ == "MSELoss" and loss.target == "zscore"
 
 
+@pytest.mark.slow  # two GST runs of train() each (tests/segments test the GST step itself)
 @pytest.mark.parametrize(
-    "options",
-    [[], pytest.param(["model.halo_hops=2", "gst.max_age=1"], marks=pytest.mark.slow)],
-    ids=["reference", "halo-age"],
+    "options", [[], ["model.halo_hops=2", "gst.max_age=1"]], ids=["reference", "halo-age"]
 )
 def test_gst_run_checkpoints_its_history_table_and_resumes(tmp_path, options):
     small = [
