@@ -55,11 +55,25 @@ def test_an_ensemble_of_one_ranks_as_its_checkpoint(runs):
         )
 
 
-def test_the_same_checkpoint_twice_is_one(runs):
+def test_the_same_predictor_twice_is_one(runs):
+    single = Predictor.from_checkpoint(runs["a"])
     for combine in ("rank", "zscore"):
-        once = Ensemble.from_checkpoints([runs["a"]], combine=combine).score_file(TILE_FILE)
-        twice = Ensemble.from_checkpoints([runs["a"], runs["a"]], combine=combine)
+        once = Ensemble([single], combine=combine).score_file(TILE_FILE)
+        twice = Ensemble([single, single], combine=combine)
         np.testing.assert_array_equal(twice.score_file(TILE_FILE), once)
+
+
+def test_a_checkpoint_named_twice_is_refused(runs, tmp_path, monkeypatch, capsys):
+    # A run folder and its best.pt are one checkpoint: [a, a, b] would weigh a twice.
+    run_a = runs["a"].parents[1]
+    for paths in ([runs["a"], runs["a"]], [run_a, runs["b"], runs["a"]]):
+        with pytest.raises(ValueError, match=r"names the checkpoint .*best.pt twice"):
+            Ensemble.from_checkpoints(paths)
+    ckpt = f"ckpt=[{run_a},{runs['b']},{runs['a']}]"
+    code, _, err = evaluate_cli(monkeypatch, capsys, ckpt, f"out_dir={tmp_path}")
+    assert code == 2
+    assert f"twice ({run_a} and {runs['a']})" in err and "Traceback" not in err
+    assert not any(tmp_path.iterdir())
 
 
 def test_two_members_combine_their_scores_per_file(runs):

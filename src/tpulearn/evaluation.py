@@ -96,11 +96,26 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
 
 def checkpoint_files(ckpt) -> list[Path]:
     """The checkpoints ``ckpt`` names (each as :func:`checkpoint_file` takes it): one path,
-    or a list of them for an ensemble (``ckpt=[A,B,C]`` on the command line)."""
+    or a list of them for an ensemble (``ckpt=[A,B,C]`` on the command line).
+
+    Raises:
+        ValueError: an empty list, or one checkpoint named twice (a run folder and its
+            ``best.pt`` are one checkpoint): an ensemble would weigh that model twice.
+    """
     items = [ckpt] if isinstance(ckpt, (str, Path)) else list(ckpt)
     if not items:
         raise ValueError("ckpt=[] names no checkpoint: pass ckpt=PATH or ckpt=[PATH,PATH,...]")
-    return [checkpoint_file(p) for p in items]
+    files = [checkpoint_file(p) for p in items]
+    seen: dict[Path, str] = {}
+    for item, file in zip(items, files, strict=True):
+        key = file.resolve()
+        if key in seen:
+            raise ValueError(
+                f"ckpt names the checkpoint {file} twice ({seen[key]} and {item}): an "
+                "ensemble would count that model twice; list each checkpoint once"
+            )
+        seen[key] = str(item)
+    return files
 
 
 def evaluate(cfg: DictConfig) -> dict:

@@ -213,14 +213,16 @@ class Ensemble:
         combine: str = "rank",
     ) -> Ensemble:
         """The ensemble of checkpoint files or run folders (each as
-        :meth:`Predictor.from_checkpoint` takes it)."""
-        from .evaluation import checkpoint_file
+        :meth:`Predictor.from_checkpoint` takes it); each checkpoint once (ValueError
+        otherwise, as :func:`~tpulearn.evaluation.checkpoint_files`)."""
+        from .evaluation import checkpoint_files
 
         if isinstance(paths, (str, Path)):
             raise TypeError("from_checkpoints takes a list of checkpoints, got one path")
         check_combine(combine)  # before loading any checkpoint
+        files = checkpoint_files(list(paths))
         members = [Predictor.from_checkpoint(p, device, chunk) for p in paths]
-        return cls(members, combine, names=[str(checkpoint_file(p)) for p in paths])
+        return cls(members, combine, names=[str(f) for f in files])
 
     @property
     def task(self) -> str:
