@@ -39,7 +39,7 @@ def check_int(name: str, value: Any, minimum: int, why: str = "") -> int:
         why: an optional reason, appended to the message.
 
     Raises:
-        ValueError: ``"<name> must be an integer >= <minimum>[: why], got <value>"``.
+        ValueError: ``"<name> must be an integer >= <minimum>[ (<why>)], got <value>"``.
     """
     if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
         reason = f" ({why})" if why else ""

@@ -221,7 +221,7 @@ class Ensemble:
             raise TypeError("from_checkpoints takes a list of checkpoints, got one path")
         check_combine(combine)  # before loading any checkpoint
         files = checkpoint_files(list(paths))
-        members = [Predictor.from_checkpoint(p, device, chunk) for p in paths]
+        members = [Predictor.from_checkpoint(f, device, chunk) for f in files]
         return cls(members, combine, names=[str(f) for f in files])
 
     @property

@@ -105,11 +105,11 @@ class CollectionData:
     Raises:
         ValueError: an unknown collection, sampler name, ``valid_indices`` or
             ``normalize``, a ``task`` that does not match the collection,
-            ``configs_per_graph`` below 2, ``context_hops`` on a tile collection or
-            below 0, ``folds`` below 2 or above the number of train graphs (at
-            :meth:`train_set`), an ``extra_train`` collection that is not a layout
-            collection or is ``collection`` itself, or (at :meth:`train_set`) two train
-            graphs of one name; ``eval_chunk`` below 1.
+            ``configs_per_graph`` below 2 or ``eval_chunk`` below 1 (or not integers),
+            ``context_hops`` on a tile collection or below 0, ``folds`` below 2 or above
+            the number of train graphs (at :meth:`train_set`), an ``extra_train``
+            collection that is not a layout collection or is ``collection`` itself, or
+            (at :meth:`train_set`) two train graphs of one name.
 
     Warns:
         UserWarning: ``log_features``, ``cache_dir`` or ``tile_layout`` set to a
