@@ -365,3 +365,22 @@ def test_pad_by_graph_errors():
         pad_by_graph(torch.zeros(3))
     with pytest.raises(ValueError, match="3 values but 4 graph indices"):
         pad_by_graph(torch.zeros(3), counts=[2, 2])
+
+
+def test_a_negative_margin_is_refused_and_zero_is_the_plain_order():
+    # A negative margin leaves pairs ordered the wrong way by less than it unpenalised.
+    with pytest.raises(ValueError, match="margin must be a number >= 0, got -0.5"):
+        PairwiseHingeLoss(margin=-0.5)
+    scores, runtime = torch.tensor([[0.0, 1.0]]), torch.tensor([[1, 2]])
+    assert PairwiseHingeLoss(margin=0)(scores, runtime).item() == 0.0
+    assert PairwiseHingeLoss(margin=0)(-scores, runtime).item() == 1.0
+
+
+def test_combined_loss_weights_must_be_non_negative_and_not_all_zero():
+    hinge, mse = PairwiseHingeLoss(), MSELoss()
+    with pytest.raises(ValueError, match="term 1: weight must be a number >= 0, got -1"):
+        CombinedLoss([{"loss": hinge}, {"loss": mse, "weight": -1}])
+    with pytest.raises(ValueError, match="needs a term of positive weight; every weight is 0"):
+        CombinedLoss([{"loss": hinge, "weight": 0}, {"loss": mse, "weight": 0.0}])
+    # A zero weight beside a positive one switches a term off: allowed.
+    assert CombinedLoss([{"loss": hinge, "weight": 0}, {"loss": mse}]).weights == [0.0, 1.0]

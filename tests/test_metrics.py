@@ -19,6 +19,7 @@ from tpulearn.metrics import (
     Evaluator,
     kaggle_score,
     kendall_tau,
+    metric_names,
     ordered_pair_accuracy,
     parse_collection,
     top_k_error,
@@ -359,3 +360,11 @@ def test_real_file_official_eval_indices(real_runtime):
     assert ev.compute()["kendall_tau"] == pytest.approx(
         scipy.stats.kendalltau(scores, runtime).statistic, abs=1e-12
     )
+
+
+@pytest.mark.parametrize("collection", COLLECTIONS)
+def test_metric_names_are_what_compute_reports(collection):
+    # The trainer checks trainer.select_metric against them before a run starts.
+    ev = Evaluator(collection)
+    ev.add("g", scores=[0.3, 0.1, 0.2], runtime=[3, 1, 2])
+    assert metric_names(collection) == tuple(ev.compute())

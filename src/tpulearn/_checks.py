@@ -7,9 +7,10 @@ that a switch turns off.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Collection
-from numbers import Integral
+from numbers import Integral, Real
 from typing import Any
 
 
@@ -72,3 +73,79 @@ def warn_if_disabled(
         return False
     warnings.warn(f"{name}={value!r} has no effect: {reason}", UserWarning, stacklevel=stacklevel)
     return True
+
+
+def check_number(
+    name: str,
+    value: Any,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    open_low: bool = False,
+    open_high: bool = False,
+) -> float:
+    """Raise unless ``value`` is a finite real number (not a bool) within the bounds.
+
+    Args:
+        name: the argument's name, as the user writes it (e.g. ``"model.dropout"``).
+        value: the given value.
+        low, high: the bounds (None: unbounded on that side).
+        open_low, open_high: exclude the bound itself.
+
+    Raises:
+        ValueError: ``"<name> must be a number in [low, high), got <value>"`` (or ``>= low``
+            / ``<= high`` with one bound).
+
+    Returns:
+        ``value`` as a float.
+    """
+    ok = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if open_low else value >= low
+    if ok and high is not None:
+        ok = value < high if open_high else value <= high
+    if not ok:
+        if low is not None and high is not None:
+            where = f"in {'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
+        elif low is not None:
+            where = f"{'>' if open_low else '>='} {low:g}"
+        elif high is not None:
+            where = f"{'<' if open_high else '<='} {high:g}"
+        else:
+            where = "finite"
+        raise ValueError(f"{name} must be a number {where}, got {value!r}")
+    return float(value)
+
+
+def resolve_device(device: Any, name: str = "device"):
+    """The ``torch.device`` that ``device`` names; ``"auto"``: CUDA when there is one.
+
+    Args:
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, another torch device
+            string, or a ``torch.device``.
+        name: the argument's name in messages (``"trainer.device"`` in a training config).
+
+    Raises:
+        ValueError: naming ``name``, for a string torch does not read as a device, or a
+            CUDA device on a machine without one (or without that index).
+    """
+    import torch
+
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(
+            f"{name}={device!r} is not a device: use 'auto', 'cpu', 'cuda' or 'cuda:N'"
+        ) from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"{name}={device!r} but no CUDA device is available; use 'cpu' or 'auto'"
+            )
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"{name}={device!r} but this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
+    return resolved

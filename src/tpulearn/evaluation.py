@@ -23,6 +23,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from ._checks import resolve_device
 from .combine import check_combine
 from .submission import make_id, make_rows, write_submission
 from .training import (
@@ -81,6 +82,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
         FileNotFoundError: nothing at ``path``, or a folder without a checkpoint.
         CheckpointReadError: the file is damaged or not a training checkpoint.
     """
+    device = resolve_device(device)  # before reading the file
     path = checkpoint_file(path)
     state = load_checkpoint(path)
     if not isinstance(state, dict) or not {"config", "model"} <= state.keys():
@@ -138,7 +140,7 @@ def evaluate(cfg: DictConfig) -> dict:
     """
     if cfg.get("plots", False):
         _require_matplotlib()
-    device = cfg.get("device", "cpu")
+    device = resolve_device(cfg.get("device", "cpu"))
     ckpts = checkpoint_files(cfg.ckpt)
     combine = check_combine(cfg.get("ensemble") or "rank")
     overrides = {k: v for k, v in (cfg.get("data") or {}).items() if v is not None}

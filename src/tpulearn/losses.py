@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.utils import to_dense_batch
 
-from ._checks import check_choice
+from ._checks import check_choice, check_number
 
 __all__ = [
     "CombinedLoss",
@@ -338,7 +338,8 @@ class PairwiseHingeLoss(nn.Module):
 
     def __init__(self, margin: float = 0.1):
         super().__init__()
-        self.margin = float(margin)
+        # A negative margin would leave pairs ordered the wrong way by less than it unpenalised.
+        self.margin = check_number("margin", margin, 0.0)
 
     def forward(self, scores, runtime, mask=None, runtime_normalizer=None) -> Tensor:
         """See :func:`pairwise_hinge_loss`; shapes ``[num_graphs, num_configs]``."""
@@ -404,8 +405,11 @@ class CombinedLoss(nn.Module):
             if not isinstance(term["loss"], nn.Module):
                 raise TypeError(f"term {i}: loss must be an nn.Module, got {type(term['loss'])}")
             losses.append(term["loss"])
-            self.weights.append(float(term.get("weight", 1.0)))
+            # A negative weight would train the model to do worse on its term.
+            self.weights.append(check_number(f"term {i}: weight", term.get("weight", 1.0), 0.0))
             self.names.append(self._unique_name(term.get("name") or type(term["loss"]).__name__))
+        if not any(self.weights):
+            raise ValueError("CombinedLoss needs a term of positive weight; every weight is 0")
         self.losses = nn.ModuleList(losses)
         self.last_terms: dict[str, Tensor] = {}
 

@@ -377,6 +377,26 @@ class Evaluator:
         return result
 
 
+def metric_names(collection: str) -> tuple[str, ...]:
+    """The names :meth:`Evaluator.compute` reports for ``collection``, in its order.
+
+    Args:
+        collection: one of :data:`COLLECTIONS`.
+
+    Example:
+        >>> metric_names("tile:xla")
+        ('top1_error', 'top5_error', 'top10_error', 'score', 'num_graphs')
+    """
+    task = parse_collection(collection)[0]
+    ks = TILE_KS if task == "tile" else LAYOUT_KS
+    names = [f"top{k}_error" for k in ks]
+    if task == "tile":
+        names.append("score")
+    else:
+        names += ["kendall_tau", "opa", "score", "num_graphs_excluded"]
+    return (*names, "num_graphs")
+
+
 def _mean(values: Any) -> float:
     values = list(values)
     return math.fsum(values) / len(values)

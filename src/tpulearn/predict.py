@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ._checks import check_int, resolve_device
 from .combine import check_combine, combine_scores
 from .data import (
     FeatureNormalizer,
@@ -62,9 +63,10 @@ class Predictor:
         transform: Callable[[TpuGraphData], TpuGraphData] | None = None,
         tile_layout: bool = False,
     ):
+        device = resolve_device(device)
         self.model = model.to(device).eval()
         self.tile_layout = tile_layout
-        self.task, self.device, self.chunk = task, device, chunk
+        self.task, self.device, self.chunk = task, device, check_int("chunk", chunk, 1)
         self.node_normalizer = node_normalizer
         self.config_normalizer = config_normalizer
         self.transform = transform

@@ -342,6 +342,13 @@ def test_bad_widths_and_depths_are_refused(key, value, minimum):
         SAGE("layout", **{key: value})
 
 
+@pytest.mark.parametrize("dropout", [-0.1, 1.0, 1.5, float("nan"), "0.1"])
+def test_a_dropout_outside_0_to_1_is_refused(dropout):
+    # 1.5 once failed in the first forward pass, in torch's bernoulli_.
+    with pytest.raises(ValueError, match=r"dropout must be a number in \[0, 1\), got"):
+        SAGE("layout", dropout=dropout)
+
+
 def test_no_message_passing_layers_still_scores():
     model = SAGE("layout", num_layers=0, hidden_channels=8, opcode_dim=4)
     scores = model(tiny_graph("layout", num_configs=3))

@@ -25,3 +25,26 @@ def test_gst_settings_for_a_model_that_does_not_train_by_gst_warn():
         warnings.simplefilter("error")
         assert gst_trainer(small(), GSTSettings()) is None  # the defaults: nothing was set
         assert gst_trainer(SegmentModel(small(), 1000), settings).max_age == 0
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"keep_prob": 1.5}, r"gst.keep_prob must be a number in \[0, 1\], got 1.5"),
+        ({"rescale": "both"}, r"gst.rescale must be one of \('trained', 'stale', 'none'\)"),
+        ({"missing": "skip"}, r"gst.missing must be one of \('fill', 'zero'\)"),
+        ({"fill_chunk": 0}, r"gst.fill_chunk must be an integer >= 1, got 0"),
+        ({"dropout_unit": "node"}, r"gst.dropout_unit must be one of \('entry', 'segment'\)"),
+        ({"max_age": -1}, r"gst.max_age must be an integer >= 0 \(null: never recompute\)"),
+    ],
+)
+def test_bad_gst_settings_are_refused_when_the_config_is_built(setting, message):
+    # keep_prob and fill_chunk were once checked only inside the first GST step (after the
+    # run had started), fill_chunk=0 as "range() arg 3 must not be zero".
+    with pytest.raises(ValueError, match=message):
+        GSTSettings(**setting)
+
+
+def test_the_edges_of_the_gst_settings_are_valid():
+    for keep_prob in (0.0, 1.0):
+        assert GSTSettings(keep_prob=keep_prob, fill_chunk=1, max_age=0).keep_prob == keep_prob

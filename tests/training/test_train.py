@@ -221,6 +221,53 @@ def test_bad_data_root_is_one_clear_line(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "run").exists()  # a refused run leaves no folder behind
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        # Each once ran into a traceback (torch's, numpy's or Hydra's), trained a whole run
+        # before failing, or trained on nonsense (a negative loss weight or margin).
+        ("optim.lr=-1", "optim (torch.optim.Adam; optim.lr=-1 optim.weight_decay=0.0): "),
+        ("optim.lr=abc", "optim (torch.optim.Adam; optim.lr='abc' "),
+        ("trainer.device=tpu", "trainer.device='tpu' is not a device"),
+        ("trainer.seed=-1", "trainer.seed must be an integer >= 0, got -1"),
+        ("trainer.precision=fp8", "trainer.precision must be one of ('fp32', 'bf16')"),
+        ("trainer.select_metric=tau", "trainer.select_metric='tau' is not a validation metric"),
+        ("model.dropout=1.5", "dropout must be a number in [0, 1), got 1.5"),
+        ("loss.terms.1.weight=-30", "term 1: weight must be a number >= 0, got -30"),
+        ("loss.terms.1.loss.margin=-1", "margin must be a number >= 0, got -1"),
+    ],
+)
+def test_bad_settings_are_refused_in_one_line_before_the_run_starts(
+    tmp_path, monkeypatch, capsys, override, message
+):
+    code, _, err = train_cli(
+        monkeypatch,
+        capsys,
+        "loss=listmle_hinge",
+        "trainer.max_steps=2",
+        "trainer.val_at_start=false",
+        *SMALL_MODEL,
+        override,
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
+    assert code == 2
+    assert err.strip().startswith(f"error: {message}") and "\n" not in err.strip()
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_missing_cuda_device_is_one_clear_line(tmp_path, monkeypatch, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    code, _, err = train_cli(
+        monkeypatch, capsys, "trainer.device=cuda", f"hydra.run.dir={tmp_path / 'run'}"
+    )
+    assert code == 2
+    assert err.strip() == (
+        "error: trainer.device='cuda' but no CUDA device is available; use 'cpu' or 'auto'"
+    )
+    assert not (tmp_path / "run").exists()
+
+
 def test_predictor_scores_any_file_like_evaluation(tmp_path):
     from tpulearn.predict import Predictor
 

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Batch, Data
 
-from .._checks import check_choice, check_int, warn_if_disabled
+from .._checks import check_choice, check_int, check_number, warn_if_disabled
 from ..graph import EDGE_DIRECTIONS, directed_edges
 from .encoders import (
     ConfigEncoder,
@@ -201,6 +201,7 @@ class ConfigGNN(LayerHooks, nn.Module):
         check_choice("head", head, ("mlp", "linear"))
         check_int("hidden_channels", hidden_channels, 1)
         check_int("num_layers", num_layers, 0)
+        check_number("dropout", dropout, 0.0, 1.0, open_high=True)
         warn_if_disabled(
             "attention_heads", attention_heads, 4, config_attention, "config_attention is off"
         )

@@ -15,9 +15,11 @@ from dataclasses import dataclass
 
 import torch
 
+from .._checks import check_choice, check_int, check_number
+from .dropout import DROPOUT_UNITS, RESCALES
 from .model import SegmentModel
 from .partition import key_stem
-from .training import FILL_CHUNK, GSTTrainer
+from .training import FILL_CHUNK, MISSING, GSTTrainer
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,16 @@ class GSTSettings:
     fill_chunk: int = FILL_CHUNK
     dropout_unit: str = "entry"
     max_age: int | None = None
+
+    def __post_init__(self) -> None:
+        # Checked when the config is built, before a run starts (the step checks again).
+        check_number("gst.keep_prob", self.keep_prob, 0.0, 1.0)
+        check_choice("gst.rescale", self.rescale, RESCALES)
+        check_choice("gst.missing", self.missing, MISSING)
+        check_int("gst.fill_chunk", self.fill_chunk, 1)
+        check_choice("gst.dropout_unit", self.dropout_unit, DROPOUT_UNITS)
+        if self.max_age is not None:
+            check_int("gst.max_age", self.max_age, 0, "null: never recompute")
 
     def changed(self) -> dict:
         """The settings that differ from the defaults."""

@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Batch
 
-from .._checks import check_choice
+from .._checks import check_choice, check_int, check_number
 from ..data.datasets import TpuGraphData
 from .dropout import DROPOUT_UNITS, RESCALES, combine, stale_keep_mask
 from .history import HistoryTable
@@ -224,7 +224,8 @@ class GSTTrainer:
         check_choice("missing", missing, MISSING)
         self.model = model
         self.keep_prob, self.rescale, self.missing = keep_prob, rescale, missing
-        self.fill_chunk = fill_chunk
+        check_number("keep_prob", keep_prob, 0.0, 1.0)
+        self.fill_chunk = check_int("fill_chunk", fill_chunk, 1)
         check_choice("dropout_unit", dropout_unit, DROPOUT_UNITS)
         self.dropout_unit = dropout_unit
         if max_age is not None and max_age < 0:

@@ -19,6 +19,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
+from .._checks import check_int
 from .budget import time_text
 
 
@@ -42,6 +43,20 @@ def _outside_hydra_run_folder(cfg: DictConfig) -> None:
         folder = Path("outputs") / time.strftime("%Y-%m-%d") / time.strftime("%H-%M-%S")
         cfg.out_dir = str(folder)
         print(f"run folder: {folder} (no Hydra run; pass out_dir=... to choose it)")
+
+
+def _optimizer(cfg: DictConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """The optimiser of ``cfg.optim`` over the model's parameters; a setting the optimiser
+    refuses (``optim.lr=-1``, a string where it wants a number) ends in one line naming
+    the config group and its values."""
+    build = instantiate(cfg.optim)
+    try:
+        return build(params=model.parameters())
+    except (TypeError, ValueError) as exc:
+        settings = " ".join(
+            f"optim.{key}={value!r}" for key, value in cfg.optim.items() if not key.startswith("_")
+        )
+        raise ValueError(f"optim ({cfg.optim._target_}; {settings}): {exc}") from exc
 
 
 def _scheduler(cfg: DictConfig, optimizer):
@@ -92,13 +107,13 @@ def train(cfg: DictConfig, on_start=None) -> dict:
         ``{"best": {...validation metrics at the best step...}, "history": [...],
         "checkpoints": {"last", "best"}, "tensorboard": dir, "data": description}``.
     """
-    seed_everything(int(cfg.trainer.seed))
+    seed_everything(check_int("trainer.seed", cfg.trainer.seed, 0))
     _outside_hydra_run_folder(cfg)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     data = instantiate(cfg.data)
     model = instantiate(cfg.model)
     loss_fn = instantiate(cfg.loss)
-    optimizer = instantiate(cfg.optim)(params=model.parameters())
+    optimizer = _optimizer(cfg, model)
     scheduler = _scheduler(cfg, optimizer)
     gst = instantiate(cfg.gst) if cfg.get("gst") else None
     trainer = instantiate(cfg.trainer, gst=gst)

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .._checks import check_choice
 from ..combine import combine_scores
 from ..metrics import Evaluator
 from . import distributed as dist_utils
@@ -28,12 +29,14 @@ class GraphScores:
     config_index: np.ndarray
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
 def autocast(device: torch.device, precision: str):
     """bf16 autocast on CUDA when asked (and on CPU when asked explicitly)."""
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
-    if precision != "fp32":
-        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+    check_choice("precision", precision, PRECISIONS)
     return contextlib.nullcontext()
 
 

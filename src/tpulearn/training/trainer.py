@@ -12,7 +12,8 @@ from pathlib import Path
 
 import torch
 
-from .._checks import check_int
+from .._checks import check_choice, check_int, resolve_device
+from ..metrics import metric_names
 from ..segments import GSTSettings, gst_trainer
 from . import distributed as dist_utils
 from . import folder, state
@@ -31,17 +32,9 @@ from .interrupt import deferred_interrupt
 from .prefetch import Prefetcher
 from .progress import ProgressLog, max_rss_mb, wants_bar
 from .schedule import BatchSchedule, num_shards
-from .scoring import validate
+from .scoring import PRECISIONS, validate
 from .state import RunState
 from .step import StepStats, step_runner, train_step
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("trainer.device=cuda but no CUDA device is available")
-    return torch.device(device)
 
 
 class Trainer:
@@ -139,6 +132,7 @@ class Trainer:
         check_int("trainer.graphs_per_batch", graphs_per_batch, 1)
         check_int("trainer.log_every", log_every, 1)
         check_int("trainer.patience", patience, 0, "0: no early stopping")
+        check_int("trainer.seed", seed, 0)
         if grad_clip is not None and not grad_clip >= 0:
             raise ValueError(f"trainer.grad_clip must be >= 0 or null, got {grad_clip!r}")
         self.max_epochs = max_epochs
@@ -147,7 +141,8 @@ class Trainer:
             graphs_per_batch,
             grad_clip,
         )
-        self.device, self.precision = resolve_device(device), precision
+        check_choice("trainer.precision", precision, PRECISIONS)
+        self.device, self.precision = resolve_device(device, "trainer.device"), precision
         self.val_every, self.select_metric, self.patience = val_every, select_metric, patience
         self.val_at_start = val_at_start
         self.log_every, self.seed, self.resume = log_every, seed, resume
@@ -196,6 +191,7 @@ class Trainer:
         if world.distributed and self.device.type == "cuda":
             self.device = torch.device("cuda", dist_utils.cuda_index(world.local_rank))
         out_dir = Path(dist_utils.broadcast(str(out_dir), world))
+        self._check_select_metric(getattr(data, "collection", None))
         resume = folder.resume_checkpoint(out_dir, self.resume, self.overwrite)
         model.to(self.device)
         gst = gst_trainer(model, self.gst_settings, dist_utils.rank_seed(self.seed, world.rank))
@@ -428,6 +424,13 @@ class Trainer:
             data.load_feature_state(features)
             train_set = data.train_set()
         return train_set
+
+    def _check_select_metric(self, collection: str | None) -> None:
+        """Refuse, before the run starts, a ``select_metric`` its validation will not
+        report (else the run would train to its first validation and fail there)."""
+        if self.select_metric == "auto" or collection is None:
+            return
+        self._metric_name(dict.fromkeys((*metric_names(collection), "val_loss")))
 
     def _metric_name(self, metrics: dict) -> str:
         if self.select_metric == "auto":
