@@ -9,6 +9,7 @@ from tiny_runs import CONFIG_DIR, compose_config
 
 from tpulearn.data import CollectionData, FastBiasedSampler, UniformSampler, sample_root
 from tpulearn.data.collection import data_root_folder
+from tpulearn.data.schema import root_above
 
 LAYOUT = "layout:xla:default"
 LAYOUT_RANDOM = "layout:xla:random"  # what the synthetic writer writes by default
@@ -94,6 +95,25 @@ def test_data_root_folder():
         data_root_folder("")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         data_root_folder("/nonexistent/tpugraphs")
+
+
+@pytest.mark.parametrize("inside", ["npz", "npz/layout/xla"])
+def test_a_data_root_given_inside_npz_names_the_folder_meant(inside):
+    # Before, a root one level too deep failed on a missing <root>/npz/npz/... folder and
+    # suggested downloading the collection into it.
+    with pytest.raises(FileNotFoundError) as info:
+        data_root_folder(sample_root() / inside)
+    assert str(info.value).endswith(f"the folder that holds npz/: data.root={sample_root()}")
+
+
+def test_root_above_finds_the_folder_that_holds_npz(tmp_path):
+    (tmp_path / "npz" / "layout").mkdir(parents=True)
+    assert root_above(tmp_path) is None
+    assert root_above(tmp_path / "npz") == root_above(tmp_path / "npz" / "layout") == tmp_path
+    assert root_above(tmp_path / "elsewhere") is None
+    # A root that holds npz/ is a root, whatever its own name.
+    (tmp_path / "npz" / "npz").mkdir()
+    assert root_above(tmp_path / "npz") is None
 
 
 @pytest.fixture(scope="module")

@@ -52,3 +52,13 @@ def test_a_root_of_valid_files_passes(root, capsys):
 def test_summarise_without_a_problem_list_raises_on_the_first(root):
     with pytest.raises(TpuGraphsFormatError, match="b_short_runtimes.npz"):
         summarise(root, progress=False)
+
+
+def test_a_missing_root_and_a_root_inside_npz_are_one_line_each(tmp_path, capsys):
+    assert main([str(tmp_path / "nope"), "--no-progress"]) == 1
+    assert capsys.readouterr().err == f"error: data root {tmp_path / 'nope'} does not exist\n"
+    inside = sample_root() / "npz" / "layout"
+    assert main([str(inside), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {inside} is (or is inside) the dataset's npz/ folder")
+    assert err.endswith(f"python -m tpulearn.data {sample_root()}\n")

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from .io import read_layout, read_tile
 from .sample import sample_root
-from .schema import COLLECTIONS, SPLITS, TpuGraphsFormatError, collection_dir
+from .schema import COLLECTIONS, SPLITS, TpuGraphsFormatError, collection_dir, root_above
 
 
 def summarise(root: Path, progress: bool = True, problems: list[str] | None = None) -> list[str]:
@@ -65,6 +65,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root = args.root or sample_root()
     print(f"data root: {root}" + (" (bundled TpuGraphs sample)" if args.root is None else ""))
+    if not root.is_dir():
+        why = "is not a folder" if root.exists() else "does not exist"
+        print(f"error: data root {root} {why}", file=sys.stderr)
+        return 1
+    above = root_above(root)
+    if above is not None:
+        print(
+            f"error: {root} is (or is inside) the dataset's npz/ folder; the data root is the "
+            f"folder that holds npz/: python -m tpulearn.data {above}",
+            file=sys.stderr,
+        )
+        return 1
     problems: list[str] = []
     lines = summarise(root, not args.no_progress and sys.stderr.isatty(), problems)
     if not lines:

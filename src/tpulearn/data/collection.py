@@ -23,7 +23,7 @@ from .sampling import (
     FixedIndicesSampler,
     UniformSampler,
 )
-from .schema import parse_collection
+from .schema import parse_collection, root_above
 
 ValidIndices = Literal["official", "all"]
 Normalize = Literal["zscore", "minmax"] | None
@@ -50,6 +50,12 @@ def data_root_folder(root: str | Path | None) -> Path:
         raise FileNotFoundError(
             f"data root {root} does not exist; pass data.root=DIR or set TPUGRAPHS_ROOT, "
             f"and download with `python scripts/download_tpugraphs.py --root {root} ...`"
+        )
+    above = root_above(root)
+    if above is not None:
+        raise FileNotFoundError(
+            f"data root {root} is (or is inside) the dataset's npz/ folder; the data root is the "
+            f"folder that holds npz/: data.root={above}"
         )
     return root
 

@@ -102,3 +102,19 @@ def collection_dir(root: str | Path, collection: str, split: str) -> Path:
     if task == "tile":
         return Path(root) / "npz" / "tile" / "xla" / split
     return Path(root) / "npz" / "layout" / source / search / split
+
+
+def root_above(root: str | Path) -> Path | None:
+    """The data root that ``root`` lies inside, when it was given a level too deep.
+
+    A data root is the folder that holds ``npz/``. Given ``<root>/npz`` or a folder below it
+    (``<root>/npz/layout/xla``), this returns ``<root>``, so that an error can say which
+    folder was meant; None when ``root`` holds ``npz/`` itself or lies in no ``npz`` folder.
+    """
+    root = Path(root)
+    if (root / "npz").is_dir():
+        return None
+    for folder in (root, *root.parents):
+        if folder.name == "npz":
+            return folder.parent
+    return None
