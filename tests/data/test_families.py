@@ -319,3 +319,23 @@ def test_cli_tile_family_and_default_noise(tmp_path):
 def test_cli_rejects_an_unknown_family(tmp_path):
     with pytest.raises(SystemExit):
         main([str(tmp_path), "--family", "greedy"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--train", "-1"], "--train must be >= 0, got -1"),
+        # The tile collection is valid, the layout one is not: neither is written.
+        (
+            ["--collections", "tile", "layout:xla:random", "--nodes", "2", "5"],
+            "layout:xla:random: layout graphs need at least 3 nodes, got nodes=(2, 5)",
+        ),
+        (["--configs", "4", "2"], "configs must be a range (lo, hi) with 1 <= lo <= hi"),
+    ],
+)
+def test_cli_checks_every_collection_before_writing_any(tmp_path, capsys, args, message):
+    # Before, a negative count wrote the other splits, and a bad range a traceback.
+    with pytest.raises(SystemExit) as info:
+        main([str(tmp_path / "root"), *args])
+    assert info.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "root").exists()

@@ -408,12 +408,22 @@ def test_interrupted_write_keeps_the_old_file_and_no_partial_one(tmp_path, monke
         (lambda root: write_layout_collection(root, search="greedy"), "unknown collection"),
         (lambda root: write_tile_collection(root, nodes=(9, 3)), "nodes must be a range"),
         (lambda root: write_layout_collection(root, nodes=(2, 5)), "at least 3 nodes"),
+        (lambda root: write_layout_collection(root, configs=(0, 4)), "configs must be a range"),
+        (
+            lambda root: write_layout_collection(root, num_configurable=(3, 1)),
+            "num_configurable must be a range",
+        ),
+        (
+            lambda root: write_tile_collection(root, num_graphs={"train": -1}),
+            r"num_graphs\['train'\] must be an integer >= 0, got -1",
+        ),
         (lambda root: make_layout_graph(np.random.default_rng(0), 5, 4, 3), "num_configurable"),
     ],
 )
 def test_bad_arguments_raise_clear_errors(tmp_path, call, message):
     with pytest.raises(ValueError, match=message):
         call(tmp_path)
+    assert not any(tmp_path.iterdir())  # refused before a folder was made
 
 
 @pytest.mark.slow

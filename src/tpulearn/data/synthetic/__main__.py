@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..schema import COLLECTIONS, parse_collection
 from .families import LAYOUT_FAMILIES, TILE_FAMILIES
-from .writer import write_layout_collection, write_tile_collection
+from .writer import check_sizes, write_layout_collection, write_tile_collection
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,12 +31,27 @@ def main(argv: list[str] | None = None) -> int:
         default=["layout:xla:random"],
         help=f"'tile' or any of {', '.join(COLLECTIONS)}",
     )
-    parser.add_argument("--train", type=int, default=8)
-    parser.add_argument("--valid", type=int, default=2)
-    parser.add_argument("--test", type=int, default=2)
-    parser.add_argument("--nodes", type=int, nargs=2, default=None, metavar=("MIN", "MAX"))
-    parser.add_argument("--configs", type=int, nargs=2, default=None, metavar=("MIN", "MAX"))
-    parser.add_argument("--seed", type=int, default=0)
+    for split, count in (("train", 8), ("valid", 2), ("test", 2)):
+        parser.add_argument(
+            f"--{split}", type=int, default=count, help=f"{split} graphs (default: {count})"
+        )
+    parser.add_argument(
+        "--nodes",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("MIN", "MAX"),
+        help="nodes per graph, drawn from MIN..MAX (default: the task's)",
+    )
+    parser.add_argument(
+        "--configs",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("MIN", "MAX"),
+        help="configs per graph, drawn from MIN..MAX (default: the task's)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of graphs, configs and noise")
     parser.add_argument(
         "--family",
         choices=sorted(LAYOUT_FAMILIES),
@@ -56,13 +71,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.noise is not None and args.noise < 0:
         parser.error(f"--noise must be >= 0, got {args.noise}")
     counts = {"train": args.train, "valid": args.valid, "test": args.test}
+    for split, count in counts.items():
+        if count < 0:
+            parser.error(f"--{split} must be >= 0, got {count}")
     sizes = {k: tuple(v) for k, v in (("nodes", args.nodes), ("configs", args.configs)) if v}
-    for name in args.collections:
-        name = "tile:xla" if name == "tile" else name
+    names = ["tile:xla" if name == "tile" else name for name in args.collections]
+    collections = {}
+    for name in names:  # every collection is checked before any is written
         try:
-            task, source, search = parse_collection(name)
+            collections[name] = parse_collection(name)
+            check_sizes(collections[name][0], **sizes)
         except ValueError as exc:
-            parser.error(str(exc))
+            parser.error(f"{name}: {exc}")
+    for name, (task, source, search) in collections.items():
         if task == "tile":
             files = write_tile_collection(
                 args.root,

@@ -19,6 +19,7 @@ from types import MappingProxyType
 
 import numpy as np
 
+from ..._checks import check_int
 from ..schema import SPLITS, collection_dir, parse_collection
 from .families import _sidecar_record, resolve_family, sidecar_path
 from .layout import _layout_arrays
@@ -27,11 +28,35 @@ from .tile import make_tile_graph
 DEFAULT_NUM_GRAPHS = MappingProxyType({"train": 8, "valid": 2, "test": 2})
 
 
-def _draw(rng: np.random.Generator, bounds: tuple[int, int], what: str) -> int:
-    """An integer from the inclusive range ``bounds``."""
+def check_sizes(
+    task: str,
+    nodes: tuple[int, int] | None = None,
+    configs: tuple[int, int] | None = None,
+    num_configurable: tuple[int, int] | None = None,
+) -> None:
+    """Refuse size ranges a writer cannot draw from, before it writes anything.
+
+    Args:
+        task: ``"tile"`` or ``"layout"`` (a layout graph needs at least 3 nodes).
+        nodes, configs, num_configurable: inclusive ranges ``(lo, hi)``; None: not checked.
+
+    Raises:
+        ValueError: naming the range and what it must be.
+    """
+    for what, bounds in (
+        ("nodes", nodes),
+        ("configs", configs),
+        ("num_configurable", num_configurable),
+    ):
+        if bounds is not None and not 1 <= bounds[0] <= bounds[1]:
+            raise ValueError(f"{what} must be a range (lo, hi) with 1 <= lo <= hi, got {bounds}")
+    if task == "layout" and nodes is not None and nodes[0] < 3:
+        raise ValueError(f"layout graphs need at least 3 nodes, got nodes={nodes}")
+
+
+def _draw(rng: np.random.Generator, bounds: tuple[int, int]) -> int:
+    """An integer from the inclusive range ``bounds`` (checked by :func:`check_sizes`)."""
     lo, hi = bounds
-    if not 1 <= lo <= hi:
-        raise ValueError(f"{what} must be a range (lo, hi) with 1 <= lo <= hi, got {bounds}")
     return int(rng.integers(lo, hi + 1))
 
 
@@ -93,6 +118,8 @@ def _split_counts(num_graphs: Mapping[str, int] | None) -> dict[str, int]:
     unknown = set(counts) - set(SPLITS)
     if unknown:
         raise ValueError(f"unknown splits {sorted(unknown)}; expected {', '.join(SPLITS)}")
+    for split, count in counts.items():
+        check_int(f"num_graphs[{split!r}]", count, 0)
     return counts
 
 
@@ -129,6 +156,7 @@ def write_tile_collection(
         The written npz files, split by split. Test files are unlabelled unless
         ``labelled_test``.
     """
+    check_sizes("tile", nodes, configs)
     fam, noise = resolve_family("tile", family, noise)
     counts = _split_counts(num_graphs)
     paths, records = [], {}
@@ -150,8 +178,8 @@ def write_tile_collection(
             rng = np.random.default_rng([seed, 0, SPLITS.index(split), i])
             arrays = make_tile_graph(
                 rng,
-                _draw(rng, nodes, "nodes"),
-                _draw(rng, configs, "configs"),
+                _draw(rng, nodes),
+                _draw(rng, configs),
                 labelled=labelled_test or split != "test",
                 noise=noise,
                 duplicate_fraction=duplicate_fraction,
@@ -208,8 +236,7 @@ def write_layout_collection(
     """
     collection = f"layout:{source}:{search}"
     parse_collection(collection)  # clear error for an unknown source or search
-    if nodes[0] < 3:
-        raise ValueError(f"layout graphs need at least 3 nodes, got nodes={nodes}")
+    check_sizes("layout", nodes, configs, num_configurable)
     fam, noise = resolve_family("layout", family, noise)
     paths, records = [], {}
     for split, count in _split_counts(num_graphs).items():
@@ -231,17 +258,17 @@ def write_layout_collection(
             key = (seed, 1, ("xla", "nlp").index(source), SPLITS.index(split), i)
             structure = np.random.default_rng(key)
             config = np.random.default_rng((*key, ("default", "random").index(search)))
-            n = _draw(structure, nodes, "nodes")
+            n = _draw(structure, nodes)
             if num_configurable is None:
                 nc = int(round(configurable_fraction * n))
             else:
-                nc = _draw(structure, num_configurable, "num_configurable")
+                nc = _draw(structure, num_configurable)
             arrays = _layout_arrays(
                 structure,
                 config,
                 n,
                 min(max(nc, 1), n - 2),
-                _draw(config, configs, "configs"),
+                _draw(config, configs),
                 labelled=labelled_test or split != "test",
                 source=source,
                 search=search,
