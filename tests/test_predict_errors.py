@@ -62,6 +62,27 @@ def test_plots_without_matplotlib_fail_before_any_work(run, monkeypatch, capsys)
     assert code == 2 and "matplotlib" in line and "tpulearn[notebooks]" in line
 
 
+@pytest.mark.parametrize("where", ["a_file", "a_file/sub"])
+def test_an_out_dir_that_cannot_be_a_folder_is_one_line(run, tmp_path, monkeypatch, capsys, where):
+    # Once a FileExistsError / NotADirectoryError traceback.
+    (tmp_path / "a_file").write_text("")
+    code, _, err = evaluate_cli(monkeypatch, capsys, f"ckpt={run}", f"out_dir={tmp_path / where}")
+    line = one_error_line(err)
+    assert code == 2 and line.startswith(f"error: out_dir={tmp_path / where} cannot be made")
+
+
+@pytest.mark.parametrize(("device", "why"), [("tpu", "is not a device"), ("cuda:0", "CUDA")])
+def test_a_device_evaluation_cannot_use_is_one_line(run, monkeypatch, capsys, device, why):
+    if device.startswith("cuda") and torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    # Once torch's AssertionError ("Torch not compiled with CUDA enabled") or RuntimeError.
+    code, _, err = evaluate_cli(monkeypatch, capsys, f"ckpt={run}", f"device={device}")
+    line = one_error_line(err)
+    assert code == 2 and line.startswith(f"error: device='{device}'") and why in line
+    with pytest.raises(ValueError, match=f"device='{device}'"):
+        Predictor.from_checkpoint(run, device=device)
+
+
 def test_a_run_folder_is_its_best_checkpoint(run):
     best = Predictor.from_checkpoint(run / "checkpoints/best.pt").model.state_dict()
     for folder in (run, run / "checkpoints"):

@@ -157,7 +157,10 @@ def evaluate(cfg: DictConfig) -> dict:
         first.ckpt, cfg.split, data.collection, train_cfg, ckpts, combine
     )
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file in the way, no permission: one line, before scoring
+        raise ValueError(f"out_dir={out_dir} cannot be made a folder: {exc.strerror}") from None
     scored = [
         list(
             score_dataset(
