@@ -532,7 +532,7 @@ def fmt(s: dict, digits: int = 3) -> str:
     return f"{s['mean']:.{digits}f} +- {s['std']:.{digits}f}"
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--families", nargs="+", default=list(LAYOUT_FAMILIES))
     parser.add_argument("--tile-families", nargs="+", default=list(TILE_FAMILIES))
@@ -583,6 +583,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--jobs", type=int, default=1, help="runs at a time (each gets cores / jobs threads)"
     )
+    return parser
+
+
+def parse(argv: list[str] | None) -> tuple[argparse.Namespace, dict, dict, list[str]]:
+    """The call's options, checked (argparse's exit 2 on a bad one): the arguments, the
+    recipes by task (the defined ones among the layout recipes), the data sizes by task, and
+    the overrides every run adds."""
+    parser = _parser()
     args = parser.parse_args(argv)
     try:
         defined = defined_recipes(args.recipe)
@@ -612,49 +620,47 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--train-graphs must be >= 1, got {args.train_graphs}")
         size = {**size, "layout": {**size["layout"], "train": args.train_graphs}}
     extra = QUICK_OVERRIDES if args.quick else []
-    started = time.strftime("%Y-%m-%d %H:%M:%S")
-    command = shlex.join(["python", "scripts/quality.py", *(argv or sys.argv[1:])])
-    call = {"command": command, "started": started}
-    previous = None
-    if args.update:
-        # Sizes are checked per task, row by row (keep_previous).
-        measured_as = {
-            "seeds": args.seeds,
-            "jobs": args.jobs,
-            "data_seed": args.data_seed,
-        }
-        previous = read_previous(args.out.with_suffix(".json"), measured_as)
+    return args, recipes, size, extra
 
-    def log(line: str) -> None:
-        print(line, flush=True)
 
-    # The plan: (key, run folder, overrides) per run; data written first, in order.
+def log(line: str) -> None:
+    print(line, flush=True)
+
+
+def plan(
+    args: argparse.Namespace, recipes: dict, size: dict, extra: list[str]
+) -> tuple[list, dict, dict]:
+    """The runs of this call, the data written first, in order.
+
+    Returns:
+        ``jobs``: ``(key, run folder name, overrides, data)`` per run, keyed ``(task,
+        family, recipe, seed)``; ``roots``: each synthetic collection's data root by
+        ``(task, family)``; ``chosen``: the recipes that run, by task.
+    """
+    chosen = {task: [r for r in args.recipes if r in recipes[task]] for task in recipes}
     jobs, roots = [], {}
-    layout_recipes = [r for r in args.recipes if r in recipes["layout"]]
-    tile_recipes = [r for r in args.recipes if r in TILE_RECIPES]
-    for family in args.families if layout_recipes else []:
+    for family in args.families if chosen["layout"] else []:
         index = list(LAYOUT_FAMILIES).index(family)  # the data seed follows the family
         root = roots["layout", family] = write_data(
             args.work, "layout", family, index, size["layout"], args.data_seed
         )
         data = written(root)
-        for recipe, seed in itertools.product(layout_recipes, args.seeds):
+        for recipe, seed in itertools.product(chosen["layout"], args.seeds):
             overrides = run_overrides("layout", recipes["layout"][recipe], root, seed, extra)
             name = f"{family}-{recipe}-{seed}"
             jobs.append((("layout", family, recipe, seed), name, overrides, data))
-    for family in args.tile_families if tile_recipes else []:
+    for family in args.tile_families if chosen["tile"] else []:
         index = list(TILE_FAMILIES).index(family)
         root = roots["tile", family] = write_data(
             args.work, "tile", family, index, size["tile"], args.data_seed
         )
         data = written(root)
-        for recipe, seed in itertools.product(tile_recipes, args.seeds):
+        for recipe, seed in itertools.product(chosen["tile"], args.seeds):
             overrides = run_overrides("tile", TILE_RECIPES[recipe], root, seed, extra)
             name = f"tile-{family}-{recipe}-{seed}"
             jobs.append((("tile", family, recipe, seed), name, overrides, data))
-    real_recipes = [r for r in args.recipes if r in REAL_RECIPES]
-    swapped = write_swapped(args.work) if real_recipes else None
-    for recipe, seed in itertools.product(real_recipes, args.seeds):
+    swapped = write_swapped(args.work) if chosen["real"] else None
+    for recipe, seed in itertools.product(chosen["real"], args.seeds):
         name = f"real-{seed}" if recipe == "real" else f"{recipe}-{seed}"
         overrides = run_overrides("real", REAL_RECIPES[recipe], None, seed, extra)
         jobs.append((("real", None, recipe, seed), name, overrides, None))
@@ -662,9 +668,13 @@ def main(argv: list[str] | None = None) -> int:
         name = f"{recipe}-swapped-{seed}"
         overrides = [*overrides, f"data.root={swapped}"]
         jobs.append((("real", "swapped", recipe, seed), name, overrides, {"swapped": REAL_SWAPPED}))
+    return jobs, roots, chosen
 
+
+def run_all(jobs: list, args: argparse.Namespace, call: dict) -> tuple[dict, int]:
+    """Train (or read back) every run, ``args.jobs`` at a time; returns each run's row by
+    its key and the threads each run had."""
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
-    done: dict = {}
 
     def run(job):
         key, name, overrides, data = job
@@ -678,11 +688,74 @@ def main(argv: list[str] | None = None) -> int:
 
     log(f"{len(jobs)} runs, {args.jobs} at a time ({_threads(threads)} each)")
     with ThreadPoolExecutor(args.jobs) as pool:
-        for key, row in pool.map(run, jobs):
-            done[key] = row
+        done = dict(pool.map(run, jobs))
+    return done, threads
+
+
+def recipe_row(
+    task: str, family: str, recipe: str, root: Path, rows: list[dict], args, size: dict
+) -> dict:
+    """A synthetic collection's row of one recipe: its seeds' metrics (``rows``), their
+    spread, and the ensemble of their best checkpoints (on the test kernels too, where the
+    tile collections have them)."""
+    work, seeds = args.work, args.seeds
+    collection = LAYOUT if task == "layout" else "tile:xla"
+    summary = {
+        "wall_s": summarise([r["wall_s"] for r in rows]),
+        "rss_mb": max(r["rss_mb"] for r in rows),
+        "steps": [r["last_step"] for r in rows],
+        "trained_by": [r.get("trained_by") for r in rows],
+    }
+    # The mean-rank ensemble of the seeds' best checkpoints (the run folders of jobs).
+    prefix = family if task == "layout" else f"tile-{family}"
+    runs = [work / "runs" / f"{prefix}-{recipe}-{seed}" for seed in seeds]
+    ensemble = ensemble_metrics(root, collection, runs) if len(runs) > 1 else None
+    if task == "layout":
+        summary["tau"] = summarise([r["best"]["kendall_tau"] for r in rows])
+        summary["ensemble_tau"] = ensemble and ensemble["kendall_tau"]
+        summary["best_member_tau"] = max(summary["tau"]["values"])
+        return summary
+    for k in ERRORS:
+        summary[k] = summarise([r["best"][k] for r in rows])
+    summary["ensemble"] = ensemble and {k: ensemble[k] for k in ERRORS}
+    if size["tile"].get("test"):
+        # The same checkpoints on the held-out test kernels.
+        tests = [ensemble_metrics(root, collection, [r], "test") for r in runs]
+        summary["test"] = {k: summarise([t[k] for t in tests]) for k in ERRORS}
+        if len(runs) > 1:
+            ens = ensemble_metrics(root, collection, runs, "test")
+            summary["test_ensemble"] = {k: ens[k] for k in ERRORS}
+    return summary
+
+
+def real_row(rows: list[dict], swapped: list[dict]) -> dict:
+    """A real-sample recipe's row: its seeds on the bundled pair and on the pair swapped."""
+    return {
+        "tau": summarise([r["best"]["kendall_tau"] for r in rows]),
+        "wall_s": summarise([r["wall_s"] for r in rows]),
+        "rss_mb": max(r["rss_mb"] for r in rows),
+        "trained_by": [r.get("trained_by") for r in rows],
+        "swapped": {
+            "tau": summarise([r["best"]["kendall_tau"] for r in swapped]),
+            "trained_by": [r.get("trained_by") for r in swapped],
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, recipes, size, extra = parse(argv)
+    started = time.strftime("%Y-%m-%d %H:%M:%S")
+    command = shlex.join(["python", "scripts/quality.py", *(argv or sys.argv[1:])])
+    call = {"command": command, "started": started}
+    previous = None
+    if args.update:
+        # Sizes are checked per task, row by row (keep_previous).
+        measured_as = {"seeds": args.seeds, "jobs": args.jobs, "data_seed": args.data_seed}
+        previous = read_previous(args.out.with_suffix(".json"), measured_as)
+    jobs, roots, chosen = plan(args, recipes, size, extra)
+    done, threads = run_all(jobs, args, call)
 
     # Each recipe's config key, composed once (a layout recipe's rows share it).
-    chosen = {"layout": layout_recipes, "tile": tile_recipes, "real": real_recipes}
     config_keys = {
         (task, r): config_key(task, recipes[task][r], extra)
         for task in chosen
@@ -694,51 +767,22 @@ def main(argv: list[str] | None = None) -> int:
         entry = {"oracle": oracle_metrics(root, collection, "valid"), "recipes": {}}
         if task == "tile" and size["tile"].get("test"):
             entry["test_oracle"] = oracle_metrics(root, collection, "test")
-        for recipe in layout_recipes if task == "layout" else tile_recipes:
+        for recipe in chosen[task]:
             rows = [done[task, family, recipe, seed] for seed in args.seeds]
-            summary = {
+            row = recipe_row(task, family, recipe, root, rows, args, size)
+            entry["recipes"][recipe] = {
                 "overrides": recipes[task][recipe],
                 "config": config_keys[task, recipe],
-                "wall_s": summarise([r["wall_s"] for r in rows]),
-                "rss_mb": max(r["rss_mb"] for r in rows),
-                "steps": [r["last_step"] for r in rows],
-                "trained_by": [r.get("trained_by") for r in rows],
+                **row,
             }
-            # The mean-rank ensemble of the seeds' best checkpoints (the run folders of jobs).
-            prefix = family if task == "layout" else f"tile-{family}"
-            runs = [args.work / "runs" / f"{prefix}-{recipe}-{seed}" for seed in args.seeds]
-            ensemble = ensemble_metrics(root, collection, runs) if len(runs) > 1 else None
-            if task == "layout":
-                summary["tau"] = summarise([r["best"]["kendall_tau"] for r in rows])
-                summary["ensemble_tau"] = ensemble and ensemble["kendall_tau"]
-                summary["best_member_tau"] = max(summary["tau"]["values"])
-            else:
-                for k in ERRORS:
-                    summary[k] = summarise([r["best"][k] for r in rows])
-                summary["ensemble"] = ensemble and {k: ensemble[k] for k in ERRORS}
-                if size["tile"].get("test"):
-                    # The same checkpoints on the held-out test kernels.
-                    tests = [ensemble_metrics(root, collection, [r], "test") for r in runs]
-                    summary["test"] = {k: summarise([t[k] for t in tests]) for k in ERRORS}
-                    if len(runs) > 1:
-                        ens = ensemble_metrics(root, collection, runs, "test")
-                        summary["test_ensemble"] = {k: ens[k] for k in ERRORS}
-            entry["recipes"][recipe] = summary
         results[task][family] = entry
-    for recipe in real_recipes:
+    for recipe in chosen["real"]:
         rows = [done["real", None, recipe, seed] for seed in args.seeds]
-        other = [done["real", "swapped", recipe, seed] for seed in args.seeds]
+        swapped = [done["real", "swapped", recipe, seed] for seed in args.seeds]
         results["real"][recipe] = {
             "overrides": REAL_RECIPES[recipe],
             "config": config_keys["real", recipe],
-            "tau": summarise([r["best"]["kendall_tau"] for r in rows]),
-            "wall_s": summarise([r["wall_s"] for r in rows]),
-            "rss_mb": max(r["rss_mb"] for r in rows),
-            "trained_by": [r.get("trained_by") for r in rows],
-            "swapped": {
-                "tau": summarise([r["best"]["kendall_tau"] for r in other]),
-                "trained_by": [r.get("trained_by") for r in other],
-            },
+            **real_row(rows, swapped),
         }
 
     results["meta"] = {
