@@ -254,6 +254,9 @@ def test_bad_arguments_are_clear_errors(tmp_path):
         run_leaderboard("sample", tmp_path, overrides=["trainer.seed=3"])
     with pytest.raises(ValueError, match="--seeds: expected distinct"):
         run_leaderboard("sample", tmp_path, seeds=[0, 0])
+    # Checked before training: the device was once first used by the evaluation after it.
+    with pytest.raises(ValueError, match="device='tpu' is not a device"):
+        run_leaderboard("sample", tmp_path, device="tpu")
     # A tile key given to every run does not exist in the layout (segment model) configs;
     # every config is composed before any training starts.
     with pytest.raises(

@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from .._checks import resolve_device
 from ..data.schema import COLLECTIONS
 from ..submission import merge_submissions, validate_submission
 from .plan import experiment_name, plan_sources, root_folder_and_override, split_counts
@@ -66,11 +67,8 @@ class _Reproduction:
         self.overrides, self.retrain, self.log = overrides, retrain, log
         self.out = Path(out).expanduser().resolve()
         self.sources = plan_sources(self.root, collections)
-        if device == "auto":
-            import torch
-
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = device
+        # Checked before any training (evaluation comes after it); "auto" resolved once.
+        self.device = str(resolve_device(device))
         self.runs: dict[tuple[str, int], Run] = {}
         self.ensemble = ensemble
 
