@@ -612,6 +612,12 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, dict, dict, list[
                 parser.error(f"unknown family {name!r}; known: {', '.join(known)}")
     if args.quick and args.heldout_shape:
         parser.error("--quick and --heldout-shape choose two sizes; pass one")
+    if args.jobs < 1:
+        parser.error(f"--jobs must be >= 1, got {args.jobs}")
+    if len(set(args.seeds)) < len(args.seeds):
+        # One run folder a seed: a repeated seed would train it twice at once and count it
+        # twice in the mean, the spread and the ensemble.
+        parser.error(f"--seeds must be distinct, got {args.seeds}")
     size = SIZES["quick" if args.quick else "full"]
     if args.heldout_shape:
         size = {**size, "layout": SIZES["heldout"]["layout"]}

@@ -379,10 +379,20 @@ def test_more_train_graphs_keep_the_first_ones_and_the_valid_ones(script, tmp_pa
             assert few.read_bytes() == more_file.read_bytes()
 
 
-def test_train_graphs_below_one_is_refused(script, tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--train-graphs", "0"], "--train-graphs must be >= 1, got 0"),
+        # Once a ZeroDivisionError after the data was written.
+        (["--jobs", "0"], "--jobs must be >= 1, got 0"),
+        # Once trained seed 0's folder twice at once and counted it as two seeds.
+        (["--seeds", "0", "1", "0"], "--seeds must be distinct, got [0, 1, 0]"),
+    ],
+)
+def test_bad_counts_are_refused_before_any_data(script, tmp_path, capsys, args, message):
     with pytest.raises(SystemExit):
-        script.main(["--quick", "--train-graphs", "0", "--work", str(tmp_path)])
-    assert "--train-graphs must be >= 1, got 0" in capsys.readouterr().err
+        script.main(["--quick", *args, "--work", str(tmp_path)])
+    assert message in capsys.readouterr().err
     assert not (tmp_path / "data").exists()
 
 
