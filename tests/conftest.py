@@ -7,7 +7,25 @@ them as skipped elsewhere.
 
 from __future__ import annotations
 
+import os
+import sys
+
 import pytest
+
+
+def pytest_configure(config):
+    # Under pytest-xdist (pyproject's addopts run the suite on up to 4 workers), each worker
+    # is a process whose torch would start a thread per core: N workers on N cores would
+    # run N x N threads that wait on each other (the suite took 200 s on 2 cores so, 114 s
+    # with one thread a worker). Each worker gets its share of the cores instead, its
+    # subprocesses too; an OMP_NUM_THREADS the user set stays.
+    workers = getattr(config, "workerinput", {}).get("workercount")
+    if workers is None:
+        return
+    threads = str(max(1, (os.cpu_count() or 1) // int(workers)))
+    os.environ.setdefault("OMP_NUM_THREADS", threads)
+    if "torch" in sys.modules:  # already started its threads: tell it
+        sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 def pytest_collection_modifyitems(config, items):
