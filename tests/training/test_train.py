@@ -255,6 +255,28 @@ def test_bad_settings_are_refused_in_one_line_before_the_run_starts(
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.filterwarnings("ignore:layout_.* has no effect. task='tile'")
+def test_a_layout_recipe_on_tile_data_is_refused_naming_the_collection(
+    tmp_path, monkeypatch, capsys
+):
+    # layout_fast selects on Kendall tau, which tile validation does not report: the run
+    # once trained up to its first validation and failed there.
+    code, _, err = train_cli(
+        monkeypatch,
+        capsys,
+        "experiment=layout_fast",
+        "data=tile_xla",
+        "data.root=sample",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
+    assert code == 2
+    assert err.strip().startswith(
+        "error: trainer.select_metric='kendall_tau' is not a validation metric of tile:xla; "
+        "choose one of ['num_graphs', 'score', 'top10_error', 'top1_error', 'top5_error', "
+    )
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_missing_cuda_device_is_one_clear_line(tmp_path, monkeypatch, capsys):
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA device")

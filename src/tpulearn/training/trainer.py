@@ -430,15 +430,15 @@ class Trainer:
         report (else the run would train to its first validation and fail there)."""
         if self.select_metric == "auto" or collection is None:
             return
-        self._metric_name(dict.fromkeys((*metric_names(collection), "val_loss")))
+        self._metric_name(dict.fromkeys((*metric_names(collection), "val_loss")), collection)
 
-    def _metric_name(self, metrics: dict) -> str:
+    def _metric_name(self, metrics: dict, collection: str = "this collection") -> str:
         if self.select_metric == "auto":
             return "opa" if "opa" in metrics else "score"
         if self.select_metric not in metrics:
             raise ValueError(
                 f"trainer.select_metric={self.select_metric!r} is not a validation metric of "
-                f"this collection; choose one of {sorted(metrics)}"
+                f"{collection}; choose one of {sorted(metrics)}"
             )
         return self.select_metric
 
