@@ -83,6 +83,17 @@ def test_a_device_evaluation_cannot_use_is_one_line(run, monkeypatch, capsys, de
         Predictor.from_checkpoint(run, device=device)
 
 
+def test_ctrl_c_during_evaluation_is_one_line(run, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    # Once the scoring loop's traceback.
+    monkeypatch.setattr(tpulearn.evaluation, "score_dataset", interrupted)
+    code, _, err = evaluate_cli(monkeypatch, capsys, f"ckpt={run}")
+    assert code == 130
+    assert err.strip() == "evaluation interrupted; run the command again to evaluate"
+
+
 def test_a_run_folder_is_its_best_checkpoint(run):
     best = Predictor.from_checkpoint(run / "checkpoints/best.pt").model.state_dict()
     for folder in (run, run / "checkpoints"):

@@ -65,3 +65,6 @@ def evaluate_main(cfg: DictConfig) -> None:
     except MissingExtraError as exc:  # plots=true without matplotlib
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    except KeyboardInterrupt:  # one line, not the scoring loop's traceback
+        print("evaluation interrupted; run the command again to evaluate", file=sys.stderr)
+        raise SystemExit(130) from None
