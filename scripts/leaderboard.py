@@ -60,6 +60,13 @@ def main(argv: list[str] | None = None) -> int:
             device=args.device,
             ensemble=args.ensemble,
         )
+    except KeyboardInterrupt:  # one line, not the training loop's traceback
+        print(
+            "interrupted; the same command continues: finished runs are reused, an "
+            "interrupted one resumes from its last checkpoint",
+            file=sys.stderr,
+        )
+        return 130
     except Exception as exc:  # instantiate wraps constructor errors: report the user's one
         cause = exc
         while cause is not None and not isinstance(cause, USER_ERRORS):

@@ -749,6 +749,20 @@ def real_row(rows: list[dict], swapped: list[dict]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return build(argv)
+    except KeyboardInterrupt:  # Ctrl-C reaches the runs too: each saves and stops
+        print(
+            "interrupted; the same command continues: finished runs are read back, the "
+            "others train again",
+            file=sys.stderr,
+        )
+        return 130
+
+
+def build(argv: list[str] | None) -> int:
+    """Train (or read back) the runs of this call and write the table; see the module
+    docstring."""
     args, recipes, size, extra = parse(argv)
     started = time.strftime("%Y-%m-%d %H:%M:%S")
     command = shlex.join(["python", "scripts/quality.py", *(argv or sys.argv[1:])])

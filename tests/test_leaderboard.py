@@ -277,6 +277,18 @@ def load_leaderboard():
     return load_script("leaderboard")
 
 
+def test_ctrl_c_in_the_script_is_one_line_saying_how_to_continue(tmp_path, monkeypatch, capsys):
+    script = load_leaderboard()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(script, "run_leaderboard", interrupted)
+    assert script.main(["--root", "sample", "--out", str(tmp_path)]) == 130
+    err = capsys.readouterr().err
+    assert err.startswith("interrupted; the same command continues") and err.count("\n") == 1
+
+
 @pytest.mark.slow
 def test_script_runs_and_reports_errors_in_one_line(tmp_path, capsys):
     script = load_leaderboard()

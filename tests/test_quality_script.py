@@ -574,3 +574,17 @@ def test_a_real_recipe_also_trains_on_the_swapped_pair(script, tmp_path, monkeyp
     assert "| real_zscore | 0.070 +- 0.000 | 0.070, 0.070 | 0.010 +- 0.000 | 0.010, 0.010 |" in (
         out.read_text()
     )
+
+
+def test_ctrl_c_is_one_line_saying_how_to_continue(script, tmp_path, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    # Once a traceback out of the thread pool's wait (the runs themselves save and stop).
+    monkeypatch.setattr(script, "run_all", interrupted)
+    assert script.main(["--quick", "--work", str(tmp_path), "--recipes", "real"]) == 130
+    err = capsys.readouterr().err
+    assert err == (
+        "interrupted; the same command continues: finished runs are read back, the others "
+        "train again\n"
+    )
