@@ -35,22 +35,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument(
             f"--{split}", type=int, default=count, help=f"{split} graphs (default: {count})"
         )
-    parser.add_argument(
-        "--nodes",
-        type=int,
-        nargs=2,
-        default=None,
-        metavar=("MIN", "MAX"),
-        help="nodes per graph, drawn from MIN..MAX (default: the task's)",
-    )
-    parser.add_argument(
-        "--configs",
-        type=int,
-        nargs=2,
-        default=None,
-        metavar=("MIN", "MAX"),
-        help="configs per graph, drawn from MIN..MAX (default: the task's)",
-    )
+    for size in ("nodes", "configs"):
+        parser.add_argument(
+            f"--{size}",
+            type=int,
+            nargs=2,
+            default=None,
+            metavar=("MIN", "MAX"),
+            help=f"{size} per graph, drawn from MIN..MAX (default: the task's)",
+        )
     parser.add_argument("--seed", type=int, default=0, help="seed of graphs, configs and noise")
     parser.add_argument(
         "--family",
