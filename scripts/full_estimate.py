@@ -10,12 +10,15 @@ process of its own, and its seconds per step and per validated config are read f
 run's output. The full run's time is then: the recipe's budget in steps (its epochs x the
 collection's train graphs, or its ``max_steps``) x seconds per step, plus its validations
 (every valid graph, 1000 configs each) x seconds per config. Measured on this machine's
-CPU: a GPU only shortens it. Writes the table to stdout (and ``--out``, markdown).
+CPU: a GPU only shortens it. The peak resident memory of each ``train.py`` process (which
+also validates 1000 configs of its graph) says what the largest graph needs. Writes the
+table to stdout (and ``--out``, markdown).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shlex
 import subprocess
@@ -68,15 +71,23 @@ def measure(overrides: list[str], source: str, nodes: int, steps: int, work: Pat
     cmd += [f"trainer.log_every={steps}", "trainer.progress=false", "trainer.patience=0"]
     cmd += [f"hydra.run.dir={work / 'runs' / f'{source}-{nodes}'}", "trainer.overwrite=true"]
     print("$", shlex.join(cmd[1:]), flush=True)
-    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-    if out.returncode:
-        raise RuntimeError(f"train.py failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
-    step = re.search(r"\| ([0-9.]+) s/step", out.stdout)
-    valid = re.search(rf"valid step {steps} \(([0-9.]+) s\)", out.stdout)
+    log = work / f"{source}-{nodes}.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)  # the rusage of this process alone
+    text = log.read_text()
+    if os.waitstatus_to_exitcode(status):
+        raise RuntimeError(f"train.py failed:\n{text[-3000:]}")
+    step = re.search(r"\| ([0-9.]+) s/step", text)
+    valid = re.search(rf"valid step {steps} \(([0-9.]+) s\)", text)
     if not (step and valid):
-        raise RuntimeError(f"no step or validation time in the output:\n{out.stdout[-2000:]}")
+        raise RuntimeError(f"no step or validation time in the output:\n{text[-2000:]}")
     seconds = float(valid.group(1))
-    return {"s_per_step": float(step.group(1)), "s_per_config": seconds / VALID_CONFIGS}
+    return {
+        "s_per_step": float(step.group(1)),
+        "s_per_config": seconds / VALID_CONFIGS,
+        "rss_mb": usage.ru_maxrss / 1024,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,8 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         "5% configurable).",
         "",
         "| source | budget steps | validations | s/step avg / largest graph | "
-        "s per valid config | train h (avg graphs) | validation h | total h |",
-        "|---|---|---|---|---|---|---|---|",
+        "s per valid config | train h (avg graphs) | validation h | total h | "
+        "peak RSS MB avg / largest graph |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     with tempfile.TemporaryDirectory() as tmp:
         for source, shape in SOURCES.items():
@@ -107,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"| {source} | {plan['steps']:,} | {plan['validations']:,} | "
                 f"{avg['s_per_step']:.3f} / {big['s_per_step']:.3f} | "
                 f"{avg['s_per_config'] * 1e3:.2f} ms | {train_h:.2f} | {valid_h:.2f} | "
-                f"{train_h + valid_h:.2f} |"
+                f"{train_h + valid_h:.2f} | {avg['rss_mb']:,.0f} / {big['rss_mb']:,.0f} |"
             )
     text = "\n".join(lines) + "\n"
     print(text)

@@ -1,0 +1,26 @@
+"""scripts/full_estimate.py: the recipe's budget on a full collection, and one measured size."""
+
+import pytest
+from tiny_runs import load_script
+
+
+@pytest.fixture(scope="module")
+def script():
+    return load_script("full_estimate")
+
+
+def test_budget_follows_the_recipe_and_the_collection(script):
+    # layout_fast: 150 epochs of 61 graphs, one graph a step, validated every 5 epochs.
+    plan = script.budget(["experiment=layout_fast"], 61, "layout_xla_random")
+    assert plan == {"steps": 150 * 61, "validations": 30}
+
+
+@pytest.mark.slow
+def test_measure_reads_times_and_memory_of_a_real_run(script, tmp_path):
+    """The step time, the validation time per config and the process's peak memory come
+    out of one short train.py run (the parsing follows train.py's output lines)."""
+    row = script.measure(["experiment=layout_fast"], "xla", 300, 2, tmp_path)
+    assert row["s_per_step"] > 0 and row["s_per_config"] > 0
+    # A train.py process imports torch and PyG: well over 100 MB, far under 100 GB.
+    assert 100 < row["rss_mb"] < 100_000
+    assert "valid step 2" in (tmp_path / "xla-300.log").read_text()
