@@ -74,6 +74,45 @@ def test_unique_rows_and_representatives():
     assert torch.equal(rows[rep][inverse], rows)
 
 
+@pytest.mark.parametrize("collide", [False, True])
+def test_unique_rows_are_exact_even_when_every_hash_collides(collide, monkeypatch):
+    if collide:  # every row hashes alike: the row-by-row check must catch it
+        monkeypatch.setattr(dedup, "_mix", lambda x: torch.zeros_like(x))
+    torch.manual_seed(0)
+    rows = torch.randint(0, 3, (200, 4)).float()
+    rows[1::7] = -0.0  # compared by bits: -0.0 is not 0.0
+    inverse, rep = dedup.unique_rows(rows)
+    bits = rows.view(torch.int32)
+    assert rep.numel() == torch.unique(bits, dim=0).shape[0]
+    assert torch.equal(inverse[:, None] == inverse[None], (bits[:, None] == bits[None]).all(-1))
+    assert torch.equal(rows[rep][inverse].view(torch.int32), bits)
+
+
+def test_unique_rows_give_the_ids_of_the_slot_tuples():
+    """unique_rows hashes the rows as distinct_tuples hashes them as tuples of slots, so
+    both give the same ids (the order distinct states are stored and computed in)."""
+    torch.manual_seed(1)
+    rows = torch.randint(-1, 6, (500, 9)).double()
+    inverse, rep = dedup.unique_rows(rows)
+    slot_row = torch.arange(500).repeat_interleave(9)
+    ids, count = dedup.distinct_tuples(rows.view(torch.int64).reshape(1, -1), slot_row, 500, False)
+    assert torch.equal(inverse, ids.view(-1)) and rep.numel() == count
+
+
+def test_mix_is_splitmix64_and_leaves_its_input_alone():
+    def splitmix64(v):  # the finaliser on Python ints, mod 2**64
+        v %= 1 << 64
+        v = ((v ^ (v >> 30)) * 0xBF58476D1CE4E5B9) % (1 << 64)
+        v = ((v ^ (v >> 27)) * 0x94D049BB133111EB) % (1 << 64)
+        v ^= v >> 31
+        return v - (1 << 64) if v >= 1 << 63 else v
+
+    x = torch.tensor([0, 1, 2, -1, 123456789, -(1 << 63), (1 << 63) - 1])
+    before = x.clone()
+    assert dedup._mix(x).tolist() == [splitmix64(v) for v in x.tolist()]
+    assert torch.equal(x, before)
+
+
 def _valid_graph(num_configs: int):
     ds = LayoutDataset(ROOT, "xla", "default", "valid", sampler=AllConfigsSampler())
     ds.node_normalizer = ds.fit_normalizer(log=True)
