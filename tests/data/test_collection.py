@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 import pytest
 from hydra.utils import instantiate
-from tiny_runs import CONFIG_DIR, compose_config
+from tiny_runs import CONFIG_DIR, compose_config, tiny_overrides
 
 from tpulearn.data import CollectionData, FastBiasedSampler, UniformSampler, sample_root
 from tpulearn.data.collection import data_root_folder
@@ -270,3 +270,69 @@ def test_extra_train_from_the_config_trains(two_source_root, tmp_path):
     result = train(cfg)
     assert result["history"][-1]["step"] == 2
     assert result["data"].endswith("also training on the train graphs of layout:nlp:random")
+
+
+@pytest.fixture(scope="module")
+def sized_root(tmp_path_factory):
+    """A layout:xla:random collection whose graphs hold 100 - 900 configs (tens to
+    hundreds of kB of config features each)."""
+    from tpulearn.data.synthetic import write_layout_collection
+
+    root = tmp_path_factory.mktemp("sized")
+    write_layout_collection(
+        root,
+        "xla",
+        "random",
+        num_graphs={"train": 3, "valid": 1},
+        nodes=(300, 400),
+        configs=(100, 900),
+        seed=2,
+    )
+    return root
+
+
+def _feat_kb(folder) -> list[float]:
+    return [np.load(p)["node_config_feat"].size * 4 / 1e3 for p in sorted(folder.glob("*.npz"))]
+
+
+def test_a_run_without_cache_says_what_the_files_decompress_to(sized_root, monkeypatch):
+    """Without data.cache_dir an item decompresses its graph's whole node_config_feat; from
+    a train graph of UNCACHED_NOTE_BYTES on, the note gives the sizes (from the files'
+    headers) and the cache that would avoid it."""
+    from tpulearn.data import collection
+
+    root = sized_root
+    data = CollectionData(LAYOUT_RANDOM, "layout", root=root)
+    assert data.uncached_note() is None  # kilobytes: below the default threshold
+    train = _feat_kb(root / "npz/layout/xla/random/train")
+    valid = _feat_kb(root / "npz/layout/xla/random/valid")
+    assert len(set(round(kb) for kb in train)) == 3  # the mean and the largest differ
+    monkeypatch.setattr(collection, "UNCACHED_NOTE_BYTES", max(train) * 1e3)
+    note = data.uncached_note()
+    assert note.startswith("without data.cache_dir every training step decompresses")
+    size = collection._size
+    assert f"{size(sum(train) / len(train) * 1e3)} per train graph on average" in note
+    assert f"{size(max(train) * 1e3)} at most" in note
+    assert f"uncompressed copy ({size((sum(train) + sum(valid)) * 1e3)} for the train" in note
+    assert "sample 32 configs" in note
+    # With a cache, or above every train graph's size, nothing to say.
+    cached = CollectionData(LAYOUT_RANDOM, "layout", root=root, cache_dir=root / "cache")
+    assert cached.uncached_note() is None
+    monkeypatch.setattr(collection, "UNCACHED_NOTE_BYTES", max(train) * 1e3 + 1)
+    assert data.uncached_note() is None
+    assert CollectionData("tile:xla", "tile", root=root).uncached_note() is None
+    assert [size(n) for n in (999, 1.2e6, 64.4e9)] == ["1 kB", "1 MB", "64.4 GB"]
+
+
+def test_train_prints_the_uncached_note(sized_root, tmp_path, monkeypatch, capsys):
+    from tpulearn.data import collection
+    from tpulearn.training import train
+
+    monkeypatch.setattr(collection, "UNCACHED_NOTE_BYTES", 1)
+    cfg = compose_config(
+        overrides=["data=synthetic", f"data.root={sized_root}", *tiny_overrides(tmp_path)]
+    )
+    train(cfg)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("data: layout:xla:random from ")
+    assert lines[1].startswith("data: without data.cache_dir every training step")

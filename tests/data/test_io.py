@@ -308,3 +308,19 @@ def test_zero_configs(tmp_path):
         node_config_feat=a["node_config_feat"][:0],
     )
     _expect(path, "config_runtime", "at least one config")
+
+
+def test_config_feat_nbytes_reads_the_header_only(tmp_path):
+    from tpulearn.data.config_cache import config_feat_nbytes
+
+    path = ROOT / "npz/layout/nlp/default/test/3a0c5517a87df8d82fd637b83298a3ba.npz"
+    assert config_feat_nbytes(path) == read_layout(path).node_config_feat.nbytes == 61_117_056
+    # A float64 member counts as the float32 array it is read into.
+    feat = _layout_arrays()["node_config_feat"]
+    wide = _write(tmp_path, LAYOUT, node_config_feat=feat.astype(np.float64))
+    assert np.load(wide)["node_config_feat"].dtype == np.float64
+    assert config_feat_nbytes(wide) == feat.nbytes == 1159 * 56 * 18 * 4
+    ints = _write(tmp_path, LAYOUT, node_config_feat=feat.astype(np.int64))
+    _expect(ints, "node_config_feat", "a floating-point array", reader=config_feat_nbytes)
+    missing = _write(tmp_path, LAYOUT, node_config_feat=None)
+    _expect(missing, "node_config_feat", "a readable array", reader=config_feat_nbytes)

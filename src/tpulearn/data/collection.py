@@ -13,6 +13,7 @@ from typing import Literal, get_args
 
 from .._checks import check_choice, check_int, warn_if_disabled
 from ..graph import ConfigContext
+from .config_cache import config_feat_nbytes
 from .datasets import LayoutDataset, TileDataset, split_files
 from .features import FeatureNormalizer
 from .sample import eval_indices_path, sample_root
@@ -26,6 +27,9 @@ from .sampling import (
 from .schema import parse_collection, root_above
 
 ValidIndices = Literal["official", "all"]
+# Without a cache an item decompresses its graph's whole node_config_feat: from a train
+# graph this large on, the run says what a cache would save.
+UNCACHED_NOTE_BYTES = 256 << 20
 Normalize = Literal["zscore", "minmax"] | None
 
 # The sampler names of configs written before samplers became config nodes (they are
@@ -307,6 +311,31 @@ class CollectionData:
             sampler = FixedIndicesSampler(path, unlisted="all")
         return self._dataset(split, sampler, min_configs=1)
 
+    def uncached_note(self) -> str | None:
+        """What training this layout collection without ``cache_dir`` costs, when a train
+        graph's ``node_config_feat`` reaches :data:`UNCACHED_NOTE_BYTES` (read from the
+        files' headers, nothing decompressed); ``None`` otherwise, with a cache or for tile.
+        """
+        if self.task != "layout" or self.cache_dir is not None:
+            return None
+        train = self.train_files() or split_files(self.root, self.collection, "train")
+        sizes = [config_feat_nbytes(path) for path in train]
+        if max(sizes) < UNCACHED_NOTE_BYTES:
+            return None
+        try:
+            valid = split_files(self.root, self.collection, "valid")
+        except FileNotFoundError:
+            valid = []
+        cache = sum(sizes) + sum(config_feat_nbytes(path) for path in valid)
+        return (
+            "without data.cache_dir every training step decompresses its graph's whole "
+            f"node_config_feat to sample {self.configs_per_graph} configs of it: "
+            f"{_size(sum(sizes) / len(sizes))} per train graph on average, "
+            f"{_size(max(sizes))} at most, in time and memory; data.cache_dir=DIR (or "
+            f"TPULEARN_CACHE=DIR) keeps an uncompressed copy ({_size(cache)} for the train "
+            "and valid graphs), filled once, and reads only the sampled rows"
+        )
+
     def describe(self) -> str:
         where = "the bundled TpuGraphs sample" if self.is_sample else str(self.root)
         text = f"{self.collection} from {where}"
@@ -315,3 +344,10 @@ class CollectionData:
         if self.folds is not None:
             text += f", training on all but fold {self.left_out_fold} of {self.folds}"
         return text
+
+
+def _size(nbytes: float) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.1f} {unit}" if unit == "GB" else f"{nbytes / scale:.0f} MB"
+    return f"{nbytes / 1e3:.0f} kB"

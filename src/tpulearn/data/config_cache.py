@@ -42,20 +42,47 @@ def _cached_config_feat(
     return feat
 
 
+def _read_header(fp, key: str, check: _Checker) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype from the .npy header at the start of an open member (the array
+    itself is not read); a C-ordered floating-point array is required."""
+    version = np.lib.format.read_magic(fp)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp)
+    else:
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
+    if fortran or len(shape) == 0 or dtype.hasobject:
+        check.fail(key, "a C-ordered numeric array", f"shape {shape}, dtype {dtype}")
+    if not np.issubdtype(dtype, np.floating):
+        check.fail(key, "a floating-point array", f"dtype {dtype}")
+    return shape, dtype
+
+
+def config_feat_nbytes(path: str | Path) -> int:
+    """Bytes of a layout file's ``node_config_feat`` once read (float32), from the member's
+    header alone: what an item decompresses without a cache, and the cache's file size.
+
+    Raises:
+        TpuGraphsFormatError: the file or its member cannot be read, or is not a C-ordered
+            floating-point array.
+    """
+    path, key = Path(path), "node_config_feat"
+    check = _Checker(path)
+    try:
+        with zipfile.ZipFile(path) as zf, zf.open(f"{key}.npy") as fp:
+            shape, _ = _read_header(fp, key, check)
+    except TpuGraphsFormatError:
+        raise
+    except _READ_ERRORS as exc:
+        raise TpuGraphsFormatError(path, key, "a readable array", f"{exc}") from exc
+    return int(np.prod(shape, dtype=np.int64)) * 4
+
+
 def _stream_member_to_npy(path: Path, key: str, out: Path, check: _Checker) -> None:
     """Decompress one npz member into a standalone .npy file, a chunk of rows at a time."""
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
     try:
         with zipfile.ZipFile(path) as zf, zf.open(f"{key}.npy") as fp:
-            version = np.lib.format.read_magic(fp)
-            if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp)
-            else:
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
-            if fortran or len(shape) == 0 or dtype.hasobject:
-                check.fail(key, "a C-ordered numeric array", f"shape {shape}, dtype {dtype}")
-            if not np.issubdtype(dtype, np.floating):
-                check.fail(key, "a floating-point array", f"dtype {dtype}")
+            shape, dtype = _read_header(fp, key, check)
             dst = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
             row_items = int(np.prod(shape[1:], dtype=np.int64))
             rows_per_chunk = max(1, _CHUNK_BYTES // max(1, row_items * dtype.itemsize))

@@ -121,6 +121,9 @@ def train(cfg: DictConfig, on_start=None) -> dict:
     main = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports
     if main:
         print(f"data: {data.describe()}")
+        note = data.uncached_note()
+        if note:
+            print(f"data: {note}")
         print(f"model: {model!r}")
     result = trainer.fit(model, loss_fn, optimizer, data, out_dir, scheduler, resolved, on_start)
     result["data"] = data.describe()
