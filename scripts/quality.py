@@ -342,10 +342,11 @@ def train(
     start = time.perf_counter()
     with open(run_dir / "quality.log", "w") as out:
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env)
-        _, status, usage = os.wait4(proc.pid, 0)
+        proc.wait()
     wall = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        tail = (run_dir / "quality.log").read_text().splitlines()[-15:]
+    output = (run_dir / "quality.log").read_text()
+    if proc.returncode != 0:
+        tail = output.splitlines()[-15:]
         raise RuntimeError(f"train.py failed in {run_dir}:\n" + "\n".join(tail))
     state = torch.load(run_dir / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
     last = state["history"][-1] if state["history"] else {}
@@ -355,12 +356,22 @@ def train(
         "best": dict(state["best"] or {}),
         "last_step": last.get("step"),
         "wall_s": wall,
-        "rss_mb": usage.ru_maxrss / 1024,
+        "rss_mb": peak_memory(output, run_dir / "quality.log"),
         "threads": threads,
         "trained_by": call,
     }
     done.write_text(json.dumps(row))
     return row
+
+
+def peak_memory(output: str, where: Path) -> float:
+    """The peak resident memory (MB) a train.py process reports of itself. (What wait4
+    reports for it also holds this script's own peak, which a child inherits through
+    exec.)"""
+    found = re.search(r"^peak memory: ([\d,]+) MB", output, re.MULTILINE)
+    if found is None:
+        raise RuntimeError(f"no 'peak memory:' line in the output of train.py ({where})")
+    return float(found.group(1).replace(",", ""))
 
 
 def ensemble_metrics(root: Path, collection: str, runs: list[Path], split: str = "valid") -> dict:

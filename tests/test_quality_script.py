@@ -588,3 +588,10 @@ def test_ctrl_c_is_one_line_saying_how_to_continue(script, tmp_path, monkeypatch
         "interrupted; the same command continues: finished runs are read back, the others "
         "train again\n"
     )
+
+
+def test_peak_memory_is_read_from_the_run_output(script, tmp_path):
+    output = "trained 2 of 2 steps\npeak memory: 1,234 MB resident\ncheckpoints: ...\n"
+    assert script.peak_memory(output, tmp_path / "quality.log") == 1234.0
+    with pytest.raises(RuntimeError, match=r"no 'peak memory:' line .*quality\.log"):
+        script.peak_memory("trained 2 of 2 steps\n", tmp_path / "quality.log")

@@ -124,3 +124,26 @@ def test_tensorboard_shows_gradients_step_time_validation_loss_and_the_config(tm
     assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(hparams)
     start = HParamsPluginData.FromString(hparams["_hparams_/session_start_info"])
     assert start.session_start_info.hparams["model.hidden_channels"].number_value == 8
+
+
+@pytest.mark.slow
+def test_peak_memory_of_a_process_started_by_a_larger_one_is_its_own():
+    """A child inherits its parent's peak into ru_maxrss through exec (so a script that
+    runs train.py would see its own memory there); max_rss_mb reads the child's own."""
+    import resource
+    import subprocess
+
+    import numpy as np
+
+    held = np.ones(1_500_000_000 // 8)  # the parent now peaks above 1.5 GB
+    code = (
+        "import resource; from tpulearn.training.progress import max_rss_mb; "
+        "print(max_rss_mb(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    own, inherited = map(float, out.stdout.split())
+    parent = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    assert held.nbytes > 1e9 and parent > 1500
+    if sys.platform == "linux":  # where the inheritance happens and /proc is read
+        assert inherited >= 1500
+        assert 10 < own < 1000  # torch imported, nothing near the parent's 1.5 GB

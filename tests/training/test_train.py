@@ -1,5 +1,6 @@
 """The config-driven training and evaluation runs, on the bundled sample."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -84,8 +85,12 @@ def test_full_dataset_configs_demand_a_root(monkeypatch):
         instantiate(cfg.data)
 
 
-def test_layout_run_on_the_sample_writes_checkpoints_and_tensorboard(tmp_path):
+def test_layout_run_on_the_sample_writes_checkpoints_and_tensorboard(tmp_path, capsys):
     result = train(tiny(tmp_path))
+    # It reports the process's peak memory (of this test process here: at least torch's).
+    peak = re.search(r"^peak memory: ([\d,]+) MB resident$", capsys.readouterr().out, re.M)
+    assert peak and float(peak.group(1).replace(",", "")) == round(result["max_rss_mb"])
+    assert result["max_rss_mb"] > 50
     best = result["best"]
     assert best["step"] == 2 and -1.0 <= best["kendall_tau"] <= 1.0
     assert best["num_graphs"] == 1  # unet_3d.4x4.bf16 with the official 1000 indices

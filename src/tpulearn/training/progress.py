@@ -214,5 +214,13 @@ def fmt(metrics: dict) -> str:
 
 
 def max_rss_mb() -> float:
-    """This process's peak resident memory so far, in MB."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident memory so far, in MB: ``VmHWM`` where ``/proc`` has
+    it (Linux), else ``ru_maxrss``. A process started by a larger one (a script that runs
+    ``train.py``) carries that one's peak into ``ru_maxrss`` through exec; ``VmHWM`` counts
+    only its own memory."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        return int(status.split("VmHWM:")[1].split()[0]) / 1024
+    except (OSError, IndexError, ValueError):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes there, kB here

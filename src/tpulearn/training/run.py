@@ -135,6 +135,7 @@ def train(cfg: DictConfig, on_start=None) -> dict:
         f"best validation (step {best.get('step')}, selected on {result['select_metric']}): "
         + " ".join(f"{k} {v:.4f}" for k, v in best.items() if k != "step" and isinstance(v, float))
     )
+    print(f"peak memory: {result['max_rss_mb']:,.0f} MB resident")
     print(f"checkpoints: {result['checkpoints']['best']} (best), {result['checkpoints']['last']}")
     print(f"tensorboard: tensorboard --logdir {result['tensorboard']}")
     return result
