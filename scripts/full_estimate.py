@@ -7,38 +7,50 @@ For each layout source, synthetic graphs of the real collection's average and la
 (nodes from ../TPUGRAPHS.md's table, 5% configurable, as many configs as a validation
 scores) are written, the recipe trains on them for ``--steps`` steps in a ``train.py``
 process of its own, and its seconds per step and per validated config are read from the
-run's output. The full run's time is then: the recipe's budget in steps (its epochs x the
-collection's train graphs, or its ``max_steps``) x seconds per step, plus its validations
-(every valid graph, 1000 configs each) x seconds per config. Measured on this machine's
-CPU: a GPU only shortens it. The peak resident memory of each ``train.py`` process (which
-also validates 1000 configs of its graph) says what the largest graph needs. Writes the
-table to stdout (and ``--out``, markdown).
+run's output, with the peak resident memory the process reports of itself.
+
+A real file holds far more configs than a step samples (the random searches average 11,648
+configs per xla graph and 66,089 per nlp graph), and without ``data.cache_dir`` an item
+decompresses that graph's whole ``node_config_feat`` to sample 32 rows of it. So a graph
+of the average size with the average number of configs is written too, and building one
+training item from it is timed without the cache and from the memory-mapped cache (after
+its one-time fill); what that costs beyond the 1000-config file's item is added to every
+step and to every validated graph.
+
+The full run's time is then: the recipe's budget in steps (its epochs x the collection's
+train graphs, or its ``max_steps``) x seconds per step, plus its validations (every valid
+graph, 1000 configs each) x seconds per config, once without and once with the cache.
+Measured on this machine's CPU: a GPU only shortens the model's part. Writes the table to
+stdout (and ``--out``, markdown).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shlex
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
+from tpulearn.data import LayoutDataset, UniformSampler
 from tpulearn.data.synthetic import write_layout_collection
 from tpulearn.training.budget import Cadence, step_budget
 
 REPO = Path(__file__).resolve().parents[1]
 # The release (TPUGRAPHS.md): train graphs (80% of the graphs), valid graphs, nodes
-# per graph (average, largest).
+# per graph (average, largest), configs per graph of the random search (average).
 SOURCES = {
-    "xla": {"train": 61, "valid": 7, "nodes": (14_105, 43_615)},
-    "nlp": {"train": 198, "valid": 20, "nodes": (5_659, 21_919)},
+    "xla": {"train": 61, "valid": 7, "nodes": (14_105, 43_615), "configs": 11_648},
+    "nlp": {"train": 198, "valid": 20, "nodes": (5_659, 21_919), "configs": 66_089},
 }
 VALID_CONFIGS = 1000  # the official validation subset per graph
+CONFIGURABLE = 0.05
 
 
 def budget(overrides: list[str], train_graphs: int, collection: str) -> dict:
@@ -55,16 +67,7 @@ def budget(overrides: list[str], train_graphs: int, collection: str) -> dict:
 
 def measure(overrides: list[str], source: str, nodes: int, steps: int, work: Path) -> dict:
     root = work / f"{source}-{nodes}"
-    write_layout_collection(
-        root,
-        source,
-        "random",
-        num_graphs={"train": 2, "valid": 1, "test": 0},
-        nodes=(nodes, nodes),
-        configurable_fraction=0.05,
-        configs=(VALID_CONFIGS, VALID_CONFIGS),
-        seed=5,
-    )
+    write_graphs(root, source, nodes, VALID_CONFIGS, {"train": 2, "valid": 1, "test": 0})
     cmd = [sys.executable, "train.py", *overrides, "data=synthetic", f"data.root={root}"]
     cmd += [f"data.collection=layout:{source}:random", f"trainer.max_steps={steps}"]
     cmd += ["trainer.max_epochs=null", f"trainer.val_every={steps}", "trainer.val_at_start=false"]
@@ -73,20 +76,75 @@ def measure(overrides: list[str], source: str, nodes: int, steps: int, work: Pat
     print("$", shlex.join(cmd[1:]), flush=True)
     log = work / f"{source}-{nodes}.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)  # the rusage of this process alone
+        code = subprocess.run(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT).returncode
     text = log.read_text()
-    if os.waitstatus_to_exitcode(status):
+    if code:
         raise RuntimeError(f"train.py failed:\n{text[-3000:]}")
     step = re.search(r"\| ([0-9.]+) s/step", text)
     valid = re.search(rf"valid step {steps} \(([0-9.]+) s\)", text)
-    if not (step and valid):
-        raise RuntimeError(f"no step or validation time in the output:\n{text[-2000:]}")
-    seconds = float(valid.group(1))
+    # The process's own peak (wait4's would also hold this script's, inherited via exec).
+    peak = re.search(r"^peak memory: ([\d,]+) MB", text, re.MULTILINE)
+    if not (step and valid and peak):
+        raise RuntimeError(f"no step time, validation time or peak memory in:\n{text[-2000:]}")
     return {
         "s_per_step": float(step.group(1)),
-        "s_per_config": seconds / VALID_CONFIGS,
-        "rss_mb": usage.ru_maxrss / 1024,
+        "s_per_config": float(valid.group(1)) / VALID_CONFIGS,
+        "rss_mb": float(peak.group(1).replace(",", "")),
+    }
+
+
+def write_graphs(root: Path, source: str, nodes: int, configs: int, graphs: dict) -> None:
+    write_layout_collection(
+        root,
+        source,
+        "random",
+        num_graphs=graphs,
+        nodes=(nodes, nodes),
+        configurable_fraction=CONFIGURABLE,
+        configs=(configs, configs),
+        seed=5,
+    )
+
+
+def item_seconds(root: Path, source: str, cache: Path | None, repeats: int = 3) -> dict:
+    """Seconds to build one training item (32 configs drawn uniformly) of the one train
+    graph under ``root``: the first read (which fills the cache) and the median of the
+    next ``repeats``."""
+    ds = LayoutDataset(root, source, "random", "train", sampler=UniformSampler(32), cache_dir=cache)
+    times = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        ds[0]
+        times.append(time.perf_counter() - start)
+    feat = ds.read(0).node_config_feat
+    return {
+        "first": times[0],
+        "median": statistics.median(times[1:]),
+        "gb": feat.size * feat.itemsize / 1e9,
+    }
+
+
+def read_cost(source: str, nodes: int, configs: int, work: Path) -> dict:
+    """What reading a graph of ``configs`` configs costs beyond one of VALID_CONFIGS.
+
+    Returns seconds per item without the cache (``plain``) and from the filled cache
+    (``cached``), each minus the item of the VALID_CONFIGS-config graph that the timed
+    steps read; the cache's one-time fill (``fill``), and ``node_config_feat``'s size in GB
+    (what an item without the cache holds in memory, and the cache's file on disk).
+    """
+    base = work / f"read-{source}-{VALID_CONFIGS}"
+    real = work / f"read-{source}-{configs}"
+    one = {"train": 1, "valid": 0, "test": 0}
+    write_graphs(base, source, nodes, VALID_CONFIGS, one)
+    write_graphs(real, source, nodes, configs, one)
+    small = item_seconds(base, source, None)["median"]
+    plain = item_seconds(real, source, None)
+    cached = item_seconds(real, source, work / "cache")
+    return {
+        "plain": plain["median"] - small,
+        "cached": cached["median"] - small,
+        "fill": cached["first"],
+        "gb": plain["gb"],
     }
 
 
@@ -99,27 +157,37 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         f"Recipe `{' '.join(args.override)}`, timed on this machine's CPU ({args.steps} steps "
         "per size, synthetic layout random graphs of the release's average and largest size, "
-        "5% configurable).",
+        f"{CONFIGURABLE:.0%} configurable, {VALID_CONFIGS} configs). Reading a file of the "
+        "release's average number of configs (random search) adds to every step and every "
+        "validated graph what the read columns say: without `data.cache_dir` the whole "
+        "`node_config_feat` is decompressed for each item; with it, a memory-mapped copy "
+        "is filled once per graph (the fill column, per graph) and items read only their rows.",
         "",
         "| source | budget steps | validations | s/step avg / largest graph | "
-        "s per valid config | train h (avg graphs) | validation h | total h | "
-        "peak RSS MB avg / largest graph |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "s per valid config | peak RSS MB avg / largest graph | configs per graph | "
+        "node_config_feat GB | read s/item, no cache / cache (fill) | "
+        "total h, no cache | total h, cache |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     with tempfile.TemporaryDirectory() as tmp:
         for source, shape in SOURCES.items():
             plan = budget(args.override, shape["train"], f"layout_{source}_random")
             avg = measure(args.override, source, shape["nodes"][0], args.steps, Path(tmp))
             big = measure(args.override, source, shape["nodes"][1], args.steps, Path(tmp))
-            train_h = plan["steps"] * avg["s_per_step"] / 3600
-            valid_h = (
-                plan["validations"] * shape["valid"] * VALID_CONFIGS * avg["s_per_config"] / 3600
-            )
+            read = read_cost(source, shape["nodes"][0], shape["configs"], Path(tmp))
+            train_s = plan["steps"] * avg["s_per_step"]
+            valid_s = plan["validations"] * shape["valid"] * VALID_CONFIGS * avg["s_per_config"]
+            reads = plan["steps"] + plan["validations"] * shape["valid"]
+            plain_h = (train_s + valid_s + reads * read["plain"]) / 3600
+            fills = (shape["train"] + shape["valid"]) * read["fill"]
+            cached_h = (train_s + valid_s + reads * read["cached"] + fills) / 3600
             lines.append(
                 f"| {source} | {plan['steps']:,} | {plan['validations']:,} | "
                 f"{avg['s_per_step']:.3f} / {big['s_per_step']:.3f} | "
-                f"{avg['s_per_config'] * 1e3:.2f} ms | {train_h:.2f} | {valid_h:.2f} | "
-                f"{train_h + valid_h:.2f} | {avg['rss_mb']:,.0f} / {big['rss_mb']:,.0f} |"
+                f"{avg['s_per_config'] * 1e3:.2f} ms | "
+                f"{avg['rss_mb']:,.0f} / {big['rss_mb']:,.0f} | {shape['configs']:,} | "
+                f"{read['gb']:.2f} | {read['plain']:+.2f} / {read['cached']:+.3f} "
+                f"({read['fill']:.1f}) | {plain_h:.1f} | {cached_h:.1f} |"
             )
     text = "\n".join(lines) + "\n"
     print(text)

@@ -24,3 +24,16 @@ def test_measure_reads_times_and_memory_of_a_real_run(script, tmp_path):
     # A train.py process imports torch and PyG: well over 100 MB, far under 100 GB.
     assert 100 < row["rss_mb"] < 100_000
     assert "valid step 2" in (tmp_path / "xla-300.log").read_text()
+
+
+def test_read_cost_compares_a_file_of_many_configs_with_the_timed_one(script, tmp_path):
+    """The size reported is the graph's node_config_feat, the array an item without the
+    cache decompresses whole and the cache keeps on disk."""
+    import numpy as np
+
+    read = script.read_cost("nlp", 200, 4000, tmp_path)
+    (cached,) = (tmp_path / "cache").rglob("*.node_config_feat.npy")
+    feat = np.load(cached, mmap_mode="r")
+    assert feat.shape[0] == 4000 and feat.shape[2] == 18
+    assert read["gb"] == feat.nbytes / 1e9
+    assert all(np.isfinite(read[k]) for k in ("plain", "cached", "fill")) and read["fill"] > 0
