@@ -378,7 +378,7 @@ def test_a_negative_margin_is_refused_and_zero_is_the_plain_order():
 
 def test_combined_loss_weights_must_be_non_negative_and_not_all_zero():
     hinge, mse = PairwiseHingeLoss(), MSELoss()
-    with pytest.raises(ValueError, match="term 1: weight must be a number >= 0, got -1"):
+    with pytest.raises(ValueError, match="terms.1.weight must be a number >= 0, got -1"):
         CombinedLoss([{"loss": hinge}, {"loss": mse, "weight": -1}])
     with pytest.raises(ValueError, match="needs a term of positive weight; every weight is 0"):
         CombinedLoss([{"loss": hinge, "weight": 0}, {"loss": mse, "weight": 0.0}])

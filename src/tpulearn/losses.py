@@ -406,7 +406,7 @@ class CombinedLoss(nn.Module):
                 raise TypeError(f"term {i}: loss must be an nn.Module, got {type(term['loss'])}")
             losses.append(term["loss"])
             # A negative weight would train the model to do worse on its term.
-            self.weights.append(check_number(f"term {i}: weight", term.get("weight", 1.0), 0.0))
+            self.weights.append(check_number(f"terms.{i}.weight", term.get("weight", 1.0), 0.0))
             self.names.append(self._unique_name(term.get("name") or type(term["loss"]).__name__))
         if not any(self.weights):
             raise ValueError("CombinedLoss needs a term of positive weight; every weight is 0")

@@ -226,6 +226,20 @@ def test_bad_data_root_is_one_clear_line(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "run").exists()  # a refused run leaves no folder behind
 
 
+@pytest.mark.parametrize("below", ["", "sub/run"])
+def test_a_run_folder_under_a_file_is_one_clear_line(tmp_path, monkeypatch, capsys, below):
+    # Hydra creates the folder before the task runs: it once failed there in a traceback.
+    (tmp_path / "afile").write_text("not a folder")
+    run_dir = tmp_path / "afile" / below if below else tmp_path / "afile"
+    code, _, err = train_cli(monkeypatch, capsys, f"hydra.run.dir={run_dir}")
+    assert code == 2
+    assert (
+        err.strip()
+        == f"error: hydra.run.dir={run_dir}: {tmp_path / 'afile'} is a file, not a folder"
+    )
+    assert (tmp_path / "afile").read_text() == "not a folder"
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [
@@ -237,9 +251,10 @@ def test_bad_data_root_is_one_clear_line(tmp_path, monkeypatch, capsys):
         ("trainer.seed=-1", "trainer.seed must be an integer >= 0, got -1"),
         ("trainer.precision=fp8", "trainer.precision must be one of ('fp32', 'bf16')"),
         ("trainer.select_metric=tau", "trainer.select_metric='tau' is not a validation metric"),
-        ("model.dropout=1.5", "dropout must be a number in [0, 1), got 1.5"),
-        ("loss.terms.1.weight=-30", "term 1: weight must be a number >= 0, got -30"),
-        ("loss.terms.1.loss.margin=-1", "margin must be a number >= 0, got -1"),
+        ("model.dropout=1.5", "model.dropout must be a number in [0, 1), got 1.5"),
+        ("loss.terms.1.weight=-30", "loss.terms.1.weight must be a number >= 0, got -30"),
+        ("loss.terms.1.loss.margin=-1", "loss.terms.1.loss.margin must be a number >= 0, got -1"),
+        ("model.attn_heads=0", "model.attn_heads must be 1 or more, got 0"),
     ],
 )
 def test_bad_settings_are_refused_in_one_line_before_the_run_starts(
@@ -478,3 +493,19 @@ def test_evaluate_without_a_checkpoint_is_one_clear_line(tmp_path, monkeypatch, 
     code, _, err = evaluate_cli(monkeypatch, capsys, f"hydra.run.dir={tmp_path}")
     assert code == 2
     assert err.strip() == "error: ckpt is required: pass ckpt=..."
+
+
+def test_a_refused_setting_is_named_by_its_full_key_where_it_is_unique():
+    from omegaconf import OmegaConf
+
+    from tpulearn.training.run import _named
+
+    node = OmegaConf.create(
+        {"readout": "attn", "config_node_readout": True, "terms": [{"weight": 1}, {"weight": 2}]}
+    )
+    assert _named("readout must be one of", "model", node) == "model.readout must be one of"
+    assert _named("terms.1.weight must be", "loss", node) == "loss.terms.1.weight must be"
+    # Two keys of that name (terms.0.weight, terms.1.weight): which one is not known.
+    assert _named("weight must be", "loss", node) == "loss: weight must be"
+    assert _named("the gate needs", "model", node) == "model: the gate needs"
+    assert _named("model.x is wrong", "model", node) == "model.x is wrong"

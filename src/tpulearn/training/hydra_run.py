@@ -38,7 +38,23 @@ class FolderCallback(Callback):
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         folder = Path(os.path.abspath(str(OmegaConf.select(config, "hydra.run.dir"))))
         missing = [p for p in (folder, *folder.parents) if not p.exists()]
+        problem = _unusable(folder, missing)
+        if problem:  # else Hydra fails creating it, in a traceback
+            print(f"error: hydra.run.dir={shown(folder)}: {problem}", file=sys.stderr)
+            raise SystemExit(2)
         _CREATED[str(folder)] = missing[-1] if missing else None
+
+
+def _unusable(folder: Path, missing: list[Path]) -> str | None:
+    """Why ``folder`` cannot be the run folder (None: it can): a file on its path, or a
+    folder (it, or the one to create it in) that cannot be written to. ``missing``: its
+    absent ancestors, innermost first."""
+    existing = missing[-1].parent if missing else folder
+    if not existing.is_dir():
+        return f"{shown(existing)} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{shown(existing)} cannot be written to (no permission)"
+    return None
 
 
 class Tee:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import time
 from pathlib import Path
 
@@ -43,6 +44,46 @@ def _outside_hydra_run_folder(cfg: DictConfig) -> None:
         folder = Path("outputs") / time.strftime("%Y-%m-%d") / time.strftime("%H-%M-%S")
         cfg.out_dir = str(folder)
         print(f"run folder: {folder} (no Hydra run; pass out_dir=... to choose it)")
+
+
+def _build(cfg: DictConfig, group: str, **kwargs):
+    """``instantiate(cfg[group])``, with a setting its constructor refuses named as on the
+    command line: ``model.dropout must be ...`` for a constructor's ``dropout must be
+    ...``, ``loss.terms.1.loss.margin`` for a nested one (the only key of that name in the
+    group), else the message behind ``<group>: ``."""
+    try:
+        return instantiate(cfg[group], **kwargs)
+    except Exception as exc:  # instantiate wraps the constructor's error
+        cause = exc
+        while cause is not None and not isinstance(cause, ValueError):
+            cause = cause.__cause__
+        if cause is None:
+            raise
+        raise ValueError(_named(str(cause), group, cfg[group])) from exc
+
+
+def _named(message: str, group: str, node: DictConfig) -> str:
+    """``message`` with the setting it starts with given its full key in ``group``."""
+    if message.startswith((f"{group}.", f"{group} ", f"{group}:")):
+        return message
+    first = re.match(r"[A-Za-z_][\w.]*", message)
+    name = first.group(0) if first else ""
+    paths = [p for p in _keys(OmegaConf.to_container(node)) if p == name or p.endswith(f".{name}")]
+    if name and len(paths) == 1:
+        return f"{group}.{paths[0][: len(paths[0]) - len(name)]}{message}"
+    return f"{group}: {message}"
+
+
+def _keys(node, prefix: str = "") -> list[str]:
+    """Every key path in a nested container of mappings and lists (``terms.1.weight``)."""
+    items = node.items() if isinstance(node, dict) else enumerate(node)
+    paths = []
+    for key, value in items:
+        path = f"{prefix}{key}"
+        paths.append(path)
+        if isinstance(value, (dict, list)):
+            paths += _keys(value, f"{path}.")
+    return paths
 
 
 def _optimizer(cfg: DictConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -110,13 +151,13 @@ def train(cfg: DictConfig, on_start=None) -> dict:
     seed_everything(check_int("trainer.seed", cfg.trainer.seed, 0))
     _outside_hydra_run_folder(cfg)
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    data = instantiate(cfg.data)
-    model = instantiate(cfg.model)
-    loss_fn = instantiate(cfg.loss)
+    data = _build(cfg, "data")
+    model = _build(cfg, "model")
+    loss_fn = _build(cfg, "loss")
     optimizer = _optimizer(cfg, model)
     scheduler = _scheduler(cfg, optimizer)
-    gst = instantiate(cfg.gst) if cfg.get("gst") else None
-    trainer = instantiate(cfg.trainer, gst=gst)
+    gst = _build(cfg, "gst") if cfg.get("gst") else None
+    trainer = _build(cfg, "trainer", gst=gst)
     out_dir = Path(cfg.out_dir)
     main = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports
     if main:
