@@ -114,6 +114,21 @@ def model_records() -> dict:
         "norm_residual": {"norm": "layer", "residual": True, "l2_normalize": True},
         "readout_l2_gelu": {"readout_l2": True, "act": "gelu", "edge_direction": "stored"},
         "prelu_reversed": {"act": "prelu", "edge_direction": "reversed"},
+        # experiment=layout_fast's model options (layout_agreement and layout_tiling, which
+        # read arrays these random graphs lack, in its training run below), then other
+        # readout and layer ones.
+        "layout_fast": {
+            "layout_shape": True,
+            "layout_relations": True,
+            "readout": "attn",
+            "head": "linear",
+        },
+        "directed_pre_heads": {
+            "directed": True,
+            "pre_layers": 1,
+            "readout": "attn+max",
+            "attn_heads": 2,
+        },
     }
     for name, kwargs in options.items():
         for cls in (SAGE, GAT):
@@ -174,6 +189,11 @@ TRAIN_RUNS = {
         "model.num_layers=2",
         "model.opcode_dim=8",
         "trainer.graphs_per_batch=1",
+    ],
+    "train_layout_fast": [
+        "experiment=layout_fast",
+        "model.hidden_channels=16",
+        "model.opcode_dim=8",
     ],
     "train_gst": [
         "model=gst_sage",
