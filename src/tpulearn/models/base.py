@@ -192,6 +192,57 @@ class ConfigGNN(LayerHooks, nn.Module):
     ):
         super().__init__()
         self.readout = parse_readout(readout)
+        self._check_options(
+            task, join, jk, edge_direction, act, norm, head, hidden_channels, num_layers,
+            dropout, pre_layers, attn_heads, directed,
+        )  # fmt: skip
+        warn_if_disabled(
+            "attention_heads", attention_heads, 4, config_attention, "config_attention is off"
+        )
+        for name, value, default in (
+            ("layout_onehot", layout_onehot, True),
+            ("layout_shape", layout_shape, False),
+            ("layout_agreement", layout_agreement, False),
+            ("layout_tiling", layout_tiling, False),
+        ):
+            warn_if_disabled(name, value, default, task == "layout", "task='tile'")
+        warn_if_disabled("tile_layout", tile_layout, False, task == "tile", "task='layout'")
+        if layout_shape and join == "late":
+            raise ValueError("layout_shape needs join='early' (the late join reads no shapes)")
+        self.task, self.join, self.jk = task, join, jk
+        self.hidden_channels, self.num_layers = hidden_channels, num_layers
+        self.dropout, self.edge_direction = dropout, edge_direction
+        self.residual, self.l2_normalize, self.prune = residual, l2_normalize, prune
+        self.sparse_aggregation, self.distinct_states = sparse_aggregation, distinct_states
+        self.readout_l2 = readout_l2
+        # Tile graphs have no configurable nodes: the option is a no-op there, so one model
+        # config serves both tasks.
+        self.config_node_readout = config_node_readout and task == "layout"
+        self.act = act  # read by layer types whose layer holds an activation (GIN)
+        self.pre_layers = pre_layers
+        self.head_kind = head
+        # The parameters, in the order they are created (which the initial weights of a
+        # seed depend on): encoders, layers, readout gate, late join, attention, head.
+        self.node_encoder = NodeEncoder(hidden_channels, opcode_dim=opcode_dim)
+        self.config_encoder = ConfigEncoder(
+            task,
+            hidden_channels,
+            layout_onehot,
+            layout_shape,
+            layout_relations,
+            layout_agreement=layout_agreement,
+            tile_layout=tile_layout,
+            layout_tiling=layout_tiling,
+        )
+        self._build_layers(norm, directed)
+        graph_dim = self._build_pools(attn_heads)
+        self._build_head(graph_dim, config_attention, attention_heads)
+
+    def _check_options(
+        self, task, join, jk, edge_direction, act, norm, head, hidden_channels, num_layers,
+        dropout, pre_layers, attn_heads, directed,
+    ) -> None:  # fmt: skip
+        """Refuse values no model takes; warn where an option has no effect."""
         check_choice("task", task, ("tile", "layout"))
         check_choice("join", join, ("early", "late"))
         check_choice("jk", jk, ("last", "cat", "max"))
@@ -202,18 +253,11 @@ class ConfigGNN(LayerHooks, nn.Module):
         check_int("hidden_channels", hidden_channels, 1)
         check_int("num_layers", num_layers, 0)
         check_number("dropout", dropout, 0.0, 1.0, open_high=True)
-        warn_if_disabled(
-            "attention_heads", attention_heads, 4, config_attention, "config_attention is off"
-        )
-        warn_if_disabled("layout_onehot", layout_onehot, True, task == "layout", "task='tile'")
-        warn_if_disabled("layout_shape", layout_shape, False, task == "layout", "task='tile'")
-        warn_if_disabled(
-            "layout_agreement", layout_agreement, False, task == "layout", "task='tile'"
-        )
-        warn_if_disabled("layout_tiling", layout_tiling, False, task == "layout", "task='tile'")
-        warn_if_disabled("tile_layout", tile_layout, False, task == "tile", "task='layout'")
-        if layout_shape and join == "late":
-            raise ValueError("layout_shape needs join='early' (the late join reads no shapes)")
+        if pre_layers < 0:
+            raise ValueError(f"pre_layers must be 0 or more, got {pre_layers}")
+        if attn_heads < 1:
+            raise ValueError(f"attn_heads must be 1 or more, got {attn_heads}")
+        warn_if_disabled("attn_heads", attn_heads, 1, "attn" in self.readout, "no attn readout")
         no_edges = f"{type(self).__name__} passes no messages"
         warn_if_disabled("edge_direction", edge_direction, "both", self.propagates, no_edges)
         warn_if_disabled("directed", directed, False, self.propagates, no_edges)
@@ -221,35 +265,16 @@ class ConfigGNN(LayerHooks, nn.Module):
             raise ValueError(
                 f"directed needs edge_direction='both' (users and operands), got {edge_direction!r}"
             )
-        self.task, self.join, self.jk = task, join, jk
-        self.hidden_channels, self.num_layers = hidden_channels, num_layers
-        self.dropout, self.edge_direction = dropout, edge_direction
-        self.residual, self.l2_normalize, self.prune = residual, l2_normalize, prune
-        self.sparse_aggregation, self.distinct_states = sparse_aggregation, distinct_states
-        self.readout_l2 = readout_l2
-        # Tile graphs have no configurable nodes: the option is a no-op there, so one model
-        # config serves both tasks.
-        self.config_node_readout = config_node_readout and task == "layout"
 
-        h = hidden_channels
-        self.act = act  # read by layer types whose layer holds an activation (GIN)
-        self.node_encoder = NodeEncoder(h, opcode_dim=opcode_dim)
-        self.config_encoder = ConfigEncoder(
-            task,
-            h,
-            layout_onehot,
-            layout_shape,
-            layout_relations,
-            layout_agreement=layout_agreement,
-            tile_layout=tile_layout,
-            layout_tiling=layout_tiling,
-        )
-        if pre_layers < 0:
-            raise ValueError(f"pre_layers must be 0 or more, got {pre_layers}")
-        self.pre_layers = pre_layers
+    def _build_layers(self, norm: str | None, directed: bool) -> None:
+        """The node-wise layers after the join, then each message-passing layer's
+        convolution, norm, activation and (``directed``) users / operands Linear."""
+        h, act, num_layers = self.hidden_channels, self.act, self.num_layers
         self.input_act = ACTIVATIONS[act]()
-        if pre_layers:
-            extra = [m for _ in range(pre_layers) for m in (nn.Linear(h, h), ACTIVATIONS[act]())]
+        if self.pre_layers:
+            extra = [
+                m for _ in range(self.pre_layers) for m in (nn.Linear(h, h), ACTIVATIONS[act]())
+            ]
             self.input_act = nn.Sequential(self.input_act, *extra)
         self.convs = nn.ModuleList(self.init_conv(h, h) for _ in range(num_layers))
         self.norms = nn.ModuleList(
@@ -264,21 +289,27 @@ class ConfigGNN(LayerHooks, nn.Module):
             for layer in self.directed:
                 nn.init.zeros_(layer.weight)
 
-        node_dim = h * num_layers if (jk == "cat" and num_layers) else h
-        if attn_heads < 1:
-            raise ValueError(f"attn_heads must be 1 or more, got {attn_heads}")
-        warn_if_disabled("attn_heads", attn_heads, 1, "attn" in self.readout, "no attn readout")
+    def _build_pools(self, attn_heads: int) -> int:
+        """The attn readout's gate and the late join's config layer; returns the width of
+        the vector each (config, graph) is pooled into."""
+        h, num_layers = self.hidden_channels, self.num_layers
+        node_dim = h * num_layers if (self.jk == "cat" and num_layers) else h
         pools = len(self.readout) + (attn_heads - 1 if "attn" in self.readout else 0)
         graph_dim = node_dim * pools + (node_dim if self.config_node_readout else 0)
         # The attn pool's logits per node and head (a node's weight in its graph's softmax).
         self.gate = nn.Linear(node_dim, attn_heads) if "attn" in self.readout else None
-        if join == "late":
+        if self.join == "late":
             # Late join: config vectors built after message passing, then joined to the
             # pooled graph vector. Layout configs are read together with the final vector of
             # their node and pooled over the configurable nodes.
-            cfg_in = h + (node_dim if task == "layout" else 0)
-            self.late_config = nn.Sequential(nn.Linear(cfg_in, h), ACTIVATIONS[act]())
+            cfg_in = h + (node_dim if self.task == "layout" else 0)
+            self.late_config = nn.Sequential(nn.Linear(cfg_in, h), ACTIVATIONS[self.act]())
             graph_dim += h
+        return graph_dim
+
+    def _build_head(self, graph_dim: int, config_attention: bool, attention_heads: int) -> None:
+        """Attention across the configs of a graph (``config_attention``), then the head
+        that scores each config's pooled vector."""
         self.attention = None
         if config_attention:
             # No dropout inside: its masks would be drawn per config (see
@@ -286,15 +317,14 @@ class ConfigGNN(LayerHooks, nn.Module):
             self.attention = nn.TransformerEncoderLayer(
                 graph_dim, attention_heads, 2 * graph_dim, 0.0, batch_first=True
             )
-        self.head_kind = head
-        if head == "linear":
+        if self.head_kind == "linear":
             self.head = nn.Linear(graph_dim, 1)
         else:
             self.head = nn.Sequential(
-                nn.Linear(graph_dim, h),
-                ACTIVATIONS[act](),
-                ConfigSharedDropout(dropout),
-                nn.Linear(h, 1),
+                nn.Linear(graph_dim, self.hidden_channels),
+                ACTIVATIONS[self.act](),
+                ConfigSharedDropout(self.dropout),
+                nn.Linear(self.hidden_channels, 1),
             )
 
     # ------------------------------------------------------------------ forward
