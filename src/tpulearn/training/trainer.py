@@ -264,6 +264,11 @@ class Trainer:
         finally:
             loader.close()
             log.close()
+        return self._result(run, out_of_time, ckpt, out_dir)
+
+    def _result(self, run: RunState, out_of_time: bool, ckpt: dict, out_dir: Path) -> dict:
+        """What :meth:`fit` returns: the best validation, why the run stopped (None: it
+        used its budget), the history, where its checkpoints and logs are."""
         metric = self._metric_name(run.best) if run.best else None
         stopped = None
         if self._stopped_early(run):
@@ -275,13 +280,13 @@ class Trainer:
             "best": run.best,
             "select_metric": metric,
             "steps": run.step,
-            "max_steps": max_steps,
+            "max_steps": run.max_steps,
             "stopped": stopped,
             "history": run.history,
             "checkpoints": {k: str(v) for k, v in ckpt.items()},
             "tensorboard": str(out_dir / "tensorboard"),
             "max_rss_mb": max_rss_mb(),
-            "world": {"rank": world.rank, "size": world.size},
+            "world": {"rank": self.world.rank, "size": self.world.size},
         }
 
     def _step(self, runner, loss_fn, optimizer, train_set, graphs, step) -> StepStats:
