@@ -89,9 +89,20 @@ def _settings_lines(board: Leaderboard) -> list[str]:
 
 def markdown(board: Leaderboard, out: Path) -> str:
     """The leaderboard as Markdown: settings, valid scores, top-K errors next to the
-    paper's, every run, the submission's parts."""
+    paper's, every run, the submission's parts. ``out``: the folder paths are shown from."""
     lines = ["# tpulearn leaderboard", "", *_settings_lines(board), ""]
-    lines += [
+    lines += _score_section(board)
+    lines += _top_k_section(board)
+    lines += _runs_section(board, out)
+    lines += _submission_section(board, out)
+    lines += ["## Sources", "", f"- Paper: {PAPER_SOURCE}.", f"- Kaggle: {KAGGLE_SOURCE}.", ""]
+    return "\n".join(lines)
+
+
+def _score_section(board: Leaderboard) -> list[str]:
+    """Each collection's valid score (and its ensemble's) beside Kaggle's references, and
+    the Kaggle-style score over the five."""
+    lines = [
         "## Validation score",
         "",
         "Kaggle metric: Kendall tau for layout, 1 - top-5 error for tile; ours on the valid "
@@ -126,8 +137,13 @@ def markdown(board: Leaderboard, out: Path) -> str:
             f"Kaggle-style score of the ensembles: {text if value is None else f'{value:.4f}'}.",
             "",
         ]
-    lines += [f"Kaggle reference ({KAGGLE_BEST_PRIVATE}, on the test set).", ""]
-    lines += ["## Top-K error %, ours (valid) vs the paper (valid / test)", ""]
+    return lines + [f"Kaggle reference ({KAGGLE_BEST_PRIVATE}, on the test set).", ""]
+
+
+def _top_k_section(board: Leaderboard) -> list[str]:
+    """Top-K errors per task, ours (and the ensemble's) beside the paper's."""
+    lines = ["## Top-K error %, ours (valid) vs the paper (valid / test)", ""]
+    ensemble = bool(board.settings.get("ensemble"))
     for task, ks in (("tile", (1, 5, 10)), ("layout", (1, 10, 100))):
         rows = [r for r in board.rows if r.collection.startswith(task)]
         if not rows:
@@ -145,42 +161,45 @@ def markdown(board: Leaderboard, out: Path) -> str:
                 line += [ensemble_fmt(r, f"top{k}_error", 100.0, 3)] if ensemble else []
             body.append(line)
         lines += _table(header, body) + [""]
-    lines += ["## Runs", ""]
-    lines += _table(
-        ["collection", "seed", "status", "model from", "best step", "valid score", "checkpoint"],
+    return lines
+
+
+def _runs_section(board: Leaderboard, out: Path) -> list[str]:
+    """One line per training run: its status, best step, valid score and checkpoint."""
+    header = ["collection", "seed", "status", "model from", "best step", "valid score"]
+    body = [
         [
-            [
-                r.collection,
-                r.seed,
-                r.status,
-                r.model_from,
-                r.best_step,
-                f"{r.valid['score']:.4f}" if r.valid else "n/a",
-                f"`{_rel(r.checkpoint, out)}`",
-            ]
-            for r in board.runs
-        ],
-    )
-    lines += ["", "## Test submission", "", f"{board.submission_note}.", ""]
+            r.collection,
+            r.seed,
+            r.status,
+            r.model_from,
+            r.best_step,
+            f"{r.valid['score']:.4f}" if r.valid else "n/a",
+            f"`{_rel(r.checkpoint, out)}`",
+        ]
+        for r in board.runs
+    ]
+    return ["## Runs", "", *_table([*header, "checkpoint"], body)]
+
+
+def _submission_section(board: Leaderboard, out: Path) -> list[str]:
+    """How the test submission was made, and which run (or ensemble) wrote each part."""
+    lines = ["", "## Test submission", "", f"{board.submission_note}.", ""]
     parts = [r for r in board.rows if r.submission_part]
-    if parts:
-        lines += _table(
-            ["collection", "seed", "chosen by", "part"],
-            [
-                [
-                    r.collection,
-                    r.submission_seed
-                    if r.submission_seed is not None
-                    else ", ".join(str(x.seed) for x in r.runs),
-                    r.submission_why,
-                    f"`{_rel(r.submission_part, out)}`",
-                ]
-                for r in parts
-            ],
-        )
-        lines.append("")
-    lines += ["## Sources", "", f"- Paper: {PAPER_SOURCE}.", f"- Kaggle: {KAGGLE_SOURCE}.", ""]
-    return "\n".join(lines)
+    if not parts:
+        return lines
+    body = [
+        [
+            r.collection,
+            r.submission_seed
+            if r.submission_seed is not None
+            else ", ".join(str(x.seed) for x in r.runs),
+            r.submission_why,
+            f"`{_rel(r.submission_part, out)}`",
+        ]
+        for r in parts
+    ]
+    return lines + _table(["collection", "seed", "chosen by", "part"], body) + [""]
 
 
 def _rel(path: Path, out: Path) -> str:
