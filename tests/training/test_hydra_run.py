@@ -90,3 +90,22 @@ def test_the_resume_command_continues_the_run_in_its_folder(tmp_path, hydra_job,
         f"interrupted at step 7; saved outputs/a run/checkpoints/last.pt; resume with: {command}"
     )
     assert run.interrupted(KeyboardInterrupt()).startswith("interrupted before training")
+
+
+def test_a_run_folder_that_cannot_be_written_is_refused_before_hydra_creates_it(
+    tmp_path, monkeypatch, capsys
+):
+    from tpulearn.training import hydra_run
+
+    cfg = compose_config(overrides=[f"hydra.run.dir={tmp_path}/a/b"], return_hydra_config=True)
+    # Permission bits do not stop root (as tests may run): the check asks os.access.
+    monkeypatch.setattr(hydra_run.os, "access", lambda path, mode: False)
+    with pytest.raises(SystemExit) as exit_info:
+        FolderCallback().on_run_start(cfg)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err
+        == f"error: hydra.run.dir={tmp_path}/a/b: {tmp_path} cannot be written to (no permission)"
+    )
+    assert not (tmp_path / "a").exists()
