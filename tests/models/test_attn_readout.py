@@ -62,8 +62,9 @@ def _double(data):
     return data
 
 
+@pytest.mark.parametrize("attn_gate", ["state", "config_free"])
 @pytest.mark.parametrize("jk", ["last", "cat"])
-def test_attn_readout_gives_the_same_scores_on_every_path(jk):
+def test_attn_readout_gives_the_same_scores_on_every_path(jk, attn_gate):
     data = _double(chain_graph(num_configs=6))
     data.node_config_feat[4] = data.node_config_feat[1]  # a repeated config
     torch.manual_seed(0)
@@ -75,6 +76,7 @@ def test_attn_readout_gives_the_same_scores_on_every_path(jk):
         readout="attn+sum",
         attn_heads=2,
         pre_layers=1,
+        attn_gate=attn_gate,
     ).double()
     model.eval()
     with torch.no_grad():
@@ -107,3 +109,69 @@ def test_attn_heads_are_checked():
         SAGE("layout", readout="attn", attn_heads=0)
     with pytest.warns(UserWarning, match="attn_heads"):
         SAGE("layout", readout="sum", attn_heads=2)
+
+
+def test_a_config_free_gate_weighs_each_node_alike_in_every_config():
+    torch.manual_seed(0)
+    gate = torch.nn.Linear(3, 2).double()
+    readout = Readout(
+        ("attn",), "last", False, False, "layout", None, None, None,
+        torch.tensor([0, 0, 0, 1, 1]), 2, None, gate, gate_free=True,
+    )  # fmt: skip
+    mask = torch.tensor([False, True, False, True, False])
+    base = torch.randn(5, 3, dtype=torch.double)
+    dep = torch.randn(4, 2, 3, dtype=torch.double)
+    free = torch.randn(5, 3, dtype=torch.double)  # every node's config-free vector
+    out = readout([mask], [base], [dep], None, [free])
+    logits = 20 * torch.tanh(gate(free) / 20)  # [5, heads]: no config in them
+    for c in range(4):
+        x = base.clone()
+        x[mask] = dep[c]
+        for g, rows in enumerate((torch.tensor([0, 1, 2]), torch.tensor([3, 4]))):
+            for k in range(2):
+                weights = torch.softmax(logits[rows, k], 0)
+                expected = (weights[:, None] * x[rows]).sum(0)
+                torch.testing.assert_close(out[c, g, 3 * k : 3 * k + 3], expected)
+    with pytest.raises(ValueError, match="config-free vectors"):
+        readout([mask], [base], [dep], None)
+
+
+@pytest.mark.parametrize("attn_gate", ["state", "config_free"])
+def test_the_gate_reads_no_config_only_when_config_free(attn_gate):
+    data = _double(chain_graph(num_configs=5))
+    other = data.clone()
+    other.node_config_feat = data.node_config_feat[:1].expand_as(data.node_config_feat).clone()
+    torch.manual_seed(0)
+    model = SAGE("layout", hidden_channels=8, num_layers=2, readout="attn", attn_gate=attn_gate)
+    model = model.double().eval()
+    seen = []
+    model.gate.register_forward_hook(lambda module, args, out: seen.append(args[0].clone()))
+    with torch.no_grad():
+        model(data)
+        first = list(seen)
+        seen.clear()
+        model(other)
+    same = len(first) == len(seen) and all(map(torch.equal, first, seen))
+    assert same == (attn_gate == "config_free")
+
+
+def test_pool_weighted_is_the_weighted_sum_of_each_configs_states():
+    from tpulearn.models import dedup
+
+    torch.manual_seed(0)
+    values = torch.randn(6, 4, dtype=torch.double)
+    index = torch.tensor([[0, 1, 2], [3, 1, 5], [0, 4, 2]])  # [C, rows]
+    group = torch.tensor([1, 0, 1])
+    weight = torch.rand(3, dtype=torch.double)
+    out = dedup.pool_weighted(dedup.StateLayer(values, index), group, 3, weight)
+    dense = values[index] * weight[None, :, None]
+    expected = torch.zeros(3, 3, 4, dtype=torch.double)
+    expected.index_add_(1, group, dense)
+    torch.testing.assert_close(out, expected)  # group 2 has no rows: 0
+
+
+def test_attn_gate_is_checked():
+    with pytest.raises(ValueError, match="attn_gate"):
+        SAGE("layout", readout="attn", attn_gate="nodes")
+    with pytest.warns(UserWarning, match="attn_gate"):
+        SAGE("layout", readout="sum", attn_gate="config_free")

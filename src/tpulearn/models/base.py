@@ -92,6 +92,10 @@ class ConfigGNN(LayerHooks, nn.Module):
             orders of magnitude), or several (list or ``"sum+max"``), concatenated.
         attn_heads: gates of the ``attn`` readout, each its own weighted mean (e.g. one
             following compute, one memory traffic), concatenated.
+        attn_gate: what the ``attn`` readout's gate reads: ``"state"`` (each node's final
+            vector in each config) or ``"config_free"`` (the node's vector when no config
+            applies: one weight per node for every config, as an op's size does not
+            change with the layouts; costs one more config-free pass of the layers).
         config_node_readout: also mean-pool the configurable nodes (layout; ignored for
             tile, which has none).
         edge_direction: ``"stored"`` (consumer -> producer, as in the files),
@@ -189,12 +193,13 @@ class ConfigGNN(LayerHooks, nn.Module):
         tile_layout: bool = False,
         layout_tiling: bool = False,
         directed: bool = False,
+        attn_gate: str = "state",
     ):
         super().__init__()
         self.readout = parse_readout(readout)
         self._check_options(
             task, join, jk, edge_direction, act, norm, head, hidden_channels, num_layers,
-            dropout, pre_layers, attn_heads, directed,
+            dropout, pre_layers, attn_heads, directed, attn_gate,
         )  # fmt: skip
         warn_if_disabled(
             "attention_heads", attention_heads, 4, config_attention, "config_attention is off"
@@ -221,6 +226,7 @@ class ConfigGNN(LayerHooks, nn.Module):
         self.act = act  # read by layer types whose layer holds an activation (GIN)
         self.pre_layers = pre_layers
         self.head_kind = head
+        self.attn_gate = attn_gate
         # The parameters, in the order they are created (which the initial weights of a
         # seed depend on): encoders, layers, readout gate, late join, attention, head.
         self.node_encoder = NodeEncoder(hidden_channels, opcode_dim=opcode_dim)
@@ -240,7 +246,7 @@ class ConfigGNN(LayerHooks, nn.Module):
 
     def _check_options(
         self, task, join, jk, edge_direction, act, norm, head, hidden_channels, num_layers,
-        dropout, pre_layers, attn_heads, directed,
+        dropout, pre_layers, attn_heads, directed, attn_gate,
     ) -> None:  # fmt: skip
         """Refuse values no model takes; warn where an option has no effect."""
         check_choice("task", task, ("tile", "layout"))
@@ -250,6 +256,7 @@ class ConfigGNN(LayerHooks, nn.Module):
         check_choice("act", act, ACTIVATIONS)
         check_choice("norm", norm, (None, "layer"))
         check_choice("head", head, ("mlp", "linear"))
+        check_choice("attn_gate", attn_gate, ("state", "config_free"))
         check_int("hidden_channels", hidden_channels, 1)
         check_int("num_layers", num_layers, 0)
         check_number("dropout", dropout, 0.0, 1.0, open_high=True)
@@ -258,6 +265,7 @@ class ConfigGNN(LayerHooks, nn.Module):
         if attn_heads < 1:
             raise ValueError(f"attn_heads must be 1 or more, got {attn_heads}")
         warn_if_disabled("attn_heads", attn_heads, 1, "attn" in self.readout, "no attn readout")
+        warn_if_disabled("attn_gate", attn_gate, "state", "attn" in self.readout, "no attn readout")
         no_edges = f"{type(self).__name__} passes no messages"
         warn_if_disabled("edge_direction", edge_direction, "both", self.propagates, no_edges)
         warn_if_disabled("directed", directed, False, self.propagates, no_edges)
@@ -369,6 +377,13 @@ class ConfigGNN(LayerHooks, nn.Module):
         for i, layer in enumerate(plan.layers):
             bases.append(passes.base(i, bases[-1], layer.mask))
 
+        free = None
+        if readout.gate_free:
+            # The gate's input: every node's config-free vector, dependent rows too.
+            none = torch.zeros(num_nodes, dtype=torch.bool, device=enc.device)
+            free = [bases[0]]
+            for i in range(len(plan.layers)):
+                free.append(passes.base(i, free[-1], none))
         distinct = self.distinct_states and plan.distinct
         chunk = config_chunk or num_configs
         graphs = []
@@ -379,7 +394,7 @@ class ConfigGNN(LayerHooks, nn.Module):
             deps = [self._join(data, enc, part_cfg, batch, plan.inputs, distinct)]
             for i, layer in enumerate(plan.layers):
                 deps.append(passes.run(i, layer, bases[i], deps[-1]))
-            graphs.append(readout(plan.masks, bases, deps, part_cfg))
+            graphs.append(readout(plan.masks, bases, deps, part_cfg, free))
         z = torch.cat(graphs, 0).transpose(0, 1)  # [B, C, D]
         if self.attention is not None:
             z = self.attention(z)
@@ -435,6 +450,7 @@ class ConfigGNN(LayerHooks, nn.Module):
             num_graphs,
             owned,
             self.gate,
+            self.gate is not None and self.attn_gate == "config_free",
         )
 
     def _appended(self, data: Data, cfg: Tensor) -> list[Tensor]:
@@ -490,6 +506,7 @@ class ConfigGNN(LayerHooks, nn.Module):
                 ("config_node_readout", self.config_node_readout),
                 ("readout_l2", self.readout_l2),
                 ("linear head", self.head_kind == "linear"),
+                ("config-free attn gate", self.gate is not None and self.attn_gate != "state"),
                 (f"pre_layers={self.pre_layers}", self.pre_layers),
                 ("layout_shape", self.config_encoder.layout_shape),
                 ("layout_relations", self.config_encoder.layout_relations),

@@ -203,6 +203,27 @@ def pool(state: StateLayer, group: Tensor, num_groups: int, mode: str) -> Tensor
     return out
 
 
+def pool_weighted(state: StateLayer, group: Tensor, num_groups: int, weight: Tensor) -> Tensor:
+    """Weighted sum of the states of each group of dependent nodes, per config, each row
+    weighing the same in every config: [C, num_groups, H] (``embedding_bag``).
+
+    Args:
+        state: values [M, H] and index [C, R].
+        group: [R] group (graph) of each dependent node.
+        weight: [R] weight of each dependent node.
+    """
+    num_configs, num_rows = state.index.shape
+    order = torch.sort(group, stable=True).indices
+    counts = torch.bincount(group, minlength=num_groups)
+    starts = torch.cumsum(counts, 0) - counts
+    configs = torch.arange(num_configs, device=group.device).unsqueeze(1)
+    offsets = (configs * num_rows + starts.unsqueeze(0)).reshape(-1)
+    index = state.index[:, order].reshape(-1)
+    per_row = weight[order].to(state.values.dtype).repeat(num_configs)
+    out = F.embedding_bag(index, state.values, offsets, mode="sum", per_sample_weights=per_row)
+    return out.view(num_configs, num_groups, -1)
+
+
 class StateLayer:
     """Distinct states of one layer: values ``values`` [M, H] and, per config and dependent
     node, the index of its state ``index`` [C, |S_l|]."""

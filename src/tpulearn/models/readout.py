@@ -39,6 +39,9 @@ class Readout:
         batch: [N] graph of each node; ``num_graphs`` B.
         owned: bool [N], the nodes pooled (a segment's own nodes), or ``None``: all.
         gate: the ``attn`` pool's [D] -> [heads] logit layer (required with ``attn``).
+        gate_free: the gate reads each node's config-free vector (every config then
+            weighs a node alike), not its vector in each config; the call passes those
+            vectors (``free``).
     """
 
     def __init__(
@@ -55,10 +58,11 @@ class Readout:
         num_graphs: int,
         owned: Tensor | None = None,
         gate: nn.Module | None = None,
+        gate_free: bool = False,
     ):
         if "attn" in kinds and gate is None:
             raise ValueError("the attn readout needs its gate layer")
-        self.gate = gate
+        self.gate, self.gate_free = gate, gate_free
         self.kinds, self.jk, self.config_node_readout, self.l2 = kinds, jk, config_node_readout, l2
         self.task, self.config_encoder, self.late_config = task, config_encoder, late_config
         self.config_ids, self.num_graphs = config_ids, num_graphs
@@ -66,18 +70,32 @@ class Readout:
         self.batch = batch if owned is None else torch.where(owned, batch, num_graphs)
         self.groups = num_graphs + (owned is not None)
 
-    def __call__(self, masks: list[Tensor], bases: list[Tensor], deps: list, cfg: Tensor):
+    def __call__(
+        self,
+        masks: list[Tensor],
+        bases: list[Tensor],
+        deps: list,
+        cfg: Tensor,
+        free: list[Tensor] | None = None,
+    ):
         """Graph vectors [C, B, D] of one chunk of C configs.
 
         Args:
             masks: S_0 .. S_L, bool [N] each.
-            bases: config-free values per layer, [N, H] each.
+            bases: config-free values per layer, [N, H] each (rows of S_l may be 0).
             deps: per-config values of S_l per layer ([C, |S_l|, H] or StateLayers).
             cfg: the chunk's raw config features (read by the late join).
+            free: with ``gate_free``, every node's config-free value per layer, [N, H]
+                each, no row left out (the gate's input).
         """
         base, dep = self._jumping_knowledge(masks, bases, deps)
         mask = masks[-1]
-        graph = self._pool(base, dep, mask)[:, : self.num_graphs]
+        gate_input = None
+        if self.gate_free:
+            if free is None:
+                raise ValueError("a config-free gate needs every node's config-free vectors")
+            gate_input = self._combine_layers(free)
+        graph = self._pool(base, dep, mask, gate_input)[:, : self.num_graphs]
         if self.config_node_readout:
             pooled = self._config_node_pool(base, dep, mask)
             graph = torch.cat([graph, pooled[:, : self.num_graphs]], -1)
@@ -101,7 +119,15 @@ class Readout:
             return torch.cat(layer_bases, -1), torch.cat(layer_deps, -1)
         return torch.stack(layer_bases).amax(0), torch.stack(layer_deps).amax(0)
 
-    def _pool(self, base, dep, mask):
+    def _combine_layers(self, values: list[Tensor]) -> Tensor:
+        """Jumping knowledge over per-layer values of every node, [N, H] each."""
+        if self.jk == "last" or len(values) == 1:
+            return values[-1]
+        if self.jk == "cat":
+            return torch.cat(values[1:], -1)
+        return torch.stack(values[1:]).amax(0)
+
+    def _pool(self, base, dep, mask, gate_input=None):
         """Pool node vectors per (config, group): [C, groups, D * len(kinds)]."""
         batch, groups = self.batch, self.groups
         num_configs = dep.index.shape[0] if isinstance(dep, dedup.StateLayer) else dep.shape[0]
@@ -119,7 +145,7 @@ class Readout:
                     count = torch.bincount(batch, minlength=groups).clamp(min=1)
                     out = out / count.view(1, -1, 1).to(out.dtype)
             elif kind == "attn":
-                out = self._attention_pool(base[free], batch[free], dep, dep_batch)
+                out = self._attention_pool(base, free, dep, dep_batch, gate_input)
             else:
                 fixed = scatter_max(base[free], batch[free], groups, 0)
                 if isinstance(dep, dedup.StateLayer):
@@ -130,26 +156,48 @@ class Readout:
             pooled.append(out.expand(num_configs, -1, -1))
         return torch.cat(pooled, -1)
 
-    def _attention_pool(self, base, base_batch, dep, dep_batch):
+    def _attention_pool(self, base, free, dep, dep_batch, gate_input=None):
         """Softmax-gated mean per (config, group) and head: sum_i a_i x_i / sum_i a_i with
         a_i = exp(l_i), l_i = gate(x_i) softly bounded to +-20 (weights then span up to
         e^40, ample for op times that scale with tensor sizes, and neither sum can over-
         or underflow, so no shift is needed: chunks, batches and segments agree exactly).
-        Each head has its own logits; their means are concatenated. Computed as two sums
-        (weighted values, weights): config-free nodes are pooled once and distinct states
-        stay compact."""
+        With ``gate_input`` (``gate_free``), l_i = gate(gate_input_i): one weight per node
+        for every config. Each head has its own logits; their means are concatenated.
+        Computed as two sums (weighted values, weights): config-free nodes are pooled once
+        and distinct states stay compact."""
         heads = self.gate.out_features
 
-        def weighted(x):
-            w = torch.exp(_LOGIT_BOUND * torch.tanh(self.gate(x) / _LOGIT_BOUND))
+        def logits_weight(x):
+            return torch.exp(_LOGIT_BOUND * torch.tanh(self.gate(x) / _LOGIT_BOUND))
+
+        def weighted(x, w):
             return torch.cat([(w.unsqueeze(-1) * x.unsqueeze(-2)).flatten(-2), w], -1)
 
-        fixed = scatter(weighted(base), base_batch, 0, dim_size=self.groups)
-        if isinstance(dep, dedup.StateLayer):
-            state = dedup.StateLayer(weighted(dep.values), dep.index)
-            var = dedup.pool(state, dep_batch, self.groups, "sum")
+        x_free, batch_free = base[free], self.batch[free]
+        if gate_input is None:
+            w_free = logits_weight(x_free)
         else:
-            var = scatter(weighted(dep), dep_batch, 1, dim_size=self.groups)
+            node_w = logits_weight(gate_input)  # [N, heads]
+            w_free, w_dep = node_w[free], node_w[~free]
+        fixed = scatter(weighted(x_free, w_free), batch_free, 0, dim_size=self.groups)
+        if gate_input is None and isinstance(dep, dedup.StateLayer):
+            values = dep.values
+            state = dedup.StateLayer(weighted(values, logits_weight(values)), dep.index)
+            var = dedup.pool(state, dep_batch, self.groups, "sum")
+        elif gate_input is None:
+            var = scatter(weighted(dep, logits_weight(dep)), dep_batch, 1, dim_size=self.groups)
+        elif isinstance(dep, dedup.StateLayer):
+            # Per head, the states weighted by their node's weight (the same in every
+            # config), and the weights' sum, which no config changes.
+            parts = [
+                dedup.pool_weighted(dep, dep_batch, self.groups, w_dep[:, h]) for h in range(heads)
+            ]
+            total_w = scatter(w_dep, dep_batch, 0, dim_size=self.groups)
+            num_configs = dep.index.shape[0]
+            var = torch.cat([*parts, total_w.unsqueeze(0).expand(num_configs, -1, -1)], -1)
+        else:
+            w = w_dep.unsqueeze(0).expand(dep.shape[0], -1, -1)
+            var = scatter(weighted(dep, w), dep_batch, 1, dim_size=self.groups)
         total = fixed.unsqueeze(0) + var
         values = total[..., :-heads].unflatten(-1, (heads, -1))
         # An empty group (no nodes) has no weight: its mean is 0.
