@@ -204,6 +204,28 @@ def test_the_config_key_follows_what_a_recipe_trains(script, monkeypatch):
         script.config_key("layout", [*recipe, "model.no_such_key=1"], [])
 
 
+def test_a_model_option_added_since_keeps_the_key_at_its_added_value(script, monkeypatch):
+    # Rows measured before model.attn_gate existed keep their key: at "state" it trains
+    # what those configs did. Another value is another config.
+    recipe = script.LAYOUT_RECIPES["layout_fast"]
+    key = script.config_key("layout", recipe, [])
+    assert script.config_key("layout", [*recipe, "model.attn_gate=state"], []) == key
+    assert script.config_key("layout", [*recipe, "model.attn_gate=config_free"], []) != key
+    compose_now = script.composed
+
+    def composed_before(overrides, resolve):
+        config = compose_now(overrides, resolve=resolve)
+        assert config["model"].pop("attn_gate") == "state"
+        return config
+
+    monkeypatch.setattr(script, "composed", composed_before)
+    assert script.config_key("layout", recipe, []) == key
+    # In a segment model's wrapped model too; elsewhere the key is not an added option.
+    assert script._at_added_default("model.model.attn_gate", "state")
+    assert not script._at_added_default("data.attn_gate", "state")
+    assert not script._at_added_default("model.attn_gate", "config_free")
+
+
 def _table(script, seeds=(0, 1), layout=None, real=None, command="python scripts/quality.py"):
     meta = {"seeds": list(seeds), "sizes": script.SIZES["quick"], "jobs": 2}
     return {

@@ -15,7 +15,11 @@ from tpulearn.evaluation import load_model
 from tpulearn.graph import config_context
 from tpulearn.predict import Predictor
 from tpulearn.training import save_checkpoint
-from tpulearn.training.checkpoint import upgrade_config
+from tpulearn.training.checkpoint import (
+    CheckpointMismatchError,
+    load_checkpoint,
+    upgrade_config,
+)
 
 VALID = sample_root() / "npz/layout/xla/default/valid/unet_3d.4x4.bf16.npz"
 
@@ -45,6 +49,39 @@ def test_a_segment_models_context_hops_moves_with_a_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         upgrade_config({"model": {"model": {"context_hops": None}}, "data": {}})
+
+
+def test_a_model_option_added_since_gets_the_value_that_trains_as_before():
+    old = {"model": {"attn_heads": 1, "readout": "sum"}, "data": {}}
+    new = upgrade_config(old)
+    assert new == {"model": {"attn_heads": 1, "readout": "sum", "attn_gate": "state"}, "data": {}}
+    assert "attn_gate" not in old["model"]  # the stored config is left as it was
+    # A segment model's wrapped model; a value the run set stays.
+    segment = {"model": {"max_segment_nodes": 9, "model": {"attn_heads": 2}}, "data": {}}
+    assert upgrade_config(segment)["model"] == {
+        "max_segment_nodes": 9,
+        "model": {"attn_heads": 2, "attn_gate": "state"},
+    }
+    chosen = {"model": {"attn_heads": 1, "attn_gate": "config_free"}, "data": {}}
+    assert upgrade_config(chosen) == chosen
+
+
+def test_a_checkpoint_from_before_an_added_model_option_loads_for_the_current_config(tmp_path):
+    cfg = compose_config(overrides=tiny_overrides(tmp_path))
+    config = OmegaConf.to_container(cfg, resolve=True)
+    current_model = dict(config["model"])
+    assert current_model["attn_gate"] == "state"
+    del config["model"]["attn_gate"]  # the config such a run stored
+    torch.manual_seed(0)
+    model = instantiate(current_model).eval()
+    path = save_checkpoint(
+        tmp_path / "old.pt",
+        {"model": model.state_dict(), "config": config, "normalizer": None},
+    )
+    state = load_checkpoint(path, model_config=current_model)
+    assert state["config"]["model"]["attn_gate"] == "state"
+    with pytest.raises(CheckpointMismatchError, match="attn_gate: checkpoint 'state'"):
+        load_checkpoint(path, model_config={**current_model, "attn_gate": "config_free"})
 
 
 def test_an_old_checkpoint_with_model_context_hops_scores_as_it_did(tmp_path):

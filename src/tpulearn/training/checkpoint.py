@@ -13,6 +13,12 @@ from pathlib import Path
 
 import torch
 
+# Model options added after checkpoints were written, each with the value that builds and
+# trains what a config without the option did: a stored model config (that of a ConfigGNN,
+# which has ``attn_heads``) lacking one is read as having that value, so older runs resume,
+# are reused and load as before. Digests of run configs leave a key out at this value.
+ADDED_MODEL_DEFAULTS = {"attn_gate": "state"}
+
 
 class CheckpointMismatchError(ValueError):
     """A checkpoint was made with a different model or task than the one asked for."""
@@ -108,7 +114,8 @@ def upgrade_config(config: Mapping) -> dict:
     ``data.context_hops``: the configurable nodes' context is a transform of the data, no
     longer a rewrite inside the model's forward. A whole-graph model scores exactly as
     before; a segment model now partitions the transformed graph instead of cutting each
-    segment, so its scores change (a warning says so).
+    segment, so its scores change (a warning says so). Options added since
+    (:data:`ADDED_MODEL_DEFAULTS`) get the value that trains what the config did.
 
     Args:
         config: the resolved config a checkpoint stores (left unchanged).
@@ -117,6 +124,7 @@ def upgrade_config(config: Mapping) -> dict:
         A copy in the current layout.
     """
     config = copy.deepcopy(dict(config))
+    _add_model_defaults(config)
     node, where = config.get("model"), "model"
     while isinstance(node, Mapping):
         if "context_hops" in node:
@@ -135,3 +143,15 @@ def upgrade_config(config: Mapping) -> dict:
             break
         node, where = node.get("model"), f"{where}.model"
     return config
+
+
+def _add_model_defaults(config: dict) -> None:
+    """Give each ConfigGNN config in ``config``'s model chain (``model``, a segment model's
+    ``model.model``, ...) the options it lacks of :data:`ADDED_MODEL_DEFAULTS`."""
+    parent, key = config, "model"
+    while isinstance(parent.get(key), Mapping):
+        node = parent[key] = dict(parent[key])
+        if "attn_heads" in node:
+            for option, value in ADDED_MODEL_DEFAULTS.items():
+                node.setdefault(option, value)
+        parent = node
