@@ -155,7 +155,7 @@ def test_the_gate_reads_no_config_only_when_config_free(attn_gate):
     assert same == (attn_gate == "config_free")
 
 
-def test_pool_weighted_is_the_weighted_sum_of_each_configs_states():
+def test_a_weighted_pool_is_the_weighted_sum_of_each_configs_states():
     from tpulearn.models import dedup
 
     torch.manual_seed(0)
@@ -163,11 +163,14 @@ def test_pool_weighted_is_the_weighted_sum_of_each_configs_states():
     index = torch.tensor([[0, 1, 2], [3, 1, 5], [0, 4, 2]])  # [C, rows]
     group = torch.tensor([1, 0, 1])
     weight = torch.rand(3, dtype=torch.double)
-    out = dedup.pool_weighted(dedup.StateLayer(values, index), group, 3, weight)
+    state = dedup.StateLayer(values, index)
+    out = dedup.pool(state, group, 3, "sum", weight)
     dense = values[index] * weight[None, :, None]
     expected = torch.zeros(3, 3, 4, dtype=torch.double)
     expected.index_add_(1, group, dense)
     torch.testing.assert_close(out, expected)  # group 2 has no rows: 0
+    with pytest.raises(ValueError, match="weighted pool sums"):
+        dedup.pool(state, group, 3, "max", weight)
 
 
 def test_attn_gate_is_checked():

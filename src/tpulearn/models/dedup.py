@@ -178,7 +178,9 @@ def merge_slots(
     return inverse.view(num_configs, num_rows), count
 
 
-def pool(state: StateLayer, group: Tensor, num_groups: int, mode: str) -> Tensor:
+def pool(
+    state: StateLayer, group: Tensor, num_groups: int, mode: str, weight: Tensor | None = None
+) -> Tensor:
     """Sum, mean or max of the states of each group of dependent nodes, per config:
     [C, num_groups, H], without expanding the per-config tensor (``embedding_bag``).
 
@@ -187,7 +189,11 @@ def pool(state: StateLayer, group: Tensor, num_groups: int, mode: str) -> Tensor
         group: [R] group (graph) of each dependent node.
         mode: ``"sum"``, ``"mean"`` or ``"max"``; an empty group gives 0 for sum and mean
             and the lowest finite value for max.
+        weight: [R] weight of each dependent node, the same in every config (``"sum"``
+            only): a weighted sum.
     """
+    if weight is not None and mode != "sum":
+        raise ValueError(f"a weighted pool sums, got mode {mode!r}")
     num_configs, num_rows = state.index.shape
     order = torch.sort(group, stable=True).indices
     counts = torch.bincount(group, minlength=num_groups)
@@ -195,33 +201,15 @@ def pool(state: StateLayer, group: Tensor, num_groups: int, mode: str) -> Tensor
     configs = torch.arange(num_configs, device=group.device).unsqueeze(1)
     offsets = (configs * num_rows + starts.unsqueeze(0)).reshape(-1)
     index = state.index[:, order].reshape(-1)
-    out = F.embedding_bag(index, state.values, offsets, mode=mode)
+    per_row = None
+    if weight is not None:
+        per_row = weight[order].to(state.values.dtype).repeat(num_configs)
+    out = F.embedding_bag(index, state.values, offsets, mode=mode, per_sample_weights=per_row)
     out = out.view(num_configs, num_groups, -1)
     if mode == "max":
         empty = (counts == 0).view(1, -1, 1)
         out = out.masked_fill(empty, torch.finfo(out.dtype).min)
     return out
-
-
-def pool_weighted(state: StateLayer, group: Tensor, num_groups: int, weight: Tensor) -> Tensor:
-    """Weighted sum of the states of each group of dependent nodes, per config, each row
-    weighing the same in every config: [C, num_groups, H] (``embedding_bag``).
-
-    Args:
-        state: values [M, H] and index [C, R].
-        group: [R] group (graph) of each dependent node.
-        weight: [R] weight of each dependent node.
-    """
-    num_configs, num_rows = state.index.shape
-    order = torch.sort(group, stable=True).indices
-    counts = torch.bincount(group, minlength=num_groups)
-    starts = torch.cumsum(counts, 0) - counts
-    configs = torch.arange(num_configs, device=group.device).unsqueeze(1)
-    offsets = (configs * num_rows + starts.unsqueeze(0)).reshape(-1)
-    index = state.index[:, order].reshape(-1)
-    per_row = weight[order].to(state.values.dtype).repeat(num_configs)
-    out = F.embedding_bag(index, state.values, offsets, mode="sum", per_sample_weights=per_row)
-    return out.view(num_configs, num_groups, -1)
 
 
 class StateLayer:

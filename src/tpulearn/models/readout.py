@@ -190,7 +190,7 @@ class Readout:
             # Per head, the states weighted by their node's weight (the same in every
             # config), and the weights' sum, which no config changes.
             parts = [
-                dedup.pool_weighted(dep, dep_batch, self.groups, w_dep[:, h]) for h in range(heads)
+                dedup.pool(dep, dep_batch, self.groups, "sum", w_dep[:, h]) for h in range(heads)
             ]
             total_w = scatter(w_dep, dep_batch, 0, dim_size=self.groups)
             num_configs = dep.index.shape[0]
