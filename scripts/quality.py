@@ -50,10 +50,11 @@ own ``--work`` and ``--out``).
 ``--update`` rewrites only the rows of the recipes given, keeping the others from the
 table's JSON (``--out`` with ``.json``): a changed recipe is measured again without the hour
 the whole table takes, e.g. ``--update --recipes layout_fast``. A kept row must have been
-measured the same way (seeds, runs at a time, data seed; its task's sizes), under the
-same overrides as its recipe has now and, where the row records one, the same composed
-config (a digest of it, so an edited YAML drops the rows it changes); the table names the
-call that measured each kept row.
+measured the same way (seeds, runs at a time, data seed; its task's sizes) and compose the
+config its recipe composes now (a digest of it, so an edited YAML drops the rows it
+changes, while overrides rewritten to the same config keep them; a row from before digests
+were recorded needs the same overrides); the table names the call that measured each kept
+row.
 
 ``--recipe NAME=OVERRIDES`` defines a layout recipe of your own for this call: its Hydra
 overrides (as on the ``train.py`` command line) train on the table's collections beside the
@@ -121,20 +122,34 @@ LAYOUT = "layout:xla:random"
 LAYOUT_RECIPES = {
     "defaults": [],
     "layout_fast": ["experiment=layout_fast"],
+    # The recipe before its config-free attn gate: the gate reads each node's vector in
+    # each config. The variants below are of this recipe (measured before the gate).
+    "layout_fast_state": ["experiment=layout_fast", "model.attn_gate=state"],
     # layout_fast on ListMLE alone, the recipe's loss before ListMLE + 30 x the hinge.
-    "layout_fast_listmle": ["experiment=layout_fast", "loss=listmle"],
+    "layout_fast_listmle": ["experiment=layout_fast", "model.attn_gate=state", "loss=listmle"],
     # The recipe before that: 3 message-passing layers, no layout_tiling, ListMLE.
     "layout_fast_3layers": [
         "experiment=layout_fast",
+        "model.attn_gate=state",
         "model.num_layers=3",
         "model.layout_tiling=false",
         "loss=listmle",
     ],
     # layout_fast fitted to each graph's standardised log runtimes (loss=zscore) instead
     # of ranking losses, at half the learning rate.
-    "layout_fast_zscore": ["experiment=layout_fast", "loss=zscore", "optim.lr=5e-4"],
+    "layout_fast_zscore": [
+        "experiment=layout_fast",
+        "model.attn_gate=state",
+        "loss=zscore",
+        "optim.lr=5e-4",
+    ],
     # layout_fast on ListMLE whose layers also read each node's users and operands apart.
-    "layout_fast_directed": ["experiment=layout_fast", "model.directed=true", "loss=listmle"],
+    "layout_fast_directed": [
+        "experiment=layout_fast",
+        "model.attn_gate=state",
+        "model.directed=true",
+        "loss=listmle",
+    ],
     # The paper's GST setting (experiment=layout_gst), shrunk to this machine: 64 wide,
     # 8 graphs per step, segments of 400 nodes, lr 1e-3, 300 steps (200 epochs of 12 graphs).
     "gst_small": [
@@ -475,14 +490,15 @@ def keep_previous(
 
     A row is kept only where it measures what its recipe measures now: its table's sizes
     for its task equal this call's (so new tile sizes cost the tile rows alone), its
-    recorded overrides equal the recipe's and its recorded config key
-    (:func:`config_key`) the one they compose now, so an edited YAML drops the rows it
-    changes. A row from before overrides were recorded is kept by name, one from before
-    config keys were by its overrides, each said so. The code is not compared: after
-    editing it, name every recipe it touches. Anything not kept is named in the log,
+    recorded config key (:func:`config_key`) is the one its recipe's overrides compose now,
+    so an edited YAML drops the rows it changes (overrides rewritten to compose the same
+    config keep them, the row then recording the new ones). A row from before overrides
+    were recorded is kept by name, one from before config keys were by its overrides
+    (equal to the recipe's), each said so. The code is not compared: after editing it,
+    name every recipe it touches. Anything not kept is named in the log,
     never dropped silently. ``recipes``: this call's recipes per task (:data:`RECIPES` and
     the ``--recipe`` ones); a defined recipe's row is kept only when this call defines it
-    again with the same overrides. ``extra``: the overrides every run of this call adds
+    again (composing the same config). ``extra``: the overrides every run of this call adds
     (``--quick``'s).
     """
     recipes = recipes or RECIPES
@@ -516,12 +532,16 @@ def keep_previous(
         if task in sized and not sized[task]:
             log(f"  not kept: {name} (measured on other {task} sizes: run it again)")
             return False
-        if "overrides" in row and row["overrides"] != current:
-            log(f"  not kept: {name} (its overrides changed: run it again)")
-            return False
         if "config" in row and row["config"] != key_now(task, current):
             log(f"  not kept: {name} (the config its overrides compose changed: run it again)")
             return False
+        if "overrides" in row and row["overrides"] != current:
+            if "config" not in row:
+                log(f"  not kept: {name} (its overrides changed: run it again)")
+                return False
+            # Other overrides that compose the config it was measured with.
+            log(f"  kept: {name} (its overrides now spell the config it was measured with)")
+            row["overrides"] = list(current)
         if "overrides" not in row:
             log(f"  kept by name: {name} (measured before overrides were recorded)")
         elif "config" not in row:

@@ -207,7 +207,7 @@ def test_the_config_key_follows_what_a_recipe_trains(script, monkeypatch):
 def test_a_model_option_added_since_keeps_the_key_at_its_added_value(script, monkeypatch):
     # Rows measured before model.attn_gate existed keep their key: at "state" it trains
     # what those configs did. Another value is another config.
-    recipe = script.LAYOUT_RECIPES["layout_fast"]
+    recipe = ["model.readout=attn"]
     key = script.config_key("layout", recipe, [])
     assert script.config_key("layout", [*recipe, "model.attn_gate=state"], []) == key
     assert script.config_key("layout", [*recipe, "model.attn_gate=config_free"], []) != key
@@ -328,6 +328,36 @@ def test_update_drops_a_row_whose_recipe_composes_another_config_now(script):
     results = _table(script)
     script.keep_previous(old, results, log.append, extra=script.QUICK_OVERRIDES)
     assert list(results["layout"]["roofline"]["recipes"]) == ["defaults"]
+
+
+def test_update_keeps_a_row_whose_recipe_spells_the_same_config_otherwise(script):
+    # A recipe rewritten to compose what its row was measured with (here: an added model
+    # option at the value the row trained with) keeps the row, which then records the
+    # recipe's overrides now; a row without a config key needs the same overrides.
+    spelled = ["model.readout=attn", "model.attn_gate=state", "loss=listmle"]
+    recipes = {**script.RECIPES, "layout": {"keyed": spelled, "unkeyed": spelled}}
+    keyed = {
+        **_row(0.1, ["model.readout=attn", "loss=listmle"]),
+        "config": script.config_key("layout", spelled, []),
+    }
+    unkeyed = _row(0.2, ["model.readout=attn", "loss=listmle"])
+    old = _table(
+        script,
+        layout={
+            "roofline": {
+                "oracle": {"kendall_tau": 0.7},
+                "recipes": {"keyed": keyed, "unkeyed": unkeyed},
+            }
+        },
+    )
+    results = _table(script)
+    log = []
+    script.keep_previous(old, results, log.append, recipes)
+    kept = results["layout"]["roofline"]["recipes"]
+    assert list(kept) == ["keyed"]
+    assert kept["keyed"]["overrides"] == spelled and kept["keyed"]["tau"]["mean"] == 0.1
+    assert any("kept: layout roofline keyed" in line for line in log)
+    assert any("layout roofline unkeyed" in line and "overrides changed" in line for line in log)
 
 
 def test_update_refuses_a_table_measured_another_way_before_training(script, tmp_path):
