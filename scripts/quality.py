@@ -110,8 +110,8 @@ from tpulearn.leaderboard import (
 from tpulearn.metrics import Evaluator
 from tpulearn.predict import Ensemble
 from tpulearn.training.checkpoint import (
-    ADDED_MODEL_DEFAULTS,
     CheckpointReadError,
+    at_added_default,
     load_checkpoint,
 )
 
@@ -305,23 +305,15 @@ def config_key(task: str, recipe: list[str], extra: list[str]) -> str:
     (:data:`PER_RUN`) and those that do not change what a run trains (``IGNORED_KEYS``):
     rows of one key were trained alike. Unresolved, so no environment variable enters.
     A model option added since rows were measured is left out at the value that trains
-    what configs without it did (``ADDED_MODEL_DEFAULTS``), so those rows keep their key."""
+    what configs without it did (``at_added_default``), so those rows keep their key."""
     overrides = [*run_overrides(task, recipe, "ROOT", 0, extra), *PROCESS]
     flat = flatten_config(composed(overrides, resolve=False))
     kept = {
         k: v
         for k, v in flat.items()
-        if k not in PER_RUN and k not in IGNORED_KEYS and not _at_added_default(k, v)
+        if k not in PER_RUN and k not in IGNORED_KEYS and not at_added_default(k, v)
     }
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _at_added_default(key: str, value) -> bool:
-    """Whether a flat config key is a model option of ``ADDED_MODEL_DEFAULTS`` (in
-    ``model`` or a segment model's ``model.model``) at the value it was added with."""
-    *path, option = key.split(".")
-    in_model = bool(path) and set(path) == {"model"}
-    return in_model and option in ADDED_MODEL_DEFAULTS and ADDED_MODEL_DEFAULTS[option] == value
 
 
 def config_changed(run_dir: Path, overrides: list[str]) -> str | None:

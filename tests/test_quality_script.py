@@ -221,9 +221,9 @@ def test_a_model_option_added_since_keeps_the_key_at_its_added_value(script, mon
     monkeypatch.setattr(script, "composed", composed_before)
     assert script.config_key("layout", recipe, []) == key
     # In a segment model's wrapped model too; elsewhere the key is not an added option.
-    assert script._at_added_default("model.model.attn_gate", "state")
-    assert not script._at_added_default("data.attn_gate", "state")
-    assert not script._at_added_default("model.attn_gate", "config_free")
+    assert script.at_added_default("model.model.attn_gate", "state")
+    assert not script.at_added_default("data.attn_gate", "state")
+    assert not script.at_added_default("model.attn_gate", "config_free")
 
 
 def _table(script, seeds=(0, 1), layout=None, real=None, command="python scripts/quality.py"):

@@ -122,7 +122,7 @@ def test_a_config_free_gate_weighs_each_node_alike_in_every_config():
     base = torch.randn(5, 3, dtype=torch.double)
     dep = torch.randn(4, 2, 3, dtype=torch.double)
     free = torch.randn(5, 3, dtype=torch.double)  # every node's config-free vector
-    out = readout([mask], [base], [dep], None, [free])
+    out = readout([mask], [base], [dep], None, readout.node_weights([free]))
     logits = 20 * torch.tanh(gate(free) / 20)  # [5, heads]: no config in them
     for c in range(4):
         x = base.clone()

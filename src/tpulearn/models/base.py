@@ -377,13 +377,15 @@ class ConfigGNN(LayerHooks, nn.Module):
         for i, layer in enumerate(plan.layers):
             bases.append(passes.base(i, bases[-1], layer.mask))
 
-        free = None
+        node_weight = None
         if readout.gate_free:
-            # The gate's input: every node's config-free vector, dependent rows too.
+            # The gate's input: every node's config-free vector, dependent rows too; its
+            # weights serve every chunk.
             none = torch.zeros(num_nodes, dtype=torch.bool, device=enc.device)
             free = [bases[0]]
             for i in range(len(plan.layers)):
                 free.append(passes.base(i, free[-1], none))
+            node_weight = readout.node_weights(free)
         distinct = self.distinct_states and plan.distinct
         chunk = config_chunk or num_configs
         graphs = []
@@ -394,7 +396,7 @@ class ConfigGNN(LayerHooks, nn.Module):
             deps = [self._join(data, enc, part_cfg, batch, plan.inputs, distinct)]
             for i, layer in enumerate(plan.layers):
                 deps.append(passes.run(i, layer, bases[i], deps[-1]))
-            graphs.append(readout(plan.masks, bases, deps, part_cfg, free))
+            graphs.append(readout(plan.masks, bases, deps, part_cfg, node_weight))
         z = torch.cat(graphs, 0).transpose(0, 1)  # [B, C, D]
         if self.attention is not None:
             z = self.attention(z)

@@ -40,8 +40,8 @@ class Readout:
         owned: bool [N], the nodes pooled (a segment's own nodes), or ``None``: all.
         gate: the ``attn`` pool's [D] -> [heads] logit layer (required with ``attn``).
         gate_free: the gate reads each node's config-free vector (every config then
-            weighs a node alike), not its vector in each config; the call passes those
-            vectors (``free``).
+            weighs a node alike), not its vector in each config; the call passes the
+            weights (:meth:`node_weights`, computed once for every chunk).
     """
 
     def __init__(
@@ -76,7 +76,7 @@ class Readout:
         bases: list[Tensor],
         deps: list,
         cfg: Tensor,
-        free: list[Tensor] | None = None,
+        node_weight: Tensor | None = None,
     ):
         """Graph vectors [C, B, D] of one chunk of C configs.
 
@@ -85,17 +85,17 @@ class Readout:
             bases: config-free values per layer, [N, H] each (rows of S_l may be 0).
             deps: per-config values of S_l per layer ([C, |S_l|, H] or StateLayers).
             cfg: the chunk's raw config features (read by the late join).
-            free: with ``gate_free``, every node's config-free value per layer, [N, H]
-                each, no row left out (the gate's input).
+            node_weight: with ``gate_free``, each node's gate weights [N, heads]
+                (:meth:`node_weights`).
         """
+        if self.gate_free and node_weight is None:
+            raise ValueError(
+                "a config-free gate needs the weights of its nodes' config-free vectors "
+                "(node_weights)"
+            )
         base, dep = self._jumping_knowledge(masks, bases, deps)
         mask = masks[-1]
-        gate_input = None
-        if self.gate_free:
-            if free is None:
-                raise ValueError("a config-free gate needs every node's config-free vectors")
-            gate_input = self._combine_layers(free)
-        graph = self._pool(base, dep, mask, gate_input)[:, : self.num_graphs]
+        graph = self._pool(base, dep, mask, node_weight)[:, : self.num_graphs]
         if self.config_node_readout:
             pooled = self._config_node_pool(base, dep, mask)
             graph = torch.cat([graph, pooled[:, : self.num_graphs]], -1)
@@ -113,21 +113,31 @@ class Readout:
             return bases[-1], deps[-1]
         final_mask = masks[-1]
         outs = list(zip(masks, bases, deps, strict=True))[1:]
-        layer_bases = [b for _, b, _ in outs]
         layer_deps = [widen(m, b, dense(d), final_mask) for m, b, d in outs]
-        if self.jk == "cat":
-            return torch.cat(layer_bases, -1), torch.cat(layer_deps, -1)
-        return torch.stack(layer_bases).amax(0), torch.stack(layer_deps).amax(0)
+        return self._combine_layers(bases), self._join_layers(layer_deps)
 
     def _combine_layers(self, values: list[Tensor]) -> Tensor:
-        """Jumping knowledge over per-layer values of every node, [N, H] each."""
+        """Jumping knowledge over per-layer values (the input first), [N, H] each."""
         if self.jk == "last" or len(values) == 1:
             return values[-1]
-        if self.jk == "cat":
-            return torch.cat(values[1:], -1)
-        return torch.stack(values[1:]).amax(0)
+        return self._join_layers(values[1:])
 
-    def _pool(self, base, dep, mask, gate_input=None):
+    def _join_layers(self, layers: list[Tensor]) -> Tensor:
+        """The layers' outputs joined by ``jk`` (``cat`` or ``max``)."""
+        if self.jk == "cat":
+            return torch.cat(layers, -1)
+        return torch.stack(layers).amax(0)
+
+    def node_weights(self, free: list[Tensor]) -> Tensor:
+        """The config-free gate's weights [N, heads] from every node's config-free value
+        per layer ([N, H] each, no row left out): the same for every config and chunk."""
+        return self._gate_weight(self._combine_layers(free))
+
+    def _gate_weight(self, x: Tensor) -> Tensor:
+        """exp of the gate's logits, softly bounded to +-_LOGIT_BOUND: [..., heads]."""
+        return torch.exp(_LOGIT_BOUND * torch.tanh(self.gate(x) / _LOGIT_BOUND))
+
+    def _pool(self, base, dep, mask, node_weight=None):
         """Pool node vectors per (config, group): [C, groups, D * len(kinds)]."""
         batch, groups = self.batch, self.groups
         num_configs = dep.index.shape[0] if isinstance(dep, dedup.StateLayer) else dep.shape[0]
@@ -145,7 +155,7 @@ class Readout:
                     count = torch.bincount(batch, minlength=groups).clamp(min=1)
                     out = out / count.view(1, -1, 1).to(out.dtype)
             elif kind == "attn":
-                out = self._attention_pool(base, free, dep, dep_batch, gate_input)
+                out = self._attention_pool(base, free, dep, dep_batch, node_weight)
             else:
                 fixed = scatter_max(base[free], batch[free], groups, 0)
                 if isinstance(dep, dedup.StateLayer):
@@ -156,35 +166,32 @@ class Readout:
             pooled.append(out.expand(num_configs, -1, -1))
         return torch.cat(pooled, -1)
 
-    def _attention_pool(self, base, free, dep, dep_batch, gate_input=None):
+    def _attention_pool(self, base, free, dep, dep_batch, node_weight=None):
         """Softmax-gated mean per (config, group) and head: sum_i a_i x_i / sum_i a_i with
         a_i = exp(l_i), l_i = gate(x_i) softly bounded to +-20 (weights then span up to
         e^40, ample for op times that scale with tensor sizes, and neither sum can over-
         or underflow, so no shift is needed: chunks, batches and segments agree exactly).
-        With ``gate_input`` (``gate_free``), l_i = gate(gate_input_i): one weight per node
-        for every config. Each head has its own logits; their means are concatenated.
+        With ``node_weight`` (``gate_free``), a_i is the node's config-free weight, the same
+        in every config. Each head has its own logits; their means are concatenated.
         Computed as two sums (weighted values, weights): config-free nodes are pooled once
         and distinct states stay compact."""
         heads = self.gate.out_features
-
-        def logits_weight(x):
-            return torch.exp(_LOGIT_BOUND * torch.tanh(self.gate(x) / _LOGIT_BOUND))
+        logits_weight = self._gate_weight
 
         def weighted(x, w):
             return torch.cat([(w.unsqueeze(-1) * x.unsqueeze(-2)).flatten(-2), w], -1)
 
         x_free, batch_free = base[free], self.batch[free]
-        if gate_input is None:
+        if node_weight is None:
             w_free = logits_weight(x_free)
         else:
-            node_w = logits_weight(gate_input)  # [N, heads]
-            w_free, w_dep = node_w[free], node_w[~free]
+            w_free, w_dep = node_weight[free], node_weight[~free]
         fixed = scatter(weighted(x_free, w_free), batch_free, 0, dim_size=self.groups)
-        if gate_input is None and isinstance(dep, dedup.StateLayer):
+        if node_weight is None and isinstance(dep, dedup.StateLayer):
             values = dep.values
             state = dedup.StateLayer(weighted(values, logits_weight(values)), dep.index)
             var = dedup.pool(state, dep_batch, self.groups, "sum")
-        elif gate_input is None:
+        elif node_weight is None:
             var = scatter(weighted(dep, logits_weight(dep)), dep_batch, 1, dim_size=self.groups)
         elif isinstance(dep, dedup.StateLayer):
             # Per head, the states weighted by their node's weight (the same in every

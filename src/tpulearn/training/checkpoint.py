@@ -155,3 +155,12 @@ def _add_model_defaults(config: dict) -> None:
             for option, value in ADDED_MODEL_DEFAULTS.items():
                 node.setdefault(option, value)
         parent = node
+
+
+def at_added_default(key: str, value) -> bool:
+    """Whether a dotted config key is an option of :data:`ADDED_MODEL_DEFAULTS` in the
+    model chain (``model``, a segment model's ``model.model``) at the value it was added
+    with: a digest of a config leaves such a key out, so it matches configs from before."""
+    *path, option = key.split(".")
+    in_model = bool(path) and set(path) == {"model"}
+    return in_model and option in ADDED_MODEL_DEFAULTS and ADDED_MODEL_DEFAULTS[option] == value
