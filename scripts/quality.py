@@ -119,37 +119,27 @@ REPO = Path(__file__).resolve().parents[1]
 LAYOUT = "layout:xla:random"
 
 # Recipe name -> Hydra overrides. Each recipe keeps its own budget (configs and data).
+_LAYOUT_FAST_STATE = ["experiment=layout_fast", "model.attn_gate=state"]
 LAYOUT_RECIPES = {
     "defaults": [],
     "layout_fast": ["experiment=layout_fast"],
     # The recipe before its config-free attn gate: the gate reads each node's vector in
     # each config. The variants below are of this recipe (measured before the gate).
-    "layout_fast_state": ["experiment=layout_fast", "model.attn_gate=state"],
+    "layout_fast_state": [*_LAYOUT_FAST_STATE],
     # layout_fast on ListMLE alone, the recipe's loss before ListMLE + 30 x the hinge.
-    "layout_fast_listmle": ["experiment=layout_fast", "model.attn_gate=state", "loss=listmle"],
+    "layout_fast_listmle": [*_LAYOUT_FAST_STATE, "loss=listmle"],
     # The recipe before that: 3 message-passing layers, no layout_tiling, ListMLE.
     "layout_fast_3layers": [
-        "experiment=layout_fast",
-        "model.attn_gate=state",
+        *_LAYOUT_FAST_STATE,
         "model.num_layers=3",
         "model.layout_tiling=false",
         "loss=listmle",
     ],
     # layout_fast fitted to each graph's standardised log runtimes (loss=zscore) instead
     # of ranking losses, at half the learning rate.
-    "layout_fast_zscore": [
-        "experiment=layout_fast",
-        "model.attn_gate=state",
-        "loss=zscore",
-        "optim.lr=5e-4",
-    ],
+    "layout_fast_zscore": [*_LAYOUT_FAST_STATE, "loss=zscore", "optim.lr=5e-4"],
     # layout_fast on ListMLE whose layers also read each node's users and operands apart.
-    "layout_fast_directed": [
-        "experiment=layout_fast",
-        "model.attn_gate=state",
-        "model.directed=true",
-        "loss=listmle",
-    ],
+    "layout_fast_directed": [*_LAYOUT_FAST_STATE, "model.directed=true", "loss=listmle"],
     # The paper's GST setting (experiment=layout_gst), shrunk to this machine: 64 wide,
     # 8 graphs per step, segments of 400 nodes, lr 1e-3, 300 steps (200 epochs of 12 graphs).
     "gst_small": [

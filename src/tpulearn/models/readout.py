@@ -176,23 +176,22 @@ class Readout:
         Computed as two sums (weighted values, weights): config-free nodes are pooled once
         and distinct states stay compact."""
         heads = self.gate.out_features
-        logits_weight = self._gate_weight
 
         def weighted(x, w):
             return torch.cat([(w.unsqueeze(-1) * x.unsqueeze(-2)).flatten(-2), w], -1)
 
         x_free, batch_free = base[free], self.batch[free]
         if node_weight is None:
-            w_free = logits_weight(x_free)
+            w_free = self._gate_weight(x_free)
         else:
             w_free, w_dep = node_weight[free], node_weight[~free]
         fixed = scatter(weighted(x_free, w_free), batch_free, 0, dim_size=self.groups)
         if node_weight is None and isinstance(dep, dedup.StateLayer):
             values = dep.values
-            state = dedup.StateLayer(weighted(values, logits_weight(values)), dep.index)
+            state = dedup.StateLayer(weighted(values, self._gate_weight(values)), dep.index)
             var = dedup.pool(state, dep_batch, self.groups, "sum")
         elif node_weight is None:
-            var = scatter(weighted(dep, logits_weight(dep)), dep_batch, 1, dim_size=self.groups)
+            var = scatter(weighted(dep, self._gate_weight(dep)), dep_batch, 1, dim_size=self.groups)
         elif isinstance(dep, dedup.StateLayer):
             # Per head, the states weighted by their node's weight (the same in every
             # config), and the weights' sum, which no config changes.
