@@ -109,6 +109,16 @@ def test_a_resumed_run_keeps_every_event_up_to_its_checkpoint(tmp_path):
     assert loss_steps(tmp_path) == [1, 2, 3]
 
 
+@pytest.fixture
+def python_sigint():
+    """Python's own SIGINT handler for the test, as in a terminal: a process started in
+    the background (nohup, `cmd &` in a script) inherits an ignored SIGINT, where a run
+    rightly leaves the handler alone and a Ctrl-C cannot arrive."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def ctrl_c_during_step(monkeypatch, step: int, times: int) -> None:
     """Send ``times`` real SIGINTs to this process at the start of training step ``step``."""
     from tpulearn.training.trainer import Trainer
@@ -126,7 +136,7 @@ def ctrl_c_during_step(monkeypatch, step: int, times: int) -> None:
     monkeypatch.setattr(Trainer, "_step", signalled)
 
 
-def test_ctrl_c_during_a_step_stops_after_it(tmp_path, monkeypatch):
+def test_ctrl_c_during_a_step_stops_after_it(tmp_path, monkeypatch, python_sigint):
     # Stopping between steps keeps every library call whole (TensorBoard's writer thread
     # fails when an interrupt cuts its queue bookkeeping short).
     ctrl_c_during_step(monkeypatch, step=3, times=1)
@@ -136,14 +146,14 @@ def test_ctrl_c_during_a_step_stops_after_it(tmp_path, monkeypatch):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
 
 
-def test_a_second_ctrl_c_stops_at_once(tmp_path, monkeypatch):
+def test_a_second_ctrl_c_stops_at_once(tmp_path, monkeypatch, python_sigint):
     ctrl_c_during_step(monkeypatch, step=3, times=2)
     with pytest.raises(RunInterrupted) as stopped:
         train(tiny(tmp_path, steps=10))
     assert stopped.value.step == 2 and load_checkpoint(stopped.value.checkpoint)["step"] == 2
 
 
-def test_ctrl_c_saves_and_says_where(tmp_path, monkeypatch):
+def test_ctrl_c_saves_and_says_where(tmp_path, monkeypatch, python_sigint):
     from tpulearn.training.trainer import Trainer
 
     calls = {"n": 0}
