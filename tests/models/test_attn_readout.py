@@ -115,9 +115,20 @@ def test_a_config_free_gate_weighs_each_node_alike_in_every_config():
     torch.manual_seed(0)
     gate = torch.nn.Linear(3, 2).double()
     readout = Readout(
-        ("attn",), "last", False, False, "layout", None, None, None,
-        torch.tensor([0, 0, 0, 1, 1]), 2, None, gate, gate_free=True,
-    )  # fmt: skip
+        kinds=("attn",),
+        jk="last",
+        config_node_readout=False,
+        l2=False,
+        task="layout",
+        config_encoder=None,
+        late_config=None,
+        config_ids=None,
+        batch=torch.tensor([0, 0, 0, 1, 1]),
+        num_graphs=2,
+        owned=None,
+        gate=gate,
+        gate_free=True,
+    )
     mask = torch.tensor([False, True, False, True, False])
     base = torch.randn(5, 3, dtype=torch.double)
     dep = torch.randn(4, 2, 3, dtype=torch.double)

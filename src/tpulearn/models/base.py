@@ -198,9 +198,21 @@ class ConfigGNN(LayerHooks, nn.Module):
         super().__init__()
         self.readout = parse_readout(readout)
         self._check_options(
-            task, join, jk, edge_direction, act, norm, head, hidden_channels, num_layers,
-            dropout, pre_layers, attn_heads, directed, attn_gate,
-        )  # fmt: skip
+            task=task,
+            join=join,
+            jk=jk,
+            edge_direction=edge_direction,
+            act=act,
+            norm=norm,
+            head=head,
+            hidden_channels=hidden_channels,
+            num_layers=num_layers,
+            dropout=dropout,
+            pre_layers=pre_layers,
+            attn_heads=attn_heads,
+            directed=directed,
+            attn_gate=attn_gate,
+        )
         warn_if_disabled(
             "attention_heads", attention_heads, 4, config_attention, "config_attention is off"
         )
@@ -245,9 +257,23 @@ class ConfigGNN(LayerHooks, nn.Module):
         self._build_head(graph_dim, config_attention, attention_heads)
 
     def _check_options(
-        self, task, join, jk, edge_direction, act, norm, head, hidden_channels, num_layers,
-        dropout, pre_layers, attn_heads, directed, attn_gate,
-    ) -> None:  # fmt: skip
+        self,
+        *,
+        task: str,
+        join: str,
+        jk: str,
+        edge_direction: str,
+        act: str,
+        norm: str | None,
+        head: str,
+        hidden_channels: int,
+        num_layers: int,
+        dropout: float,
+        pre_layers: int,
+        attn_heads: int,
+        directed: bool,
+        attn_gate: str,
+    ) -> None:
         """Refuse values no model takes; warn where an option has no effect."""
         check_choice("task", task, ("tile", "layout"))
         check_choice("join", join, ("early", "late"))
