@@ -119,13 +119,17 @@ REPO = Path(__file__).resolve().parents[1]
 LAYOUT = "layout:xla:random"
 
 # Recipe name -> Hydra overrides. Each recipe keeps its own budget (configs and data).
-_LAYOUT_FAST_STATE = ["experiment=layout_fast", "model.attn_gate=state"]
+# The recipe before its config-free attn gate and its graph unions (the variants below
+# were measured on it).
+_LAYOUT_FAST_STATE = ["experiment=layout_fast", "model.attn_gate=state", "trainer.union_prob=0"]
 LAYOUT_RECIPES = {
     "defaults": [],
     "layout_fast": ["experiment=layout_fast"],
     # The recipe before its config-free attn gate: the gate reads each node's vector in
     # each config. The variants below are of this recipe (measured before the gate).
     "layout_fast_state": [*_LAYOUT_FAST_STATE],
+    # The recipe before its graph unions (trainer.union_prob=0.5).
+    "layout_fast_gate": ["experiment=layout_fast", "trainer.union_prob=0"],
     # layout_fast on ListMLE alone, the recipe's loss before ListMLE + 30 x the hinge.
     "layout_fast_listmle": [*_LAYOUT_FAST_STATE, "loss=listmle"],
     # The recipe before that: 3 message-passing layers, no layout_tiling, ListMLE.

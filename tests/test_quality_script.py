@@ -226,6 +226,24 @@ def test_a_model_option_added_since_keeps_the_key_at_its_added_value(script, mon
     assert not script.at_added_default("model.attn_gate", "config_free")
 
 
+def test_a_trainer_option_added_since_keeps_the_key_at_its_added_value(script, monkeypatch):
+    # Rows measured before trainer.union_prob existed keep their key: at 0 it trains what
+    # those configs did.
+    recipe = ["model.readout=attn"]
+    key = script.config_key("layout", recipe, [])
+    assert script.config_key("layout", [*recipe, "trainer.union_prob=0.0"], []) == key
+    assert script.config_key("layout", [*recipe, "trainer.union_prob=0.25"], []) != key
+    compose_now = script.composed
+
+    def composed_before(overrides, resolve):
+        config = compose_now(overrides, resolve=resolve)
+        config["trainer"].pop("union_prob")
+        return config
+
+    monkeypatch.setattr(script, "composed", composed_before)
+    assert script.config_key("layout", [*recipe, "trainer.union_prob=0.0"], []) == key
+
+
 def _table(script, seeds=(0, 1), layout=None, real=None, command="python scripts/quality.py"):
     meta = {"seeds": list(seeds), "sizes": script.SIZES["quick"], "jobs": 2}
     return {

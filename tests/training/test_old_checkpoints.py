@@ -66,6 +66,14 @@ def test_a_model_option_added_since_gets_the_value_that_trains_as_before():
     assert upgrade_config(chosen) == chosen
 
 
+def test_a_trainer_option_added_since_gets_the_value_that_trains_as_before():
+    old = {"model": {}, "trainer": {"seed": 3}}
+    assert upgrade_config(old) == {"model": {}, "trainer": {"seed": 3, "union_prob": 0.0}}
+    assert "union_prob" not in old["trainer"]
+    chosen = {"model": {}, "trainer": {"seed": 3, "union_prob": 0.5}}
+    assert upgrade_config(chosen) == chosen
+
+
 def test_a_checkpoint_from_before_an_added_model_option_loads_for_the_current_config(tmp_path):
     cfg = compose_config(overrides=tiny_overrides(tmp_path))
     config = OmegaConf.to_container(cfg, resolve=True)

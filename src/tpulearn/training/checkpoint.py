@@ -18,6 +18,9 @@ import torch
 # which has ``attn_heads``) lacking one is read as having that value, so older runs resume,
 # are reused and load as before. Digests of run configs leave a key out at this value.
 ADDED_MODEL_DEFAULTS = {"attn_gate": "state"}
+# Trainer options added since runs were stored, at the value that trains what a config
+# without them did.
+ADDED_TRAINER_DEFAULTS = {"union_prob": 0.0}
 
 
 class CheckpointMismatchError(ValueError):
@@ -115,7 +118,8 @@ def upgrade_config(config: Mapping) -> dict:
     longer a rewrite inside the model's forward. A whole-graph model scores exactly as
     before; a segment model now partitions the transformed graph instead of cutting each
     segment, so its scores change (a warning says so). Options added since
-    (:data:`ADDED_MODEL_DEFAULTS`) get the value that trains what the config did.
+    (:data:`ADDED_MODEL_DEFAULTS`, :data:`ADDED_TRAINER_DEFAULTS`) get the value that
+    trains what the config did.
 
     Args:
         config: the resolved config a checkpoint stores (left unchanged).
@@ -125,6 +129,8 @@ def upgrade_config(config: Mapping) -> dict:
     """
     config = copy.deepcopy(dict(config))
     _add_model_defaults(config)
+    if isinstance(config.get("trainer"), Mapping):
+        config["trainer"] = {**ADDED_TRAINER_DEFAULTS, **config["trainer"]}
     node, where = config.get("model"), "model"
     while isinstance(node, Mapping):
         if "context_hops" in node:
@@ -159,8 +165,11 @@ def _add_model_defaults(config: dict) -> None:
 
 def at_added_default(key: str, value) -> bool:
     """Whether a dotted config key is an option of :data:`ADDED_MODEL_DEFAULTS` in the
-    model chain (``model``, a segment model's ``model.model``) at the value it was added
-    with: a digest of a config leaves such a key out, so it matches configs from before."""
+    model chain (``model``, a segment model's ``model.model``), or ``trainer.<option>`` of
+    :data:`ADDED_TRAINER_DEFAULTS`, at the value it was added with: a digest of a config
+    leaves such a key out, so it matches configs from before."""
     *path, option = key.split(".")
+    if path == ["trainer"]:
+        return option in ADDED_TRAINER_DEFAULTS and ADDED_TRAINER_DEFAULTS[option] == value
     in_model = bool(path) and set(path) == {"model"}
     return in_model and option in ADDED_MODEL_DEFAULTS and ADDED_MODEL_DEFAULTS[option] == value

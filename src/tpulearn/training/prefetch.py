@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 from concurrent.futures import Future, ThreadPoolExecutor
+
+from .union import union_drawn, with_unions
 
 
 class Prefetcher:
@@ -13,18 +16,37 @@ class Prefetcher:
     Args:
         dataset: the training dataset (``set_epoch`` + indexing).
         pairs_of: ``step -> [(epoch, graph index), ...]``.
+        union_prob, seed: steps drawn with this probability (fixed by seed and step) train
+            on unions of their graphs with the step before's (:mod:`.union`); a step
+            whose step before was not read here (the first of a resumed run) reads it
+            again, the same samples.
     """
 
-    def __init__(self, dataset, pairs_of):
+    def __init__(self, dataset, pairs_of, union_prob: float = 0.0, seed: int = 0):
         self.dataset, self.pairs_of = dataset, pairs_of
+        self.union_prob, self.seed = union_prob, seed
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="tpulearn-prefetch")
         self.pending: dict[int, Future] = {}
+        # The last step read and its graphs as read (shallow copies: a step moves its
+        # graphs to the device in place), the partners of the next step's unions.
+        self._last: tuple[int, list] | None = None
 
-    def _load(self, step: int) -> list:
+    def _read(self, step: int) -> list:
         out = []
         for epoch, idx in self.pairs_of(step):
             self.dataset.set_epoch(epoch)
             out.append((idx, self.dataset[idx]))
+        return out
+
+    def _load(self, step: int) -> list:
+        graphs = self._read(step)
+        out = graphs
+        if union_drawn(self.seed, step, self.union_prob):
+            last = self._last
+            before = last[1] if last and last[0] == step - 1 else self._read(step - 1)
+            out = with_unions(graphs, before)
+        if self.union_prob:
+            self._last = (step, [(idx, copy.copy(data)) for idx, data in graphs])
         return out
 
     def get(self, step: int, end: int) -> list:

@@ -99,6 +99,11 @@ class Trainer:
             belongs to shard ``i % shards`` and each step takes ``graphs_per_batch /
             shards`` graphs from every shard, so a one-process run with ``shards=N`` sees
             exactly the batches of an N-process run.
+        union_prob: the probability that a step trains on the disjoint union of each of
+            its graphs with the graph at its place in the step before, config ``i`` beside
+            config ``i`` and the runtimes summed (a runtime is a sum of op times), instead
+            of on the graph alone (:mod:`.union`); 0: never. Layout collections only, and
+            not with GST (a union has no history of its own).
     """
 
     def __init__(
@@ -122,12 +127,16 @@ class Trainer:
         max_epochs: float | None = None,
         ema_decay: float | None = None,
         max_time: float | str | None = None,
+        union_prob: float = 0.0,
     ):
         check_budget(max_steps, max_epochs)
         self.max_time = parse_max_time(max_time)
         if ema_decay is not None and not 0.0 < ema_decay < 1.0:
             raise ValueError(f"trainer.ema_decay must lie in (0, 1) or be null, got {ema_decay}")
         self.ema_decay = ema_decay
+        if not 0.0 <= union_prob <= 1.0:
+            raise ValueError(f"trainer.union_prob must lie in [0, 1], got {union_prob!r}")
+        self.union_prob = union_prob
         check_val_every(val_every)
         check_int("trainer.graphs_per_batch", graphs_per_batch, 1)
         check_int("trainer.log_every", log_every, 1)
@@ -195,6 +204,7 @@ class Trainer:
         resume = folder.resume_checkpoint(out_dir, self.resume, self.overwrite)
         model.to(self.device)
         gst = gst_trainer(model, self.gst_settings, dist_utils.rank_seed(self.seed, world.rank))
+        self._check_unions(getattr(data, "task", None), gst)
         train_set, valid_set = self._train_set(data, world), data.eval_set("valid")
         shards = num_shards(self.shards, self.graphs_per_batch, len(train_set), world)
         budget = step_budget(
@@ -226,7 +236,9 @@ class Trainer:
         )
         schedule = BatchSchedule(self.graphs_per_batch, len(train_set), shards, self.seed)
         ranks = [world.rank] if world.distributed else None
-        loader = Prefetcher(train_set, lambda s: schedule.graph_indices(s, ranks))
+        loader = Prefetcher(
+            train_set, lambda s: schedule.graph_indices(s, ranks), self.union_prob, self.seed
+        )
         try:
             # Ctrl-C stops between steps (see .interrupt); under torchrun, at once.
             with deferred_interrupt(not world.distributed) as stop_if_asked:
@@ -288,6 +300,20 @@ class Trainer:
             "max_rss_mb": max_rss_mb(),
             "world": {"rank": self.world.rank, "size": self.world.size},
         }
+
+    def _check_unions(self, task: str | None, gst) -> None:
+        if not self.union_prob:
+            return
+        if task != "layout":
+            raise ValueError(
+                f"trainer.union_prob={self.union_prob} needs a layout collection, got {task!r}: "
+                "a tile config sets one kernel, no union of two; set trainer.union_prob=0"
+            )
+        if gst is not None:
+            raise ValueError(
+                f"trainer.union_prob={self.union_prob} cannot train by GST (segments of "
+                "one graph, with a history per graph); set trainer.union_prob=0"
+            )
 
     def _step(self, runner, loss_fn, optimizer, train_set, graphs, step) -> StepStats:
         """:func:`~.step.train_step` over the loader's (graph index, data) pairs of
