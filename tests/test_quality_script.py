@@ -233,17 +233,11 @@ def test_a_trainer_option_added_since_keeps_the_key_at_its_added_value(script, m
     key = script.config_key("layout", recipe, [])
     assert script.config_key("layout", [*recipe, "trainer.union_prob=0.0"], []) == key
     assert script.config_key("layout", [*recipe, "trainer.union_prob=0.25"], []) != key
-    # So do rows measured before trainer.union_size: at 2 it trains what they did.
-    union = [*recipe, "trainer.union_prob=0.5"]
-    key_union = script.config_key("layout", union, [])
-    assert script.config_key("layout", [*union, "trainer.union_size=2"], []) == key_union
-    assert script.config_key("layout", [*union, "trainer.union_size=3"], []) != key_union
     compose_now = script.composed
 
     def composed_before(overrides, resolve):
         config = compose_now(overrides, resolve=resolve)
         config["trainer"].pop("union_prob")
-        config["trainer"].pop("union_size")
         return config
 
     monkeypatch.setattr(script, "composed", composed_before)

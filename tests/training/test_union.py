@@ -76,34 +76,6 @@ def test_graphs_with_other_config_counts_are_refused_a_union(train_set):
     assert joined[0][1].num_nodes == a.num_nodes + b.num_nodes
 
 
-def test_a_union_of_three_graphs_sums_three_runtimes(train_set):
-    a, b, c = train_set[0], train_set[1], train_set[2]
-    u = graph_union(a, b, c)
-    n, m = a.num_nodes, a.num_nodes + b.num_nodes
-    assert u.num_nodes == m + c.num_nodes
-    edges = torch.cat([a.edge_index, b.edge_index + n, c.edge_index + m], dim=1)
-    assert torch.equal(u.edge_index, edges)
-    ids = torch.cat([a.node_config_ids, b.node_config_ids + n, c.node_config_ids + m])
-    assert torch.equal(u.node_config_ids, ids)
-    assert torch.equal(u.config_runtime, a.config_runtime + b.config_runtime + c.config_runtime)
-    assert u.stem == f"{a.stem}+{b.stem}+{c.stem}"
-    # Two at a time, then the third: the same union.
-    nested = graph_union(graph_union(a, b), c)
-    assert all(torch.equal(u[k], nested[k]) for k in ("edge_index", "node_config_feat"))
-    with pytest.raises(ValueError, match="at least two graphs"):
-        graph_union(a)
-
-
-def test_partners_from_several_steps_before_leave_out_repeats(train_set):
-    a, b, c = train_set[0], train_set[1], train_set[2]
-    three = with_unions([(0, a)], [(1, b)], [(2, c)])[0][1]
-    assert three.stem == f"{a.stem}+{b.stem}+{c.stem}"
-    # A partner already in the union (the graph itself or one before) is left out.
-    assert with_unions([(0, a)], [(1, b)], [(1, b)])[0][1].stem == f"{a.stem}+{b.stem}"
-    assert with_unions([(0, a)], [(0, a)], [(2, c)])[0][1].stem == f"{a.stem}+{c.stem}"
-    assert with_unions([(0, a)], [(0, a)], [(0, a)])[0][1] is a
-
-
 def test_which_steps_take_unions():
     assert not any(union_drawn(0, s, 0.0) for s in range(100))
     assert all(union_drawn(0, s, 1.0) for s in range(1, 100))
@@ -156,28 +128,6 @@ def test_unions_are_refused_on_tile_collections_and_under_gst(tmp_path):
         train(compose_config(overrides=gst))
     assert not (tmp_path / "t" / "checkpoints").exists()
     assert not (tmp_path / "g" / "checkpoints").exists()
-
-
-def test_a_resumed_run_takes_the_three_graph_unions_of_an_uninterrupted_one(root, tmp_path):
-    def run(out, steps, *extra):
-        overrides = [*synthetic_overrides(root, out, steps), "trainer.union_prob=1.0"]
-        overrides += ["trainer.union_size=3", "trainer.graphs_per_batch=1"]
-        return train(compose_config(overrides=[*overrides, "trainer.val_every=2", *extra]))
-
-    whole = run(tmp_path / "whole", 6)
-    run(tmp_path / "split", 4)
-    resumed = run(tmp_path / "split", 6, "trainer.resume=true")
-    a, b = weights(whole), weights(resumed)
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    # Three graphs a union train otherwise than two.
-    pairs = weights(run(tmp_path / "pairs", 6, "trainer.union_size=2"))
-    assert any(not torch.equal(a[k], pairs[k]) for k in a)
-
-
-@pytest.mark.parametrize("size", [1, 2.5, True])
-def test_a_union_size_below_two_is_refused(size):
-    with pytest.raises(ValueError, match=r"trainer.union_size must be an integer >= 2"):
-        Trainer(max_steps=1, union_prob=0.5, union_size=size)
 
 
 @pytest.mark.parametrize("prob", [-0.1, 1.5])

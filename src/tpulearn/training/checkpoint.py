@@ -20,7 +20,7 @@ import torch
 ADDED_MODEL_DEFAULTS = {"attn_gate": "state"}
 # Trainer options added since runs were stored, at the value that trains what a config
 # without them did.
-ADDED_TRAINER_DEFAULTS = {"union_prob": 0.0, "union_size": 2}
+ADDED_TRAINER_DEFAULTS = {"union_prob": 0.0}
 
 
 class CheckpointMismatchError(ValueError):

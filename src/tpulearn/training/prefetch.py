@@ -17,21 +17,19 @@ class Prefetcher:
         dataset: the training dataset (``set_epoch`` + indexing).
         pairs_of: ``step -> [(epoch, graph index), ...]``.
         union_prob, seed: steps drawn with this probability (fixed by seed and step) train
-            on unions of their graphs with those of the ``union_size - 1`` steps before
-            (:mod:`.union`); a step before that was not read here (before the first of a
-            resumed run) is read again, the same samples.
+            on unions of their graphs with the step before's (:mod:`.union`); a step
+            whose step before was not read here (the first of a resumed run) reads it
+            again, the same samples.
     """
 
-    def __init__(
-        self, dataset, pairs_of, union_prob: float = 0.0, seed: int = 0, union_size: int = 2
-    ):
+    def __init__(self, dataset, pairs_of, union_prob: float = 0.0, seed: int = 0):
         self.dataset, self.pairs_of = dataset, pairs_of
-        self.union_prob, self.seed, self.union_size = union_prob, seed, union_size
+        self.union_prob, self.seed = union_prob, seed
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="tpulearn-prefetch")
         self.pending: dict[int, Future] = {}
-        # The last steps read and their graphs as read (shallow copies: a step moves its
-        # graphs to the device in place), the partners of the next steps' unions.
-        self._recent: dict[int, list] = {}
+        # The last step read and its graphs as read (shallow copies: a step moves its
+        # graphs to the device in place), the partners of the next step's unions.
+        self._last: tuple[int, list] | None = None
 
     def _read(self, step: int) -> list:
         out = []
@@ -43,12 +41,12 @@ class Prefetcher:
     def _load(self, step: int) -> list:
         graphs = self._read(step)
         out = graphs
-        before = range(step - 1, max(step - self.union_size, -1), -1)  # nearest first
         if union_drawn(self.seed, step, self.union_prob):
-            out = with_unions(graphs, *(self._recent.get(s) or self._read(s) for s in before))
+            last = self._last
+            before = last[1] if last and last[0] == step - 1 else self._read(step - 1)
+            out = with_unions(graphs, before)
         if self.union_prob:
-            self._recent = {s: self._recent[s] for s in before if s in self._recent}
-            self._recent[step] = [(idx, copy.copy(data)) for idx, data in graphs]
+            self._last = (step, [(idx, copy.copy(data)) for idx, data in graphs])
         return out
 
     def get(self, step: int, end: int) -> list:

@@ -104,8 +104,6 @@ class Trainer:
             config ``i`` and the runtimes summed (a runtime is a sum of op times), instead
             of on the graph alone (:mod:`.union`); 0: never. Layout collections only, and
             not with GST (a union has no history of its own).
-        union_size: the number of graphs in such a union: the step's graph and those at
-            its place in the ``union_size - 1`` steps before.
     """
 
     def __init__(
@@ -130,7 +128,6 @@ class Trainer:
         ema_decay: float | None = None,
         max_time: float | str | None = None,
         union_prob: float = 0.0,
-        union_size: int = 2,
     ):
         check_budget(max_steps, max_epochs)
         self.max_time = parse_max_time(max_time)
@@ -140,8 +137,6 @@ class Trainer:
         if not 0.0 <= union_prob <= 1.0:
             raise ValueError(f"trainer.union_prob must lie in [0, 1], got {union_prob!r}")
         self.union_prob = union_prob
-        check_int("trainer.union_size", union_size, 2, "the step's graph and one or more before")
-        self.union_size = union_size
         check_val_every(val_every)
         check_int("trainer.graphs_per_batch", graphs_per_batch, 1)
         check_int("trainer.log_every", log_every, 1)
@@ -242,11 +237,7 @@ class Trainer:
         schedule = BatchSchedule(self.graphs_per_batch, len(train_set), shards, self.seed)
         ranks = [world.rank] if world.distributed else None
         loader = Prefetcher(
-            train_set,
-            lambda s: schedule.graph_indices(s, ranks),
-            self.union_prob,
-            self.seed,
-            self.union_size,
+            train_set, lambda s: schedule.graph_indices(s, ranks), self.union_prob, self.seed
         )
         try:
             # Ctrl-C stops between steps (see .interrupt); under torchrun, at once.
