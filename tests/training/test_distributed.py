@@ -155,11 +155,15 @@ def _params(run_dir):
 
 
 @pytest.mark.slow
-def test_two_processes_match_one_process_with_the_same_global_batch(root, tmp_path):
+@pytest.mark.parametrize("extra", [[], ["trainer.union_prob=1.0"]], ids=["plain", "unions"])
+def test_two_processes_match_one_process_with_the_same_global_batch(root, tmp_path, extra):
     # SGD: unlike Adam its updates scale with the gradient, so a wrong average over
-    # processes (a sum, or a mean over the wrong count) would show in the curve.
+    # processes (a sum, or a mean over the wrong count) would show in the curve. With
+    # unions each rank joins its graph to its own graph of the step before, as the
+    # one-process run joins the graph at the same place in its batch.
     common = [
         *TINY,
+        *extra,
         f"data.root={root}",
         "model.hidden_channels=8",
         "model.num_layers=1",
@@ -176,6 +180,13 @@ def test_two_processes_match_one_process_with_the_same_global_batch(root, tmp_pa
     curve_two, curve_one = _losses(two), _losses(one)
     assert [s for s, _ in curve_two] == list(range(1, 7))
     np.testing.assert_allclose([v for _, v in curve_two], [v for _, v in curve_one], rtol=1e-5)
+    if extra:  # the unions took part: from step 2 on the losses are not a plain run's
+        plain = tmp_path / "plain"
+        plain_args = [c for c in common if c not in extra]
+        _run([*plain_args, f"hydra.run.dir={plain}", "trainer.shards=2"], REPO)
+        curve_plain = _losses(plain)
+        assert curve_plain[0] == curve_one[0]
+        assert all(a != b for a, b in zip(curve_plain[1:], curve_one[1:], strict=True))
     a, b = _params(two), _params(one)
     for k in a["model"]:
         torch.testing.assert_close(a["model"][k], b["model"][k], atol=1e-5, rtol=1e-4)
