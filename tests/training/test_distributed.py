@@ -161,9 +161,8 @@ def test_two_processes_match_one_process_with_the_same_global_batch(root, tmp_pa
     # processes (a sum, or a mean over the wrong count) would show in the curve. With
     # unions each rank joins its graph to its own graph of the step before, as the
     # one-process run joins the graph at the same place in its batch.
-    common = [
+    base = [
         *TINY,
-        *extra,
         f"data.root={root}",
         "model.hidden_channels=8",
         "model.num_layers=1",
@@ -172,6 +171,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(root, tmp_pa
         "optim._target_=torch.optim.SGD",
         "optim.lr=0.05",
     ]
+    common = [*base, *extra]
     two, one = tmp_path / "two", tmp_path / "one"
     out = _run([*common, f"hydra.run.dir={two}"], REPO, nproc=2)
     _run([*common, f"hydra.run.dir={one}", "trainer.shards=2"], REPO)
@@ -182,8 +182,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(root, tmp_pa
     np.testing.assert_allclose([v for _, v in curve_two], [v for _, v in curve_one], rtol=1e-5)
     if extra:  # the unions took part: from step 2 on the losses are not a plain run's
         plain = tmp_path / "plain"
-        plain_args = [c for c in common if c not in extra]
-        _run([*plain_args, f"hydra.run.dir={plain}", "trainer.shards=2"], REPO)
+        _run([*base, f"hydra.run.dir={plain}", "trainer.shards=2"], REPO)
         curve_plain = _losses(plain)
         assert curve_plain[0] == curve_one[0]
         assert all(a != b for a, b in zip(curve_plain[1:], curve_one[1:], strict=True))
