@@ -58,7 +58,9 @@ def budget(overrides: list[str], train_graphs: int, collection: str) -> dict:
     with initialize_config_dir(str(REPO / "configs"), version_base=None):
         cfg = compose("config", [*overrides, f"data={collection}", "data.root=/nonexistent"])
     t = cfg.trainer
-    plan = step_budget(t.max_steps, t.max_epochs, train_graphs, t.graphs_per_batch)
+    plan = step_budget(
+        t.max_steps, t.max_epochs, train_graphs, t.graphs_per_batch, 1, t.min_epoch_graphs
+    )
     cadence = Cadence.of(t.val_every, plan)
     # Every period's end validates, and the last step does in any case.
     validations = cadence.count(0, plan.steps) + (not cadence.due(plan.steps))

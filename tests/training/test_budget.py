@@ -61,6 +61,53 @@ def test_steps_from_epochs(epochs, graphs, per_step, shards, steps):
         assert min(fewer[g] for g in range(graphs)) < epochs
 
 
+@pytest.mark.parametrize(
+    ("graphs", "per_step", "shards", "floor", "steps"),
+    [
+        (1, 1, 1, 8, 8 * 150),  # one graph: 8 visits an epoch
+        (3, 1, 1, 8, 8 * 150),
+        (3, 2, 1, 8, 4 * 150),
+        (5, 2, 2, 8, 4 * 150),  # 4 visits of each shard's graphs, one a step each
+        (8, 1, 1, 8, 8 * 150),  # as many graphs as the floor: every graph once
+        (16, 1, 1, 8, 16 * 150),  # more: the floor does not bind
+        (16, 4, 2, 8, 4 * 150),
+    ],
+)
+def test_min_epoch_graphs_is_a_floor_under_an_epoch(graphs, per_step, shards, floor, steps):
+    budget = step_budget(None, 150, graphs, per_step, shards, min_epoch_graphs=floor)
+    assert budget.steps == steps
+    plain = step_budget(None, 150, graphs, per_step, shards)
+    assert budget.steps == max(plain.steps, steps)
+    assert ("trainer.min_epoch_graphs" in budget.text) == (budget.steps > plain.steps)
+    # An epoch of the floor's visits is what "5 epochs" of validation count.
+    assert Cadence.of("5 epochs", budget).period == 5 * budget.steps_per_epoch
+    # The graphs are still visited in turn: each graph of the largest shard 150 times the
+    # epoch's visits over its graphs (the others' more often, as without a floor).
+    schedule = BatchSchedule(per_step, graphs, shards)
+    seen = Counter(g for s in range(budget.steps) for _, g in schedule.graph_indices(s))
+    largest = -(-graphs // shards)
+    assert min(seen[g] for g in range(graphs)) >= 150 * budget.epoch_graphs // largest
+    if shards == 1:
+        assert max(seen.values()) - min(seen.values()) <= 1
+
+
+def test_min_epoch_graphs_lengthens_a_run_on_few_graphs(tmp_path, synthetic_root, capsys):
+    # 3 graphs, 2 per step, 2 epochs of at least 4 visits: 8 visits in 4 steps, the epochs
+    # ending at steps 2 and 4 (without the floor: 3 steps, test below).
+    result = train(derived(tmp_path / "run", synthetic_root, "trainer.min_epoch_graphs=4"))
+    assert result["max_steps"] == result["steps"] == 4
+    assert [h["step"] for h in result["history"]] == [0, 2, 4]
+    out = capsys.readouterr().out
+    assert "2 epochs x 3 train graphs (an epoch: 4 visits, trainer.min_epoch_graphs)" in out
+
+
+@pytest.mark.parametrize("value", [0, -2, 2.5, True, "eight"])
+def test_a_bad_min_epoch_graphs_is_one_clear_line(value):
+    message = f"trainer.min_epoch_graphs={value!r} must be a positive integer or null"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        Trainer(max_epochs=10, min_epoch_graphs=value, device="cpu")
+
+
 def test_the_smaller_of_max_steps_and_max_epochs_is_the_budget():
     assert step_budget(100, None, 69, 4).steps == 100
     assert (
@@ -412,8 +459,12 @@ def test_layout_fast_brings_its_own_epoch_budget_on_every_layout_collection(data
     trainer = cfg.trainer
     assert (trainer.max_steps, trainer.max_epochs, trainer.patience) == (None, 150, 6)
     assert trainer.val_every == "5 epochs" and trainer.select_metric == "kendall_tau"
+    assert trainer.min_epoch_graphs == 8
     assert cfg.model.layout_shape is True and trainer.ema_decay == 0.99
     assert cfg.data.sampler._target_ == "tpulearn.data.UniformSampler"
     assert cfg.data.collection == data.replace("layout_", "layout:").replace("_", ":")
-    budget = step_budget(None, trainer.max_epochs, FULL_COLLECTIONS[data], 1)
-    assert budget.steps == 150 * FULL_COLLECTIONS[data]
+    graphs = FULL_COLLECTIONS[data]
+    budget = step_budget(None, trainer.max_epochs, graphs, 1, 1, trainer.min_epoch_graphs)
+    assert budget.steps == 150 * graphs  # tens of graphs: the floor does not bind
+    # One graph (the bundled sample): 8 visits an epoch.
+    assert step_budget(None, 150, 1, 1, 1, trainer.min_epoch_graphs).steps == 1200

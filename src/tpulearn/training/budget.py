@@ -8,6 +8,12 @@ shard (``ceil(graphs / shards)`` graphs) needs to visit each of its graphs once.
 shard (or graphs divisible by the shards) that is ``graphs / graphs_per_batch`` steps, and
 ``E`` epochs are ``ceil(E x graphs / graphs_per_batch)`` steps.
 
+``trainer.min_epoch_graphs`` sets a floor under an epoch: a collection of fewer graphs
+visits its graphs that many times an epoch between them (one graph and a floor of 8: an
+epoch is 8 visits of it). An epoch budget sized for tens of graphs (150 epochs, validated
+every 5) would otherwise give a collection of one graph 150 steps, validated every 5, too
+few to fit even that graph; with enough graphs the floor does not bind.
+
 ``max_steps`` and ``max_epochs`` are both limits and the run stops at whichever comes first
 (as PyTorch Lightning's trainer does): a per-collection default of ``max_epochs`` stays in
 force when a smoke run adds ``trainer.max_steps=20``, and ``trainer.max_steps=null`` lets
@@ -39,8 +45,9 @@ def _count(key: str, value, integer: bool) -> Fraction | None:
     return Fraction(str(value)) if isinstance(value, float) else Fraction(value)
 
 
-def check_budget(max_steps, max_epochs) -> None:
+def check_budget(max_steps, max_epochs, min_epoch_graphs=None) -> None:
     """Refuse bad budget values before any data is read."""
+    _count("min_epoch_graphs", min_epoch_graphs, True)
     steps, epochs = _count("max_steps", max_steps, True), _count("max_epochs", max_epochs, False)
     if steps is None and epochs is None:
         raise ValueError(
@@ -60,7 +67,8 @@ class Budget:
 
     Attributes:
         steps: optimizer steps of the run.
-        epoch_graphs: graphs of the largest shard (all graphs with one shard).
+        epoch_graphs: graphs of the largest shard (all graphs with one shard), or the
+            visits ``min_epoch_graphs`` asks of an epoch where that is more.
         step_graphs: graphs one step takes from each shard.
         text: what decided ``steps``, for the run's first line.
     """
@@ -85,6 +93,7 @@ def step_budget(
     num_graphs: int,
     graphs_per_batch: int,
     shards: int = 1,
+    min_epoch_graphs: int | None = None,
 ) -> Budget:
     """The steps of a run: ``max_steps``, the steps of ``max_epochs``, or the smaller.
 
@@ -94,14 +103,20 @@ def step_budget(
         num_graphs: training graphs.
         graphs_per_batch: graphs per step over all shards (a multiple of ``shards``).
         shards: graph ownership groups (:func:`~.schedule.num_shards`).
+        min_epoch_graphs: ``trainer.min_epoch_graphs``: graph visits an epoch makes at
+            least, when there are fewer graphs (None: every graph once, however few).
 
     Raises:
         ValueError: a value that is not positive, or both limits null.
     """
-    check_budget(max_steps, max_epochs)
+    check_budget(max_steps, max_epochs, min_epoch_graphs)
     epochs = _count("max_epochs", max_epochs, False)
     epoch_graphs, step_graphs = -(-num_graphs // shards), graphs_per_batch // shards
     graphs = f"{num_graphs} train graph" + ("" if num_graphs == 1 else "s")
+    floor = -(-(min_epoch_graphs or 0) // shards)
+    if floor > epoch_graphs:
+        epoch_graphs = floor
+        graphs += f" (an epoch: {min_epoch_graphs} visits, trainer.min_epoch_graphs)"
     derivation = f"{graphs} / {graphs_per_batch} per step"
     if shards > 1:
         derivation += f" ({shards} shards: {epoch_graphs} graphs / {step_graphs} per step each)"

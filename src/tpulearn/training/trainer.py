@@ -99,6 +99,10 @@ class Trainer:
             belongs to shard ``i % shards`` and each step takes ``graphs_per_batch /
             shards`` graphs from every shard, so a one-process run with ``shards=N`` sees
             exactly the batches of an N-process run.
+        min_epoch_graphs: graph visits an epoch makes at least (``None``: every train
+            graph once, however few): a collection of fewer graphs cycles through them
+            within an epoch, so an epoch budget sized for tens of graphs still trains (and
+            validates at a sensible pace) on a few (:mod:`.budget`).
         union_prob: the probability that a step trains on the disjoint union of each of
             its graphs with the graph at its place in the step before, config ``i`` beside
             config ``i`` and the runtimes summed (a runtime is a sum of op times), instead
@@ -128,8 +132,10 @@ class Trainer:
         ema_decay: float | None = None,
         max_time: float | str | None = None,
         union_prob: float = 0.0,
+        min_epoch_graphs: int | None = None,
     ):
-        check_budget(max_steps, max_epochs)
+        check_budget(max_steps, max_epochs, min_epoch_graphs)
+        self.min_epoch_graphs = min_epoch_graphs
         self.max_time = parse_max_time(max_time)
         if ema_decay is not None and not 0.0 < ema_decay < 1.0:
             raise ValueError(f"trainer.ema_decay must lie in (0, 1) or be null, got {ema_decay}")
@@ -208,7 +214,12 @@ class Trainer:
         train_set, valid_set = self._train_set(data, world), data.eval_set("valid")
         shards = num_shards(self.shards, self.graphs_per_batch, len(train_set), world)
         budget = step_budget(
-            self.max_steps, self.max_epochs, len(train_set), self.graphs_per_batch, shards
+            self.max_steps,
+            self.max_epochs,
+            len(train_set),
+            self.graphs_per_batch,
+            shards,
+            self.min_epoch_graphs,
         )
         max_steps, cadence = budget.steps, Cadence.of(self.val_every, budget)
         if scheduler is not None and not hasattr(scheduler, "step"):
