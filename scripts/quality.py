@@ -169,6 +169,7 @@ REAL_RECIPES = {
 # recipes (untrained models score 0.013 +- 0.056 on unet_3d.4x4.bf16): a second one shows
 # whether a recipe's transfer holds in both directions.
 REAL_SWAPPED = {"train": "unet_3d.4x4.bf16", "valid": "unet3d"}
+REAL_TRAIN_GRAPHS = 1  # either way round
 REAL_COLLECTION = "layout:xla:default"
 TILE_XLA = [
     "experiment=tile_xla",
@@ -294,20 +295,47 @@ def composed(overrides: list[str], resolve: bool = True) -> dict:
     return OmegaConf.to_container(cfg, resolve=resolve)
 
 
-def config_key(task: str, recipe: list[str], extra: list[str]) -> str:
+def config_key(
+    task: str, recipe: list[str], extra: list[str], train_graphs: int | None = None
+) -> str:
     """A digest of the config a recipe's runs compose, less the keys its runs differ in
     (:data:`PER_RUN`) and those that do not change what a run trains (``IGNORED_KEYS``):
     rows of one key were trained alike. Unresolved, so no environment variable enters.
     A model option added since rows were measured is left out at the value that trains
-    what configs without it did (``at_added_default``), so those rows keep their key."""
+    what configs without it did (``at_added_default``), so those rows keep their key; so
+    is an epoch floor that does not bind on the table's ``train_graphs``
+    (:func:`floor_unbound`)."""
     overrides = [*run_overrides(task, recipe, "ROOT", 0, extra), *PROCESS]
     flat = flatten_config(composed(overrides, resolve=False))
     kept = {
         k: v
         for k, v in flat.items()
-        if k not in PER_RUN and k not in IGNORED_KEYS and not at_added_default(k, v)
+        if k not in PER_RUN
+        and k not in IGNORED_KEYS
+        and not at_added_default(k, v)
+        and not floor_unbound(flat, k, v, train_graphs)
     }
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def floor_unbound(flat: dict, key: str, value, train_graphs: int | None) -> bool:
+    """Whether ``key`` is ``trainer.min_epoch_graphs`` at a floor no higher than the
+    ``train_graphs`` every graph of a one-process run is trained on (no folds, one shard):
+    the budget is then the same function of the graphs as without it, and the run trains
+    what it trained before the option existed."""
+    return (
+        key == "trainer.min_epoch_graphs"
+        and train_graphs is not None
+        and isinstance(value, int)
+        and value <= train_graphs
+        and flat.get("data.folds") is None
+        and flat.get("trainer.shards") in (None, 1)
+    )
+
+
+def table_train_graphs(task: str, sizes: dict) -> int:
+    """Train graphs of each run of a table's ``task`` (the real pairs: one)."""
+    return REAL_TRAIN_GRAPHS if task == "real" else sizes[task]["train"]
 
 
 def config_changed(run_dir: Path, overrides: list[str]) -> str | None:
@@ -495,7 +523,7 @@ def keep_previous(
         at = (task, *overrides)
         if at not in keys:
             try:
-                keys[at] = config_key(task, overrides, extra or [])
+                keys[at] = config_key(task, overrides, extra or [], table_train_graphs(task, sizes))
             except ValueError as err:
                 log(f"  {err}")
                 keys[at] = None
@@ -812,7 +840,7 @@ def build(argv: list[str] | None) -> int:
 
     # Each recipe's config key, composed once (a layout recipe's rows share it).
     config_keys = {
-        (task, r): config_key(task, recipes[task][r], extra)
+        (task, r): config_key(task, recipes[task][r], extra, table_train_graphs(task, size))
         for task in chosen
         for r in chosen[task]
     }

@@ -244,6 +244,32 @@ def test_a_trainer_option_added_since_keeps_the_key_at_its_added_value(script, m
     assert script.config_key("layout", [*recipe, "trainer.union_prob=0.0"], []) == key
 
 
+def test_an_epoch_floor_that_does_not_bind_keeps_the_key(script, monkeypatch):
+    # trainer.min_epoch_graphs came after rows of layout_fast were measured on 12 and 16
+    # graphs: a floor of 8 trains what they trained there, not on one graph (the real
+    # pairs) or on 4.
+    recipe = ["model.readout=attn"]
+    floor = [*recipe, "trainer.min_epoch_graphs=8"]
+    key = script.config_key("layout", recipe, [], 12)
+    assert script.config_key("layout", floor, [], 12) == key
+    assert script.config_key("layout", floor, [], 8) == key
+    assert script.config_key("layout", floor, [], 4) != key
+    assert script.config_key("real", floor, [], 1) != script.config_key("real", recipe, [], 1)
+    # Not where a run trains on fewer graphs than the table's (folds) or shards them.
+    for more in ("data.folds=3", "trainer.shards=2"):
+        with_more = script.config_key("layout", [*recipe, more], [], 12)
+        assert script.config_key("layout", [*floor, more], [], 12) != with_more
+    compose_now = script.composed
+
+    def composed_before(overrides, resolve):
+        config = compose_now(overrides, resolve=resolve)
+        config["trainer"].pop("min_epoch_graphs")
+        return config
+
+    monkeypatch.setattr(script, "composed", composed_before)
+    assert script.config_key("layout", recipe, [], 12) == key
+
+
 def _table(script, seeds=(0, 1), layout=None, real=None, command="python scripts/quality.py"):
     meta = {"seeds": list(seeds), "sizes": script.SIZES["quick"], "jobs": 2}
     return {

@@ -68,9 +68,10 @@ def test_a_model_option_added_since_gets_the_value_that_trains_as_before():
 
 def test_a_trainer_option_added_since_gets_the_value_that_trains_as_before():
     old = {"model": {}, "trainer": {"seed": 3}}
-    assert upgrade_config(old) == {"model": {}, "trainer": {"seed": 3, "union_prob": 0.0}}
+    upgraded = {"seed": 3, "union_prob": 0.0, "min_epoch_graphs": None}
+    assert upgrade_config(old) == {"model": {}, "trainer": upgraded}
     assert "union_prob" not in old["trainer"]
-    chosen = {"model": {}, "trainer": {"seed": 3, "union_prob": 0.5}}
+    chosen = {"model": {}, "trainer": {"seed": 3, "union_prob": 0.5, "min_epoch_graphs": 8}}
     assert upgrade_config(chosen) == chosen
 
 

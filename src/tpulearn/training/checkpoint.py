@@ -20,7 +20,7 @@ import torch
 ADDED_MODEL_DEFAULTS = {"attn_gate": "state"}
 # Trainer options added since runs were stored, at the value that trains what a config
 # without them did.
-ADDED_TRAINER_DEFAULTS = {"union_prob": 0.0}
+ADDED_TRAINER_DEFAULTS = {"union_prob": 0.0, "min_epoch_graphs": None}
 
 
 class CheckpointMismatchError(ValueError):
