@@ -233,15 +233,20 @@ def test_a_trainer_option_added_since_keeps_the_key_at_its_added_value(script, m
     key = script.config_key("layout", recipe, [])
     assert script.config_key("layout", [*recipe, "trainer.union_prob=0.0"], []) == key
     assert script.config_key("layout", [*recipe, "trainer.union_prob=0.25"], []) != key
+    _compose_without_trainer_key(script, monkeypatch, "union_prob")
+    assert script.config_key("layout", [*recipe, "trainer.union_prob=0.0"], []) == key
+
+
+def _compose_without_trainer_key(script, monkeypatch, option: str) -> None:
+    """From now on the script composes configs as before ``trainer.<option>`` existed."""
     compose_now = script.composed
 
     def composed_before(overrides, resolve):
         config = compose_now(overrides, resolve=resolve)
-        config["trainer"].pop("union_prob")
+        config["trainer"].pop(option)
         return config
 
     monkeypatch.setattr(script, "composed", composed_before)
-    assert script.config_key("layout", [*recipe, "trainer.union_prob=0.0"], []) == key
 
 
 def test_an_epoch_floor_that_does_not_bind_keeps_the_key(script, monkeypatch):
@@ -259,14 +264,7 @@ def test_an_epoch_floor_that_does_not_bind_keeps_the_key(script, monkeypatch):
     for more in ("data.folds=3", "trainer.shards=2"):
         with_more = script.config_key("layout", [*recipe, more], [], 12)
         assert script.config_key("layout", [*floor, more], [], 12) != with_more
-    compose_now = script.composed
-
-    def composed_before(overrides, resolve):
-        config = compose_now(overrides, resolve=resolve)
-        config["trainer"].pop("min_epoch_graphs")
-        return config
-
-    monkeypatch.setattr(script, "composed", composed_before)
+    _compose_without_trainer_key(script, monkeypatch, "min_epoch_graphs")
     assert script.config_key("layout", recipe, [], 12) == key
 
 
