@@ -307,6 +307,24 @@ def test_cli_writes_the_family_and_noise(tmp_path, capsys):
             assert all(np.array_equal(a[k], b[k]) for k in a.files)
 
 
+def test_cli_config_seed_is_the_writer_s(tmp_path):
+    args = ["--train", "1", "--valid", "0", "--test", "0", "--nodes", "30", "40"]
+    assert main([str(tmp_path / "cli"), *args, "--config-seed", "3"]) == 0
+    expected = write_layout_collection(
+        tmp_path / "api",
+        num_graphs={"train": 1, "valid": 0, "test": 0},
+        nodes=(30, 40),
+        config_seed=3,
+    )
+    own = write_layout_collection(
+        tmp_path / "own", num_graphs={"train": 1, "valid": 0, "test": 0}, nodes=(30, 40)
+    )
+    twin = tmp_path / "cli" / expected[0].relative_to(tmp_path / "api")
+    with np.load(expected[0]) as a, np.load(twin) as b, np.load(own[0]) as c:
+        assert all(np.array_equal(a[k], b[k]) for k in a.files)
+        assert not np.array_equal(a["config_runtime"], c["config_runtime"])
+
+
 def test_cli_tile_family_and_default_noise(tmp_path):
     root = tmp_path / "t"
     assert main([str(root), "--collections", "tile", "--tile-family", "tile_spill"]) == 0
@@ -331,6 +349,11 @@ def test_cli_rejects_an_unknown_family(tmp_path):
             "layout:xla:random: layout graphs need at least 3 nodes, got nodes=(2, 5)",
         ),
         (["--configs", "4", "2"], "configs must be a range (lo, hi) with 1 <= lo <= hi"),
+        (["--config-seed", "-1"], "--config-seed must be >= 0, got -1"),
+        (
+            ["--collections", "tile", "--config-seed", "1"],
+            "tile:xla: --config-seed applies to layout collections only",
+        ),
     ],
 )
 def test_cli_checks_every_collection_before_writing_any(tmp_path, capsys, args, message):

@@ -231,6 +231,36 @@ def test_default_and_random_searches_share_graphs_but_not_configs(collections):
         )
 
 
+def test_a_config_seed_draws_other_configs_on_the_same_graphs(tmp_path):
+    def write(name, **kwargs):
+        counts = {"train": 2, "valid": 1, "test": 0}
+        return write_layout_collection(
+            tmp_path / name, num_graphs=counts, nodes=(30, 50), configs=(6, 12), **kwargs
+        )
+
+    own = write("own", family="roofline", seed=4)
+    fresh = write("fresh", family="roofline", seed=4, config_seed=1)
+    again = write("again", family="roofline", seed=4, config_seed=1)
+    other = write("other", family="roofline", seed=4, config_seed=2)
+    assert [p.name for p in own] == [p.name for p in fresh]
+    for a, b, c, d in zip(own, fresh, again, other, strict=True):
+        a, b, c, d = _load(a), _load(b), _load(c), _load(d)
+        for key in ("node_feat", "node_opcode", "edge_index", "node_config_ids", "node_splits"):
+            assert np.array_equal(a[key], b[key])
+        assert a["node_config_feat"].shape != b["node_config_feat"].shape or not np.array_equal(
+            a["node_config_feat"], b["node_config_feat"]
+        )
+        assert all(np.array_equal(b[key], c[key]) for key in b)  # a function of its seeds
+        assert not np.array_equal(b["config_runtime"], d["config_runtime"])
+    splits = synthetic.read_sidecar(tmp_path / "fresh", "layout:xla:random")["splits"]
+    assert {split["config_seed"] for split in splits.values()} == {1}
+    splits = synthetic.read_sidecar(tmp_path / "own", "layout:xla:random")["splits"]
+    assert all("config_seed" not in split for split in splits.values())
+    with pytest.raises(ValueError, match="config_seed must be >= 0"):
+        write("bad", config_seed=-1)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_in_memory_graphs_have_the_requested_sizes():
     rng = np.random.default_rng(3)
     layout = make_layout_graph(rng, 40, 6, 9)

@@ -4,6 +4,8 @@
     python -m tpulearn.data.synthetic /tmp/syn --collections tile layout:nlp:default \
         --train 64 --valid 16 --test 8 --nodes 40 80 --configs 64 128 --seed 1
     python -m tpulearn.data.synthetic /tmp/syn --family roofline --noise 0.05
+    python -m tpulearn.data.synthetic /tmp/fresh --family roofline --config-seed 1 \
+        --valid 0 --test 0     # the same train graphs, other configs
 
 ``--family`` picks the layout cost model and ``--tile-family`` the tile one (see
 :mod:`tpulearn.data.synthetic.families`); ``--noise`` overrides the family's default
@@ -60,9 +62,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--noise", type=float, default=None, help="relative noise std (default: the family's)"
     )
+    parser.add_argument(
+        "--config-seed",
+        type=int,
+        default=None,
+        help="layout: the same graphs with another draw of configs and noise",
+    )
     args = parser.parse_args(argv)
     if args.noise is not None and args.noise < 0:
         parser.error(f"--noise must be >= 0, got {args.noise}")
+    if args.config_seed is not None and args.config_seed < 0:
+        parser.error(f"--config-seed must be >= 0, got {args.config_seed}")
     counts = {"train": args.train, "valid": args.valid, "test": args.test}
     for split, count in counts.items():
         if count < 0:
@@ -76,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             check_sizes(collections[name][0], **sizes)
         except ValueError as exc:
             parser.error(f"{name}: {exc}")
+        if args.config_seed is not None and collections[name][0] == "tile":
+            parser.error(f"{name}: --config-seed applies to layout collections only")
     for name, (task, source, search) in collections.items():
         if task == "tile":
             files = write_tile_collection(
@@ -95,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                 seed=args.seed,
                 family=args.family,
                 noise=args.noise,
+                config_seed=args.config_seed,
                 **sizes,
             )
         print(f"{name}: {len(files)} files under {args.root / 'npz'}")

@@ -206,12 +206,15 @@ def write_layout_collection(
     duplicate_fraction: float = 0.0,
     family: str | None = None,
     labelled_test: bool = False,
+    config_seed: int | None = None,
 ) -> list[Path]:
     """Write a synthetic layout collection under ``<root>/npz/layout/<source>/<search>/``.
 
     Graphs depend on ``(seed, source, split, index)`` only, so the ``default`` and
     ``random`` collections of one source share their graphs (as the release does) and
-    differ in their configs.
+    differ in their configs. ``config_seed`` gives the same graphs another draw of configs
+    (and of their noise): written to another root, it tells how a model ranks configs it
+    has not seen on the graphs it trained on, apart from graphs it has not seen.
 
     Args:
         root: data root, laid out as the release.
@@ -229,6 +232,8 @@ def write_layout_collection(
             given, bit-identical to files written before families; a named family
             defaults to its own noise (calibrated for an oracle tau of ~0.7).
         labelled_test: as in :func:`write_tile_collection`.
+        config_seed: ``None``: the collection's own configs; an int: another stream of
+            configs and noise on the same graphs (recorded in the sidecar).
 
     Returns:
         The written npz files, split by split. Test files are unlabelled unless
@@ -236,6 +241,8 @@ def write_layout_collection(
     """
     collection = f"layout:{source}:{search}"
     parse_collection(collection)  # clear error for an unknown source or search
+    if config_seed is not None and config_seed < 0:
+        raise ValueError(f"config_seed must be >= 0 (or None), got {config_seed}")
     check_sizes("layout", nodes, configs, num_configurable)
     fam, noise = resolve_family("layout", family, noise)
     paths, records = [], {}
@@ -250,6 +257,7 @@ def write_layout_collection(
             num_configurable=num_configurable,
             configs=configs,
             duplicate_fraction=duplicate_fraction,
+            **({} if config_seed is None else {"config_seed": int(config_seed)}),
         )
         folder = collection_dir(root, collection, split)
         folder.mkdir(parents=True, exist_ok=True)
@@ -257,7 +265,10 @@ def write_layout_collection(
         for i in range(count):
             key = (seed, 1, ("xla", "nlp").index(source), SPLITS.index(split), i)
             structure = np.random.default_rng(key)
-            config = np.random.default_rng((*key, ("default", "random").index(search)))
+            stream = (*key, ("default", "random").index(search))
+            if config_seed is not None:
+                stream = (*stream, int(config_seed))
+            config = np.random.default_rng(stream)
             n = _draw(structure, nodes)
             if num_configurable is None:
                 nc = int(round(configurable_fraction * n))
