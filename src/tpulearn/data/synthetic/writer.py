@@ -245,6 +245,8 @@ def write_layout_collection(
         raise ValueError(f"config_seed must be >= 0 (or None), got {config_seed}")
     check_sizes("layout", nodes, configs, num_configurable)
     fam, noise = resolve_family("layout", family, noise)
+    # A config seed extends each graph's config stream: the same graphs, other configs.
+    reseed = () if config_seed is None else (int(config_seed),)
     paths, records = [], {}
     for split, count in _split_counts(num_graphs).items():
         records[split] = _sidecar_record(
@@ -257,7 +259,7 @@ def write_layout_collection(
             num_configurable=num_configurable,
             configs=configs,
             duplicate_fraction=duplicate_fraction,
-            **({} if config_seed is None else {"config_seed": int(config_seed)}),
+            **({"config_seed": reseed[0]} if reseed else {}),
         )
         folder = collection_dir(root, collection, split)
         folder.mkdir(parents=True, exist_ok=True)
@@ -265,10 +267,7 @@ def write_layout_collection(
         for i in range(count):
             key = (seed, 1, ("xla", "nlp").index(source), SPLITS.index(split), i)
             structure = np.random.default_rng(key)
-            stream = (*key, ("default", "random").index(search))
-            if config_seed is not None:
-                stream = (*stream, int(config_seed))
-            config = np.random.default_rng(stream)
+            config = np.random.default_rng((*key, ("default", "random").index(search), *reseed))
             n = _draw(structure, nodes)
             if num_configurable is None:
                 nc = int(round(configurable_fraction * n))
