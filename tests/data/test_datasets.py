@@ -115,6 +115,34 @@ def test_dedup_keeps_the_fastest_of_repeated_configs():
     assert ds[0].config_index.tolist() == keep.tolist()
 
 
+def test_dedup_does_not_depend_on_how_rows_are_chunked():
+    # Copies of one config land in different chunks (and at different places in one);
+    # a floating-point fingerprint rounded some of them apart (782 rows kept at 7 rows a
+    # chunk), so repeated configs stayed in.
+    rec = read_layout(ROOT / "npz/layout/xla/default/train/unet3d.npz")
+    whole = dedup_configs(rec.node_config_feat, rec.config_runtime)
+    for chunk_rows in (1, 7, 100):
+        got = dedup_configs(rec.node_config_feat, rec.config_runtime, chunk_rows=chunk_rows)
+        np.testing.assert_array_equal(got, whole)
+
+
+def test_dedup_merges_every_exact_copy_and_nothing_else():
+    rng = np.random.default_rng(0)
+    distinct = rng.integers(-1, 5, (40, 3, 18)).astype(np.float32)
+    distinct[1] = -0.0 * distinct[0]  # zeros of both signs compare equal
+    distinct[0] = np.abs(distinct[0]) * 0.0
+    distinct[2] = distinct[3]
+    distinct[2, 1, 5] += 1.0  # one element apart from row 3: stays
+    rows = rng.integers(0, 40, 500)
+    feat = distinct[rows]
+    runtime = rng.permutation(500) + 1
+    keep = dedup_configs(feat, runtime, chunk_rows=9)
+    canon = np.where(rows == 1, 0, rows)  # rows 0 and 1 are one config
+    assert sorted(canon[keep].tolist()) == sorted(set(canon.tolist()))
+    for k in keep:  # the fastest of its copies
+        assert runtime[k] == runtime[canon == canon[k]].min()
+
+
 def test_tile_dataset_item():
     ds = TileDataset(ROOT, "valid", sampler=UniformSampler(4))
     data = ds[0]

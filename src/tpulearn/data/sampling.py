@@ -138,29 +138,41 @@ class AllConfigsSampler(ConfigSampler):
         return "AllConfigsSampler()"
 
 
+# Bytes of one chunk of rows that dedup_configs fingerprints at a time (as float64).
+_DEDUP_CHUNK_BYTES = 32 * 2**20
+
+
 def dedup_configs(
     config_feat: np.ndarray, runtime: np.ndarray, chunk_rows: int = 4096
 ) -> np.ndarray:
     """Indices that keep one row per distinct config, the one with the minimum runtime.
 
-    Works on memory maps of any size: rows are fingerprinted a chunk at a time (two random
-    projections), and rows sharing a fingerprint are compared exactly before being merged.
+    Works on memory maps of any size: rows are fingerprinted a chunk at a time (at most
+    ``chunk_rows`` rows and 32 MB), and rows sharing a fingerprint are compared exactly
+    before being merged. A fingerprint is a wrapping integer sum of the row's float64 bit
+    patterns times fixed random odd multipliers, so equal rows get equal fingerprints
+    whatever chunk they are read in (a floating-point projection can round one row two
+    ways by where it sits in the chunk, and miss the duplicate).
 
     Args:
         config_feat: [num_configs, ...] config features (tile [c, 24], layout [c, nc, 18]).
         runtime: [num_configs] runtimes.
-        chunk_rows: rows read at a time.
+        chunk_rows: rows read at a time, at most.
 
     Returns:
         Sorted int64 row indices of the kept configs.
     """
     c = config_feat.shape[0]
     width = int(np.prod(config_feat.shape[1:], dtype=np.int64))
-    proj = np.random.default_rng(0).standard_normal((width, 2))
-    keys = np.empty((c, 2))
+    chunk_rows = max(1, min(chunk_rows, _DEDUP_CHUNK_BYTES // max(8 * width, 1)))
+    mult = np.random.default_rng(0).integers(0, 2**63, (2, width), dtype=np.uint64) * 2 + 1
+    keys = np.empty((c, 2), dtype=np.uint64)
     for start in range(0, c, chunk_rows):
-        rows = np.asarray(config_feat[start : start + chunk_rows], dtype=np.float64)
-        keys[start : start + chunk_rows] = rows.reshape(rows.shape[0], width) @ proj
+        # + 0.0 turns -0.0 into 0.0, which compare equal but differ in bits.
+        rows = np.asarray(config_feat[start : start + chunk_rows], dtype=np.float64) + 0.0
+        bits = rows.reshape(rows.shape[0], width).view(np.uint64)
+        for k in range(2):
+            keys[start : start + chunk_rows, k] = (bits * mult[k]).sum(axis=1, dtype=np.uint64)
     order = np.lexsort((np.arange(c), runtime, keys[:, 1], keys[:, 0]))
     same_key = np.all(keys[order[1:]] == keys[order[:-1]], axis=1)
     keep = np.ones(c, dtype=bool)  # in `order` positions
