@@ -121,7 +121,10 @@ LAYOUT = "layout:xla:random"
 # Recipe name -> Hydra overrides. Each recipe keeps its own budget (configs and data).
 # The recipe before its config-free attn gate and its graph unions (the variants below
 # were measured on it).
-_LAYOUT_FAST_STATE = ["experiment=layout_fast", "model.attn_gate=state", "trainer.union_prob=0"]
+# The recipe's earlier states train every config row, as they did before its data.dedup
+# (no collection here repeats a config, so they train alike either way).
+_LAYOUT_FAST_BEFORE = ["experiment=layout_fast", "data.dedup=false"]
+_LAYOUT_FAST_STATE = [*_LAYOUT_FAST_BEFORE, "model.attn_gate=state", "trainer.union_prob=0"]
 LAYOUT_RECIPES = {
     "defaults": [],
     "layout_fast": ["experiment=layout_fast"],
@@ -129,7 +132,7 @@ LAYOUT_RECIPES = {
     # each config. The variants below are of this recipe (measured before the gate).
     "layout_fast_state": [*_LAYOUT_FAST_STATE],
     # The recipe before its graph unions (trainer.union_prob=0.5).
-    "layout_fast_gate": ["experiment=layout_fast", "trainer.union_prob=0"],
+    "layout_fast_gate": [*_LAYOUT_FAST_BEFORE, "trainer.union_prob=0"],
     # layout_fast on ListMLE alone, the recipe's loss before ListMLE + 30 x the hinge.
     "layout_fast_listmle": [*_LAYOUT_FAST_STATE, "loss=listmle"],
     # The recipe before that: 3 message-passing layers, no layout_tiling, ListMLE.
