@@ -115,6 +115,16 @@ def test_dedup_keeps_the_fastest_of_repeated_configs():
     assert ds[0].config_index.tolist() == keep.tolist()
 
 
+def test_dedup_reads_the_config_cache_alike(tmp_path):
+    # With a cache the rows are fingerprinted from the memory map, a chunk at a time.
+    plain = LayoutDataset(ROOT, "xla", "default", "train", sampler=AllConfigsSampler(), dedup=True)
+    cached = LayoutDataset(
+        ROOT, "xla", "default", "train", sampler=AllConfigsSampler(), dedup=True, cache_dir=tmp_path
+    )
+    assert cached[0].config_index.tolist() == plain[0].config_index.tolist()
+    assert cached[0].config_index.numel() == 681
+
+
 def test_dedup_does_not_depend_on_how_rows_are_chunked():
     # Copies of one config land in different chunks (and at different places in one);
     # a floating-point fingerprint rounded some of them apart (782 rows kept at 7 rows a
