@@ -43,6 +43,8 @@ def test_bad_choices_are_refused():
         CollectionData(LAYOUT, "layout", valid_indices="some")
     with pytest.raises(ValueError, match="data.normalize must be one of"):
         CollectionData(LAYOUT, "layout", normalize="std")
+    with pytest.raises(ValueError, match="data.dedup must be one of"):
+        CollectionData(LAYOUT, "layout", dedup="median")
     with pytest.raises(ValueError, match="does not match collection"):
         CollectionData(LAYOUT, "tile")
 

@@ -14,9 +14,11 @@ from tpulearn.data import (
     LayoutDataset,
     TileDataset,
     UniformSampler,
+    copy_of,
     dedup_configs,
     eval_indices_path,
     load_eval_indices,
+    mean_of_copies,
     read_layout,
     sample_root,
     tile_layout_features,
@@ -151,6 +153,46 @@ def test_dedup_merges_every_exact_copy_and_nothing_else():
     assert sorted(canon[keep].tolist()) == sorted(set(canon.tolist()))
     for k in keep:  # the fastest of its copies
         assert runtime[k] == runtime[canon == canon[k]].min()
+
+
+def test_an_unmeasured_copy_never_stands_for_a_measured_config():
+    # Rows 0 and 2 are one config; row 0 was not measured (runtime 0). Standing for the
+    # config, it would be filtered out as unmeasured and the config lost with it.
+    feat = np.array([[1.0, 2.0], [3.0, 4.0], [1.0, 2.0], [5.0, 6.0]], dtype=np.float32)
+    runtime = np.array([0, 9, 7, 0])
+    assert copy_of(feat, runtime).tolist() == [2, 1, 2, 3]
+    assert dedup_configs(feat, runtime).tolist() == [1, 2, 3]
+
+
+def test_mean_of_copies_labels_the_standing_row_with_its_measured_copies_mean():
+    feat = np.array([[1.0], [1.0], [2.0], [1.0], [3.0], [3.0]], dtype=np.float32)
+    runtime = np.array([20, 10, 5, 0, 0, 0])  # row 3 unmeasured; config 3.0 never measured
+    rep = copy_of(feat, runtime)
+    assert rep.tolist() == [1, 1, 2, 1, 4, 4]
+    assert mean_of_copies(rep, runtime).tolist() == [20, 15, 5, 0, 0, 0]
+    # Tile: the ranked ratio runtime / normalizer is averaged, written back under the
+    # standing row's normalizer: (20 / 4 + 10 / 1) / 2 = 7.5 -> 7.5 * 1.
+    norms = np.array([4, 1, 1, 1, 1, 1])
+    assert mean_of_copies(rep, runtime, norms).tolist() == [20, 8, 5, 0, 0, 0]
+
+
+def test_dedup_mean_keeps_the_same_rows_and_labels_them_with_the_copies_mean():
+    rec = read_layout(ROOT / "npz/layout/xla/default/train/unet3d.npz")
+    flat = rec.node_config_feat.reshape(rec.num_configs, -1)
+    make = lambda mode: LayoutDataset(  # noqa: E731
+        ROOT, "xla", "default", "train", sampler=AllConfigsSampler(), dedup=mode
+    )
+    fastest, mean = make(True)[0], make("mean")[0]
+    assert mean.config_index.tolist() == fastest.config_index.tolist()
+    assert make("min")[0].config_runtime.tolist() == fastest.config_runtime.tolist()
+    changed = 0
+    for k, got in zip(mean.config_index.tolist(), mean.config_runtime.tolist(), strict=True):
+        copies = rec.config_runtime[(flat == flat[k]).all(axis=1)]
+        assert got == np.rint(copies.mean())
+        changed += got != copies.min()
+    assert changed > 0  # unet3d repeats configs with other runtimes
+    with pytest.raises(ValueError, match="dedup must be one of"):
+        make("median")
 
 
 def test_tile_dataset_item():

@@ -18,6 +18,7 @@ from .datasets import LayoutDataset, TileDataset, split_files
 from .features import FeatureNormalizer
 from .sample import eval_indices_path, sample_root
 from .sampling import (
+    DEDUP_MODES,
     AllConfigsSampler,
     ConfigSampler,
     FastBiasedSampler,
@@ -82,7 +83,9 @@ class CollectionData:
             configs for graphs they do not list) or ``"all"``.
         normalize: ``"zscore"``, ``"minmax"`` or ``None`` for node features.
         log_features: signed log1p before normalising (no effect without ``normalize``).
-        dedup: train on distinct configs only.
+        dedup: train on distinct configs only: ``true`` / ``"min"`` labels a repeated
+            config with its fastest measurement, ``"mean"`` with the mean of its measured
+            copies (validation and test are never de-duplicated).
         cache_dir: memory-mapped cache of layout config features (``None``: in memory;
             no effect on tile collections).
         eval_chunk: configs scored at a time during evaluation.
@@ -136,7 +139,7 @@ class CollectionData:
         valid_indices: ValidIndices = "official",
         normalize: Normalize = "zscore",
         log_features: bool = True,
-        dedup: bool = False,
+        dedup: bool | str = False,
         cache_dir: str | Path | None = None,
         eval_chunk: int = 64,
         seed: int = 0,
@@ -172,6 +175,7 @@ class CollectionData:
         why = "every loss compares configs of one graph: with one, nothing is learnt"
         check_int("data.configs_per_graph", configs_per_graph, 2, why)
         check_int("data.eval_chunk", eval_chunk, 1)
+        check_choice("data.dedup", dedup, DEDUP_MODES)
         if folds is not None and folds < 2:
             raise ValueError(f"data.folds must be >= 2 (or null: every train graph), got {folds}")
         self.folds, self.fold = folds, fold

@@ -11,6 +11,7 @@ base, and splitting them from it would scatter one idea.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._checks import check_choice
 from .features import FeatureNormalizer, reencode_minor_to_major, tile_config_features
 from .io import (
     LayoutRecord,
@@ -28,7 +30,7 @@ from .io import (
     read_tile,
 )
 from .items import TpuGraphData, layout_item, tile_item
-from .sampling import ConfigSampler, UniformSampler, dedup_configs
+from .sampling import DEDUP_MODES, ConfigSampler, UniformSampler, copy_of, mean_of_copies
 from .schema import collection_dir, download_name
 
 DOWNLOAD_HINT = (
@@ -65,7 +67,7 @@ class _GraphDataset(torch.utils.data.Dataset):
         sampler: ConfigSampler | None,
         node_normalizer: FeatureNormalizer | None,
         reencode_layout: bool,
-        dedup: bool,
+        dedup: bool | str,
         min_configs: int,
         seed: int,
         files: list[Path] | None = None,
@@ -76,10 +78,12 @@ class _GraphDataset(torch.utils.data.Dataset):
         self.sampler = sampler if sampler is not None else UniformSampler(32)
         self.node_normalizer = node_normalizer
         self.reencode_layout = reencode_layout
-        self.dedup = dedup
+        check_choice("dedup", dedup, DEDUP_MODES)
+        self.dedup: str | None = {False: None, True: "min"}.get(dedup, dedup)
         self.seed = seed
         self.epoch = 0
-        self._dedup_cache: dict[int, np.ndarray] = {}
+        # graph index -> (kept rows, their runtimes under "mean", else None)
+        self._dedup_cache: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
 
         # Config counts come from the small config_runtime member only.
         self.files: list[Path] = []
@@ -124,33 +128,52 @@ class _GraphDataset(torch.utils.data.Dataset):
 
     def candidates(self, idx: int, record) -> np.ndarray:
         """Config rows a sampler may draw from: measured (runtime > 0 in labelled files)
-        and, with ``dedup``, one per distinct config (the fastest measurement)."""
+        and, with ``dedup``, one per distinct config (its fastest measured copy)."""
+        return self.merged(idx, record)[1]
+
+    def merged(self, idx: int, record):
+        """``record`` as training sees it and the config rows a sampler may draw from.
+
+        Without ``dedup`` the record is as read and every measured row may be drawn. With
+        it, one row per distinct config (its fastest measured copy); under ``"mean"`` that
+        row's runtime is the mean of its config's measured copies (:func:`mean_of_copies`).
+        """
         runtime = record.config_runtime
-        if self.dedup:
-            if idx not in self._dedup_cache:
-                self._dedup_cache[idx] = dedup_configs(self._config_feat(record), runtime)
-            rows = self._dedup_cache[idx]
-        else:
+        if self.dedup is None:
             rows = np.arange(runtime.shape[0], dtype=np.int64)
+        else:
+            if idx not in self._dedup_cache:
+                rep = copy_of(self._config_feat(record), runtime)
+                kept = np.flatnonzero(rep == np.arange(rep.shape[0])).astype(np.int64)
+                means = None
+                if self.dedup == "mean":
+                    norms = getattr(record, "config_runtime_normalizers", None)
+                    means = mean_of_copies(rep, runtime, norms)[kept]
+                self._dedup_cache[idx] = (kept, means)
+            rows, means = self._dedup_cache[idx]
+            if means is not None:
+                runtime = runtime.copy()
+                runtime[rows] = means
+                record = dataclasses.replace(record, config_runtime=runtime)
         if record.labelled:
             rows = rows[runtime[rows] > 0]
-        return rows
+        return record, rows
 
     def __getitem__(self, idx: int) -> TpuGraphData:
         if not 0 <= idx < len(self):
             raise IndexError(f"graph index {idx} out of range for {len(self)} graphs")
-        record = self.read(idx)
+        record, rows = self.merged(idx, self.read(idx))
         rng = np.random.default_rng((self.seed, self.epoch, idx))
-        rows = self.sampler(self.candidates(idx, record), record.config_runtime, rng, record.stem)
+        rows = self.sampler(rows, record.config_runtime, rng, record.stem)
         return self.to_data(record, np.asarray(rows, dtype=np.int64))
 
     def sample_chunks(self, idx: int, chunk_size: int):
         """The sampler's configs of graph ``idx`` as Data items of at most ``chunk_size``
         configs, reading the file once (evaluation with a fixed or all-configs sampler on
         graphs too large to score in one piece)."""
-        record = self.read(idx)
+        record, rows = self.merged(idx, self.read(idx))
         rng = np.random.default_rng((self.seed, self.epoch, idx))
-        rows = self.sampler(self.candidates(idx, record), record.config_runtime, rng, record.stem)
+        rows = self.sampler(rows, record.config_runtime, rng, record.stem)
         rows = np.asarray(rows, dtype=np.int64)
         for start in range(0, rows.shape[0], chunk_size):
             yield self.to_data(record, rows[start : start + chunk_size])
@@ -192,7 +215,9 @@ class TileDataset(_GraphDataset):
         node_normalizer: fitted node-feature normaliser (train statistics), or None for raw.
         config_normalizer: fitted normaliser for the 24 tile config features, or None.
         reencode_layout: mark minor_to_major padding (node features 134-139) as -1.
-        dedup: sample only distinct configs (the fastest measurement of repeated rows).
+        dedup: sample only distinct configs: ``True`` or ``"min"`` labels a repeated
+            config with its fastest measurement, ``"mean"`` with the mean of its measured
+            copies; ``False`` samples every row.
         min_configs: labelled graphs with fewer measured configs are excluded and listed
             in ``excluded`` (a warning names them).
         seed: base seed of the per-(epoch, graph) config samples.
@@ -209,7 +234,7 @@ class TileDataset(_GraphDataset):
         node_normalizer: FeatureNormalizer | None = None,
         config_normalizer: FeatureNormalizer | None = None,
         reencode_layout: bool = True,
-        dedup: bool = False,
+        dedup: bool | str = False,
         min_configs: int = 2,
         seed: int = 0,
         files: list[Path] | None = None,
@@ -291,7 +316,7 @@ class LayoutDataset(_GraphDataset):
         node_normalizer: FeatureNormalizer | None = None,
         cache_dir: str | Path | None = None,
         reencode_layout: bool = True,
-        dedup: bool = False,
+        dedup: bool | str = False,
         min_configs: int = 2,
         seed: int = 0,
         files: list[Path] | None = None,

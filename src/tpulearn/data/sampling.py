@@ -138,14 +138,16 @@ class AllConfigsSampler(ConfigSampler):
         return "AllConfigsSampler()"
 
 
+# The values of ``dedup`` (datasets, ``data.dedup``): off, the fastest copy ("min", also
+# ``True``) or the mean of the copies.
+DEDUP_MODES = (False, True, "min", "mean")
+
 # Bytes of one chunk of rows that dedup_configs fingerprints at a time (as float64).
 _DEDUP_CHUNK_BYTES = 32 * 2**20
 
 
-def dedup_configs(
-    config_feat: np.ndarray, runtime: np.ndarray, chunk_rows: int = 4096
-) -> np.ndarray:
-    """Indices that keep one row per distinct config, the one with the minimum runtime.
+def copy_of(config_feat: np.ndarray, runtime: np.ndarray, chunk_rows: int = 4096) -> np.ndarray:
+    """For each config row, the row that stands for its config: its fastest measured copy.
 
     Works on memory maps of any size: rows are fingerprinted a chunk at a time (at most
     ``chunk_rows`` rows and 32 MB), and rows sharing a fingerprint are compared exactly
@@ -156,11 +158,13 @@ def dedup_configs(
 
     Args:
         config_feat: [num_configs, ...] config features (tile [c, 24], layout [c, nc, 18]).
-        runtime: [num_configs] runtimes.
+        runtime: [num_configs] runtimes; a row with runtime <= 0 (not measured) stands for
+            its config only when no copy is measured. Ties go to the first row.
         chunk_rows: rows read at a time, at most.
 
     Returns:
-        Sorted int64 row indices of the kept configs.
+        [num_configs] int64: ``rep[i]`` is the standing row of row i's config; ``rep[i] ==
+        i`` for the rows kept, one per distinct config.
     """
     c = config_feat.shape[0]
     width = int(np.prod(config_feat.shape[1:], dtype=np.int64))
@@ -173,22 +177,69 @@ def dedup_configs(
         bits = rows.reshape(rows.shape[0], width).view(np.uint64)
         for k in range(2):
             keys[start : start + chunk_rows, k] = (bits * mult[k]).sum(axis=1, dtype=np.uint64)
-    order = np.lexsort((np.arange(c), runtime, keys[:, 1], keys[:, 0]))
+    runtime = np.asarray(runtime)
+    order = np.lexsort((np.arange(c), runtime, runtime <= 0, keys[:, 1], keys[:, 0]))
     same_key = np.all(keys[order[1:]] == keys[order[:-1]], axis=1)
-    keep = np.ones(c, dtype=bool)  # in `order` positions
+    rep = np.arange(c, dtype=np.int64)
     start = 0
-    # Walk runs of equal fingerprints; inside a run (fastest first) keep each row that
-    # differs from every row kept before it.
+    # Walk runs of equal fingerprints; inside a run (fastest measured first) each row joins
+    # the first standing row equal to it or stands for a config of its own.
     for end in [*(np.flatnonzero(~same_key) + 1).tolist(), c]:
         if end - start > 1:
             run = order[start:end]
             feats = np.asarray(config_feat[np.sort(run)]).reshape(end - start, width)
             by_row = dict(zip(np.sort(run).tolist(), feats, strict=True))
-            kept: list[np.ndarray] = []
-            for pos, row in enumerate(run.tolist()):
-                if any(np.array_equal(by_row[row], k) for k in kept):
-                    keep[start + pos] = False
-                else:
-                    kept.append(by_row[row])
+            standing: list[int] = []
+            for row in run.tolist():
+                same = (k for k in standing if np.array_equal(by_row[row], by_row[k]))
+                rep[row] = next(same, row)
+                if rep[row] == row:
+                    standing.append(row)
         start = end
-    return np.sort(order[keep]).astype(np.int64)
+    return rep
+
+
+def dedup_configs(
+    config_feat: np.ndarray, runtime: np.ndarray, chunk_rows: int = 4096
+) -> np.ndarray:
+    """Indices that keep one row per distinct config, its fastest measured copy
+    (:func:`copy_of`).
+
+    Args:
+        config_feat: [num_configs, ...] config features (tile [c, 24], layout [c, nc, 18]).
+        runtime: [num_configs] runtimes.
+        chunk_rows: rows read at a time, at most.
+
+    Returns:
+        Sorted int64 row indices of the kept configs.
+    """
+    rep = copy_of(config_feat, runtime, chunk_rows)
+    return np.flatnonzero(rep == np.arange(rep.shape[0])).astype(np.int64)
+
+
+def mean_of_copies(
+    rep: np.ndarray, runtime: np.ndarray, normalizers: np.ndarray | None = None
+) -> np.ndarray:
+    """Runtimes whose standing rows hold the mean over their config's measured copies.
+
+    Args:
+        rep: [num_configs] standing row of each row (:func:`copy_of`).
+        runtime: [num_configs] integer runtimes (<= 0: not measured).
+        normalizers: [num_configs] tile ``config_runtime_normalizers`` or ``None``. With
+            them the mean is of ``runtime / normalizer``, the ratio that is ranked, written
+            back as a runtime under the standing row's normalizer.
+
+    Returns:
+        A copy of ``runtime`` in which each standing row of a config measured at least
+        once holds the rounded mean; every other row is as it was.
+    """
+    c = runtime.shape[0]
+    scale = np.ones(c) if normalizers is None else np.asarray(normalizers, dtype=np.float64)
+    measured = runtime > 0
+    ratio = np.where(measured, runtime / np.where(measured, scale, 1.0), 0.0)
+    total = np.bincount(rep, weights=ratio, minlength=c)
+    count = np.bincount(rep, weights=measured, minlength=c)
+    out = np.array(runtime, copy=True)
+    stand = np.flatnonzero((rep == np.arange(c)) & (count > 0))
+    out[stand] = np.rint(total[stand] / count[stand] * scale[stand]).astype(out.dtype)
+    return out
