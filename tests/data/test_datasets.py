@@ -20,6 +20,7 @@ from tpulearn.data import (
     load_eval_indices,
     mean_of_copies,
     read_layout,
+    read_tile,
     sample_root,
     tile_layout_features,
 )
@@ -193,6 +194,29 @@ def test_dedup_mean_keeps_the_same_rows_and_labels_them_with_the_copies_mean():
     assert changed > 0  # unet3d repeats configs with other runtimes
     with pytest.raises(ValueError, match="dedup must be one of"):
         make("median")
+
+
+def test_tile_dedup_mean_averages_the_ranked_ratio_under_each_row_normalizer(tmp_path):
+    # The bundled valid kernel measures one tile config twice, under one normalizer; give
+    # the second copy another, so that averaging runtimes and averaging ratios differ.
+    source = TileDataset(ROOT, "valid").files[0]
+    with np.load(source) as npz:
+        arrays = dict(npz)
+    arrays["config_runtime_normalizers"][-1] *= 3
+    folder = tmp_path / "npz" / "tile" / "xla" / "valid"
+    folder.mkdir(parents=True)
+    np.savez(folder / source.name, **arrays)
+    ds = TileDataset(tmp_path, "valid", sampler=AllConfigsSampler(), dedup="mean")
+    rec = read_tile(ds.files[0])
+    data = ds[0]
+    runtime, norms = rec.config_runtime, rec.config_runtime_normalizers
+    ratio = runtime / norms
+    merged = 0
+    for k, got in zip(data.config_index.tolist(), data.config_runtime.tolist(), strict=True):
+        copies = (rec.config_feat == rec.config_feat[k]).all(axis=1)
+        assert got == np.rint(ratio[copies].mean() * norms[k])
+        merged += int(np.unique(norms[copies]).size > 1)
+    assert merged == 1
 
 
 def test_tile_dataset_item():
