@@ -2,10 +2,10 @@
 
 Each item is one graph with a sample of its configs, as a :class:`TpuGraphData` (a PyG
 ``Data``). Files are opened one at a time when an item is asked for; nothing but the file
-list, the config counts and (optionally) de-duplication indices is kept between items, so
-memory is bounded by the largest single graph, never by the collection.
+list, the config counts and (optionally) de-duplicated rows and their labels are kept
+between items, so memory is bounded by the largest single graph, never by the collection.
 
-A little over 300 lines: the tile and layout datasets are thin subclasses of one shared
+About 350 lines: the tile and layout datasets are thin subclasses of one shared
 base, and splitting them from it would scatter one idea.
 """
 
@@ -126,17 +126,13 @@ class _GraphDataset(torch.utils.data.Dataset):
     def _config_feat(self, record) -> np.ndarray:
         raise NotImplementedError
 
-    def candidates(self, idx: int, record) -> np.ndarray:
-        """Config rows a sampler may draw from: measured (runtime > 0 in labelled files)
-        and, with ``dedup``, one per distinct config (its fastest measured copy)."""
-        return self.merged(idx, record)[1]
-
     def merged(self, idx: int, record):
-        """``record`` as training sees it and the config rows a sampler may draw from.
+        """``record`` as the sampler sees it and the config rows it may draw from: the
+        measured ones (runtime > 0 in labelled files).
 
-        Without ``dedup`` the record is as read and every measured row may be drawn. With
-        it, one row per distinct config (its fastest measured copy); under ``"mean"`` that
-        row's runtime is the mean of its config's measured copies (:func:`mean_of_copies`).
+        Without ``dedup`` the record is as read. With it, one row per distinct config (its
+        fastest measured copy); under ``"mean"`` that row's runtime is the mean of its
+        config's measured copies (:func:`~.sampling.mean_of_copies`).
         """
         runtime = record.config_runtime
         if self.dedup is None:

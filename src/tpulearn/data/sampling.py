@@ -2,7 +2,8 @@
 
 A sampler is a small callable: given the runtimes of a graph's candidate configs, a random
 generator and the graph's name, it returns the config indices (rows of the file) to use.
-Its constructor arguments are its configuration.
+Its constructor arguments are its configuration. De-duplication (:func:`copy_of`,
+:func:`dedup_configs`, :func:`mean_of_copies`) decides which rows are candidates at all.
 """
 
 from __future__ import annotations
