@@ -15,7 +15,9 @@ decompresses that graph's whole ``node_config_feat`` to sample 32 rows of it. So
 of the average size with the average number of configs is written too, and building one
 training item from it is timed without the cache and from the memory-mapped cache (after
 its one-time fill); what that costs beyond the 1000-config file's item is added to every
-step and to every validated graph.
+step and to every validated graph. A recipe that de-duplicates its train graphs' configs
+(``data.dedup``) makes one more pass over each train graph's config features, when it is
+first drawn: timed from the filled cache, it is added once per train graph.
 
 The full run's time is then: the recipe's budget in steps (its epochs x the collection's
 train graphs, or its ``max_steps``) x seconds per step, plus its validations (every valid
@@ -54,7 +56,8 @@ CONFIGURABLE = 0.05
 
 
 def budget(overrides: list[str], train_graphs: int, collection: str) -> dict:
-    """The recipe's composed budget on a collection of ``train_graphs`` graphs."""
+    """The recipe's composed budget on a collection of ``train_graphs`` graphs, and its
+    ``data.dedup``."""
     with initialize_config_dir(str(REPO / "configs"), version_base=None):
         cfg = compose("config", [*overrides, f"data={collection}", "data.root=/nonexistent"])
     t = cfg.trainer
@@ -64,7 +67,7 @@ def budget(overrides: list[str], train_graphs: int, collection: str) -> dict:
     cadence = Cadence.of(t.val_every, plan)
     # Every period's end validates, and the last step does in any case.
     validations = cadence.count(0, plan.steps) + (not cadence.due(plan.steps))
-    return {"steps": plan.steps, "validations": validations}
+    return {"steps": plan.steps, "validations": validations, "dedup": cfg.data.dedup}
 
 
 def measure(overrides: list[str], source: str, nodes: int, steps: int, work: Path) -> dict:
@@ -108,11 +111,15 @@ def write_graphs(root: Path, source: str, nodes: int, configs: int, graphs: dict
     )
 
 
-def item_seconds(root: Path, source: str, cache: Path | None, repeats: int = 3) -> dict:
+def item_seconds(
+    root: Path, source: str, cache: Path | None, repeats: int = 3, dedup: bool | str = False
+) -> dict:
     """Seconds to build one training item (32 configs drawn uniformly) of the one train
-    graph under ``root``: the first read (which fills the cache) and the median of the
-    next ``repeats``."""
-    ds = LayoutDataset(root, source, "random", "train", sampler=UniformSampler(32), cache_dir=cache)
+    graph under ``root``: the first read (which fills the cache, and de-duplicates the
+    graph's configs with ``dedup``) and the median of the next ``repeats``."""
+    ds = LayoutDataset(
+        root, source, "random", "train", sampler=UniformSampler(32), cache_dir=cache, dedup=dedup
+    )
     times = []
     for _ in range(repeats + 1):
         start = time.perf_counter()
@@ -126,13 +133,15 @@ def item_seconds(root: Path, source: str, cache: Path | None, repeats: int = 3) 
     }
 
 
-def read_cost(source: str, nodes: int, configs: int, work: Path) -> dict:
+def read_cost(source: str, nodes: int, configs: int, work: Path, dedup: bool | str = False) -> dict:
     """What reading a graph of ``configs`` configs costs beyond one of VALID_CONFIGS.
 
     Returns seconds per item without the cache (``plain``) and from the filled cache
     (``cached``), each minus the item of the VALID_CONFIGS-config graph that the timed
-    steps read; the cache's one-time fill (``fill``), and ``node_config_feat``'s size in GB
-    (what an item without the cache holds in memory, and the cache's file on disk).
+    steps read; the cache's one-time fill (``fill``); the one-time de-duplication of the
+    graph's configs under ``dedup`` (``dedup``: its first item from the filled cache less
+    a later one; 0 without it), and ``node_config_feat``'s size in GB (what an item
+    without the cache holds in memory, and the cache's file on disk).
     """
     base = work / f"read-{source}-{VALID_CONFIGS}"
     real = work / f"read-{source}-{configs}"
@@ -142,10 +151,12 @@ def read_cost(source: str, nodes: int, configs: int, work: Path) -> dict:
     small = item_seconds(base, source, None)["median"]
     plain = item_seconds(real, source, None)
     cached = item_seconds(real, source, work / "cache")
+    deduped = item_seconds(real, source, work / "cache", dedup=dedup) if dedup else None
     return {
         "plain": plain["median"] - small,
         "cached": cached["median"] - small,
         "fill": cached["first"],
+        "dedup": deduped["first"] - deduped["median"] if deduped else 0.0,
         "gb": plain["gb"],
     }
 
@@ -163,33 +174,36 @@ def main(argv: list[str] | None = None) -> int:
         "release's average number of configs (random search) adds to every step and every "
         "validated graph what the read columns say: without `data.cache_dir` the whole "
         "`node_config_feat` is decompressed for each item; with it, a memory-mapped copy "
-        "is filled once per graph (the fill column, per graph) and items read only their rows.",
+        "is filled once per graph (the fill column, per graph) and items read only their rows. "
+        "A recipe with `data.dedup` makes one pass over each train graph's config features "
+        "when it is first drawn (the dedup column, per train graph; in both totals).",
         "",
         "| source | budget steps | validations | s/step avg / largest graph | "
         "s per valid config | peak RSS MB avg / largest graph | configs per graph | "
-        "node_config_feat GB | read s/item, no cache / cache (fill) | "
+        "node_config_feat GB | read s/item, no cache / cache (fill) | dedup s | "
         "total h, no cache | total h, cache |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     with tempfile.TemporaryDirectory() as tmp:
         for source, shape in SOURCES.items():
             plan = budget(args.override, shape["train"], f"layout_{source}_random")
             avg = measure(args.override, source, shape["nodes"][0], args.steps, Path(tmp))
             big = measure(args.override, source, shape["nodes"][1], args.steps, Path(tmp))
-            read = read_cost(source, shape["nodes"][0], shape["configs"], Path(tmp))
+            read = read_cost(source, shape["nodes"][0], shape["configs"], Path(tmp), plan["dedup"])
             train_s = plan["steps"] * avg["s_per_step"]
             valid_s = plan["validations"] * shape["valid"] * VALID_CONFIGS * avg["s_per_config"]
             reads = plan["steps"] + plan["validations"] * shape["valid"]
-            plain_h = (train_s + valid_s + reads * read["plain"]) / 3600
+            dedups = shape["train"] * read["dedup"]
+            plain_h = (train_s + valid_s + reads * read["plain"] + dedups) / 3600
             fills = (shape["train"] + shape["valid"]) * read["fill"]
-            cached_h = (train_s + valid_s + reads * read["cached"] + fills) / 3600
+            cached_h = (train_s + valid_s + reads * read["cached"] + fills + dedups) / 3600
             lines.append(
                 f"| {source} | {plan['steps']:,} | {plan['validations']:,} | "
                 f"{avg['s_per_step']:.3f} / {big['s_per_step']:.3f} | "
                 f"{avg['s_per_config'] * 1e3:.2f} ms | "
                 f"{avg['rss_mb']:,.0f} / {big['rss_mb']:,.0f} | {shape['configs']:,} | "
                 f"{read['gb']:.2f} | {read['plain']:+.2f} / {read['cached']:+.3f} "
-                f"({read['fill']:.1f}) | {plain_h:.1f} | {cached_h:.1f} |"
+                f"({read['fill']:.1f}) | {read['dedup']:.1f} | {plain_h:.1f} | {cached_h:.1f} |"
             )
     text = "\n".join(lines) + "\n"
     print(text)

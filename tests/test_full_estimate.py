@@ -12,7 +12,8 @@ def script():
 def test_budget_follows_the_recipe_and_the_collection(script):
     # layout_fast: 150 epochs of 61 graphs, one graph a step, validated every 5 epochs.
     plan = script.budget(["experiment=layout_fast"], 61, "layout_xla_random")
-    assert plan == {"steps": 150 * 61, "validations": 30}
+    assert plan == {"steps": 150 * 61, "validations": 30, "dedup": "mean"}
+    assert script.budget([], 61, "layout_xla_random")["dedup"] is False
 
 
 @pytest.mark.slow
@@ -31,9 +32,11 @@ def test_read_cost_compares_a_file_of_many_configs_with_the_timed_one(script, tm
     cache decompresses whole and the cache keeps on disk."""
     import numpy as np
 
-    read = script.read_cost("nlp", 200, 4000, tmp_path)
+    read = script.read_cost("nlp", 200, 4000, tmp_path, dedup="mean")
     (cached,) = (tmp_path / "cache").rglob("*.node_config_feat.npy")
     feat = np.load(cached, mmap_mode="r")
     assert feat.shape[0] == 4000 and feat.shape[2] == 18
     assert read["gb"] == feat.nbytes / 1e9
-    assert all(np.isfinite(read[k]) for k in ("plain", "cached", "fill")) and read["fill"] > 0
+    assert all(np.isfinite(read[k]) for k in ("plain", "cached", "fill", "dedup"))
+    assert read["fill"] > 0
+    assert script.read_cost("nlp", 200, 400, tmp_path / "plain")["dedup"] == 0.0
