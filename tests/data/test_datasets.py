@@ -180,9 +180,12 @@ def test_mean_of_copies_labels_the_standing_row_with_its_measured_copies_mean():
 def test_dedup_mean_keeps_the_same_rows_and_labels_them_with_the_copies_mean():
     rec = read_layout(ROOT / "npz/layout/xla/default/train/unet3d.npz")
     flat = rec.node_config_feat.reshape(rec.num_configs, -1)
-    make = lambda mode: LayoutDataset(  # noqa: E731
-        ROOT, "xla", "default", "train", sampler=AllConfigsSampler(), dedup=mode
-    )
+
+    def make(mode):
+        return LayoutDataset(
+            ROOT, "xla", "default", "train", sampler=AllConfigsSampler(), dedup=mode
+        )
+
     fastest, mean = make(True)[0], make("mean")[0]
     assert mean.config_index.tolist() == fastest.config_index.tolist()
     assert make("min")[0].config_runtime.tolist() == fastest.config_runtime.tolist()

@@ -30,7 +30,14 @@ from .io import (
     read_tile,
 )
 from .items import TpuGraphData, layout_item, tile_item
-from .sampling import DEDUP_MODES, ConfigSampler, UniformSampler, copy_of, mean_of_copies
+from .sampling import (
+    DEDUP_MODES,
+    ConfigSampler,
+    UniformSampler,
+    copy_of,
+    mean_of_copies,
+    standing_rows,
+)
 from .schema import collection_dir, download_name
 
 DOWNLOAD_HINT = (
@@ -140,7 +147,7 @@ class _GraphDataset(torch.utils.data.Dataset):
         else:
             if idx not in self._dedup_cache:
                 rep = copy_of(self._config_feat(record), runtime)
-                kept = np.flatnonzero(rep == np.arange(rep.shape[0])).astype(np.int64)
+                kept = standing_rows(rep)
                 means = None
                 if self.dedup == "mean":
                     norms = getattr(record, "config_runtime_normalizers", None)

@@ -214,7 +214,12 @@ def dedup_configs(
     Returns:
         Sorted int64 row indices of the kept configs.
     """
-    rep = copy_of(config_feat, runtime, chunk_rows)
+    return standing_rows(copy_of(config_feat, runtime, chunk_rows))
+
+
+def standing_rows(rep: np.ndarray) -> np.ndarray:
+    """Sorted int64 indices of the rows that stand for their config (``rep[i] == i``;
+    ``rep`` from :func:`copy_of`)."""
     return np.flatnonzero(rep == np.arange(rep.shape[0])).astype(np.int64)
 
 
@@ -241,6 +246,7 @@ def mean_of_copies(
     total = np.bincount(rep, weights=ratio, minlength=c)
     count = np.bincount(rep, weights=measured, minlength=c)
     out = np.array(runtime, copy=True)
-    stand = np.flatnonzero((rep == np.arange(c)) & (count > 0))
+    stand = standing_rows(rep)
+    stand = stand[count[stand] > 0]
     out[stand] = np.rint(total[stand] / count[stand] * scale[stand]).astype(out.dtype)
     return out
