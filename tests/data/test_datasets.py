@@ -165,6 +165,16 @@ def test_an_unmeasured_copy_never_stands_for_a_measured_config():
     assert dedup_configs(feat, runtime).tolist() == [1, 2, 3]
 
 
+def test_tile_copies_stand_by_the_ranked_ratio_not_the_raw_runtime():
+    # Rows 0 and 1 are one config: 10 / 1 is slower than 20 / 4, the ratio that is ranked.
+    feat = np.array([[1.0], [1.0], [2.0]], dtype=np.float32)
+    runtime = np.array([10, 20, 7])
+    norms = np.array([1, 4, 1])
+    assert copy_of(feat, runtime).tolist() == [0, 0, 2]
+    assert copy_of(feat, runtime, normalizers=norms).tolist() == [1, 1, 2]
+    assert dedup_configs(feat, runtime, normalizers=norms).tolist() == [1, 2]
+
+
 def test_mean_of_copies_labels_the_standing_row_with_its_measured_copies_mean():
     feat = np.array([[1.0], [1.0], [2.0], [1.0], [3.0], [3.0]], dtype=np.float32)
     runtime = np.array([20, 10, 5, 0, 0, 0])  # row 3 unmeasured; config 3.0 never measured
@@ -220,6 +230,23 @@ def test_tile_dedup_mean_averages_the_ranked_ratio_under_each_row_normalizer(tmp
         assert got == np.rint(ratio[copies].mean() * norms[k])
         merged += int(np.unique(norms[copies]).size > 1)
     assert merged == 1
+
+
+def test_tile_dedup_keeps_the_copy_of_least_ratio_not_of_least_runtime(tmp_path):
+    # The bundled valid kernel's repeated config: rows 0 and 8 (the last), 8911 and 8521
+    # under one normalizer. Halving row 8's normalizer makes it the slower copy in ratio.
+    source = TileDataset(ROOT, "valid").files[0]
+    with np.load(source) as npz:
+        arrays = dict(npz)
+    assert arrays["config_runtime"][[0, -1]].tolist() == [8911, 8521]
+    arrays["config_runtime_normalizers"][-1] //= 2
+    folder = tmp_path / "npz" / "tile" / "xla" / "valid"
+    folder.mkdir(parents=True)
+    np.savez(folder / source.name, **arrays)
+    kept = TileDataset(tmp_path, "valid", sampler=AllConfigsSampler(), dedup="min")[0]
+    last = arrays["config_runtime"].shape[0] - 1
+    assert 0 in kept.config_index.tolist() and last not in kept.config_index.tolist()
+    assert kept.config_index.numel() == last
 
 
 def test_tile_dataset_item():

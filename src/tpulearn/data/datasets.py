@@ -146,11 +146,11 @@ class _GraphDataset(torch.utils.data.Dataset):
             rows = np.arange(runtime.shape[0], dtype=np.int64)
         else:
             if idx not in self._dedup_cache:
-                rep = copy_of(self._config_feat(record), runtime)
+                norms = getattr(record, "config_runtime_normalizers", None)
+                rep = copy_of(self._config_feat(record), runtime, normalizers=norms)
                 kept = standing_rows(rep)
                 means = None
                 if self.dedup == "mean":
-                    norms = getattr(record, "config_runtime_normalizers", None)
                     means = mean_of_copies(rep, runtime, norms)[kept]
                 self._dedup_cache[idx] = (kept, means)
             rows, means = self._dedup_cache[idx]
@@ -219,8 +219,9 @@ class TileDataset(_GraphDataset):
         config_normalizer: fitted normaliser for the 24 tile config features, or None.
         reencode_layout: mark minor_to_major padding (node features 134-139) as -1.
         dedup: sample only distinct configs: ``True`` or ``"min"`` labels a repeated
-            config with its fastest measurement, ``"mean"`` with the mean of its measured
-            copies; ``False`` samples every row.
+            config with its fastest measurement (least ``runtime / normalizer``),
+            ``"mean"`` with the mean of its measured copies' ratios; ``False`` samples
+            every row.
         min_configs: labelled graphs with fewer measured configs are excluded and listed
             in ``excluded`` (a warning names them).
         seed: base seed of the per-(epoch, graph) config samples.

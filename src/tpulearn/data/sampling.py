@@ -147,7 +147,12 @@ DEDUP_MODES = (False, True, "min", "mean")
 _DEDUP_CHUNK_BYTES = 32 * 2**20
 
 
-def copy_of(config_feat: np.ndarray, runtime: np.ndarray, chunk_rows: int = 4096) -> np.ndarray:
+def copy_of(
+    config_feat: np.ndarray,
+    runtime: np.ndarray,
+    chunk_rows: int = 4096,
+    normalizers: np.ndarray | None = None,
+) -> np.ndarray:
     """For each config row, the row that stands for its config: its fastest measured copy.
 
     Works on memory maps of any size: rows are fingerprinted a chunk at a time (at most
@@ -162,6 +167,9 @@ def copy_of(config_feat: np.ndarray, runtime: np.ndarray, chunk_rows: int = 4096
         runtime: [num_configs] runtimes; a row with runtime <= 0 (not measured) stands for
             its config only when no copy is measured. Ties go to the first row.
         chunk_rows: rows read at a time, at most.
+        normalizers: [num_configs] tile ``config_runtime_normalizers`` or ``None``. With
+            them the fastest copy is the one of least ``runtime / normalizer``, the ratio
+            that is ranked.
 
     Returns:
         [num_configs] int64: ``rep[i]`` is the standing row of row i's config; ``rep[i] ==
@@ -179,7 +187,8 @@ def copy_of(config_feat: np.ndarray, runtime: np.ndarray, chunk_rows: int = 4096
         for k in range(2):
             keys[start : start + chunk_rows, k] = (bits * mult[k]).sum(axis=1, dtype=np.uint64)
     runtime = np.asarray(runtime)
-    order = np.lexsort((np.arange(c), runtime, runtime <= 0, keys[:, 1], keys[:, 0]))
+    speed = runtime if normalizers is None else runtime / np.asarray(normalizers, np.float64)
+    order = np.lexsort((np.arange(c), speed, runtime <= 0, keys[:, 1], keys[:, 0]))
     same_key = np.all(keys[order[1:]] == keys[order[:-1]], axis=1)
     rep = np.arange(c, dtype=np.int64)
     start = 0
@@ -201,7 +210,10 @@ def copy_of(config_feat: np.ndarray, runtime: np.ndarray, chunk_rows: int = 4096
 
 
 def dedup_configs(
-    config_feat: np.ndarray, runtime: np.ndarray, chunk_rows: int = 4096
+    config_feat: np.ndarray,
+    runtime: np.ndarray,
+    chunk_rows: int = 4096,
+    normalizers: np.ndarray | None = None,
 ) -> np.ndarray:
     """Indices that keep one row per distinct config, its fastest measured copy
     (:func:`copy_of`).
@@ -210,11 +222,12 @@ def dedup_configs(
         config_feat: [num_configs, ...] config features (tile [c, 24], layout [c, nc, 18]).
         runtime: [num_configs] runtimes.
         chunk_rows: rows read at a time, at most.
+        normalizers: tile ``config_runtime_normalizers`` or ``None`` (:func:`copy_of`).
 
     Returns:
         Sorted int64 row indices of the kept configs.
     """
-    return standing_rows(copy_of(config_feat, runtime, chunk_rows))
+    return standing_rows(copy_of(config_feat, runtime, chunk_rows, normalizers))
 
 
 def standing_rows(rep: np.ndarray) -> np.ndarray:
