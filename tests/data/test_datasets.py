@@ -209,16 +209,25 @@ def test_dedup_mean_keeps_the_same_rows_and_labels_them_with_the_copies_mean():
         make("median")
 
 
+def bundled_tile_valid() -> dict:
+    """The arrays of the bundled tile valid kernel, to edit."""
+    with np.load(TileDataset(ROOT, "valid").files[0]) as npz:
+        return dict(npz)
+
+
+def write_tile_valid(root, arrays: dict) -> None:
+    """``arrays`` as the one tile valid file under ``root``, named as the bundled one."""
+    folder = root / "npz" / "tile" / "xla" / "valid"
+    folder.mkdir(parents=True)
+    np.savez(folder / TileDataset(ROOT, "valid").files[0].name, **arrays)
+
+
 def test_tile_dedup_mean_averages_the_ranked_ratio_under_each_row_normalizer(tmp_path):
     # The bundled valid kernel measures one tile config twice, under one normalizer; give
     # the second copy another, so that averaging runtimes and averaging ratios differ.
-    source = TileDataset(ROOT, "valid").files[0]
-    with np.load(source) as npz:
-        arrays = dict(npz)
+    arrays = bundled_tile_valid()
     arrays["config_runtime_normalizers"][-1] *= 3
-    folder = tmp_path / "npz" / "tile" / "xla" / "valid"
-    folder.mkdir(parents=True)
-    np.savez(folder / source.name, **arrays)
+    write_tile_valid(tmp_path, arrays)
     ds = TileDataset(tmp_path, "valid", sampler=AllConfigsSampler(), dedup="mean")
     rec = read_tile(ds.files[0])
     data = ds[0]
@@ -235,14 +244,10 @@ def test_tile_dedup_mean_averages_the_ranked_ratio_under_each_row_normalizer(tmp
 def test_tile_dedup_keeps_the_copy_of_least_ratio_not_of_least_runtime(tmp_path):
     # The bundled valid kernel's repeated config: rows 0 and 8 (the last), 8911 and 8521
     # under one normalizer. Halving row 8's normalizer makes it the slower copy in ratio.
-    source = TileDataset(ROOT, "valid").files[0]
-    with np.load(source) as npz:
-        arrays = dict(npz)
+    arrays = bundled_tile_valid()
     assert arrays["config_runtime"][[0, -1]].tolist() == [8911, 8521]
     arrays["config_runtime_normalizers"][-1] //= 2
-    folder = tmp_path / "npz" / "tile" / "xla" / "valid"
-    folder.mkdir(parents=True)
-    np.savez(folder / source.name, **arrays)
+    write_tile_valid(tmp_path, arrays)
     kept = TileDataset(tmp_path, "valid", sampler=AllConfigsSampler(), dedup="min")[0]
     last = arrays["config_runtime"].shape[0] - 1
     assert 0 in kept.config_index.tolist() and last not in kept.config_index.tolist()
