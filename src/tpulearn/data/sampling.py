@@ -187,7 +187,7 @@ def copy_of(
         for k in range(2):
             keys[start : start + chunk_rows, k] = (bits * mult[k]).sum(axis=1, dtype=np.uint64)
     runtime = np.asarray(runtime)
-    speed = runtime if normalizers is None else runtime / np.asarray(normalizers, np.float64)
+    speed = _ranked(runtime, normalizers)
     order = np.lexsort((np.arange(c), speed, runtime <= 0, keys[:, 1], keys[:, 0]))
     same_key = np.all(keys[order[1:]] == keys[order[:-1]], axis=1)
     rep = np.arange(c, dtype=np.int64)
@@ -207,6 +207,16 @@ def copy_of(
                     standing.append(row)
         start = end
     return rep
+
+
+def _ranked(runtime: np.ndarray, normalizers: np.ndarray | None) -> np.ndarray:
+    """What a config's measurements rank by, as float64: the runtime, or (tile) the runtime
+    over its normalizer; 0 where not measured (runtime <= 0)."""
+    measured = runtime > 0
+    if normalizers is None:
+        return np.where(measured, runtime, 0).astype(np.float64)
+    scale = np.where(measured, np.asarray(normalizers, dtype=np.float64), 1.0)
+    return np.where(measured, runtime / scale, 0.0)
 
 
 def dedup_configs(
@@ -255,8 +265,7 @@ def mean_of_copies(
     c = runtime.shape[0]
     scale = np.ones(c) if normalizers is None else np.asarray(normalizers, dtype=np.float64)
     measured = runtime > 0
-    ratio = np.where(measured, runtime / np.where(measured, scale, 1.0), 0.0)
-    total = np.bincount(rep, weights=ratio, minlength=c)
+    total = np.bincount(rep, weights=_ranked(runtime, normalizers), minlength=c)
     count = np.bincount(rep, weights=measured, minlength=c)
     out = np.array(runtime, copy=True)
     stand = standing_rows(rep)
