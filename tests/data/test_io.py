@@ -181,6 +181,28 @@ def test_tile_normalizer_count_mismatch(tmp_path):
     _expect(path, "config_runtime_normalizers", "2 configs", reader=read_tile)
 
 
+def test_zero_normalizer_in_a_labelled_tile_file(tmp_path):
+    norms = dict(np.load(TILE))["config_runtime_normalizers"].copy()
+    norms[1] = 0
+    path = _write(tmp_path, TILE, config_runtime_normalizers=norms)
+    _expect(path, "config_runtime_normalizers", "0 at config 1", reader=read_tile)
+
+
+def test_zero_normalizers_in_an_unlabelled_tile_file_are_read(tmp_path):
+    # An unlabelled file ranks nothing by its normalizers (the featurizer writes the default
+    # config's runtime there, 0 when nothing was measured).
+    a = dict(np.load(TILE))
+    path = _write(
+        tmp_path,
+        TILE,
+        config_runtime=np.zeros_like(a["config_runtime"]),
+        config_runtime_normalizers=np.zeros_like(a["config_runtime_normalizers"]),
+    )
+    rec = read_tile(path)
+    assert not rec.labelled
+    assert (rec.config_runtime_normalizers == 0).all()
+
+
 def test_edge_id_out_of_range(tmp_path):
     a = _layout_arrays()
     edges = a["edge_index"].copy()

@@ -138,6 +138,16 @@ def read_tile(path: str | Path) -> TileRecord:
             check, "config_runtime_normalizers", reader.load("config_runtime_normalizers")
         )
         check.count("config_runtime_normalizers", normalizers.shape[0], c, "configs")
+        labelled = bool(runtime.any())
+        if labelled and (normalizers == 0).any():
+            # The target is runtime / normalizer (the default config's runtime): a zero
+            # would rank its config at inf or nan in the metrics, losses and de-duplication.
+            bad = int(np.flatnonzero(normalizers == 0)[0])
+            check.fail(
+                "config_runtime_normalizers",
+                "normalizers > 0 in a labelled file (each divides its config's runtime)",
+                f"0 at config {bad}",
+            )
     return TileRecord(
         path=path,
         stem=path.stem,
@@ -147,7 +157,7 @@ def read_tile(path: str | Path) -> TileRecord:
         config_feat=config_feat,
         config_runtime=runtime,
         config_runtime_normalizers=normalizers,
-        labelled=bool(runtime.any()),
+        labelled=labelled,
     )
 
 
