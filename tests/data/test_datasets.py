@@ -1,6 +1,7 @@
 """Datasets and config samplers on the bundled sample."""
 
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -116,6 +117,32 @@ def test_dedup_keeps_the_fastest_of_repeated_configs():
         assert rec.config_runtime[twin] <= rec.config_runtime[row]
     ds = LayoutDataset(ROOT, "xla", "default", "train", sampler=AllConfigsSampler(), dedup=True)
     assert ds[0].config_index.tolist() == keep.tolist()
+
+
+@pytest.mark.parametrize("mode", ["min", "mean"])
+def test_a_graph_of_one_config_repeated_is_named_when_dedup_leaves_nothing_to_rank(mode):
+    # The bundled xla random train graph measures one config 20 times.
+    ds = LayoutDataset(ROOT, "xla", "random", "train", sampler=AllConfigsSampler(), dedup=mode)
+    with pytest.warns(UserWarning) as caught:
+        item = ds[0]
+    assert item.config_index.numel() == 1
+    (warning,) = caught
+    message = str(warning.message)
+    assert "openai_v0_rnn_optimized.npz: 20 measured configs but 1 distinct" in message
+    assert f"under dedup={mode!r}, fewer than 2: its items have nothing to rank" in message
+    assert [(p.name, why) for p, why in ds.too_few_distinct] == [
+        ("openai_v0_rnn_optimized.npz", f"20 measured configs but 1 distinct under dedup={mode!r}")
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ds[0]  # once per graph
+        # Without dedup its 20 rows are sampled; evaluation (min_configs=1) ranks one config.
+        LayoutDataset(ROOT, "xla", "random", "train", sampler=AllConfigsSampler())[0]
+        LayoutDataset(
+            ROOT, "xla", "random", "train", sampler=AllConfigsSampler(), dedup=mode, min_configs=1
+        )[0]
+        # A graph with distinct configs is not named.
+        LayoutDataset(ROOT, "xla", "default", "train", sampler=AllConfigsSampler(), dedup=mode)[0]
 
 
 def test_dedup_reads_the_config_cache_alike(tmp_path):

@@ -297,6 +297,32 @@ def test_a_layout_recipe_on_tile_data_is_refused_naming_the_collection(
     assert not (tmp_path / "run").exists()
 
 
+def test_a_train_split_with_nothing_to_rank_stops_after_an_epoch(tmp_path, monkeypatch, capsys):
+    # The bundled xla random train graph measures one config 20 times: under data.dedup it
+    # is one config, every step's loss 0. The run once trained its whole budget on it.
+    with pytest.warns(UserWarning, match="openai_v0_rnn_optimized.npz: 20 measured configs"):
+        code, _, err = train_cli(
+            monkeypatch,
+            capsys,
+            "experiment=layout_fast",
+            "data=layout_xla_random",
+            "data.root=sample",
+            "trainer.val_at_start=false",
+            "trainer.progress=false",
+            *SMALL_MODEL,
+            f"hydra.run.dir={tmp_path / 'run'}",
+        )
+    assert code == 2
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: nothing to rank in ") and "layout/xla/random/train" in last
+    assert last.endswith(
+        "none of the 8 steps of an epoch (1 train graph(s)) sampled two configs of different "
+        "runtimes (openai_v0_rnn_optimized.npz: 20 measured configs but 1 distinct under "
+        "dedup='mean')"
+    )
+    assert not (tmp_path / "run" / "checkpoints" / "best.pt").exists()
+
+
 def test_a_missing_cuda_device_is_one_clear_line(tmp_path, monkeypatch, capsys):
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA device")

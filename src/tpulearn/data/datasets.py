@@ -88,6 +88,7 @@ class _GraphDataset(torch.utils.data.Dataset):
         check_choice("dedup", dedup, DEDUP_MODES)
         self.dedup: str | None = {False: None, True: "min"}.get(dedup, dedup)
         self.seed = seed
+        self.min_configs = min_configs
         self.epoch = 0
         # graph index -> (kept rows, their runtimes under "mean", else None)
         self._dedup_cache: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
@@ -97,6 +98,8 @@ class _GraphDataset(torch.utils.data.Dataset):
         self.num_configs: list[int] = []
         self.labelled: list[bool] = []
         self.excluded: list[tuple[Path, str]] = []
+        # Graphs that dedup leaves fewer than min_configs distinct configs (found as read).
+        self.too_few_distinct: list[tuple[Path, str]] = []
         for path in files:
             runtime = read_config_runtime(path)
             labelled = bool(runtime.any())
@@ -153,6 +156,7 @@ class _GraphDataset(torch.utils.data.Dataset):
                 if self.dedup == "mean":
                     means = mean_of_copies(rep, runtime, norms)[kept]
                 self._dedup_cache[idx] = (kept, means)
+                self._warn_if_too_few(record, runtime[kept] if means is None else means)
             rows, means = self._dedup_cache[idx]
             if means is not None:
                 runtime = runtime.copy()
@@ -161,6 +165,22 @@ class _GraphDataset(torch.utils.data.Dataset):
         if record.labelled:
             rows = rows[runtime[rows] > 0]
         return record, rows
+
+    def _warn_if_too_few(self, record, kept_runtime: np.ndarray) -> None:
+        """Warn where de-duplication leaves a labelled graph (kept at init for its measured
+        configs) fewer than ``min_configs`` distinct measured ones, and list it in
+        ``too_few_distinct``: its items have nothing to rank. Known only once the config
+        features are read, at the graph's first item."""
+        distinct = int((kept_runtime > 0).sum())
+        if record.labelled and distinct < self.min_configs:
+            measured = int((record.config_runtime > 0).sum())
+            why = f"{measured} measured configs but {distinct} distinct under dedup={self.dedup!r}"
+            self.too_few_distinct.append((record.path, why))
+            warnings.warn(
+                f"{record.path}: {why}, fewer than {self.min_configs}: its items have "
+                "nothing to rank",
+                stacklevel=3,
+            )
 
     def __getitem__(self, idx: int) -> TpuGraphData:
         if not 0 <= idx < len(self):

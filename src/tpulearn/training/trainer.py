@@ -258,10 +258,14 @@ class Trainer:
                     stop_if_asked()
                 # A resumed run that had stopped early stays stopped.
                 first = max_steps if self._stopped_early(run) else run.step
+                ranked = False  # whether a step since `first` had two runtimes to order
                 for step in range(first, max_steps):
                     start = time.perf_counter()
                     graphs = loader.get(step, max_steps)
                     stats = self._step(runner, loss_fn, optimizer, train_set, graphs, step)
+                    ranked = ranked or not math.isnan(stats.opa)
+                    if not ranked:
+                        self._check_ranked(step + 1 - first, budget, train_set)
                     if scheduler is not None:
                         scheduler.step()
                     if run.ema is not None:
@@ -343,6 +347,23 @@ class Trainer:
         if not math.isfinite(stats.loss):
             raise FloatingPointError(f"non-finite training loss at step {step + 1}")
         return stats
+
+    @staticmethod
+    def _check_ranked(steps: int, budget, train_set) -> None:
+        """Raise once an epoch of steps has passed with nothing to rank in any of them:
+        every graph's sampled configs had one runtime (a loss of 0, no gradient), which
+        more steps do not change."""
+        if steps < math.ceil(budget.steps_per_epoch):
+            return
+        folder = getattr(train_set, "folder", "the train split")
+        named = getattr(train_set, "too_few_distinct", [])
+        listed = "; ".join(f"{path.name}: {why}" for path, why in named[:5])
+        more = f" and {len(named) - 5} more" if len(named) > 5 else ""
+        raise ValueError(
+            f"nothing to rank in {folder}: none of the {steps} steps of an epoch "
+            f"({len(train_set)} train graph(s)) sampled two configs of different runtimes"
+            + (f" ({listed}{more})" if named else "")
+        )
 
     def _validate_and_save(self, run, valid_set, loss_fn, loss: float, ckpt: dict, log) -> bool:
         """Validate at ``run.step``, checkpoint ``last`` (and ``best`` on a gain); True when
