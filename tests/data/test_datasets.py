@@ -329,6 +329,19 @@ def test_missing_split_says_which_folder_and_how_to_download(tmp_path):
     assert "download_tpugraphs.py --collections layout-nlp-random" in message
 
 
+def test_a_split_the_bundled_sample_lacks_says_what_it_holds_not_to_download_into_it():
+    # It once said to download into the sample's folder, inside the installed package.
+    with pytest.raises(FileNotFoundError) as info:
+        LayoutDataset(ROOT, "nlp", "random", "train")
+    message = str(info.value)
+    assert str(ROOT / "npz/layout/nlp/random/train") in message
+    assert message.endswith(
+        "the bundled sample holds layout:nlp:random's test split only; train on the released "
+        "files: `python scripts/download_tpugraphs.py --collections layout-nlp-random --root "
+        "DIR`, then data.root=DIR"
+    )
+
+
 def test_empty_split_folder_is_an_error(tmp_path):
     (tmp_path / "npz/tile/xla/valid").mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match="no .npz files"):

@@ -30,6 +30,7 @@ from .io import (
     read_tile,
 )
 from .items import TpuGraphData, layout_item, tile_item
+from .sample import sample_root
 from .sampling import (
     DEDUP_MODES,
     ConfigSampler,
@@ -38,28 +39,39 @@ from .sampling import (
     mean_of_copies,
     standing_rows,
 )
-from .schema import collection_dir, download_name
+from .schema import SPLITS, collection_dir, download_name
 
 DOWNLOAD_HINT = (
     "download it with `python scripts/download_tpugraphs.py --collections {name} --root {root}`"
 )
 
 
+def _missing_hint(root: str | Path, collection: str) -> str:
+    """How to get a split that is not there: download it into ``root``, or, where
+    ``root`` is the bundled sample (read-only, a few files), into a root of one's own."""
+    name = download_name(collection)
+    if Path(root).resolve() != sample_root().resolve():
+        return DOWNLOAD_HINT.format(name=name, root=root)
+    held = [s for s in SPLITS if any(collection_dir(root, collection, s).glob("*.npz"))]
+    return (
+        f"the bundled sample holds {collection}'s {' and '.join(held) or 'no'} split"
+        f"{'s' if len(held) != 1 else ''} only; train on the released files: "
+        f"`python scripts/download_tpugraphs.py --collections {name} --root DIR`, then "
+        "data.root=DIR"
+    )
+
+
 def split_files(root: str | Path, collection: str, split: str) -> list[Path]:
     """The ``.npz`` files of one split of a collection, sorted; a missing or empty folder
     is an error that says how to download it."""
     folder = collection_dir(root, collection, split)
-    name = download_name(collection)
     if not folder.is_dir():
         raise FileNotFoundError(
-            f"TpuGraphs folder {folder} does not exist; "
-            + DOWNLOAD_HINT.format(name=name, root=root)
+            f"TpuGraphs folder {folder} does not exist; " + _missing_hint(root, collection)
         )
     files = sorted(folder.glob("*.npz"))
     if not files:
-        raise FileNotFoundError(
-            f"no .npz files in {folder}; " + DOWNLOAD_HINT.format(name=name, root=root)
-        )
+        raise FileNotFoundError(f"no .npz files in {folder}; " + _missing_hint(root, collection))
     return files
 
 
