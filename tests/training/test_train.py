@@ -317,7 +317,7 @@ def test_a_train_split_with_nothing_to_rank_stops_after_an_epoch(tmp_path, monke
     assert last.startswith("error: nothing to rank in ") and "layout/xla/random/train" in last
     assert last.endswith(
         "none of the 8 steps of an epoch (1 train graph(s)) sampled two configs of different "
-        "runtimes (openai_v0_rnn_optimized.npz: 20 measured configs but 1 distinct under "
+        "runtimes: openai_v0_rnn_optimized.npz (20 measured configs but 1 distinct under "
         "dedup='mean')"
     )
     assert not (tmp_path / "run" / "checkpoints" / "best.pt").exists()

@@ -61,6 +61,13 @@ def _missing_hint(root: str | Path, collection: str) -> str:
     )
 
 
+def graphs_named(graphs: list[tuple[Path, str]], limit: int = 5) -> str:
+    """``"a.npz (why); b.npz (why) and 3 more"``: graphs with the reason each is named,
+    the first ``limit`` of them."""
+    listed = "; ".join(f"{path.name} ({why})" for path, why in graphs[:limit])
+    return listed + (f" and {len(graphs) - limit} more" if len(graphs) > limit else "")
+
+
 def split_files(root: str | Path, collection: str, split: str) -> list[Path]:
     """The ``.npz`` files of one split of a collection, sorted; a missing or empty folder
     is an error that says how to download it."""
@@ -123,11 +130,9 @@ class _GraphDataset(torch.utils.data.Dataset):
             self.num_configs.append(runtime.shape[0])
             self.labelled.append(labelled)
         if self.excluded:
-            listed = "; ".join(f"{p.name} ({why})" for p, why in self.excluded[:5])
-            more = f" and {len(self.excluded) - 5} more" if len(self.excluded) > 5 else ""
             warnings.warn(
                 f"{folder}: {len(self.excluded)} graph(s) excluded, too few configs to rank: "
-                f"{listed}{more} (see dataset.excluded)",
+                f"{graphs_named(self.excluded)} (see dataset.excluded)",
                 stacklevel=3,
             )
 

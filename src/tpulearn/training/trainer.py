@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from .._checks import check_choice, check_int, resolve_device
+from ..data.datasets import graphs_named
 from ..metrics import metric_names
 from ..segments import GSTSettings, gst_trainer
 from . import distributed as dist_utils
@@ -351,18 +352,15 @@ class Trainer:
     @staticmethod
     def _check_ranked(steps: int, budget, train_set) -> None:
         """Raise once an epoch of steps has passed with nothing to rank in any of them:
-        every graph's sampled configs had one runtime (a loss of 0, no gradient), which
-        more steps do not change."""
+        every graph's sampled configs had one runtime, which more steps do not change."""
         if steps < math.ceil(budget.steps_per_epoch):
             return
         folder = getattr(train_set, "folder", "the train split")
         named = getattr(train_set, "too_few_distinct", [])
-        listed = "; ".join(f"{path.name}: {why}" for path, why in named[:5])
-        more = f" and {len(named) - 5} more" if len(named) > 5 else ""
         raise ValueError(
             f"nothing to rank in {folder}: none of the {steps} steps of an epoch "
             f"({len(train_set)} train graph(s)) sampled two configs of different runtimes"
-            + (f" ({listed}{more})" if named else "")
+            + (f": {graphs_named(named)}" if named else "")
         )
 
     def _validate_and_save(self, run, valid_set, loss_fn, loss: float, ckpt: dict, log) -> bool:
