@@ -78,10 +78,14 @@ def test_every_loss_optimizer_and_scheduler_option_instantiates(group):
             assert hasattr(obj(optimizer=opt), "step")
 
 
-def test_full_dataset_configs_demand_a_root(monkeypatch):
+@pytest.mark.parametrize("data", ["layout_nlp_random", "synthetic"])
+def test_full_dataset_and_synthetic_configs_demand_a_root(monkeypatch, data):
+    # data=synthetic once trained on the bundled sample when its root was not given.
     monkeypatch.delenv("TPUGRAPHS_ROOT", raising=False)
-    cfg = make_cfg(overrides=["data=layout_nlp_random"])
-    with pytest.raises(Exception, match="TPUGRAPHS_ROOT"):
+    cfg = make_cfg(overrides=[f"data={data}"])
+    with pytest.raises(
+        Exception, match="no data root given: pass data.root=DIR .* also read TPUGRAPHS_ROOT"
+    ):
         instantiate(cfg.data)
 
 

@@ -47,8 +47,9 @@ def data_root_folder(root: str | Path | None) -> Path:
         return sample_root()
     if root == "":
         raise FileNotFoundError(
-            "no data root given: pass data.root=DIR (or data.root=sample for the bundled "
-            "files) or set the TPUGRAPHS_ROOT environment variable"
+            "no data root given: pass data.root=DIR (the released dataset, or a synthetic "
+            "collection written by `python -m tpulearn.data.synthetic DIR`; data.root=sample "
+            "for the bundled files); the full-dataset configs also read TPUGRAPHS_ROOT"
         )
     root = Path(os.path.expanduser(str(root)))
     if not root.is_dir():
