@@ -62,3 +62,12 @@ def test_a_missing_root_and_a_root_inside_npz_are_one_line_each(tmp_path, capsys
     err = capsys.readouterr().err
     assert err.startswith(f"error: {inside} is (or is inside) the dataset's npz/ folder")
     assert err.endswith(f"python -m tpulearn.data {sample_root()}\n")
+
+
+@pytest.mark.parametrize("argv", [[], ["sample"]])
+def test_the_bundled_sample_is_checked_by_default_or_named_as_data_root_names_it(argv, capsys):
+    # "sample" once read as a folder of that name: "data root sample does not exist".
+    assert main([*argv, "--no-progress"]) == 0
+    out, _ = capsys.readouterr()
+    assert out.startswith(f"data root: {sample_root()} (bundled TpuGraphs sample)\n")
+    assert out.rstrip().endswith("all files valid")

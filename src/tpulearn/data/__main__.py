@@ -60,11 +60,17 @@ def summarise(root: Path, progress: bool = True, problems: list[str] | None = No
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tpulearn.data", description=__doc__)
-    parser.add_argument("root", nargs="?", type=Path, default=None, help="data root")
+    parser.add_argument(
+        "root",
+        nargs="?",
+        default=None,
+        help="data root; 'sample' (or none) for the bundled files, as data.root=sample",
+    )
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    root = args.root or sample_root()
-    print(f"data root: {root}" + (" (bundled TpuGraphs sample)" if args.root is None else ""))
+    bundled = args.root in (None, "sample")
+    root = sample_root() if bundled else Path(args.root).expanduser()
+    print(f"data root: {root}" + (" (bundled TpuGraphs sample)" if bundled else ""))
     if not root.is_dir():
         why = "is not a folder" if root.exists() else "does not exist"
         print(f"error: data root {root} {why}", file=sys.stderr)
