@@ -20,7 +20,9 @@ from tpulearn.submission import SubmissionError, merge_validated
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("parts", nargs="+", type=Path, help="per-collection submission CSVs")
-    parser.add_argument("--root", type=Path, required=True, help="data root with the test splits")
+    parser.add_argument(
+        "--root", type=Path, required=True, help="data root with the test splits, or 'sample'"
+    )
     parser.add_argument("--out", type=Path, default=Path("submission.csv"))
     args = parser.parse_args(argv)
     try:

@@ -116,6 +116,8 @@ def test_merge_submissions(tmp_path):
 
 def test_expected_test_graphs_reads_the_sample_root():
     assert expected_test_graphs(SAMPLE) == SAMPLE_TEST_GRAPHS
+    # As data.root=sample names it (scripts/make_submission.py --root sample).
+    assert expected_test_graphs("sample") == SAMPLE_TEST_GRAPHS
 
 
 def test_sample_submission_validates(tmp_path):

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from tpulearn.data.sample import sample_root
 from tpulearn.data.schema import COLLECTIONS, parse_collection
 
 HEADER = "ID,TopConfigs"
@@ -302,11 +303,14 @@ def expected_test_graphs(root: str | os.PathLike) -> dict[str, int]:
 
     Args:
         root: folder holding ``npz/tile/xla/test/*.npz`` and
-            ``npz/layout/{xla,nlp}/{default,random}/test/*.npz``.
+            ``npz/layout/{xla,nlp}/{default,random}/test/*.npz``; ``"sample"`` for the
+            bundled files, as ``data.root=sample``.
 
     Raises:
         FileNotFoundError: if the root holds no test file at all.
     """
+    if str(root) == "sample":
+        root = sample_root()
     expected: dict[str, int] = {}
     for collection in COLLECTIONS:
         # layout:xla:default lives in npz/layout/xla/default/test, tile:xla in npz/tile/xla/test.
