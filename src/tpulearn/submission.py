@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from tpulearn.data.sample import sample_root
+from tpulearn.data.sample import root_path
 from tpulearn.data.schema import COLLECTIONS, parse_collection
 
 HEADER = "ID,TopConfigs"
@@ -309,8 +309,7 @@ def expected_test_graphs(root: str | os.PathLike) -> dict[str, int]:
     Raises:
         FileNotFoundError: if the root holds no test file at all.
     """
-    if str(root) == "sample":
-        root = sample_root()
+    root = root_path(root)
     expected: dict[str, int] = {}
     for collection in COLLECTIONS:
         # layout:xla:default lives in npz/layout/xla/default/test, tile:xla in npz/tile/xla/test.

@@ -15,7 +15,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .io import read_layout, read_tile
-from .sample import sample_root
+from .sample import root_path, sample_root
 from .schema import COLLECTIONS, SPLITS, TpuGraphsFormatError, collection_dir, root_above
 
 
@@ -68,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    bundled = args.root in (None, "sample")
-    root = sample_root() if bundled else Path(args.root).expanduser()
+    root = root_path(args.root)
+    bundled = root == sample_root()
     print(f"data root: {root}" + (" (bundled TpuGraphs sample)" if bundled else ""))
     if not root.is_dir():
         why = "is not a folder" if root.exists() else "does not exist"

@@ -6,7 +6,6 @@ splits, so evaluation sees exactly what training saw; they travel in checkpoints
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal, get_args
@@ -16,7 +15,7 @@ from ..graph import ConfigContext
 from .config_cache import config_feat_nbytes
 from .datasets import LayoutDataset, TileDataset, split_files
 from .features import FeatureNormalizer
-from .sample import eval_indices_path, sample_root
+from .sample import eval_indices_path, root_path, sample_root
 from .sampling import (
     DEDUP_MODES,
     AllConfigsSampler,
@@ -43,15 +42,15 @@ SAMPLER_NAMES: dict[str, Callable[[int], ConfigSampler]] = {
 
 def data_root_folder(root: str | Path | None) -> Path:
     """``None`` or ``"sample"`` -> the bundled sample; otherwise the given folder."""
-    if root is None or root == "sample":
-        return sample_root()
     if root == "":
         raise FileNotFoundError(
             "no data root given: pass data.root=DIR (the released dataset, or a synthetic "
             "collection written by `python -m tpulearn.data.synthetic DIR`; data.root=sample "
             "for the bundled files); the full-dataset configs also read TPUGRAPHS_ROOT"
         )
-    root = Path(os.path.expanduser(str(root)))
+    root = root_path(root)
+    if root == sample_root():
+        return root
     if not root.is_dir():
         raise FileNotFoundError(
             f"data root {root} does not exist; pass data.root=DIR or set TPUGRAPHS_ROOT, "

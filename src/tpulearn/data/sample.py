@@ -9,6 +9,7 @@ See ``_sample/tpugraphs/README.md`` for the file list and the attribution.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from .schema import parse_collection
@@ -19,6 +20,14 @@ _SAMPLE = Path(__file__).resolve().parent / "_sample" / "tpugraphs"
 def sample_root() -> Path:
     """Root of the bundled sample, laid out as the released dataset (``<root>/npz/...``)."""
     return _SAMPLE
+
+
+def root_path(root: str | os.PathLike | None) -> Path:
+    """A data root as given to ``data.root`` or a script's ``--root``: ``None`` or
+    ``"sample"`` is the bundled sample, anything else that folder (``~`` expanded)."""
+    if root is None or str(root) == "sample":
+        return _SAMPLE
+    return Path(os.path.expanduser(str(root)))
 
 
 def eval_indices_path(collection: str, root: str | Path | None = None) -> Path:
