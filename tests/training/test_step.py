@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from tpulearn.data import TpuGraphData
+from tpulearn.data.items import configs_alike
 from tpulearn.losses import pairwise_hinge_loss
 from tpulearn.metrics import kendall_tau, ordered_pair_accuracy
 from tpulearn.models import SAGE
@@ -75,3 +76,41 @@ def test_train_step_runs_a_gst_step_for_a_segment_model():
     train_step(step_runner(model, gst), hinge, optimizer, [(graph(1), 6)], "cpu")
     assert gst.last is not None and gst.last.num_segments == [2]
     assert len(gst.table.values) == 1  # the graph's history entries
+
+
+def alike(g: TpuGraphData) -> TpuGraphData:
+    """``g`` with every config given the first one's features (runtimes kept)."""
+    g = g.clone()
+    g.node_config_feat = g.node_config_feat[:1].expand_as(g.node_config_feat).clone()
+    return g
+
+
+def test_configs_alike_reads_the_config_features_only():
+    g = graph(1)
+    assert not configs_alike(g)
+    assert configs_alike(alike(g))
+    assert not configs_alike(graph(1, num_configs=1))  # one config: nothing to compare
+    tile = TpuGraphData(config_feat=torch.zeros(3, 24), config_runtime=torch.tensor([1, 2, 3]))
+    assert configs_alike(tile)
+    tile.config_feat[2, 5] = 1.0
+    assert not configs_alike(tile)
+
+
+def test_train_step_counts_the_graphs_with_an_order_to_learn():
+    torch.manual_seed(0)
+    model = SAGE("layout", hidden_channels=8, num_layers=1, opcode_dim=4)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    same_runtime = graph(3)
+    same_runtime.config_runtime = torch.full((6,), 7)
+    cases = [
+        ([graph(1), graph(2)], 2),
+        ([graph(1), alike(graph(2))], 1),  # scored alike, whatever the runtimes
+        ([alike(graph(1)), same_runtime], 0),
+    ]
+    for graphs, expected in cases:
+        stats = train_step(step_runner(model), hinge, optimizer, [(g, 6) for g in graphs], "cpu")
+        assert stats.rankable == expected
+    # Alike configs get exactly equal scores: nothing but rounding in their loss's gradient.
+    with torch.no_grad():
+        scores = model(alike(graph(2)))
+    assert torch.equal(scores, scores[:1].expand_as(scores))

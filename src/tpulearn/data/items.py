@@ -151,3 +151,11 @@ def layout_item(
         num_nodes=record.num_nodes,
         stem=record.stem,
     )
+
+
+def configs_alike(data: TpuGraphData) -> bool:
+    """Whether an item's configs (two or more) all have the same config features (layout
+    ``node_config_feat``, tile ``config_feat``): a model scores them alike whatever their
+    measured runtimes, and a ranking loss then has no order to learn from them."""
+    feat = data.node_config_feat if "node_config_feat" in data else data.config_feat
+    return feat.shape[0] > 1 and bool((feat == feat[:1]).all())

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..data.items import configs_alike
 from ..metrics import kendall_tau, ordered_pair_accuracy
 from ..segments import GSTTrainer, StepModule
 from . import distributed as dist_utils
@@ -63,6 +64,9 @@ class StepStats:
         kendall_tau, opa: means over the batch's graphs of the Kendall tau and ordered
             pair accuracy of the step's scores (computed before the optimizer step); NaN
             when no graph has them defined (all runtimes equal, or non-finite scores).
+        rankable: the batch's graphs whose scores have an order to learn: two sampled
+            configs of different runtimes, and configs with different config features (a
+            graph measuring one config over and over has only the measurements' noise).
     """
 
     loss: float
@@ -70,6 +74,7 @@ class StepStats:
     grad_norm: float = math.nan
     kendall_tau: float = math.nan
     opa: float = math.nan
+    rankable: int = 0
 
 
 def rank_metrics(scores: torch.Tensor, runtime: torch.Tensor) -> tuple[float, float]:
@@ -119,8 +124,10 @@ def train_step(
     total, configs = 0.0, 0
     # Sums and counts of the graphs' tau and OPA (summed over processes like the loss).
     ranks = [0.0, 0, 0.0, 0]
+    rankable = 0
     ddp = isinstance(runner, torch.nn.parallel.DistributedDataParallel)
     for i, (data, num_configs) in enumerate(graphs):
+        alike = configs_alike(data)  # before the move: a device would sync on it
         data = data.to(device)
         last = i == len(graphs) - 1
         sync = runner.no_sync() if ddp and not last else contextlib.nullcontext()
@@ -132,10 +139,12 @@ def train_step(
             loss.backward()
         total += loss.item()
         configs += data.config_runtime.numel()
-        for j, value in enumerate(rank_metrics(scores, data.config_runtime)):
+        metrics = rank_metrics(scores, data.config_runtime)
+        for j, value in enumerate(metrics):
             if not math.isnan(value):
                 ranks[2 * j] += value
                 ranks[2 * j + 1] += 1
+        rankable += not (alike or math.isnan(metrics[1]))
     # The norm before clipping: what clipping reacts to, and what shows a diverging run.
     params = [p for p in runner.parameters() if p.grad is not None]
     if grad_clip:
@@ -143,11 +152,14 @@ def train_step(
     else:
         norm = torch.nn.utils.get_total_norm([p.grad for p in params])
     optimizer.step()
-    total, configs, *ranks = dist_utils.all_sum([total, configs, *ranks], world, device)
+    total, configs, rankable, *ranks = dist_utils.all_sum(
+        [total, configs, rankable, *ranks], world, device
+    )
     return StepStats(
         loss=total / world.size,
         configs=int(configs),
         grad_norm=norm.item(),
         kendall_tau=ranks[0] / ranks[1] if ranks[1] else math.nan,
         opa=ranks[2] / ranks[3] if ranks[3] else math.nan,
+        rankable=int(rankable),
     )
