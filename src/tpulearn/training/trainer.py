@@ -13,7 +13,6 @@ from pathlib import Path
 import torch
 
 from .._checks import check_choice, check_int, resolve_device
-from ..data.datasets import graphs_named
 from ..metrics import metric_names
 from ..segments import GSTSettings, gst_trainer
 from . import distributed as dist_utils
@@ -32,6 +31,7 @@ from .checkpoint import rng_state, set_rng_state
 from .interrupt import deferred_interrupt
 from .prefetch import Prefetcher
 from .progress import ProgressLog, max_rss_mb, wants_bar
+from .ranked import RankWatch
 from .schedule import BatchSchedule, num_shards
 from .scoring import PRECISIONS, validate
 from .state import RunState
@@ -259,24 +259,12 @@ class Trainer:
                     stop_if_asked()
                 # A resumed run that had stopped early stays stopped.
                 first = max_steps if self._stopped_early(run) else run.step
-                # Whether a step since `first` had a graph with an order to learn, and
-                # whether one had two runtimes at all (which error names the cause).
-                ranked = paired = False
+                watch = RankWatch(budget, train_set, getattr(data, "task", None), log)
                 for step in range(first, max_steps):
                     start = time.perf_counter()
                     graphs = loader.get(step, max_steps)
                     stats = self._step(runner, loss_fn, optimizer, train_set, graphs, step)
-                    ranked = ranked or stats.rankable > 0
-                    paired = paired or not math.isnan(stats.opa)
-                    if not ranked:
-                        ranked = self._check_ranked(
-                            step + 1 - first,
-                            budget,
-                            train_set,
-                            paired,
-                            getattr(data, "task", None),
-                            log,
-                        )
+                    watch.after(stats)
                     if scheduler is not None:
                         scheduler.step()
                     if run.ema is not None:
@@ -358,45 +346,6 @@ class Trainer:
         if not math.isfinite(stats.loss):
             raise FloatingPointError(f"non-finite training loss at step {step + 1}")
         return stats
-
-    @staticmethod
-    def _check_ranked(steps: int, budget, train_set, paired: bool, task, log) -> bool:
-        """After an epoch of steps with nothing to rank in any of them, raise or warn.
-
-        Raise when every graph's sampled configs had one runtime, or (``paired``: some had
-        two) one set of layout config features: those are one config measured again and
-        again, and more steps do not change that. Tile config features can leave configs of
-        different runtimes alike (the bundled train kernel's two configs have all-zero
-        features): warn once, train on. Returns whether the check is done (it warned)."""
-        if steps < math.ceil(budget.steps_per_epoch):
-            return False
-        folder = getattr(train_set, "folder", "the train split")
-        if not paired:
-            named = getattr(train_set, "too_few_distinct", [])
-            raise ValueError(
-                f"nothing to rank in {folder}: none of the {steps} steps of an epoch "
-                f"({len(train_set)} train graph(s)) sampled two configs of different runtimes"
-                + (f": {graphs_named(named)}" if named else "")
-            )
-        # A model scores alike configs alike: the ranking loss's gradient is then rounding
-        # noise, which Adam scales to full-size steps.
-        alike = (
-            f"in each step of an epoch ({steps} step(s), {len(train_set)} train graph(s)) "
-            "every graph's sampled configs had the same config features"
-        )
-        if task == "layout":
-            raise ValueError(
-                f"nothing to rank in {folder}: {alike}, their runtimes differing only by "
-                "measurement noise; data.dedup=mean trains each distinct config once, at the "
-                "mean of its measurements, and names the graphs that measure one config over "
-                "and over"
-            )
-        log.write(
-            f"warning: nothing to rank in {folder}: {alike}; a model scores them alike, so "
-            "there is no order to learn from them (tile config features do not tell every "
-            "config apart)"
-        )
-        return True
 
     def _validate_and_save(self, run, valid_set, loss_fn, loss: float, ckpt: dict, log) -> bool:
         """Validate at ``run.step``, checkpoint ``last`` (and ``best`` on a gain); True when

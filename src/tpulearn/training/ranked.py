@@ -1,0 +1,76 @@
+"""Whether a run's steps have anything to rank: a train split that cannot teach an order
+stops the run after an epoch, instead of spending its budget."""
+
+from __future__ import annotations
+
+import math
+
+from ..data.datasets import graphs_named
+from .step import StepStats
+
+
+class RankWatch:
+    """Watches the steps since a run (re)started until one had a graph with an order to
+    learn (:attr:`StepStats.rankable`); after an epoch of steps without one, raises or
+    warns.
+
+    It raises when every graph's sampled configs had one runtime, or (some had two) one set
+    of layout config features: those are one config measured again and again, and more
+    steps do not change that. Tile config features can leave configs of different runtimes
+    alike (the bundled train kernel's two configs have all-zero features): it warns once
+    and the run trains on.
+
+    Args:
+        budget: the run's :class:`~.budget.StepBudget` (its steps per epoch).
+        train_set: the train dataset (its ``folder`` and ``too_few_distinct`` name the cause).
+        task: ``"layout"`` or ``"tile"`` (``None``: unknown, warn).
+        log: the run's :class:`~.progress.ProgressLog` (the warning's line).
+    """
+
+    def __init__(self, budget, train_set, task: str | None, log):
+        self.epoch = math.ceil(budget.steps_per_epoch)
+        self.train_set, self.task, self.log = train_set, task, log
+        self.steps = 0
+        self.paired = False  # whether a step had two runtimes at all
+        self.done = False
+
+    def after(self, stats: StepStats) -> None:
+        """Count one step; raise (or warn) when it ends an epoch with nothing to rank."""
+        if self.done:
+            return
+        self.steps += 1
+        self.paired = self.paired or not math.isnan(stats.opa)
+        if stats.rankable > 0:
+            self.done = True
+        elif self.steps >= self.epoch:
+            self._nothing_to_rank()
+            self.done = True
+
+    def _nothing_to_rank(self) -> None:
+        steps, graphs = self.steps, len(self.train_set)
+        folder = getattr(self.train_set, "folder", "the train split")
+        if not self.paired:
+            named = getattr(self.train_set, "too_few_distinct", [])
+            raise ValueError(
+                f"nothing to rank in {folder}: none of the {steps} steps of an epoch "
+                f"({graphs} train graph(s)) sampled two configs of different runtimes"
+                + (f": {graphs_named(named)}" if named else "")
+            )
+        # A model scores alike configs alike: the ranking loss's gradient is then rounding
+        # noise, which Adam scales to full-size steps.
+        alike = (
+            f"in each step of an epoch ({steps} step(s), {graphs} train graph(s)) every "
+            "graph's sampled configs had the same config features"
+        )
+        if self.task == "layout":
+            raise ValueError(
+                f"nothing to rank in {folder}: {alike}, their runtimes differing only by "
+                "measurement noise; data.dedup=mean trains each distinct config once, at the "
+                "mean of its measurements, and names the graphs that measure one config over "
+                "and over"
+            )
+        self.log.write(
+            f"warning: nothing to rank in {folder}: {alike}; a model scores them alike, so "
+            "there is no order to learn from them (tile config features do not tell every "
+            "config apart)"
+        )
