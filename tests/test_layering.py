@@ -3,7 +3,8 @@
 The layers, lowest first (a module may import from its own layer and any below it):
 
 0. base: ``tpulearn.data``, ``tpulearn.metrics``, ``tpulearn.losses``, ``tpulearn.graph``,
-   ``tpulearn._checks`` (argument checks), ``tpulearn.configs`` (YAML files only),
+   ``tpulearn._checks`` (argument checks), ``tpulearn._pipes`` (commands' closed stdout),
+   ``tpulearn.configs`` (YAML files only),
    ``tpulearn.combine`` (ensemble score arithmetic, numpy only) and the package root
    ``tpulearn``;
 1. ``tpulearn.models``;
@@ -37,6 +38,7 @@ LAYERS = (
         "tpulearn.losses",
         "tpulearn.graph",
         "tpulearn._checks",
+        "tpulearn._pipes",
         "tpulearn.configs",
         "tpulearn.combine",
     ),

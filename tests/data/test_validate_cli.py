@@ -1,6 +1,9 @@
 """``python -m tpulearn.data ROOT``: one pass names every broken file of a data root."""
 
+import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -71,3 +74,46 @@ def test_the_bundled_sample_is_checked_by_default_or_named_as_data_root_names_it
     out, _ = capsys.readouterr()
     assert out.startswith(f"data root: {sample_root()} (bundled TpuGraphs sample)\n")
     assert out.rstrip().endswith("all files valid")
+
+
+def test_a_reader_closing_stdout_early_ends_the_command_without_a_traceback(monkeypatch):
+    # `python -m tpulearn.data ROOT | head -1` once ended in a BrokenPipeError traceback.
+    from tpulearn import _pipes
+
+    class ClosedPipe:
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            pass
+
+        def fileno(self):
+            return 1
+
+    redirected = []
+
+    def dup2(fd, to):
+        redirected.append(to)
+        os.close(fd)
+
+    monkeypatch.setattr(_pipes.os, "dup2", dup2)
+    monkeypatch.setattr("sys.stdout", ClosedPipe())
+    assert main(["sample", "--no-progress"]) == _pipes.CLOSED_PIPE == 141
+    assert redirected == [1]  # stdout now points where the exit's flush cannot fail
+
+
+@pytest.mark.slow
+def test_the_command_behind_a_closed_pipe_exits_141_quietly():
+    read, write = os.pipe()
+    os.close(read)  # every write to the pipe fails, as after `| head` has exited
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "tpulearn.data", "sample", "--no-progress"],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write)
+    assert proc.returncode == 141 and proc.stderr == ""

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from .._pipes import closed_pipe_exits
 from .io import read_layout, read_tile
 from .sample import root_path, sample_root
 from .schema import COLLECTIONS, SPLITS, TpuGraphsFormatError, collection_dir, root_above
@@ -58,6 +59,7 @@ def summarise(root: Path, progress: bool = True, problems: list[str] | None = No
     return lines
 
 
+@closed_pipe_exits
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tpulearn.data", description=__doc__)
     parser.add_argument(

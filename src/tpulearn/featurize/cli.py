@@ -18,6 +18,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from .._pipes import closed_pipe_exits
 from ..data.io import read_layout, read_tile
 from ..data.schema import TpuGraphsFormatError
 from .records import featurize, write_npz
@@ -47,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+@closed_pipe_exits
 def main(argv: list[str] | None = None) -> int:
     """Run the command; returns the exit status."""
     args = _parser().parse_args(argv)

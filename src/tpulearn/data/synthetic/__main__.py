@@ -19,11 +19,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..._pipes import closed_pipe_exits
 from ..schema import COLLECTIONS, parse_collection
 from .families import LAYOUT_FAMILIES, TILE_FAMILIES
 from .writer import check_sizes, write_layout_collection, write_tile_collection
 
 
+@closed_pipe_exits
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tpulearn.data.synthetic", description=__doc__)
     parser.add_argument("root", type=Path)
