@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -96,7 +97,9 @@ def test_a_reader_closing_stdout_early_ends_the_command_without_a_traceback(monk
         redirected.append(to)
         os.close(fd)
 
-    monkeypatch.setattr(_pipes.os, "dup2", dup2)
+    # Only _pipes' view of os: pytest's own capture moves file descriptors with os.dup2.
+    fake_os = SimpleNamespace(open=os.open, devnull=os.devnull, O_WRONLY=os.O_WRONLY, dup2=dup2)
+    monkeypatch.setattr(_pipes, "os", fake_os)
     monkeypatch.setattr("sys.stdout", ClosedPipe())
     assert main(["sample", "--no-progress"]) == _pipes.CLOSED_PIPE == 141
     assert redirected == [1]  # stdout now points where the exit's flush cannot fail
