@@ -52,12 +52,10 @@ def test_an_epoch_of_one_runtime_raises_whatever_the_task():
             w.after(ONE_RUNTIME)
 
 
-def test_alike_configs_raise_for_layout_and_warn_once_for_tile():
-    w, _ = watch("layout")
-    w.after(ONE_RUNTIME)
-    with pytest.raises(ValueError, match="had the same config features, their runtimes"):
-        w.after(TWO_RUNTIMES)
-    w, log = watch("tile")
-    for _ in range(6):
-        w.after(TWO_RUNTIMES)
-    assert len(log.lines) == 1 and log.lines[0].startswith("warning: nothing to rank in ROOT")
+def test_alike_configs_warn_once_with_each_task_s_advice():
+    for task, advice in (("layout", "data.dedup=mean"), ("tile", "tile config features")):
+        w, log = watch(task)
+        for _ in range(6):
+            w.after(TWO_RUNTIMES)
+        assert len(log.lines) == 1 and log.lines[0].startswith("warning: nothing to rank in ROOT")
+        assert "(2 step(s), 3 train graph(s))" in log.lines[0] and advice in log.lines[0]
