@@ -1,7 +1,8 @@
 """The training loop: plain objects in, metrics out. It reads top to bottom; the parts it
 calls live beside it: the graph order (:mod:`.schedule`), one step (:mod:`.step`), the
 run state and its checkpoints (:mod:`.state`), progress and TensorBoard
-(:mod:`.progress`), and graph segment training (:mod:`tpulearn.segments.loop`)."""
+(:mod:`.progress`), the check that the steps have an order to learn (:mod:`.ranked`), and
+graph segment training (:mod:`tpulearn.segments.loop`)."""
 
 from __future__ import annotations
 
