@@ -108,6 +108,23 @@ def test_a_folder_without_a_checkpoint_is_called_a_folder(tmp_path, monkeypatch,
     assert code == 2 and "is a folder" in one_error_line(err)
 
 
+def test_a_multirun_folder_says_how_to_ensemble_its_runs(tmp_path, monkeypatch, capsys):
+    # `python train.py -m trainer.seed=0,1,...` leaves multirun/<date>/<time>/<job>/.
+    for job in ("10", "2", "0", "notes"):
+        (tmp_path / job / "checkpoints").mkdir(parents=True)
+    for job in ("10", "2", "0"):
+        (tmp_path / job / "checkpoints" / "best.pt").write_bytes(b"")
+    expected = (
+        f"; it holds 3 training run(s), as a multirun folder does: "
+        f"ckpt=[{tmp_path}/0,{tmp_path}/2,{tmp_path}/10] scores them as an ensemble"
+    )
+    with pytest.raises(FileNotFoundError) as info:
+        Predictor.from_checkpoint(tmp_path)
+    assert str(info.value).endswith(expected)
+    code, _, err = evaluate_cli(monkeypatch, capsys, f"ckpt={tmp_path}")
+    assert code == 2 and one_error_line(err).endswith(expected)
+
+
 def test_a_file_of_the_other_task_names_both_tasks(run):
     layout = Predictor.from_checkpoint(run)
     with pytest.raises(

@@ -55,7 +55,20 @@ def checkpoint_file(path: str | Path) -> Path:
             return candidate
     raise FileNotFoundError(
         f"checkpoint {path} is a folder without checkpoints/best.pt: pass a checkpoint "
-        "file or the folder of a training run"
+        "file or the folder of a training run" + _runs_inside(path)
+    )
+
+
+def _runs_inside(folder: Path, listed: int = 10) -> str:
+    """What to pass for the training runs a folder holds (a Hydra multirun's jobs), or ""."""
+    runs = [p for p in folder.iterdir() if (p / "checkpoints" / "best.pt").is_file()]
+    if not runs:
+        return ""
+    runs.sort(key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
+    items = ",".join(str(p) for p in runs[:listed]) + (",..." if len(runs) > listed else "")
+    return (
+        f"; it holds {len(runs)} training run(s), as a multirun folder does: "
+        f"ckpt=[{items}] scores them as an ensemble"
     )
 
 
