@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from .._pipes import closed_pipe_exits
 from .io import read_layout, read_tile
-from .sample import root_path, sample_root
+from .sample import is_sample_root, root_path
 from .schema import COLLECTIONS, SPLITS, TpuGraphsFormatError, collection_dir, root_above
 
 
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     root = root_path(args.root)
-    bundled = root == sample_root()
+    bundled = is_sample_root(root)
     print(f"data root: {root}" + (" (bundled TpuGraphs sample)" if bundled else ""))
     if not root.is_dir():
         why = "is not a folder" if root.exists() else "does not exist"

@@ -15,7 +15,7 @@ from ..graph import ConfigContext
 from .config_cache import config_feat_nbytes
 from .datasets import LayoutDataset, TileDataset, split_files
 from .features import FeatureNormalizer
-from .sample import eval_indices_path, root_path, sample_root
+from .sample import eval_indices_path, is_sample_root, root_path
 from .sampling import (
     DEDUP_MODES,
     AllConfigsSampler,
@@ -49,7 +49,7 @@ def data_root_folder(root: str | Path | None) -> Path:
             "for the bundled files); the full-dataset configs also read TPUGRAPHS_ROOT"
         )
     root = root_path(root)
-    if root == sample_root():
+    if is_sample_root(root):
         return root
     if not root.is_dir():
         raise FileNotFoundError(
@@ -192,7 +192,7 @@ class CollectionData:
             raise ValueError(f"data.extra_train names a collection twice: {self.extra_train}")
         self.collection, self.task = collection, task
         self.root = data_root_folder(root)
-        self.is_sample = self.root == sample_root()
+        self.is_sample = is_sample_root(self.root)
         self.configs_per_graph, self.sampler = configs_per_graph, sampler
         self.valid_indices, self.normalize, self.log_features = (
             valid_indices,

@@ -30,7 +30,7 @@ from .io import (
     read_tile,
 )
 from .items import TpuGraphData, layout_item, tile_item
-from .sample import sample_root
+from .sample import is_sample_root
 from .sampling import (
     DEDUP_MODES,
     ConfigSampler,
@@ -50,7 +50,7 @@ def _missing_hint(root: str | Path, collection: str) -> str:
     """How to get a split that is not there: download it into ``root``, or, where
     ``root`` is the bundled sample (read-only, a few files), into a root of one's own."""
     name = download_name(collection)
-    if Path(root).resolve() != sample_root().resolve():
+    if not is_sample_root(root):
         return DOWNLOAD_HINT.format(name=name, root=root)
     held = [s for s in SPLITS if any(collection_dir(root, collection, s).glob("*.npz"))]
     return (

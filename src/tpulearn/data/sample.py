@@ -30,6 +30,11 @@ def root_path(root: str | os.PathLike | None) -> Path:
     return Path(os.path.expanduser(str(root)))
 
 
+def is_sample_root(root: str | os.PathLike) -> bool:
+    """Whether a data root is the bundled sample's folder, however it is spelt."""
+    return Path(os.path.expanduser(str(root))).resolve() == _SAMPLE
+
+
 def eval_indices_path(collection: str, root: str | Path | None = None) -> Path:
     """Path of the official fixed validation indices of a layout collection.
 
