@@ -123,11 +123,15 @@ LAYOUT = "layout:xla:random"
 # were measured on it).
 # The recipe's earlier states train every config row, as they did before its data.dedup
 # (no collection here repeats a config, so they train alike either way).
-_LAYOUT_FAST_BEFORE = ["experiment=layout_fast", "data.dedup=false"]
+# They and the recipe before its patience of 12 validations stop after 6.
+_LAYOUT_FAST_P6 = ["experiment=layout_fast", "trainer.patience=6"]
+_LAYOUT_FAST_BEFORE = [*_LAYOUT_FAST_P6, "data.dedup=false"]
 _LAYOUT_FAST_STATE = [*_LAYOUT_FAST_BEFORE, "model.attn_gate=state", "trainer.union_prob=0"]
 LAYOUT_RECIPES = {
     "defaults": [],
     "layout_fast": ["experiment=layout_fast"],
+    # The recipe before its patience of 12 validations (trainer.patience=12).
+    "layout_fast_patience6": [*_LAYOUT_FAST_P6],
     # The recipe before its config-free attn gate: the gate reads each node's vector in
     # each config. The variants below are of this recipe (measured before the gate).
     "layout_fast_state": [*_LAYOUT_FAST_STATE],

@@ -457,7 +457,7 @@ def test_a_derived_budget_resumes_to_the_same_final_step(tmp_path, synthetic_roo
 def test_layout_fast_brings_its_own_epoch_budget_on_every_layout_collection(data):
     cfg = compose_config(overrides=["experiment=layout_fast", f"data={data}"])
     trainer = cfg.trainer
-    assert (trainer.max_steps, trainer.max_epochs, trainer.patience) == (None, 150, 6)
+    assert (trainer.max_steps, trainer.max_epochs, trainer.patience) == (None, 150, 12)
     assert trainer.val_every == "5 epochs" and trainer.select_metric == "kendall_tau"
     assert trainer.min_epoch_graphs == 8
     assert cfg.model.layout_shape is True and trainer.ema_decay == 0.99
