@@ -49,8 +49,6 @@ def data_root_folder(root: str | Path | None) -> Path:
             "for the bundled files); the full-dataset configs also read TPUGRAPHS_ROOT"
         )
     root = root_path(root)
-    if is_sample_root(root):
-        return root
     if not root.is_dir():
         raise FileNotFoundError(
             f"data root {root} does not exist; pass data.root=DIR or set TPUGRAPHS_ROOT, "
