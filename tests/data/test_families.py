@@ -325,6 +325,31 @@ def test_cli_config_seed_is_the_writer_s(tmp_path):
         assert not np.array_equal(a["config_runtime"], c["config_runtime"])
 
 
+@pytest.mark.parametrize("collection", ["layout:xla:random", "tile"])
+def test_cli_labelled_test_is_the_writer_s(tmp_path, collection):
+    # Test graphs with runtimes: graphs no run trained on or selected a checkpoint on.
+    args = ["--collections", collection, "--train", "0", "--valid", "0"]
+    args += ["--test", "2", "--nodes", "30", "40", "--configs", "5", "8"]
+    assert main([str(tmp_path / "cli"), *args, "--labelled-test"]) == 0
+    assert main([str(tmp_path / "plain"), *args]) == 0
+    write = write_tile_collection if collection == "tile" else write_layout_collection
+    expected = write(
+        tmp_path / "api",
+        num_graphs={"train": 0, "valid": 0, "test": 2},
+        nodes=(30, 40),
+        configs=(5, 8),
+        labelled_test=True,
+    )
+    assert len(expected) == 2
+    for path in expected:
+        rel = path.relative_to(tmp_path / "api")
+        with np.load(path) as a, np.load(tmp_path / "cli" / rel) as b:
+            assert all(np.array_equal(a[k], b[k]) for k in a.files)
+            assert (a["config_runtime"] > 0).all()
+        with np.load(tmp_path / "plain" / rel) as c:
+            assert not c["config_runtime"].any()
+
+
 def test_cli_tile_family_and_default_noise(tmp_path):
     root = tmp_path / "t"
     assert main([str(root), "--collections", "tile", "--tile-family", "tile_spill"]) == 0

@@ -6,10 +6,15 @@
     python -m tpulearn.data.synthetic /tmp/syn --family roofline --noise 0.05
     python -m tpulearn.data.synthetic /tmp/fresh --family roofline --config-seed 1 \
         --valid 0 --test 0     # the same train graphs, other configs
+    python -m tpulearn.data.synthetic /tmp/unseen --family roofline --train 0 --valid 0 \
+        --test 16 --labelled-test    # new graphs to score a trained run on (split=test)
 
 ``--family`` picks the layout cost model and ``--tile-family`` the tile one (see
 :mod:`tpulearn.data.synthetic.families`); ``--noise`` overrides the family's default
 noise. Without a family the original models and their small legacy noise are used.
+``--labelled-test`` keeps the test files' runtimes (the release's test files have none):
+graphs of the same seed and family that no run trained on or selected its checkpoint on,
+``python evaluate.py ckpt=RUN data.root=/tmp/unseen split=test``.
 
 Then ``python train.py data=synthetic data.root=/tmp/syn``.
 """
@@ -70,6 +75,11 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="layout: the same graphs with another draw of configs and noise",
     )
+    parser.add_argument(
+        "--labelled-test",
+        action="store_true",
+        help="write the test files with their runtimes (default: unlabelled, as released)",
+    )
     args = parser.parse_args(argv)
     if args.noise is not None and args.noise < 0:
         parser.error(f"--noise must be >= 0, got {args.noise}")
@@ -98,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                 seed=args.seed,
                 family=args.tile_family,
                 noise=args.noise,
+                labelled_test=args.labelled_test,
                 **sizes,
             )
         else:
@@ -110,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                 family=args.family,
                 noise=args.noise,
                 config_seed=args.config_seed,
+                labelled_test=args.labelled_test,
                 **sizes,
             )
         print(f"{name}: {len(files)} files under {args.root / 'npz'}")
