@@ -13,7 +13,11 @@ of its own (wall time and peak RSS are that process's). Reported per family and 
 validation Kendall tau over every config of the valid graphs (the best checkpoint, chosen
 by the recipe's selection metric), mean +- std over seeds; the ensemble of the seeds'
 best checkpoints (mean rank per graph); and the family's oracle: its noise-free cost
-ranked against the noisy runtimes, the ceiling a perfect model reaches.
+ranked against the noisy runtimes, the ceiling a perfect model reaches. The valid graphs
+also choose each run's checkpoint, so the same checkpoints, their ensemble and the oracle
+are scored again on the collection's test split: 16 labelled graphs that neither training
+nor checkpoint selection sees, written to a root of their own
+(``<work>/data/layout-<family>-heldout``) that no run reads.
 
 Tile: the tile recipe on each tile family; top-1/5/10 error, per seed and of the seeds'
 ensemble, against the oracle's (a model that knows the cost function). Real: the quick
@@ -198,7 +202,16 @@ TILE_RECIPES = {
 # that the whole table runs in under an hour on 2 cores.
 SIZES = {
     "full": {
-        "layout": {"train": 12, "valid": 4, "nodes": (800, 1200), "configs": (200, 200)},
+        # Test: 16 labelled graphs that neither training nor checkpoint selection sees, in
+        # a root of their own (write_heldout): the valid graphs select each run's checkpoint,
+        # so their tau flatters it; these do not.
+        "layout": {
+            "train": 12,
+            "valid": 4,
+            "test": 16,
+            "nodes": (800, 1200),
+            "configs": (200, 200),
+        },
         # Valid as large as the release's (~680 kernels): on 50, top-5 errors of ~0.001 are
         # a handful of kernels and select checkpoints by noise. Test: labelled kernels that
         # neither training nor checkpoint selection sees. Train: 1,600 kernels, over a
@@ -209,10 +222,16 @@ SIZES = {
     # --heldout-shape: the layout collections at the held-out collection's own shape (about
     # 3x the table's time a run); tile as in "full".
     "heldout": {
-        "layout": {"train": 16, "valid": 4, "nodes": (1400, 1600), "configs": (300, 300)},
+        "layout": {
+            "train": 16,
+            "valid": 4,
+            "test": 16,
+            "nodes": (1400, 1600),
+            "configs": (300, 300),
+        },
     },
     "quick": {
-        "layout": {"train": 2, "valid": 2, "nodes": (60, 90), "configs": (20, 30)},
+        "layout": {"train": 2, "valid": 2, "test": 2, "nodes": (60, 90), "configs": (20, 30)},
         "tile": {"train": 6, "valid": 3, "test": 4, "nodes": (5, 10), "configs": (8, 12)},
     },
 }
@@ -221,6 +240,8 @@ RECIPES = {"layout": LAYOUT_RECIPES, "tile": TILE_RECIPES, "real": REAL_RECIPES}
 QUICK_OVERRIDES = ["trainer.max_steps=4", "trainer.max_epochs=null", "trainer.val_every=2"]
 # The tile table's errors: the official top-K metric at K = 1, 5, 10.
 ERRORS = ("top1_error", "top5_error", "top10_error")
+# A row's numbers on its collection's test split (recipe_row).
+HELD_OUT = {"test", "test_ensemble"}
 # + family index: data nobody tuned a setting on. --data-seed writes other collections of
 # the same shape, to try a change on before it meets the table's.
 DATA_SEED = 2026
@@ -229,9 +250,34 @@ DATA_SEED = 2026
 def write_data(
     work: Path, task: str, family: str, index: int, size: dict, data_seed: int = DATA_SEED
 ) -> Path:
-    root = work / "data" / f"{task}-{family}"
+    """The collection the runs of ``task`` on ``family`` train and select on, its root.
+
+    Tile's labelled test kernels are written beside them; layout's test graphs are not
+    (:func:`write_heldout`), so the root's ``written.json``, which a run is read back on,
+    names only what the runs read.
+    """
+    if task == "layout":
+        size = {k: v for k, v in size.items() if k != "test"}
+    return _write(work / "data" / f"{task}-{family}", task, family, data_seed + index, size)
+
+
+def write_heldout(
+    work: Path, family: str, index: int, size: dict, data_seed: int = DATA_SEED
+) -> Path | None:
+    """The layout collection's labelled test graphs in a root of their own (None without
+    any): the graphs its test split holds (a graph depends only on the data seed, its split
+    and its index), where no run, which reads ``data.root``, can see them."""
+    if not size.get("test"):
+        return None
+    held_out = {**size, "train": 0, "valid": 0}
+    root = work / "data" / f"layout-{family}-heldout"
+    return _write(root, "layout", family, data_seed + index, held_out)
+
+
+def _write(root: Path, task: str, family: str, seed: int, size: dict) -> Path:
+    """Write ``family``'s collection of ``size`` at ``root`` from ``seed`` unless its
+    ``written.json`` says it holds it already; test files are labelled."""
     marker = root / "written.json"
-    seed = data_seed + index
     wanted = {"family": family, "seed": seed, **size}
     if marker.exists() and json.loads(marker.read_text()) == json.loads(json.dumps(wanted)):
         return root
@@ -539,12 +585,21 @@ def keep_previous(
     old_meta = old["meta"]
     measured = {"command": old_meta.get("command"), "started": old_meta.get("started")}
 
-    def same_sizes(task: str) -> bool:
-        old_sizes = old_meta.get("sizes", {}).get(task)
-        return json.loads(json.dumps(old_sizes)) == json.loads(json.dumps(sizes.get(task)))
+    def split_sizes(table_sizes: dict, task: str) -> tuple[dict, int]:
+        """A task's sizes apart from its test split's, and that split's count."""
+        task_sizes = dict(json.loads(json.dumps(table_sizes.get(task) or {})))
+        return task_sizes, task_sizes.pop("test", 0)
 
     sizes = results["meta"]["sizes"]
-    sized = {task: same_sizes(task) for task in ("layout", "tile")}
+    sized, same_test = {}, {}
+    for task in ("layout", "tile"):
+        (old_sizes, old_test), (new_sizes, new_test) = (
+            split_sizes(old_meta.get("sizes", {}), task),
+            split_sizes(sizes, task),
+        )
+        # The runs read train and valid alone: a row measured on other test graphs is
+        # kept without its numbers on them.
+        sized[task], same_test[task] = old_sizes == new_sizes, old_test == new_test
 
     def keep(name: str, row: dict, current: list[str] | None, task: str) -> bool:
         if current is None:
@@ -563,6 +618,10 @@ def keep_previous(
             # Other overrides that compose the config it was measured with.
             log(f"  kept: {name} (its overrides now spell the config it was measured with)")
             row["overrides"] = list(current)
+        if not same_test.get(task, True) and HELD_OUT.intersection(row):
+            log(f"  kept without its test-split numbers: {name} (measured on other test graphs)")
+            for key in HELD_OUT:
+                row.pop(key, None)
         if "overrides" not in row:
             log(f"  kept by name: {name} (measured before overrides were recorded)")
         elif "config" not in row:
@@ -580,6 +639,8 @@ def keep_previous(
                 if keep(f"{task} {family} {recipe}", row, known.get(recipe), task):
                     if new is None:  # the family's oracles, without its rows
                         new = results[task][family] = {**entry, "recipes": {}}
+                        if not same_test[task]:
+                            new.pop("test_oracle", None)
                     new["recipes"][recipe] = row
         # Families and recipes in the order the script defines them.
         order = list(LAYOUT_FAMILIES if task == "layout" else TILE_FAMILIES)
@@ -705,21 +766,26 @@ def log(line: str) -> None:
 
 def plan(
     args: argparse.Namespace, recipes: dict, size: dict, extra: list[str]
-) -> tuple[list, dict, dict]:
+) -> tuple[list, dict, dict, dict]:
     """The runs of this call, the data written first, in order.
 
     Returns:
         ``jobs``: ``(key, run folder name, overrides, data)`` per run, keyed ``(task,
         family, recipe, seed)``; ``roots``: each synthetic collection's data root by
-        ``(task, family)``; ``chosen``: the recipes that run, by task.
+        ``(task, family)``; ``tests``: the root holding its labelled test split, where it
+        has one (tile: the same root; layout: :func:`write_heldout`'s); ``chosen``: the
+        recipes that run, by task.
     """
     chosen = {task: [r for r in args.recipes if r in recipes[task]] for task in recipes}
-    jobs, roots = [], {}
+    jobs, roots, tests = [], {}, {}
     for family in args.families if chosen["layout"] else []:
         index = list(LAYOUT_FAMILIES).index(family)  # the data seed follows the family
         root = roots["layout", family] = write_data(
             args.work, "layout", family, index, size["layout"], args.data_seed
         )
+        held_out = write_heldout(args.work, family, index, size["layout"], args.data_seed)
+        if held_out is not None:
+            tests["layout", family] = held_out
         data = written(root)
         for recipe, seed in itertools.product(chosen["layout"], args.seeds):
             overrides = run_overrides("layout", recipes["layout"][recipe], root, seed, extra)
@@ -730,6 +796,8 @@ def plan(
         root = roots["tile", family] = write_data(
             args.work, "tile", family, index, size["tile"], args.data_seed
         )
+        if size["tile"].get("test"):
+            tests["tile", family] = root
         data = written(root)
         for recipe, seed in itertools.product(chosen["tile"], args.seeds):
             overrides = run_overrides("tile", TILE_RECIPES[recipe], root, seed, extra)
@@ -744,7 +812,7 @@ def plan(
         name = f"{recipe}-swapped-{seed}"
         overrides = [*overrides, f"data.root={swapped}"]
         jobs.append((("real", "swapped", recipe, seed), name, overrides, {"swapped": REAL_SWAPPED}))
-    return jobs, roots, chosen
+    return jobs, roots, tests, chosen
 
 
 def run_all(jobs: list, args: argparse.Namespace, call: dict) -> tuple[dict, int]:
@@ -769,11 +837,17 @@ def run_all(jobs: list, args: argparse.Namespace, call: dict) -> tuple[dict, int
 
 
 def recipe_row(
-    task: str, family: str, recipe: str, root: Path, rows: list[dict], args, size: dict
+    task: str,
+    family: str,
+    recipe: str,
+    root: Path,
+    rows: list[dict],
+    args,
+    test_root: Path | None = None,
 ) -> dict:
     """A synthetic collection's row of one recipe: its seeds' metrics (``rows``), their
-    spread, and the ensemble of their best checkpoints (on the test kernels too, where the
-    tile collections have them)."""
+    spread, and the ensemble of their best checkpoints; the same on the labelled test split
+    at ``test_root``, where the collection has one."""
     work, seeds = args.work, args.seeds
     collection = LAYOUT if task == "layout" else "tile:xla"
     summary = {
@@ -790,17 +864,19 @@ def recipe_row(
         summary["tau"] = summarise([r["best"]["kendall_tau"] for r in rows])
         summary["ensemble_tau"] = ensemble and ensemble["kendall_tau"]
         summary["best_member_tau"] = max(summary["tau"]["values"])
-        return summary
-    for k in ERRORS:
-        summary[k] = summarise([r["best"][k] for r in rows])
-    summary["ensemble"] = ensemble and {k: ensemble[k] for k in ERRORS}
-    if size["tile"].get("test"):
-        # The same checkpoints on the held-out test kernels.
-        tests = [ensemble_metrics(root, collection, [r], "test") for r in runs]
-        summary["test"] = {k: summarise([t[k] for t in tests]) for k in ERRORS}
+    else:
+        for k in ERRORS:
+            summary[k] = summarise([r["best"][k] for r in rows])
+        summary["ensemble"] = ensemble and {k: ensemble[k] for k in ERRORS}
+    if test_root is not None:
+        # The same checkpoints on the test split, which neither training nor checkpoint
+        # selection saw.
+        metrics = ("kendall_tau",) if task == "layout" else ERRORS
+        tests = [ensemble_metrics(test_root, collection, [r], "test") for r in runs]
+        summary["test"] = {k: summarise([t[k] for t in tests]) for k in metrics}
         if len(runs) > 1:
-            ens = ensemble_metrics(root, collection, runs, "test")
-            summary["test_ensemble"] = {k: ens[k] for k in ERRORS}
+            ens = ensemble_metrics(test_root, collection, runs, "test")
+            summary["test_ensemble"] = {k: ens[k] for k in metrics}
     return summary
 
 
@@ -842,7 +918,7 @@ def build(argv: list[str] | None) -> int:
         # Sizes are checked per task, row by row (keep_previous).
         measured_as = {"seeds": args.seeds, "jobs": args.jobs, "data_seed": args.data_seed}
         previous = read_previous(args.out.with_suffix(".json"), measured_as)
-    jobs, roots, chosen = plan(args, recipes, size, extra)
+    jobs, roots, tests, chosen = plan(args, recipes, size, extra)
     done, threads = run_all(jobs, args, call)
 
     # Each recipe's config key, composed once (a layout recipe's rows share it).
@@ -855,11 +931,12 @@ def build(argv: list[str] | None) -> int:
     for (task, family), root in roots.items():
         collection = LAYOUT if task == "layout" else "tile:xla"
         entry = {"oracle": oracle_metrics(root, collection, "valid"), "recipes": {}}
-        if task == "tile" and size["tile"].get("test"):
-            entry["test_oracle"] = oracle_metrics(root, collection, "test")
+        test_root = tests.get((task, family))
+        if test_root is not None:
+            entry["test_oracle"] = oracle_metrics(test_root, collection, "test")
         for recipe in chosen[task]:
             rows = [done[task, family, recipe, seed] for seed in args.seeds]
-            row = recipe_row(task, family, recipe, root, rows, args, size)
+            row = recipe_row(task, family, recipe, root, rows, args, test_root)
             entry["recipes"][recipe] = {
                 "overrides": recipes[task][recipe],
                 "config": config_keys[task, recipe],
@@ -966,6 +1043,56 @@ def tile_cells(errors: dict, ensemble: dict | None, oracle: dict) -> str:
     )
 
 
+def layout_held_out_lines(results: dict) -> list[str]:
+    """The layout table's rows on the collections' test graphs (none without any)."""
+    tested = [
+        (family, entry, recipe, r)
+        for family, entry in results["layout"].items()
+        for recipe, r in entry["recipes"].items()
+        if "test" in r and "test_oracle" in entry
+    ]
+    if not tested:
+        return []
+    untested = [
+        f"{family} {recipe}"
+        for family, entry in results["layout"].items()
+        for recipe, r in entry["recipes"].items()
+        if "test" not in r
+    ]
+    test = results["meta"]["sizes"]["layout"]["test"]
+    lines = [
+        "",
+        f"Layout, held out: the same checkpoints on {test} more labelled graphs of each "
+        "collection (its test split, written where no run reads) that neither training nor "
+        "checkpoint selection saw. Valid tau also chose each checkpoint; this one did not. "
+        "best seed: the seed best here; ensemble - best seed: what the seeds' ensemble adds "
+        "to it.",
+        *(
+            [
+                "Rows without numbers here (measured before the table had them, or on other "
+                f"test graphs): {', '.join(untested)}."
+            ]
+            if untested
+            else []
+        ),
+        "",
+        "| family | recipe | tau | % of oracle | best seed | ensemble tau | ensemble - best seed "
+        "| oracle tau |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for family, entry, recipe, r in tested:
+        oracle = entry["test_oracle"]["kendall_tau"]
+        tau = r["test"]["kendall_tau"]
+        best = max(tau["values"])
+        ens = (r.get("test_ensemble") or {}).get("kendall_tau")
+        ens_cells = " | |" if ens is None else f"{ens:.3f} | {ens - best:+.3f} |"
+        lines.append(
+            f"| {family} | {recipe} | {fmt(tau)} | {100 * tau['mean'] / oracle:.0f}% | "
+            f"{best:.3f} | {ens_cells} {oracle:.3f} |"
+        )
+    return lines
+
+
 def render(results: dict) -> str:
     meta = results["meta"]
     lay, tile = meta["sizes"]["layout"], meta["sizes"]["tile"]
@@ -1000,6 +1127,7 @@ def render(results: dict) -> str:
                 f"{r['wall_s']['mean']:.0f} | {r['rss_mb']:.0f} | "
                 f"{', '.join(str(s) for s in r['steps'])} |"
             )
+    lines += layout_held_out_lines(results)
     defined = {
         recipe: r["overrides"]
         for entry in results["layout"].values()

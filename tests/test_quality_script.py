@@ -36,12 +36,17 @@ def test_quick_table_has_every_row_and_resumes(script, tmp_path, capsys):
     assert all(len(tile["test"][k]["values"]) == 2 for k in script.ERRORS)
     assert set(tile["test_ensemble"]) == set(script.ERRORS)
     assert set(results["tile"]["tile_spill"]["test_oracle"]) >= set(script.ERRORS)
+    # Layout's test graphs too: each seed's checkpoint and their ensemble.
+    assert len(row["test"]["kendall_tau"]["values"]) == 2
+    assert -1.0 <= row["test_ensemble"]["kendall_tau"] <= 1.0
+    assert 0.0 < results["layout"]["roofline"]["test_oracle"]["kendall_tau"] <= 1.0
     table = out.read_text()
     assert "| roofline | layout_fast |" in table and "| tile_spill | tile_xla |" in table
     assert "ensemble top-1 / 5 / 10" in table
     held_out = table.split("Tile, held out")[1]
     assert f"{script.SIZES['quick']['tile']['test']} more labelled kernels" in held_out
     assert "| tile_spill | tile_xla |" in held_out
+    assert "| roofline | layout_fast |" in table.split("Layout, held out")[1]
     row = next(line for line in table.splitlines() if line.startswith("| tile_spill | tile_xla"))
     ensemble = " / ".join(f"{tile['ensemble'][k]:.4f}" for k in script.ERRORS)
     assert f"| {ensemble} |" in row
@@ -492,6 +497,15 @@ def test_bad_counts_are_refused_before_any_data(script, tmp_path, capsys, args, 
 
 def test_heldout_shape_writes_the_held_out_collections_shape(script, tmp_path, monkeypatch):
     trained = _stub_training(script, monkeypatch, lambda overrides: 0.2)
+    scored = []
+
+    def ensemble_metrics(root, collection, runs, split="valid"):
+        scored.append((root.name, [r.name for r in runs], split))
+        return {"kendall_tau": 0.25}
+
+    monkeypatch.setattr(script, "ensemble_metrics", ensemble_metrics)
+    # Two test graphs of the shape instead of 16 keep the data small.
+    monkeypatch.setitem(script.SIZES["heldout"]["layout"], "test", 2)
     out = tmp_path / "quality.md"
     common = ["--work", str(tmp_path / "work"), "--out", str(out), "--heldout-shape"]
     # One train graph (--train-graphs still applies) keeps the data small; one seed, no ensemble.
@@ -507,7 +521,57 @@ def test_heldout_shape_writes_the_held_out_collections_shape(script, tmp_path, m
     with np.load(valid[0]) as npz:
         assert 1400 <= npz["node_feat"].shape[0] <= 1600
         assert npz["config_runtime"].shape == (300,)
-    assert "1 train / 4 valid graphs of 1400-1600 nodes, 300 configs" in out.read_text()
+    table = out.read_text()
+    assert "1 train / 4 valid graphs of 1400-1600 nodes, 300 configs" in table
+    # The test graphs: of the same shape, in a root of their own that no run reads.
+    assert not list((tmp_path / "work/data/layout-roofline").rglob("*test*.npz"))
+    test = sorted(
+        (tmp_path / "work/data/layout-roofline-heldout/npz/layout/xla/random/test").iterdir()
+    )
+    assert len(test) == 2
+    with np.load(test[0]) as npz:
+        assert 1400 <= npz["node_feat"].shape[0] <= 1600
+        assert npz["config_runtime"].shape == (300,) and npz["config_runtime"].min() > 0
+    # The run's checkpoint is scored there (one seed: no ensemble), beside the oracle.
+    assert scored == [("layout-roofline-heldout", ["roofline-layout_fast-0"], "test")]
+    results = json.loads(out.with_suffix(".json").read_text())
+    row = results["layout"]["roofline"]["recipes"]["layout_fast"]
+    assert row["test"]["kendall_tau"]["values"] == [0.25] and "test_ensemble" not in row
+    oracle = results["layout"]["roofline"]["test_oracle"]["kendall_tau"]
+    held_out = table.split("Layout, held out")[1]
+    assert "on 2 more labelled graphs of each collection" in held_out
+    assert f"| roofline | layout_fast | 0.250 +- 0.000 | {100 * 0.25 / oracle:.0f}% | 0.250 |" in (
+        held_out
+    )
+
+
+def test_the_held_out_graphs_are_the_collections_test_split_apart(script, tmp_path):
+    size = script.SIZES["quick"]["layout"]
+    root = script.write_data(tmp_path, "layout", "edge_conversion", 1, size)
+    held_out = script.write_heldout(tmp_path, "edge_conversion", 1, size)
+    # The run's root: train and valid alone, and a marker without the test split, so runs
+    # trained before the table had test graphs are read back on the same data.
+    assert not list(root.rglob("*test*.npz"))
+    assert "test" not in json.loads((root / "written.json").read_text())
+    # Byte for byte the test split the writer gives the collection itself, labelled.
+    whole = tmp_path / "whole"
+    counts = {split: size[split] for split in ("train", "valid", "test")}
+    script.write_layout_collection(
+        whole,
+        family="edge_conversion",
+        seed=script.DATA_SEED + 1,
+        num_graphs=counts,
+        nodes=size["nodes"],
+        configs=size["configs"],
+        labelled_test=True,
+    )
+    split = "npz/layout/xla/random/test"
+    mine = sorted((held_out / split).iterdir())
+    assert [p.name for p in mine] == [p.name for p in sorted((whole / split).iterdir())]
+    assert len(mine) == size["test"]
+    for path in mine:
+        assert path.read_bytes() == (whole / split / path.name).read_bytes()
+    assert script.write_heldout(tmp_path, "edge_conversion", 1, {**size, "test": 0}) is None
 
 
 def test_heldout_shape_and_quick_together_are_refused(script, tmp_path, capsys):
@@ -541,6 +605,61 @@ def test_update_drops_the_rows_of_a_task_measured_on_other_sizes(script):
     assert any("tile tile_spill tile_xla" in line and "other tile sizes" in line for line in log)
     assert list(results["layout"]["roofline"]["recipes"]) == ["defaults"]
     assert list(results["real"]) == ["real"]
+
+
+def test_update_keeps_a_row_measured_on_other_test_graphs_without_its_numbers_there(script):
+    quick = script.SIZES["quick"]
+    old = _table(script)
+    old["meta"]["sizes"] = {**quick, "layout": {**quick["layout"], "test": 5}}
+    row = _row(0.3, script.LAYOUT_RECIPES["defaults"])
+    row["test"] = {"kendall_tau": {"mean": 0.2, "std": 0.0, "values": [0.2, 0.2]}}
+    row["test_ensemble"] = {"kendall_tau": 0.21}
+    oracles = {"oracle": {"kendall_tau": 0.7}, "test_oracle": {"kendall_tau": 0.69}}
+    old["layout"] = {"roofline": {**oracles, "recipes": {"defaults": row}}}
+    results = _table(script)
+    log = []
+    script.keep_previous(old, results, log.append)
+    # The runs read train and valid alone: their tau stays, the other test graphs' goes.
+    kept = results["layout"]["roofline"]
+    assert kept["recipes"]["defaults"]["tau"]["mean"] == 0.3
+    assert script.HELD_OUT.isdisjoint(kept["recipes"]["defaults"]) and "test_oracle" not in kept
+    assert any("kept without its test-split numbers: layout roofline defaults" in x for x in log)
+    assert script.layout_held_out_lines(results) == []
+
+
+def test_update_keeps_a_row_from_before_the_layout_test_split(script):
+    quick = script.SIZES["quick"]
+    old = _table(script)
+    old["meta"]["sizes"] = {
+        **quick,
+        "layout": {k: v for k, v in quick["layout"].items() if k != "test"},
+    }
+    old["layout"] = {
+        "roofline": {
+            "oracle": {"kendall_tau": 0.7},
+            "recipes": {"defaults": _row(0.3, script.LAYOUT_RECIPES["defaults"])},
+        }
+    }
+    results = _table(script)
+    tested = _row(0.4, script.LAYOUT_RECIPES["layout_fast"])
+    tested["test"] = {"kendall_tau": {"mean": 0.35, "std": 0.01, "values": [0.34, 0.36]}}
+    tested["test_ensemble"] = {"kendall_tau": 0.38}
+    results["layout"] = {
+        "roofline": {
+            "oracle": {"kendall_tau": 0.7},
+            "test_oracle": {"kendall_tau": 0.7},
+            "recipes": {"layout_fast": tested},
+        }
+    }
+    script.keep_previous(old, results, [].append)
+    assert list(results["layout"]["roofline"]["recipes"]) == ["defaults", "layout_fast"]
+    held_out = "\n".join(script.layout_held_out_lines(results))
+    # Only the row measured there, its ensemble's gain over the seed best there.
+    assert "| roofline | layout_fast | 0.350 +- 0.010 | 50% | 0.360 | 0.380 | +0.020 | 0.700 |" in (
+        held_out
+    )
+    assert "| roofline | defaults |" not in held_out
+    assert "Rows without numbers here" in held_out and "roofline defaults" in held_out
 
 
 @pytest.mark.parametrize(
