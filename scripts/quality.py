@@ -593,10 +593,8 @@ def keep_previous(
     sizes = results["meta"]["sizes"]
     sized, same_test = {}, {}
     for task in ("layout", "tile"):
-        (old_sizes, old_test), (new_sizes, new_test) = (
-            split_sizes(old_meta.get("sizes", {}), task),
-            split_sizes(sizes, task),
-        )
+        old_sizes, old_test = split_sizes(old_meta.get("sizes", {}), task)
+        new_sizes, new_test = split_sizes(sizes, task)
         # The runs read train and valid alone: a row measured on other test graphs is
         # kept without its numbers on them.
         sized[task], same_test[task] = old_sizes == new_sizes, old_test == new_test
