@@ -144,6 +144,40 @@ def test_roofline_depends_on_the_operands_shapes(graph):
     assert np.ptp(_variable(cost(changed)) - _variable(cost(graph))) > 0
 
 
+def test_propagation_reads_nodes_two_hops_away(graph):
+    # A layout travels through elementwise-like consumers: ops no configurable node
+    # touches, one hop further, change how configs compare.
+    ids = graph["node_config_ids"]
+    edges = graph["edge_index"]
+    first = _neighbours(graph)
+    touch = np.isin(edges, first).any(axis=1)
+    second = np.setdiff1d(np.unique(edges[touch]), np.concatenate([first, ids]))
+    assert second.size
+    cost = synthetic.propagation_cost
+    changed = dict(graph, node_opcode=graph["node_opcode"].copy())
+    flipped = np.flatnonzero(fam_mod._TRANSPARENT[OTHER_OPCODES])
+    kept = np.flatnonzero(~fam_mod._TRANSPARENT[OTHER_OPCODES])
+    assert flipped.size and kept.size
+    # Every such op swaps whether it keeps a layout.
+    transparent = fam_mod._TRANSPARENT[graph["node_opcode"][second]]
+    changed["node_opcode"][second] = np.where(
+        transparent, OTHER_OPCODES[kept[0]], OTHER_OPCODES[flipped[0]]
+    )
+    assert np.ptp(_variable(cost(changed)) - _variable(cost(graph))) > 0
+
+
+def test_propagation_spills_past_a_threshold_of_the_whole_graph(graph, monkeypatch):
+    # Without the spill (capacity out of reach) the cost drops by a config-dependent amount
+    # in some configs and not at all in others: a threshold, not a per-node sum.
+    cost = synthetic.propagation_cost
+    with_spill = cost(graph)
+    monkeypatch.setattr(fam_mod, "_SPILL_CAPACITY", 1e9)
+    without = cost(graph)
+    saved = with_spill - without
+    assert (saved >= 0).all()
+    assert (saved == 0).any() and (saved > 0).any()
+
+
 def test_the_families_rank_configs_differently(graph):
     costs = {name: LAYOUT_FAMILIES[name].cost(graph) for name in FAMILIES}
     for a in FAMILIES:

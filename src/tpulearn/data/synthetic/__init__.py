@@ -22,7 +22,9 @@ Cost-model families (:mod:`.families`): the benchmark should not be overfittable
 cost model, so :data:`LAYOUT_FAMILIES` registers layout models of different form
 (``neighbour_vote`` = :func:`layout_cost`; ``edge_conversion`` =
 :func:`edge_conversion_cost`, per-edge transposes between emitted and read layouts;
-``roofline`` = :func:`roofline_cost`, per-node max of padded compute and strided memory)
+``roofline`` = :func:`roofline_cost`, per-node max of padded compute and strided memory;
+``propagation`` = :func:`propagation_cost`, layouts carried along elementwise chains,
+conversions where they end and a graph-wide spill threshold)
 and :data:`TILE_FAMILIES` the tile model (``tile_spill`` = :func:`tile_cost`). Each
 :class:`Family` carries a default measurement noise calibrated so that a perfect model
 (the noise-free cost) reaches a Kendall tau of ~0.7 on layout:xla:random; the writers take
@@ -53,6 +55,7 @@ from .families import (
     edge_conversion_cost,
     oracle_metrics,
     oracle_scores,
+    propagation_cost,
     read_sidecar,
     roofline_cost,
 )
@@ -77,6 +80,7 @@ __all__ = [
     "make_tile_graph",
     "oracle_metrics",
     "oracle_scores",
+    "propagation_cost",
     "read_sidecar",
     "roofline_cost",
     "tile_cost",

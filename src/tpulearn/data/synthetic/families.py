@@ -22,6 +22,14 @@ and each depending on the configs, on node features and on neighbouring nodes:
   (strided rows shorter than a DMA burst), where an output that its consumers cannot fuse
   is read again by each of them. Whether a layout matters thus depends on whether the node
   is compute- or memory-bound, which depends on its shapes and its consumers.
+* ``propagation`` (:func:`propagation_cost`): a chosen output layout travels through the
+  consumers that keep a layout (elementwise-like opcodes, a hidden half) for up to three
+  hops, each streaming its tensor in it, and costs a conversion where the path reaches
+  an op compiled for another layout; configurable consumers convert operands read in
+  another layout; and the configurable outputs' tile-padded bytes beyond a multiple of
+  their bytes spill, a threshold over the whole graph rather than a sum over nodes. It
+  reads nodes two and three hops away. Added after the layout recipe's settings were
+  chosen on the three above, and kept out of that choice: a family no setting was tuned to.
 
 Tile families: ``tile_spill`` (:func:`~.tile.tile_cost`, unchanged).
 
@@ -83,6 +91,22 @@ _CONTRACTION_WINDOW = {26: 9.0, 34: 1.0}  # 3x3 convolution window
 # Bytes a consumer re-reads when it cannot fuse into its producer, per consumer opcode.
 _UNFUSED_READS = np.random.default_rng(20242).choice([0.0, 0.0, 1.0, 2.0], NUM_OPCODES)
 _CONVERT_PASSES = 2.0  # an operand read in another layout than emitted: read + write
+
+# propagation
+# Consumers a layout passes through unchanged (elementwise-like), per opcode; a chain of
+# them keeps the producer's chosen layout for at most _CHAIN_HOPS hops.
+_TRANSPARENT = np.random.default_rng(20243).random(NUM_OPCODES) < 0.5
+_CHAIN_HOPS = 3
+_CHAIN_PASSES = 1.0  # a transparent op streams its tensor once, slowed by short minor rows
+# Where a chain ends at an op compiled for its operand's default layout: a conversion
+# there, dearer for some consumer opcodes than for others.
+_STOP_FACTOR = np.random.default_rng(20244).choice([0.5, 1.0, 4.0], NUM_OPCODES)
+_STOP_FIXED_NS = 30_000.0
+_STOP_PASSES = 4.0
+# The configurable outputs' padded bytes beyond this multiple of their bytes spill to HBM.
+_SPILL_CAPACITY = 5.0
+_SPILL_PASSES = 3.0
+_READ_PASSES = 8.0  # a configurable consumer converting an operand it reads in its own layout
 
 
 @dataclass(frozen=True)
@@ -409,6 +433,125 @@ def roofline_cost(graph: Any, node_config_feat: np.ndarray | None = None) -> np.
     return _chunked(configs, width, lambda b: _roofline_variable(model, b)) + model["base"]
 
 
+# ------------------------------------------------------------------------ propagation
+
+
+def _chains(ctx: dict[str, Any]) -> tuple[np.ndarray, ...]:
+    """Paths from each configurable node through transparent consumers of its rank.
+
+    Returns ``(through_k, through_node, stop_k, stop_parent, stop_node)``: every node a
+    configurable node's layout passes through (by its position ``k``; one entry a path,
+    at most :data:`_CHAIN_HOPS` hops), and every non-configurable consumer where such a
+    path ends at an op that is not transparent (after ``stop_parent``, the last node
+    holding the layout).
+    """
+    ids, opcode, rank, position = ctx["ids"], ctx["opcode"], ctx["rank"], ctx["position"]
+    edges = ctx["edges"]
+    n = len(opcode)
+    # Consumers of each producer, in file order (edge rows are [consumer, producer]).
+    order = np.argsort(edges[:, 1], kind="stable")
+    consumers = edges[order, 0]
+    start = np.searchsorted(edges[order, 1], np.arange(n + 1))
+    through_k, through_node, stop_k, stop_parent, stop_node = [], [], [], [], []
+    for k, c in enumerate(ids):
+        frontier = [int(c)]
+        for _ in range(_CHAIN_HOPS):
+            grown = []
+            for parent in frontier:
+                for w in consumers[start[parent] : start[parent + 1]]:
+                    if position[w] >= 0 or rank[w] != rank[c]:
+                        continue  # configurable (its reads are costed) or reshaped
+                    if _TRANSPARENT[opcode[w]]:
+                        through_k.append(k)
+                        through_node.append(w)
+                        grown.append(int(w))
+                    else:
+                        stop_k.append(k)
+                        stop_parent.append(parent)
+                        stop_node.append(w)
+            frontier = grown
+    lists = (through_k, through_node, stop_k, stop_parent, stop_node)
+    return tuple(np.asarray(x, np.int64) for x in lists)
+
+
+def _propagation_model(graph: Any) -> dict[str, Any]:
+    ctx = _context(graph)
+    ids, nbytes, dims = ctx["ids"], ctx["nbytes"], ctx["dims"]
+    through_k, through_node, stop_k, stop_parent, stop_node = _chains(ctx)
+    reads = _operand_reads(ctx)
+    for read in reads:
+        read["ns"] = _READ_PASSES * nbytes[read["producer"]] * _NS_PER_BYTE
+    return {
+        "ctx": ctx,
+        "own": ctx["own"][ids],
+        "dims": dims[ids],
+        "sublanes": _SUBLANES[ctx["width_class"][ids]],
+        "nbytes": nbytes[ids],
+        "through_k": through_k,
+        "through_dims": dims[through_node],
+        "through_width": ctx["width"][through_node],
+        "through_ns": _CHAIN_PASSES * nbytes[through_node] * _NS_PER_BYTE,
+        "stop_k": stop_k,
+        "stop_default": ctx["own"][stop_parent],
+        "stop_ns": (_STOP_FIXED_NS + _STOP_PASSES * nbytes[stop_parent] * _NS_PER_BYTE)
+        * _STOP_FACTOR[ctx["opcode"][stop_node]],
+        "reads": reads,
+        "base": ctx["base"],
+    }
+
+
+def _propagation_variable(model: dict[str, Any], block: np.ndarray) -> np.ndarray:
+    out = _effective_output(block, model["own"])
+    # Transparent consumers stream the tensor in the layout it was emitted in.
+    minor = _gather_dim(model["through_dims"], out[:, model["through_k"], 0], 128.0)
+    cost = _row_sum(model["through_ns"] * _stride(minor, model["through_width"]))
+    # Where a chain ends, an op compiled for the default layout gets a converted copy.
+    carried = out[:, model["stop_k"]]
+    mismatch = _weighted_mismatch(carried, model["stop_default"])
+    cost += _row_sum(model["stop_ns"] * mismatch)
+    # Configurable consumers read their operands in their own blocks' layouts.
+    for read in model["reads"]:
+        emitted = _emitted(read, out, model["ctx"]["own"])
+        converted = (_read_layout(read, block, emitted) != emitted).any(axis=-1)
+        cost += _row_sum(read["ns"][None, :] * converted)
+    # Padded outputs beyond the on-chip budget spill: a threshold over the whole graph.
+    dims, sublanes = model["dims"], model["sublanes"]
+    lane = _gather_dim(dims, out[..., 0], 128.0)
+    sub = _gather_dim(dims, out[..., 1], sublanes)
+    pad = np.ceil(lane / 128) * 128 / lane * (np.ceil(sub / sublanes) * sublanes / sub)
+    padded = _row_sum(model["nbytes"] * np.minimum(pad, _ROOF_MAX_PADDING))
+    over = np.maximum(padded - _SPILL_CAPACITY * model["nbytes"].sum(), 0.0)
+    return cost + _SPILL_PASSES * over * _NS_PER_BYTE
+
+
+def propagation_cost(graph: Any, node_config_feat: np.ndarray | None = None) -> np.ndarray:
+    """Noise-free runtime (ns) of every layout config under the ``propagation`` family.
+
+    A configurable node's chosen output layout travels through the consumers that keep
+    a layout (a hidden half of the opcodes, of the node's rank), up to three hops: each
+    of them streams its tensor in that layout, slowed when the chosen minor dim is short,
+    and where the path reaches an op that does not keep it, a conversion to the layout
+    that op was compiled for (the default layout of its operand) costs a launch plus
+    passes over the bytes, scaled by the position-weighted mismatch and a hidden factor
+    of that op's opcode. Configurable consumers pay conversion passes for an operand
+    read in another layout than emitted. Over the whole graph, the configurable outputs'
+    bytes padded to (sublane x 128) tiles beyond 5x their bytes spill. Plus the
+    config-independent base.
+
+    Args:
+        graph: a dict of layout arrays or a :class:`~tpulearn.data.io.LayoutRecord`.
+        node_config_feat: [c, nc, 18] configs to cost; the graph's own by default.
+
+    Returns:
+        [c] float64 runtimes in ns.
+    """
+    configs = _configs(graph, node_config_feat)
+    model = _propagation_model(graph)
+    entries = model["through_k"].size + 6 * model["stop_k"].size
+    width = max(36 * configs.shape[1], 2 * entries)
+    return _chunked(configs, width, lambda b: _propagation_variable(model, b)) + model["base"]
+
+
 # --------------------------------------------------------------------------- registry
 
 # Default noise, calibrated on layout:xla collections of 1,400-1,600 nodes, 10% configurable,
@@ -440,6 +583,13 @@ LAYOUT_FAMILIES: Mapping[str, Family] = MappingProxyType(
             roofline_cost,
             0.04,
             "per node max(padded compute, strided memory + unfused consumer reads)",
+        ),
+        "propagation": Family(
+            "propagation",
+            "layout",
+            propagation_cost,
+            0.03,
+            "layouts carried through elementwise chains, conversions where they end; spills",
         ),
     }
 )
