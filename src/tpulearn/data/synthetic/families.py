@@ -528,8 +528,9 @@ def propagation_cost(graph: Any, node_config_feat: np.ndarray | None = None) -> 
     """Noise-free runtime (ns) of every layout config under the ``propagation`` family.
 
     A configurable node's chosen output layout travels through the consumers that keep
-    a layout (a hidden half of the opcodes, of the node's rank), up to three hops: each
-    of them streams its tensor in that layout, slowed when the chosen minor dim is short,
+    a layout (a hidden half of the opcodes, of the node's rank), up to three hops, along
+    every path (a node two paths reach counts twice): each of them streams its tensor in
+    that layout, slowed when the chosen minor dim is short,
     and where the path reaches an op that does not keep it, a conversion to the layout
     that op was compiled for (the default layout of its operand) costs a launch plus
     passes over the bytes, scaled by the position-weighted mismatch and a hidden factor
