@@ -212,6 +212,23 @@ def _gather_dim(dims: np.ndarray, axis: np.ndarray, default: float) -> np.ndarra
     return np.where(a >= 0, dims[np.arange(dims.shape[0]), np.maximum(a, 0)], default)
 
 
+def _tile_padding(
+    dims: np.ndarray, out: np.ndarray, sublanes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The chosen minor dim's length and how much (lane x sublane) tiles pad an output.
+
+    Args:
+        dims: [k, 6] shapes; out: [b, k, 6] chosen layouts; sublanes: [k] per element width.
+
+    Returns:
+        ``(lane, pad)``, each [b, k]: the minor dim (128 where there is none) and the
+        padded over the real size of the two minor dims.
+    """
+    lane = _gather_dim(dims, out[..., 0], 128.0)
+    sub = _gather_dim(dims, out[..., 1], sublanes)
+    return lane, np.ceil(lane / 128) * 128 / lane * (np.ceil(sub / sublanes) * sublanes / sub)
+
+
 def _operand_reads(ctx: dict[str, Any]) -> list[dict[str, Any]]:
     """The input and kernel operand of every configurable node, where it has one.
 
@@ -392,9 +409,7 @@ def _roofline_model(graph: Any) -> dict[str, Any]:
 def _roofline_variable(model: dict[str, Any], block: np.ndarray) -> np.ndarray:
     out = _effective_output(block, model["own"])
     dims, sublanes = model["dims"], model["sublanes"]
-    lane = _gather_dim(dims, out[..., 0], 128.0)
-    sub = _gather_dim(dims, out[..., 1], sublanes)
-    pad = np.ceil(lane / 128) * 128 / lane * (np.ceil(sub / sublanes) * sublanes / sub)
+    lane, pad = _tile_padding(dims, out, sublanes)
     compute = model["compute_ns"] * np.minimum(pad, _ROOF_MAX_PADDING)
     memory = model["write_ns"] * _stride(lane, model["width"])
     for read in model["reads"]:
@@ -516,9 +531,7 @@ def _propagation_variable(model: dict[str, Any], block: np.ndarray) -> np.ndarra
         cost += _row_sum(read["ns"][None, :] * converted)
     # Padded outputs beyond the on-chip budget spill: a threshold over the whole graph.
     dims, sublanes = model["dims"], model["sublanes"]
-    lane = _gather_dim(dims, out[..., 0], 128.0)
-    sub = _gather_dim(dims, out[..., 1], sublanes)
-    pad = np.ceil(lane / 128) * 128 / lane * (np.ceil(sub / sublanes) * sublanes / sub)
+    _, pad = _tile_padding(dims, out, sublanes)
     padded = _row_sum(model["nbytes"] * np.minimum(pad, _ROOF_MAX_PADDING))
     over = np.maximum(padded - _SPILL_CAPACITY * model["nbytes"].sum(), 0.0)
     return cost + _SPILL_PASSES * over * _NS_PER_BYTE
