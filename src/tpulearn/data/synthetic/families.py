@@ -502,6 +502,7 @@ def _propagation_model(graph: Any) -> dict[str, Any]:
         "dims": dims[ids],
         "sublanes": _SUBLANES[ctx["width_class"][ids]],
         "nbytes": nbytes[ids],
+        "spill_from": _SPILL_CAPACITY * nbytes[ids].sum(),
         "through_k": through_k,
         "through_dims": dims[through_node],
         "through_width": ctx["width"][through_node],
@@ -528,12 +529,11 @@ def _propagation_variable(model: dict[str, Any], block: np.ndarray) -> np.ndarra
     for read in model["reads"]:
         emitted = _emitted(read, out, model["ctx"]["own"])
         converted = (_read_layout(read, block, emitted) != emitted).any(axis=-1)
-        cost += _row_sum(read["ns"][None, :] * converted)
+        cost += _row_sum(read["ns"] * converted)
     # Padded outputs beyond the on-chip budget spill: a threshold over the whole graph.
-    dims, sublanes = model["dims"], model["sublanes"]
-    _, pad = _tile_padding(dims, out, sublanes)
+    _, pad = _tile_padding(model["dims"], out, model["sublanes"])
     padded = _row_sum(model["nbytes"] * np.minimum(pad, _ROOF_MAX_PADDING))
-    over = np.maximum(padded - _SPILL_CAPACITY * model["nbytes"].sum(), 0.0)
+    over = np.maximum(padded - model["spill_from"], 0.0)
     return cost + _SPILL_PASSES * over * _NS_PER_BYTE
 
 
