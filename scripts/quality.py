@@ -7,7 +7,9 @@
 
 For every synthetic cost-model family (:data:`tpulearn.data.synthetic.LAYOUT_FAMILIES`) a
 layout:xla:random collection is written from a data seed used nowhere else (train and valid
-graphs from separate generator streams), then each recipe trains on it once per seed with
+graphs from separate generator streams; ``--search default`` writes layout:xla:default
+ones instead, the same graphs under configs that each move a few nodes from the
+compiler's default), then each recipe trains on it once per seed with
 ``python train.py <recipe> data=synthetic data.root=... trainer.seed=<seed>`` in a process
 of its own (wall time and peak RSS are that process's). Reported per family and recipe:
 validation Kendall tau over every config of the valid graphs (the best checkpoint, chosen
@@ -120,7 +122,10 @@ from tpulearn.training.checkpoint import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-LAYOUT = "layout:xla:random"
+# --search: the layout collections' search. random: every node takes a random layout;
+# default: each config moves 2-20% of the nodes from the compiler's default, as in the
+# release's default collections (the same graphs as random's, other configs).
+SEARCHES = ("random", "default")
 
 # Recipe name -> Hydra overrides. Each recipe keeps its own budget (configs and data).
 # The recipe before its config-free attn gate and its graph unions (the variants below
@@ -248,7 +253,13 @@ DATA_SEED = 2026
 
 
 def write_data(
-    work: Path, task: str, family: str, index: int, size: dict, data_seed: int = DATA_SEED
+    work: Path,
+    task: str,
+    family: str,
+    index: int,
+    size: dict,
+    data_seed: int = DATA_SEED,
+    search: str = "random",
 ) -> Path:
     """The collection the runs of ``task`` on ``family`` train and select on, its root.
 
@@ -258,11 +269,17 @@ def write_data(
     """
     if task == "layout":
         size = {k: v for k, v in size.items() if k != "test"}
-    return _write(work / "data" / f"{task}-{family}", task, family, data_seed + index, size)
+    root = work / "data" / f"{task}-{family}{_search_suffix(search)}"
+    return _write(root, task, family, data_seed + index, size, search)
 
 
 def write_heldout(
-    work: Path, family: str, index: int, size: dict, data_seed: int = DATA_SEED
+    work: Path,
+    family: str,
+    index: int,
+    size: dict,
+    data_seed: int = DATA_SEED,
+    search: str = "random",
 ) -> Path | None:
     """The layout collection's labelled test graphs in a root of their own (None without
     any): the graphs its test split holds (a graph depends only on the data seed, its split
@@ -270,15 +287,30 @@ def write_heldout(
     if not size.get("test"):
         return None
     held_out = {**size, "train": 0, "valid": 0}
-    root = work / "data" / f"layout-{family}-heldout"
-    return _write(root, "layout", family, data_seed + index, held_out)
+    root = work / "data" / f"layout-{family}{_search_suffix(search)}-heldout"
+    return _write(root, "layout", family, data_seed + index, held_out, search)
 
 
-def _write(root: Path, task: str, family: str, seed: int, size: dict) -> Path:
+def _search_suffix(search: str) -> str:
+    """What a layout collection's folder names add for its search (random: nothing, so
+    the folders of tables before --search are theirs)."""
+    return "" if search == "random" else f"-{search}"
+
+
+def layout_collection(search: str = "random") -> str:
+    """The synthetic layout collections' name for ``search``."""
+    return f"layout:xla:{search}"
+
+
+def _write(
+    root: Path, task: str, family: str, seed: int, size: dict, search: str = "random"
+) -> Path:
     """Write ``family``'s collection of ``size`` at ``root`` from ``seed`` unless its
     ``written.json`` says it holds it already; test files are labelled."""
     marker = root / "written.json"
-    wanted = {"family": family, "seed": seed, **size}
+    # The search is recorded where it is not random, so random roots keep their marker.
+    searched = {} if search == "random" else {"search": search}
+    wanted = {"family": family, "seed": seed, **size, **searched}
     if marker.exists() and json.loads(marker.read_text()) == json.loads(json.dumps(wanted)):
         return root
     counts = {"train": size["train"], "valid": size["valid"], "test": size.get("test", 0)}
@@ -288,7 +320,7 @@ def _write(root: Path, task: str, family: str, seed: int, size: dict) -> Path:
     if task == "tile":
         write_tile_collection(root, family=family, seed=seed, **kwargs)
     else:
-        write_layout_collection(root, "xla", "random", family=family, seed=seed, **kwargs)
+        write_layout_collection(root, "xla", search, family=family, seed=seed, **kwargs)
     marker.write_text(json.dumps(wanted))
     return root
 
@@ -316,11 +348,20 @@ def written(root: Path) -> dict:
 
 
 def run_overrides(
-    task: str, recipe: list[str], root: Path | str | None, seed: int, extra: list[str]
+    task: str,
+    recipe: list[str],
+    root: Path | str | None,
+    seed: int,
+    extra: list[str],
+    search: str = "random",
 ) -> list[str]:
     """A run's ``train.py`` overrides: the recipe's, its data (synthetic layout and tile
-    collections at ``root``; the bundled sample for ``real``), the seed, ``extra``."""
-    data = {"layout": ["data=synthetic", f"data.root={root}"], "tile": [f"data.root={root}"]}
+    collections at ``root``, a layout one of ``search``; the bundled sample for ``real``),
+    the seed, ``extra``."""
+    layout = ["data=synthetic", f"data.root={root}"]
+    if search != "random":  # data=synthetic is layout:xla:random
+        layout.append(f"data.collection={layout_collection(search)}")
+    data = {"layout": layout, "tile": [f"data.root={root}"]}
     return [*recipe, *data.get(task, []), f"trainer.seed={seed}", *extra]
 
 
@@ -508,8 +549,9 @@ def read_previous(path: Path, measured_as: dict) -> dict:
             f"--update: {path} is not a table written by this script ({err!r})"
         ) from None
     for key, value in measured_as.items():
-        # Tables from before --data-seed were all measured on the default collections.
-        old_value = old_meta.get(key, DATA_SEED if key == "data_seed" else None)
+        # Tables from before --data-seed and --search were measured on the committed
+        # table's data seed and on random searches.
+        old_value = old_meta.get(key, {"data_seed": DATA_SEED, "search": "random"}.get(key))
         if json.loads(json.dumps(old_value)) != json.loads(json.dumps(value)):
             raise SystemExit(
                 f"--update: {path} was measured with {key} {old_value!r}, this call "
@@ -710,6 +752,14 @@ def _parser() -> argparse.ArgumentParser:
         "of 1,400-1,600 nodes, 300 configs (about 3x the table's time a run)",
     )
     parser.add_argument(
+        "--search",
+        choices=SEARCHES,
+        default="random",
+        help="the layout collections' search: random (every node takes a random layout) or "
+        "default (each config moves 2-20%% of the nodes from the compiler's default; the "
+        "same graphs, other configs)",
+    )
+    parser.add_argument(
         "--jobs", type=int, default=1, help="runs at a time (each gets cores / jobs threads)"
     )
     return parser
@@ -779,15 +829,20 @@ def plan(
     for family in args.families if chosen["layout"] else []:
         index = list(LAYOUT_FAMILIES).index(family)  # the data seed follows the family
         root = roots["layout", family] = write_data(
-            args.work, "layout", family, index, size["layout"], args.data_seed
+            args.work, "layout", family, index, size["layout"], args.data_seed, args.search
         )
-        held_out = write_heldout(args.work, family, index, size["layout"], args.data_seed)
+        held_out = write_heldout(
+            args.work, family, index, size["layout"], args.data_seed, args.search
+        )
         if held_out is not None:
             tests["layout", family] = held_out
         data = written(root)
         for recipe, seed in itertools.product(chosen["layout"], args.seeds):
-            overrides = run_overrides("layout", recipes["layout"][recipe], root, seed, extra)
-            name = f"{family}-{recipe}-{seed}"
+            overrides = run_overrides(
+                "layout", recipes["layout"][recipe], root, seed, extra, args.search
+            )
+            # Runs of the default search get folders of their own in a shared --work.
+            name = f"{family}{_search_suffix(args.search)}-{recipe}-{seed}"
             jobs.append((("layout", family, recipe, seed), name, overrides, data))
     for family in args.tile_families if chosen["tile"] else []:
         index = list(TILE_FAMILIES).index(family)
@@ -847,7 +902,7 @@ def recipe_row(
     spread, and the ensemble of their best checkpoints; the same on the labelled test split
     at ``test_root``, where the collection has one."""
     work, seeds = args.work, args.seeds
-    collection = LAYOUT if task == "layout" else "tile:xla"
+    collection = layout_collection(args.search) if task == "layout" else "tile:xla"
     summary = {
         "wall_s": summarise([r["wall_s"] for r in rows]),
         "rss_mb": max(r["rss_mb"] for r in rows),
@@ -855,7 +910,7 @@ def recipe_row(
         "trained_by": [r.get("trained_by") for r in rows],
     }
     # The mean-rank ensemble of the seeds' best checkpoints (the run folders of jobs).
-    prefix = family if task == "layout" else f"tile-{family}"
+    prefix = f"{family}{_search_suffix(args.search)}" if task == "layout" else f"tile-{family}"
     runs = [work / "runs" / f"{prefix}-{recipe}-{seed}" for seed in seeds]
     ensemble = ensemble_metrics(root, collection, runs) if len(runs) > 1 else None
     if task == "layout":
@@ -914,7 +969,12 @@ def build(argv: list[str] | None) -> int:
     previous = None
     if args.update:
         # Sizes are checked per task, row by row (keep_previous).
-        measured_as = {"seeds": args.seeds, "jobs": args.jobs, "data_seed": args.data_seed}
+        measured_as = {
+            "seeds": args.seeds,
+            "jobs": args.jobs,
+            "data_seed": args.data_seed,
+            "search": args.search,
+        }
         previous = read_previous(args.out.with_suffix(".json"), measured_as)
     jobs, roots, tests, chosen = plan(args, recipes, size, extra)
     done, threads = run_all(jobs, args, call)
@@ -927,7 +987,7 @@ def build(argv: list[str] | None) -> int:
     }
     results: dict = {"layout": {}, "tile": {}, "real": {}}
     for (task, family), root in roots.items():
-        collection = LAYOUT if task == "layout" else "tile:xla"
+        collection = layout_collection(args.search) if task == "layout" else "tile:xla"
         entry = {"oracle": oracle_metrics(root, collection, "valid"), "recipes": {}}
         test_root = tests.get((task, family))
         if test_root is not None:
@@ -957,6 +1017,7 @@ def build(argv: list[str] | None) -> int:
         "threads": threads,
         "sizes": size,
         "data_seed": args.data_seed,
+        "search": args.search,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
         "command": command,
     }
@@ -1101,7 +1162,8 @@ def render(results: dict) -> str:
         *kept_lines(results),
         *read_back_lines(results),
         "",
-        f"Layout: layout:xla:random, {lay['train']} train / {lay['valid']} valid graphs of "
+        f"Layout: {layout_collection(meta.get('search', 'random'))}, "
+        f"{lay['train']} train / {lay['valid']} valid graphs of "
         f"{lay['nodes'][0]}-{lay['nodes'][1]} nodes, {lay['configs'][1]} configs, one collection "
         f"per cost-model family (data seed {meta.get('data_seed', DATA_SEED)} + the family's "
         "index). tau: validation Kendall "

@@ -808,3 +808,57 @@ def test_peak_memory_is_read_from_the_run_output(script, tmp_path):
     assert script.peak_memory(output, tmp_path / "quality.log") == 1234.0
     with pytest.raises(RuntimeError, match=r"no 'peak memory:' line .*quality\.log"):
         script.peak_memory("trained 2 of 2 steps\n", tmp_path / "quality.log")
+
+
+def test_search_default_writes_trains_and_scores_the_default_collections(
+    script, tmp_path, monkeypatch
+):
+    """Runs stubbed: --search default writes layout:xla:default collections (the random
+    ones' graphs under other configs) into roots of their own, trains on them with the
+    collection named, scores them as that collection, and records the search."""
+    trained = _stub_training(script, monkeypatch, lambda overrides: 0.2)
+    scored = []
+
+    def ensemble_metrics(root, collection, runs, split="valid"):
+        scored.append((root.name, collection, split))
+        return {"kendall_tau": 0.25}
+
+    monkeypatch.setattr(script, "ensemble_metrics", ensemble_metrics)
+    work, out = tmp_path / "work", tmp_path / "quality.md"
+    common = ["--quick", "--work", str(work), "--out", str(out), "--families", "roofline"]
+    common += ["--recipes", "layout_fast", "--seeds", "0", "1"]
+    assert script.main([*common, "--search", "default"]) == 0
+    root, held_out = (
+        work / "data" / "layout-roofline-default",
+        work / "data" / "layout-roofline-default-heldout",
+    )
+    assert sorted(trained) == ["roofline-default-layout_fast-0", "roofline-default-layout_fast-1"]
+    overrides, data = trained["roofline-default-layout_fast-0"]
+    assert f"data.root={root}" in overrides
+    assert "data.collection=layout:xla:default" in overrides
+    assert data["search"] == "default"
+    size = script.SIZES["quick"]["layout"]
+    for folder, split, count in ((root, "train", size["train"]), (held_out, "test", size["test"])):
+        files = sorted((folder / "npz" / "layout" / "xla" / "default" / split).glob("*.npz"))
+        assert len(files) == count
+    assert not (root / "npz" / "layout" / "xla" / "random").exists()
+    assert {c for _, c, _ in scored} == {"layout:xla:default"}
+    assert {(r, s) for r, _, s in scored} == {(root.name, "valid"), (held_out.name, "test")}
+    # The same graphs as the random collection's, under other configs.
+    random_root = script.write_data(tmp_path / "r", "layout", "roofline", 2, size)
+    name = "synthetic_xla_train_000.npz"
+    mine = np.load(root / "npz/layout/xla/default/train" / name)
+    theirs = np.load(random_root / "npz/layout/xla/random/train" / name)
+    assert np.array_equal(mine["node_feat"], theirs["node_feat"])
+    assert not np.array_equal(mine["node_config_feat"], theirs["node_config_feat"])
+    results = json.loads(out.with_suffix(".json").read_text())
+    assert results["meta"]["search"] == "default"
+    assert "Layout: layout:xla:default, 2 train / 2 valid graphs" in out.read_text()
+    # A table of one search is not updated with rows of the other, nor (no search in its
+    # meta: before the option) a table of random searches with default ones.
+    with pytest.raises(SystemExit, match="search 'default', this call uses 'random'"):
+        script.main([*common, "--update"])
+    del results["meta"]["search"]
+    out.with_suffix(".json").write_text(json.dumps(results))
+    with pytest.raises(SystemExit, match="search 'random', this call uses 'default'"):
+        script.main([*common, "--search", "default", "--update"])
