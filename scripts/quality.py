@@ -302,6 +302,18 @@ def layout_collection(search: str = "random") -> str:
     return f"layout:xla:{search}"
 
 
+def synthetic_collection(task: str, search: str) -> str:
+    """The collection a synthetic ``task``'s runs train and are scored on."""
+    return layout_collection(search) if task == "layout" else "tile:xla"
+
+
+def run_name(task: str, family: str, recipe: str, seed: int, search: str) -> str:
+    """A synthetic run's folder under ``<work>/runs``: the default search's layout runs get
+    folders of their own, so both searches can share a --work."""
+    prefix = f"{family}{_search_suffix(search)}" if task == "layout" else f"tile-{family}"
+    return f"{prefix}-{recipe}-{seed}"
+
+
 def _write(
     root: Path, task: str, family: str, seed: int, size: dict, search: str = "random"
 ) -> Path:
@@ -841,8 +853,7 @@ def plan(
             overrides = run_overrides(
                 "layout", recipes["layout"][recipe], root, seed, extra, args.search
             )
-            # Runs of the default search get folders of their own in a shared --work.
-            name = f"{family}{_search_suffix(args.search)}-{recipe}-{seed}"
+            name = run_name("layout", family, recipe, seed, args.search)
             jobs.append((("layout", family, recipe, seed), name, overrides, data))
     for family in args.tile_families if chosen["tile"] else []:
         index = list(TILE_FAMILIES).index(family)
@@ -854,7 +865,7 @@ def plan(
         data = written(root)
         for recipe, seed in itertools.product(chosen["tile"], args.seeds):
             overrides = run_overrides("tile", TILE_RECIPES[recipe], root, seed, extra)
-            name = f"tile-{family}-{recipe}-{seed}"
+            name = run_name("tile", family, recipe, seed, args.search)
             jobs.append((("tile", family, recipe, seed), name, overrides, data))
     swapped = write_swapped(args.work) if chosen["real"] else None
     for recipe, seed in itertools.product(chosen["real"], args.seeds):
@@ -902,7 +913,7 @@ def recipe_row(
     spread, and the ensemble of their best checkpoints; the same on the labelled test split
     at ``test_root``, where the collection has one."""
     work, seeds = args.work, args.seeds
-    collection = layout_collection(args.search) if task == "layout" else "tile:xla"
+    collection = synthetic_collection(task, args.search)
     summary = {
         "wall_s": summarise([r["wall_s"] for r in rows]),
         "rss_mb": max(r["rss_mb"] for r in rows),
@@ -910,8 +921,7 @@ def recipe_row(
         "trained_by": [r.get("trained_by") for r in rows],
     }
     # The mean-rank ensemble of the seeds' best checkpoints (the run folders of jobs).
-    prefix = f"{family}{_search_suffix(args.search)}" if task == "layout" else f"tile-{family}"
-    runs = [work / "runs" / f"{prefix}-{recipe}-{seed}" for seed in seeds]
+    runs = [work / "runs" / run_name(task, family, recipe, seed, args.search) for seed in seeds]
     ensemble = ensemble_metrics(root, collection, runs) if len(runs) > 1 else None
     if task == "layout":
         summary["tau"] = summarise([r["best"]["kendall_tau"] for r in rows])
@@ -987,7 +997,7 @@ def build(argv: list[str] | None) -> int:
     }
     results: dict = {"layout": {}, "tile": {}, "real": {}}
     for (task, family), root in roots.items():
-        collection = layout_collection(args.search) if task == "layout" else "tile:xla"
+        collection = synthetic_collection(task, args.search)
         entry = {"oracle": oracle_metrics(root, collection, "valid"), "recipes": {}}
         test_root = tests.get((task, family))
         if test_root is not None:
