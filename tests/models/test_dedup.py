@@ -128,6 +128,7 @@ MODEL_OPTIONS = [
     {"jk": "cat", "readout": "mean+max", "config_node_readout": True},
     {"jk": "max", "residual": True, "act": "prelu", "norm": "layer", "readout_l2": True},
     {"readout": "attn+max", "config_node_readout": True, "pre_layers": 2},
+    {"readout": "attn", "attn_gate": "config_free", "head": "linear", "post_layers": 2},
 ]
 
 

@@ -493,7 +493,9 @@ def test_layout_relations_describe_each_block_alike_for_every_rank():
     assert unset[1:].sum() == 0
 
 
-@pytest.mark.parametrize("options", [{"layout_relations": True}, {"pre_layers": 2}])
+@pytest.mark.parametrize(
+    "options", [{"layout_relations": True}, {"pre_layers": 2}, {"post_layers": 1}]
+)
 def test_encoder_options_give_the_same_scores_on_every_per_config_path(options):
     data = tiny_graph("layout", num_configs=6)
     models, outs = scores_on_every_path(data, **options)
@@ -514,3 +516,20 @@ def test_pre_layers_are_counted_and_checked():
     assert "pre_layers=2" in repr(deeper) and "pre_layers" not in repr(plain)
     with pytest.raises(ValueError, match="pre_layers must be 0 or more"):
         SAGE("layout", pre_layers=-1)
+
+
+def test_post_layers_follow_the_last_layer_and_are_checked():
+    plain, deeper = (
+        SAGE("layout", hidden_channels=8, num_layers=2),
+        SAGE("layout", hidden_channels=8, num_layers=2, post_layers=2),
+    )
+    extra = sum(p.numel() for p in deeper.parameters()) - sum(p.numel() for p in plain.parameters())
+    assert extra == 2 * (8 * 8 + 8)
+    # Inside the last layer's activation only: the first layer's is the plain one.
+    assert isinstance(deeper.acts[0], type(plain.acts[0]))
+    assert len(deeper.acts[1]) == 1 + 2 * 2
+    assert "post_layers=2" in repr(deeper) and "post_layers" not in repr(plain)
+    with pytest.raises(ValueError, match="post_layers must be 0 or more"):
+        SAGE("layout", post_layers=-1)
+    with pytest.raises(ValueError, match="num_layers is 0"):
+        SAGE("layout", num_layers=0, post_layers=1)

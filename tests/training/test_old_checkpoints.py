@@ -54,15 +54,16 @@ def test_a_segment_models_context_hops_moves_with_a_warning():
 def test_a_model_option_added_since_gets_the_value_that_trains_as_before():
     old = {"model": {"attn_heads": 1, "readout": "sum"}, "data": {}}
     new = upgrade_config(old)
-    assert new == {"model": {"attn_heads": 1, "readout": "sum", "attn_gate": "state"}, "data": {}}
+    added = {"attn_gate": "state", "post_layers": 0}
+    assert new == {"model": {"attn_heads": 1, "readout": "sum", **added}, "data": {}}
     assert "attn_gate" not in old["model"]  # the stored config is left as it was
     # A segment model's wrapped model; a value the run set stays.
     segment = {"model": {"max_segment_nodes": 9, "model": {"attn_heads": 2}}, "data": {}}
     assert upgrade_config(segment)["model"] == {
         "max_segment_nodes": 9,
-        "model": {"attn_heads": 2, "attn_gate": "state"},
+        "model": {"attn_heads": 2, **added},
     }
-    chosen = {"model": {"attn_heads": 1, "attn_gate": "config_free"}, "data": {}}
+    chosen = {"model": {"attn_heads": 1, "attn_gate": "config_free", "post_layers": 1}, "data": {}}
     assert upgrade_config(chosen) == chosen
 
 
@@ -79,8 +80,8 @@ def test_a_checkpoint_from_before_an_added_model_option_loads_for_the_current_co
     cfg = compose_config(overrides=tiny_overrides(tmp_path))
     config = OmegaConf.to_container(cfg, resolve=True)
     current_model = dict(config["model"])
-    assert current_model["attn_gate"] == "state"
-    del config["model"]["attn_gate"]  # the config such a run stored
+    assert current_model["attn_gate"] == "state" and current_model["post_layers"] == 0
+    del config["model"]["attn_gate"], config["model"]["post_layers"]  # as such a run stored
     torch.manual_seed(0)
     model = instantiate(current_model).eval()
     path = save_checkpoint(
@@ -89,6 +90,7 @@ def test_a_checkpoint_from_before_an_added_model_option_loads_for_the_current_co
     )
     state = load_checkpoint(path, model_config=current_model)
     assert state["config"]["model"]["attn_gate"] == "state"
+    assert state["config"]["model"]["post_layers"] == 0
     with pytest.raises(CheckpointMismatchError, match="attn_gate: checkpoint 'state'"):
         load_checkpoint(path, model_config={**current_model, "attn_gate": "config_free"})
 

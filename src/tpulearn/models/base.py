@@ -133,6 +133,11 @@ class ConfigGNN(LayerHooks, nn.Module):
         pre_layers: node-wise Linear + act layers after the join, before message passing
             (a configurable node then reads its own config through an MLP, not through
             one activation of a sum; config-free nodes pass through the same layers).
+        post_layers: node-wise Linear + act layers after the last message-passing layer's
+            activation, in every config and in the config-free pass: each node's term in
+            the pooled vector is then an MLP of what it gathered, not one activation of a
+            sum (with ``jk`` cat or max only the last layer's output passes through them).
+            Needs ``num_layers`` >= 1 (before message passing, see ``pre_layers``).
         distinct_states: layout models with early join and a linear aggregation (SAGE,
             GCN, GIN) compute each distinct (node, layer) state once for all the configs
             that share it (:mod:`tpulearn.models.dedup`; same scores, far less work when
@@ -194,6 +199,7 @@ class ConfigGNN(LayerHooks, nn.Module):
         layout_tiling: bool = False,
         directed: bool = False,
         attn_gate: str = "state",
+        post_layers: int = 0,
     ):
         super().__init__()
         self.readout = parse_readout(readout)
@@ -209,6 +215,7 @@ class ConfigGNN(LayerHooks, nn.Module):
             num_layers=num_layers,
             dropout=dropout,
             pre_layers=pre_layers,
+            post_layers=post_layers,
             attn_heads=attn_heads,
             directed=directed,
             attn_gate=attn_gate,
@@ -236,7 +243,7 @@ class ConfigGNN(LayerHooks, nn.Module):
         # config serves both tasks.
         self.config_node_readout = config_node_readout and task == "layout"
         self.act = act  # read by layer types whose layer holds an activation (GIN)
-        self.pre_layers = pre_layers
+        self.pre_layers, self.post_layers = pre_layers, post_layers
         self.head_kind = head
         self.attn_gate = attn_gate
         # The parameters, in the order they are created (which the initial weights of a
@@ -270,6 +277,7 @@ class ConfigGNN(LayerHooks, nn.Module):
         num_layers: int,
         dropout: float,
         pre_layers: int,
+        post_layers: int,
         attn_heads: int,
         directed: bool,
         attn_gate: str,
@@ -288,6 +296,13 @@ class ConfigGNN(LayerHooks, nn.Module):
         check_number("dropout", dropout, 0.0, 1.0, open_high=True)
         if pre_layers < 0:
             raise ValueError(f"pre_layers must be 0 or more, got {pre_layers}")
+        if post_layers < 0:
+            raise ValueError(f"post_layers must be 0 or more, got {post_layers}")
+        if post_layers and not num_layers:
+            raise ValueError(
+                "post_layers follow the last message-passing layer: num_layers is 0 "
+                "(node-wise layers before message passing are pre_layers)"
+            )
         if attn_heads < 1:
             raise ValueError(f"attn_heads must be 1 or more, got {attn_heads}")
         warn_if_disabled("attn_heads", attn_heads, 1, "attn" in self.readout, "no attn readout")
@@ -315,6 +330,13 @@ class ConfigGNN(LayerHooks, nn.Module):
             nn.LayerNorm(h) if norm == "layer" else nn.Identity() for _ in range(num_layers)
         )
         self.acts = nn.ModuleList(ACTIVATIONS[act]() for _ in range(num_layers))
+        if self.post_layers:
+            # Inside the last layer's activation: every pass (config-free, per config,
+            # distinct states) applies it to that layer's output, node by node.
+            extra = [
+                m for _ in range(self.post_layers) for m in (nn.Linear(h, h), ACTIVATIONS[act]())
+            ]
+            self.acts[-1] = nn.Sequential(self.acts[-1], *extra)
         self.directed = None
         if directed and self.propagates:
             self.directed = nn.ModuleList(
@@ -536,6 +558,7 @@ class ConfigGNN(LayerHooks, nn.Module):
                 ("linear head", self.head_kind == "linear"),
                 ("config-free attn gate", self.gate is not None and self.attn_gate != "state"),
                 (f"pre_layers={self.pre_layers}", self.pre_layers),
+                (f"post_layers={self.post_layers}", self.post_layers),
                 ("layout_shape", self.config_encoder.layout_shape),
                 ("layout_relations", self.config_encoder.layout_relations),
                 ("layout_agreement", self.config_encoder.layout_agreement),

@@ -17,7 +17,7 @@ import torch
 # trains what a config without the option did: a stored model config (that of a ConfigGNN,
 # which has ``attn_heads``) lacking one is read as having that value, so older runs resume,
 # are reused and load as before. Digests of run configs leave a key out at this value.
-ADDED_MODEL_DEFAULTS = {"attn_gate": "state"}
+ADDED_MODEL_DEFAULTS = {"attn_gate": "state", "post_layers": 0}
 # Trainer options added since runs were stored, at the value that trains what a config
 # without them did.
 ADDED_TRAINER_DEFAULTS = {"union_prob": 0.0, "min_epoch_graphs": None}
