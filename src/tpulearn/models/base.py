@@ -317,26 +317,19 @@ class ConfigGNN(LayerHooks, nn.Module):
 
     def _build_layers(self, norm: str | None, directed: bool) -> None:
         """The node-wise layers after the join, then each message-passing layer's
-        convolution, norm, activation and (``directed``) users / operands Linear."""
+        convolution, norm, activation and (``directed``) users / operands Linear, the last
+        activation followed by the node-wise post layers."""
         h, act, num_layers = self.hidden_channels, self.act, self.num_layers
-        self.input_act = ACTIVATIONS[act]()
-        if self.pre_layers:
-            extra = [
-                m for _ in range(self.pre_layers) for m in (nn.Linear(h, h), ACTIVATIONS[act]())
-            ]
-            self.input_act = nn.Sequential(self.input_act, *extra)
+        self.input_act = self._node_wise(ACTIVATIONS[act](), self.pre_layers)
         self.convs = nn.ModuleList(self.init_conv(h, h) for _ in range(num_layers))
         self.norms = nn.ModuleList(
             nn.LayerNorm(h) if norm == "layer" else nn.Identity() for _ in range(num_layers)
         )
         self.acts = nn.ModuleList(ACTIVATIONS[act]() for _ in range(num_layers))
-        if self.post_layers:
+        if num_layers:
             # Inside the last layer's activation: every pass (config-free, per config,
-            # distinct states) applies it to that layer's output, node by node.
-            extra = [
-                m for _ in range(self.post_layers) for m in (nn.Linear(h, h), ACTIVATIONS[act]())
-            ]
-            self.acts[-1] = nn.Sequential(self.acts[-1], *extra)
+            # distinct states) applies them to that layer's output, node by node.
+            self.acts[-1] = self._node_wise(self.acts[-1], self.post_layers)
         self.directed = None
         if directed and self.propagates:
             self.directed = nn.ModuleList(
@@ -344,6 +337,15 @@ class ConfigGNN(LayerHooks, nn.Module):
             )
             for layer in self.directed:
                 nn.init.zeros_(layer.weight)
+
+    def _node_wise(self, first: nn.Module, count: int) -> nn.Module:
+        """``first`` followed by ``count`` node-wise Linear + act layers (``first`` itself
+        when ``count`` is 0)."""
+        if not count:
+            return first
+        h, act = self.hidden_channels, self.act
+        extra = [m for _ in range(count) for m in (nn.Linear(h, h), ACTIVATIONS[act]())]
+        return nn.Sequential(first, *extra)
 
     def _build_pools(self, attn_heads: int) -> int:
         """The attn readout's gate and the late join's config layer; returns the width of
