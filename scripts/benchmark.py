@@ -6,7 +6,8 @@
     python scripts/benchmark.py --out /tmp/bench   # write the results elsewhere
 
 Groups: ``metrics``, ``scoring``, ``gst_memory``, ``gst_speed``, ``io`` (npz reading and
-validation), ``training`` (full training steps: configs/s and node-states/s) and
+validation), ``training`` (full training steps: configs/s and node-states/s), ``recipe`` (the
+layout_fast recipe's steps in a training run, at the held-out collection's graph shape) and
 ``memory`` (peak memory of a training epoch over a synthetic collection, by graph count).
 CUDA cases run when a GPU is available. Each group is a module of ``scripts/bench/``.
 

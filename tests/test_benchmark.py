@@ -65,10 +65,11 @@ def test_every_group_module_is_registered(runner):
         "io",
         "memory",
         "metrics",
+        "recipe",
         "scoring",
         "training",
     ]
-    assert set(runner.COLUMNS) == {"io", "memory", "scoring", "training"}
+    assert set(runner.COLUMNS) == {"io", "memory", "recipe", "scoring", "training"}
 
 
 @pytest.mark.slow
@@ -95,6 +96,23 @@ def test_cheap_groups(runner, tmp_path):
         )
     markdown = (tmp_path / "results.md").read_text()
     assert "| node-states/s | parameters |" in markdown
+
+
+@pytest.mark.slow
+def test_recipe_group_times_the_recipe_runs_steps(runner, tmp_path):
+    assert runner.main([*TINY, "--out", str(tmp_path), "--only", "recipe"]) == 0
+    rows = _check(tmp_path, ["recipe"])["recipe"]["rows"]
+    assert [r["what"].split("synthetic ")[1].split(" ")[0] for r in rows] == [
+        "layout:xla:random",
+        "layout:xla:default",
+    ]
+    for row in rows:
+        assert row["unit"] == "steps/s" and row["device"] == "cpu"
+        # --quick: 6 steps, the first left out of the median
+        assert row["runs"] == 5
+        assert row["step_seconds_median"] == pytest.approx(1 / row["median"])
+        assert row["peak_rss_mb"] > 0
+    assert "| s/step | peak RSS MB |" in (tmp_path / "results.md").read_text()
 
 
 @pytest.mark.slow
