@@ -7,6 +7,7 @@ from torch_geometric.data import Batch
 
 from tpulearn.data import AllConfigsSampler, LayoutDataset, sample_root
 from tpulearn.models import GAT, GCN, GIN, SAGE, ResGCN, dedup
+from tpulearn.models.plan import csr_matrix
 
 ROOT = sample_root()
 
@@ -111,6 +112,41 @@ def test_mix_is_splitmix64_and_leaves_its_input_alone():
     before = x.clone()
     assert dedup._mix(x).tolist() == [splitmix64(v) for v in x.tolist()]
     assert torch.equal(x, before)
+
+
+def _coalesced_csr(rows, cols, values, size):
+    coo = torch.sparse_coo_tensor(torch.stack([rows, cols]), values, size)
+    return coo.coalesce().to_sparse_csr()
+
+
+@pytest.mark.parametrize("repeats", [False, True])
+def test_csr_matrix_is_the_coalesced_matrix(repeats):
+    # Entries in no order; with repeats, some positions appear 2-4 times (summed).
+    gen = torch.Generator().manual_seed(0)
+    size = (7, 11)
+    position = torch.randperm(size[0] * size[1], generator=gen)[:30]
+    if repeats:
+        position = torch.cat([position, position[:6], position[:3], position[:1]])
+        position = position[torch.randperm(position.numel(), generator=gen)]
+    rows, cols = position // size[1], position % size[1]
+    values = torch.randn(position.numel(), generator=gen)
+    got = csr_matrix(rows, cols, values, size)
+    want = _coalesced_csr(rows, cols, values, size)
+    assert got.layout == torch.sparse_csr and got.shape == size
+    assert torch.equal(got.crow_indices(), want.crow_indices())
+    assert torch.equal(got.col_indices(), want.col_indices())
+    assert torch.equal(got.values(), want.values())
+    dense = torch.zeros(size).index_put_((rows, cols), values, accumulate=True)
+    assert torch.allclose(got.to_dense(), dense)
+    x = torch.randn(size[1], 3, generator=gen)
+    assert torch.equal(got @ x, want @ x)
+
+
+def test_csr_matrix_of_no_entries():
+    empty = torch.zeros(0, dtype=torch.long)
+    got = csr_matrix(empty, empty, torch.zeros(0), (4, 5))
+    assert got.crow_indices().tolist() == [0, 0, 0, 0, 0] and got._nnz() == 0
+    assert torch.equal(got.to_dense(), torch.zeros(4, 5))
 
 
 def _valid_graph(num_configs: int):

@@ -20,11 +20,11 @@ i.e. shared by the configs that have it.
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from .plan import csr_matrix
 
 
 def unique_rows(rows: Tensor) -> tuple[Tensor, Tensor]:
@@ -287,12 +287,7 @@ def aggregation_rows(adj: Tensor, prev: StateLayer, slot_of: Tensor, rep_config,
     config = rep_config[rows]
     width = slot_of.numel()
     cols = torch.where(slot >= 0, width + prev.index[config, slot.clamp(min=0)], src)
-    size = (num_states, width + prev.values.shape[0])
-    with warnings.catch_warnings():
-        # torch flags sparse CSR as beta; the product used here is long-standing.
-        warnings.simplefilter("ignore", UserWarning)
-        matrix = torch.sparse_coo_tensor(torch.stack([rows, cols]), val[entry], size)
-        return matrix.coalesce().to_sparse_csr()
+    return csr_matrix(rows, cols, val[entry], (num_states, width + prev.values.shape[0]))
 
 
 def self_rows(prev: StateLayer, slot_of: Tensor, upd: Tensor, rep_config, rep_row) -> Tensor:
