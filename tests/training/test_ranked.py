@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tpulearn.training.ranked import RankWatch
+from tpulearn.training.ranked import RankWatch, check_train_graphs
 from tpulearn.training.step import StepStats
 
 TWO_RUNTIMES = StepStats(loss=1.0, configs=4, opa=0.0, rankable=0)  # configs alike
@@ -59,3 +59,15 @@ def test_alike_configs_warn_once_with_each_task_s_advice():
             w.after(TWO_RUNTIMES)
         assert len(log.lines) == 1 and log.lines[0].startswith("warning: nothing to rank in ROOT")
         assert "(2 step(s), 3 train graph(s))" in log.lines[0] and advice in log.lines[0]
+
+
+def test_an_empty_train_split_is_refused():
+    class Empty(Split):
+        excluded = []
+
+        def __len__(self):
+            return 0
+
+    with pytest.raises(ValueError, match="^no graph to train on in ROOT/train: it holds none$"):
+        check_train_graphs(Empty())
+    check_train_graphs(Split())  # three graphs: nothing to refuse

@@ -327,6 +327,37 @@ def test_a_train_split_with_nothing_to_rank_stops_after_an_epoch(tmp_path, monke
     assert not (tmp_path / "run" / "checkpoints" / "best.pt").exists()
 
 
+def test_a_train_split_whose_every_graph_is_excluded_is_refused_naming_them(
+    tmp_path, monkeypatch, capsys
+):
+    # Every train graph measures one config: the dataset excludes them all. The run once
+    # failed on "0 training graphs cannot be shared by 1 shards".
+    from tpulearn.data.synthetic import write_layout_collection
+
+    root = tmp_path / "data"
+    counts = {"train": 2, "valid": 1, "test": 0}
+    write_layout_collection(root, num_graphs=counts, nodes=(20, 30), configs=(1, 1))
+    with pytest.warns(UserWarning, match="2 graph\\(s\\) excluded, too few configs to rank"):
+        code, _, err = train_cli(
+            monkeypatch,
+            capsys,
+            "experiment=layout_fast",
+            "data=synthetic",
+            f"data.root={root}",
+            *SMALL_MODEL,
+            f"hydra.run.dir={tmp_path / 'run'}",
+        )
+    assert code == 2
+    last = err.strip().splitlines()[-1]
+    folder = root / "npz" / "layout" / "xla" / "random" / "train"
+    assert last == (
+        f"error: no graph to train on in {folder}: all 2 of its graph(s) were excluded, too "
+        "few configs to rank: synthetic_xla_train_000.npz (1 measured configs < 2); "
+        "synthetic_xla_train_001.npz (1 measured configs < 2)"
+    )
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_configs_a_model_cannot_tell_apart_are_named_in_a_warning(tmp_path, monkeypatch, capsys):
     # Without data.dedup the bundled xla random train graph's 20 measurements (461.34 -
     # 461.44 ms) have two runtimes but one config: every score equal, the loss constant,

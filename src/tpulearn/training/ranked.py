@@ -10,6 +10,23 @@ from ..data.datasets import graphs_named
 from .step import StepStats
 
 
+def check_train_graphs(train_set) -> None:
+    """Refuse a train split without a graph before the run starts: every one of its files
+    excluded for too few measured configs is named, instead of an error about sharing
+    zero graphs among processes."""
+    if len(train_set):
+        return
+    folder = getattr(train_set, "folder", "the train split")
+    excluded = getattr(train_set, "excluded", [])
+    why = (
+        f"all {len(excluded)} of its graph(s) were excluded, too few configs to rank: "
+        f"{graphs_named(excluded)}"
+        if excluded
+        else "it holds none"
+    )
+    raise ValueError(f"no graph to train on in {folder}: {why}")
+
+
 class RankWatch:
     """Watches the steps since a run (re)started until one had a graph with an order to
     learn (:attr:`StepStats.rankable`); after an epoch of steps without one, raises or

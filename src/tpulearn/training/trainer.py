@@ -32,7 +32,7 @@ from .checkpoint import rng_state, set_rng_state
 from .interrupt import deferred_interrupt
 from .prefetch import Prefetcher
 from .progress import ProgressLog, max_rss_mb, wants_bar
-from .ranked import RankWatch
+from .ranked import RankWatch, check_train_graphs
 from .schedule import BatchSchedule, num_shards
 from .scoring import PRECISIONS, validate
 from .state import RunState
@@ -214,6 +214,7 @@ class Trainer:
         gst = gst_trainer(model, self.gst_settings, dist_utils.rank_seed(self.seed, world.rank))
         self._check_unions(getattr(data, "task", None), gst)
         train_set, valid_set = self._train_set(data, world), data.eval_set("valid")
+        check_train_graphs(train_set)
         shards = num_shards(self.shards, self.graphs_per_batch, len(train_set), world)
         budget = step_budget(
             self.max_steps,
