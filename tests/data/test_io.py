@@ -302,7 +302,19 @@ def test_empty_file(tmp_path):
 def test_not_a_zip(tmp_path):
     path = tmp_path / "text.npz"
     path.write_text("node_feat,node_opcode\n1,2\n")
-    _expect(path, None, "an unreadable file")
+    _expect(path, None, "expected an npz (zip) archive, found a file that starts with b'node_feat,")
+    # An error page saved under the file's name: named by its first bytes, not as a pickle.
+    path.write_text("<!DOCTYPE html><html>Not Found</html>")
+    _expect(path, None, "found a file that starts with b'<!DOCTYPE html><html>Not Found</'")
+
+
+def test_a_zip_that_is_not_an_npz_archive(tmp_path):
+    import zipfile
+
+    path = tmp_path / "other.npz"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("readme.txt", "not an array")
+    _expect(path, "node_feat", "expected keys node_feat")
 
 
 def test_wrong_extension(tmp_path):

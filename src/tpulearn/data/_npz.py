@@ -32,6 +32,14 @@ class _NpzReader:
             )
         if path.stat().st_size == 0:
             raise TpuGraphsFormatError(path, None, "an npz (zip) archive", "an empty file")
+        with path.open("rb") as f:
+            head = f.read(32)
+        if not head.startswith((b"PK", b"\x93NUMPY")):
+            # np.load would try it as a pickle and say that it "contains pickled (object)
+            # data": a text or HTML file (an error page saved by a failed download) is not.
+            raise TpuGraphsFormatError(
+                path, None, "an npz (zip) archive", f"a file that starts with {head!r}"
+            )
         try:
             self.npz = np.load(path, allow_pickle=False)
         except _READ_ERRORS as exc:
