@@ -2,13 +2,13 @@
 
 ``python train.py experiment=layout_fast`` on a synthetic collection of the held-out
 collection's shape (graphs of 1,400-1,600 nodes, 300 configs; ``scripts/quality.py
---heldout-shape``), one run per search: each step's wall time as the run logs it
-(``train/step_s`` in its TensorBoard events: reading the step's graphs, the union steps,
-forward, backward, the optimiser and the moving average of the weights; validations
-apart), the median over the steps after the first few, and the peak RSS of the run's
-process (each run in a fresh interpreter). The
-``training`` group times single steps of fixed models; this one times what a recipe run
-costs a step, end to end.
+--heldout-shape``), one run per search and device: each step's wall time as the run logs
+it (``train/step_s`` in its TensorBoard events: reading the step's graphs, the union
+steps, forward, backward, the optimiser and the moving average of the weights;
+validations apart), the median over the steps after the first few, and the peak RSS of
+the run's process (each run in a fresh interpreter; on CUDA also the peak of allocated
+GPU memory). The ``training`` group times single steps of fixed models; this one times
+what a recipe run costs a step, end to end.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from .probe import rss_mb, run_probe
-from .timing import result
+from .timing import devices, result
 
 NAME = "recipe"
 COLUMNS = [
@@ -46,11 +46,13 @@ def step_seconds(out_dir: Path) -> list[float]:
     return [e.value for e in sorted(events.Scalars("train/step_s"), key=lambda e: e.step)]
 
 
-def recipe_probe(root: str, search: str, out_dir: str, steps: int) -> dict:
+def recipe_probe(root: str, search: str, out_dir: str, steps: int, device: str) -> dict:
     """Run in a fresh interpreter (:func:`.probe.run_probe`): train
-    ``experiment=layout_fast`` on the synthetic layout:xla:``search`` collection at
-    ``root`` for ``steps`` steps (validated untrained and at the end). Returns each
-    step's seconds and the process's peak RSS (MB)."""
+    ``experiment=layout_fast`` on ``device`` on the synthetic layout:xla:``search``
+    collection at ``root`` for ``steps`` steps (validated untrained and at the end).
+    Returns each step's seconds, the process's peak RSS (MB) and, on CUDA, the peak of
+    allocated GPU memory (MB)."""
+    import torch
     from hydra import compose, initialize_config_dir
 
     import tpulearn
@@ -68,18 +70,22 @@ def recipe_probe(root: str, search: str, out_dir: str, steps: int) -> dict:
                 f"out_dir={out_dir}",
                 "trainer.seed=0",
                 "trainer.progress=false",
+                f"trainer.device={device}",
                 "trainer.max_epochs=null",
                 f"trainer.max_steps={steps}",
                 f"trainer.val_every={steps + 1}",
             ],
         )
     train(cfg)
-    return {"step_seconds": step_seconds(Path(out_dir)), "peak_rss_mb": rss_mb("VmHWM")}
+    out = {"step_seconds": step_seconds(Path(out_dir)), "peak_rss_mb": rss_mb("VmHWM")}
+    if device == "cuda":
+        out["cuda_peak_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
 
 
 def run(args) -> list[dict]:
-    """One recipe run per search on the CPU: seconds a step (median after the first
-    :data:`WARMUP`) and the run's peak RSS."""
+    """One recipe run per search and device (CUDA where present): seconds a step (median
+    after the first :data:`WARMUP`) and the run's peak memory."""
     from tpulearn.data.synthetic import write_layout_collection
 
     shape = SHAPE_QUICK if args.quick else SHAPE
@@ -101,32 +107,39 @@ def run(args) -> list[dict]:
                 family=FAMILY,
                 seed=0,
             )
-            out_dir = Path(tmp) / f"run-{search}"
-            outcome = run_probe(
-                "bench.recipe", "recipe_probe", [str(root), search, str(out_dir), steps]
-            )
-            if "capped" in outcome:
-                raise RuntimeError(f"the {search} recipe run was stopped: {outcome['capped']}")
-            times = outcome["step_seconds"][warmup:]
-            low, high = shape["nodes"]
-            rows.append(
-                result(
-                    f"layout_fast recipe step (`python train.py experiment=layout_fast`), "
-                    f"synthetic layout:xla:{search} ({FAMILY}; {shape['train']} train graphs "
-                    f"of {low:,}-{high:,} nodes, {shape['configs'][0]} configs), steps "
-                    f"{warmup + 1}-{steps} of one run, seed 0",
-                    "steps/s",
-                    lambda t: 1.0 / t,
-                    times,
-                    device="cpu",
-                    precision="fp32",
-                    step_seconds_median=statistics.median(times),
-                    peak_rss_mb=outcome["peak_rss_mb"],
-                    torch_threads=_threads(),
-                    load_average=load,
+            for device in devices():
+                out_dir = Path(tmp) / f"run-{search}-{device}"
+                outcome = run_probe(
+                    "bench.recipe", "recipe_probe", [str(root), search, str(out_dir), steps, device]
                 )
-            )
-            print(rows[-1], flush=True)
+                if "capped" in outcome:
+                    raise RuntimeError(
+                        f"the {search} recipe run on {device} was stopped: {outcome['capped']}"
+                    )
+                times = outcome["step_seconds"][warmup:]
+                low, high = shape["nodes"]
+                extra = {}
+                if "cuda_peak_allocated_mb" in outcome:
+                    extra["cuda_peak_allocated_mb"] = outcome["cuda_peak_allocated_mb"]
+                rows.append(
+                    result(
+                        f"layout_fast recipe step (`python train.py experiment=layout_fast`), "
+                        f"synthetic layout:xla:{search} ({FAMILY}; {shape['train']} train "
+                        f"graphs of {low:,}-{high:,} nodes, {shape['configs'][0]} configs), "
+                        f"steps {warmup + 1}-{steps} of one run, seed 0",
+                        "steps/s",
+                        lambda t: 1.0 / t,
+                        times,
+                        device=device,
+                        precision="fp32",
+                        step_seconds_median=statistics.median(times),
+                        peak_rss_mb=outcome["peak_rss_mb"],
+                        torch_threads=_threads(),
+                        load_average=load,
+                        **extra,
+                    )
+                )
+                print(rows[-1], flush=True)
     return rows
 
 
