@@ -18,6 +18,8 @@ import statistics
 import tempfile
 from pathlib import Path
 
+import torch
+
 from .probe import rss_mb, run_probe
 from .timing import devices, result
 
@@ -52,30 +54,23 @@ def recipe_probe(root: str, search: str, out_dir: str, steps: int, device: str) 
     collection at ``root`` for ``steps`` steps (validated untrained and at the end).
     Returns each step's seconds, the process's peak RSS (MB) and, on CUDA, the peak of
     allocated GPU memory (MB)."""
-    import torch
-    from hydra import compose, initialize_config_dir
-
-    import tpulearn
+    from tpulearn.leaderboard.runs import compose
     from tpulearn.training import train
 
-    configs = str(Path(tpulearn.__file__).parent / "configs")
-    with initialize_config_dir(configs, version_base="1.3"):
-        cfg = compose(
-            "config",
-            overrides=[
-                "experiment=layout_fast",
-                "data=synthetic",
-                f"data.root={root}",
-                f"data.collection=layout:xla:{search}",
-                f"out_dir={out_dir}",
-                "trainer.seed=0",
-                "trainer.progress=false",
-                f"trainer.device={device}",
-                "trainer.max_epochs=null",
-                f"trainer.max_steps={steps}",
-                f"trainer.val_every={steps + 1}",
-            ],
-        )
+    overrides = [
+        "experiment=layout_fast",
+        "data=synthetic",
+        f"data.root={root}",
+        f"data.collection=layout:xla:{search}",
+        f"out_dir={out_dir}",
+        "trainer.seed=0",
+        "trainer.progress=false",
+        f"trainer.device={device}",
+        "trainer.max_epochs=null",
+        f"trainer.max_steps={steps}",
+        f"trainer.val_every={steps + 1}",
+    ]
+    cfg = compose("config", overrides)
     train(cfg)
     out = {"step_seconds": step_seconds(Path(out_dir)), "peak_rss_mb": rss_mb("VmHWM")}
     if device == "cuda":
@@ -91,6 +86,7 @@ def run(args) -> list[dict]:
     shape = SHAPE_QUICK if args.quick else SHAPE
     steps = STEPS_QUICK if args.quick else STEPS
     warmup = 1 if args.quick else WARMUP
+    low, high = shape["nodes"]
     rows = []
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="tpulearn-bench-recipe-") as tmp:
@@ -117,7 +113,6 @@ def run(args) -> list[dict]:
                         f"the {search} recipe run on {device} was stopped: {outcome['capped']}"
                     )
                 times = outcome["step_seconds"][warmup:]
-                low, high = shape["nodes"]
                 extra = {}
                 if "cuda_peak_allocated_mb" in outcome:
                     extra["cuda_peak_allocated_mb"] = outcome["cuda_peak_allocated_mb"]
@@ -134,16 +129,10 @@ def run(args) -> list[dict]:
                         precision="fp32",
                         step_seconds_median=statistics.median(times),
                         peak_rss_mb=outcome["peak_rss_mb"],
-                        torch_threads=_threads(),
+                        torch_threads=torch.get_num_threads(),
                         load_average=load,
                         **extra,
                     )
                 )
                 print(rows[-1], flush=True)
     return rows
-
-
-def _threads() -> int:
-    import torch
-
-    return torch.get_num_threads()

@@ -17,6 +17,17 @@ from .schema import TpuGraphsFormatError
 _READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError)
 
 
+def _unreadable(path: Path, exc: Exception) -> str:
+    """What a file that ``np.load`` could not open is: one that is neither a zip archive
+    nor an .npy array (a text file, an error page saved by a failed download) by its first
+    bytes, as numpy then calls it pickled data; a damaged archive by numpy's reason."""
+    with path.open("rb") as f:
+        head = f.read(32)
+    if not head.startswith((b"PK", b"\x93NUMPY")):
+        return f"a file that starts with {head!r}"
+    return f"an unreadable file ({exc})"
+
+
 class _NpzReader:
     """Opens an npz archive and loads its members with file-naming errors."""
 
@@ -32,19 +43,11 @@ class _NpzReader:
             )
         if path.stat().st_size == 0:
             raise TpuGraphsFormatError(path, None, "an npz (zip) archive", "an empty file")
-        with path.open("rb") as f:
-            head = f.read(32)
-        if not head.startswith((b"PK", b"\x93NUMPY")):
-            # np.load would try it as a pickle and say that it "contains pickled (object)
-            # data": a text or HTML file (an error page saved by a failed download) is not.
-            raise TpuGraphsFormatError(
-                path, None, "an npz (zip) archive", f"a file that starts with {head!r}"
-            )
         try:
             self.npz = np.load(path, allow_pickle=False)
         except _READ_ERRORS as exc:
             raise TpuGraphsFormatError(
-                path, None, "an npz (zip) archive", f"an unreadable file ({exc})"
+                path, None, "an npz (zip) archive", _unreadable(path, exc)
             ) from exc
         if not isinstance(self.npz, np.lib.npyio.NpzFile):
             raise TpuGraphsFormatError(path, None, "an npz (zip) archive", "a single .npy array")
