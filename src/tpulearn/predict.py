@@ -31,7 +31,7 @@ from .data import (
     read_layout,
     read_tile,
 )
-from .data.items import TpuGraphData, layout_item, tile_item
+from .data.items import ITEM_BYTES, TpuGraphData, item_configs, layout_item, tile_item
 from .data.schema import LAYOUT_KEYS, TILE_KEYS
 from .graph import ConfigContext
 from .training import CheckpointMismatchError
@@ -45,7 +45,8 @@ class Predictor:
         task: ``"tile"`` or ``"layout"``.
         node_normalizer: the node-feature normaliser of its training run (or None).
         device: where to run.
-        chunk: configs scored per forward pass.
+        chunk: configs per pass through the config-dependent layers (see
+            :func:`~tpulearn.training.score_dataset`).
         config_normalizer: the tile config-feature normaliser of its run (or None).
         transform: the per-graph transform of its run's data (``data.context_hops``:
             a :class:`~tpulearn.graph.ConfigContext`), applied to each item; None: none.
@@ -138,11 +139,17 @@ class Predictor:
             raise TypeError(
                 f"a {self.task} predictor scores {expected.__name__}s, got {type(record).__name__}"
             )
+        # As score_dataset: a model that scores each config apart takes items of up to
+        # ITEM_BYTES of config features and passes them `chunk` configs at a time.
+        apart = bool(getattr(self.model, "configs_independent", False))
+        budget, kwargs = (ITEM_BYTES, {"config_chunk": self.chunk}) if apart else (None, {})
+        feat = record.config_feat if self.task == "tile" else record.node_config_feat
+        size = item_configs(feat, self.chunk, budget)
         parts = []
-        for start in range(0, record.num_configs, self.chunk):
-            rows = np.arange(start, min(start + self.chunk, record.num_configs), dtype=np.int64)
+        for start in range(0, record.num_configs, size):
+            rows = np.arange(start, min(start + size, record.num_configs), dtype=np.int64)
             data = self._item(record, rows)
-            parts.append(self.model(data.to(self.device)).float().cpu().numpy())
+            parts.append(self.model(data.to(self.device), **kwargs).float().cpu().numpy())
         return np.concatenate(parts)
 
     def rank_file(self, path: str | Path) -> np.ndarray:

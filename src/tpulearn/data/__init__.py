@@ -26,6 +26,8 @@ _EXPORTS = {
     "read_layout": "io",
     "read_layout_graph": "io",
     "read_tile": "io",
+    "ITEM_BYTES": "items",
+    "item_configs": "items",
     "layout_item": "items",
     "tile_item": "items",
     "eval_indices_path": "sample",

@@ -86,7 +86,8 @@ class CollectionData:
             copies (validation and test are never de-duplicated).
         cache_dir: memory-mapped cache of layout config features (``None``: in memory;
             no effect on tile collections).
-        eval_chunk: configs scored at a time during evaluation.
+        eval_chunk: configs per pass through the config-dependent layers during
+            evaluation (see :func:`~tpulearn.training.score_dataset`).
         seed: sampling seed.
         context_hops: layout only: every split keeps just the configurable nodes and the
             nodes within this many hops of one (:class:`~tpulearn.graph.ConfigContext`),

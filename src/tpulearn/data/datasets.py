@@ -29,7 +29,7 @@ from .io import (
     read_layout,
     read_tile,
 )
-from .items import TpuGraphData, layout_item, tile_item
+from .items import TpuGraphData, item_configs, layout_item, tile_item
 from .sample import is_sample_root
 from .sampling import (
     DEDUP_MODES,
@@ -207,16 +207,21 @@ class _GraphDataset(torch.utils.data.Dataset):
         rows = self.sampler(rows, record.config_runtime, rng, record.stem)
         return self.to_data(record, np.asarray(rows, dtype=np.int64))
 
-    def sample_chunks(self, idx: int, chunk_size: int):
+    def sample_chunks(self, idx: int, chunk_size: int, max_bytes: int | None = None):
         """The sampler's configs of graph ``idx`` as Data items of at most ``chunk_size``
         configs, reading the file once (evaluation with a fixed or all-configs sampler on
-        graphs too large to score in one piece)."""
+        graphs too large to score in one piece).
+
+        With ``max_bytes``, items of as many whole chunks as :func:`item_configs` fits in
+        that many bytes of config features (for a model that chunks its configs itself).
+        """
         record, rows = self.merged(idx, self.read(idx))
         rng = np.random.default_rng((self.seed, self.epoch, idx))
         rows = self.sampler(rows, record.config_runtime, rng, record.stem)
         rows = np.asarray(rows, dtype=np.int64)
-        for start in range(0, rows.shape[0], chunk_size):
-            yield self.to_data(record, rows[start : start + chunk_size])
+        size = item_configs(self._config_feat(record), chunk_size, max_bytes)
+        for start in range(0, rows.shape[0], size):
+            yield self.to_data(record, rows[start : start + size])
 
     def chunks(self, idx: int, chunk_size: int):
         """Every config of graph ``idx`` in file order, as Data items of ``chunk_size``

@@ -20,6 +20,26 @@ from .features import (
 from .io import LayoutRecord, TileRecord
 from .schema import LAYOUT_MINOR_TO_MAJOR, SHAPE_DIMS
 
+#: Bytes of config features one scoring item holds at most (:func:`item_configs`).
+ITEM_BYTES = 16 << 20
+
+
+def item_configs(config_feat: np.ndarray, chunk: int, max_bytes: int | None = None) -> int:
+    """Configs per item when scoring a graph ``chunk`` configs per pass.
+
+    ``chunk`` without ``max_bytes``; with it, the most whole chunks whose rows of
+    ``config_feat`` (the record's config features, one row per config) fit in that many
+    bytes, and at least one chunk. A model whose configs score independently
+    (``configs_independent``) takes such an item in one call and passes its config-dependent
+    layers ``chunk`` configs at a time (``config_chunk``): the config-free pass runs once
+    per item instead of once per chunk, and each chunk holds the configs it held as an
+    item of its own, so the scores are the same.
+    """
+    if max_bytes is None:
+        return chunk
+    row = max(config_feat[:1].nbytes, 1)
+    return chunk * max(1, max_bytes // (row * chunk))
+
 
 class TpuGraphData(Data):
     """One graph and a sample of its configs.

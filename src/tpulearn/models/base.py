@@ -410,8 +410,6 @@ class ConfigGNN(LayerHooks, nn.Module):
         # A tile encoder reads the raw rows: 24 features, or 42 with tile_layout.
         width = self.config_encoder.in_channels
         cfg, num_configs = config_features(data, self.task, num_graphs, width)
-        if self.config_encoder.appended:
-            cfg = torch.cat([cfg, *self._appended(data, cfg)], -1)
         # Directed layers: users (stored edges, consumer -> producer), then operands.
         directions = None
         if self.directed is not None:
@@ -442,16 +440,29 @@ class ConfigGNN(LayerHooks, nn.Module):
         for start in range(0, num_configs, chunk):
             part = slice(start, min(start + chunk, num_configs))
             part_cfg = cfg[:, part] if self.task == "tile" else cfg[part]
+            if self.config_encoder.appended:
+                # Computed per config from its own row, so a chunk's need no more memory.
+                part_cfg = torch.cat([part_cfg, *self._appended(data, part_cfg)], -1)
             # Per-config passes: `deps[l]` holds the per-config values of S_l.
             deps = [self._join(data, enc, part_cfg, batch, plan.inputs, distinct)]
             for i, layer in enumerate(plan.layers):
                 deps.append(passes.run(i, layer, bases[i], deps[-1]))
             graphs.append(readout(plan.masks, bases, deps, part_cfg, node_weight))
+            # Free this chunk's states before the next chunk's are made (without autograd
+            # nothing else holds them), so chunks do not add up.
+            del deps, part_cfg
         z = torch.cat(graphs, 0).transpose(0, 1)  # [B, C, D]
         if self.attention is not None:
             z = self.attention(z)
         scores = self.head(z).squeeze(-1)
         return scores if is_batch else scores[0]
+
+    @property
+    def configs_independent(self) -> bool:
+        """Each config's score depends on the graph and its own features alone (no
+        ``config_attention``): any grouping of the configs into forward passes and
+        ``config_chunk`` s gives the same scores."""
+        return self.attention is None
 
     # ------------------------------------------------------------------ the parts
 

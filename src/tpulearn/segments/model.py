@@ -124,6 +124,12 @@ class SegmentModel(nn.Module):
         segments = split_segments(data, self.partition(data), self.halo_hops, self.max_halo_nodes)
         return self.score_segments(segments, config_chunk)
 
+    @property
+    def configs_independent(self) -> bool:
+        """Each config scores apart from the others (the wrapped model's
+        :attr:`~tpulearn.models.ConfigGNN.configs_independent`)."""
+        return bool(getattr(self.model, "configs_independent", False))
+
     def forward(self, data, config_chunk: int | None = None) -> Tensor:
         """Scores: sum over segments of fresh segment scores (no history table).
 

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from .._checks import check_choice
 from ..combine import combine_scores
+from ..data.items import ITEM_BYTES
 from ..metrics import Evaluator
 from . import distributed as dist_utils
 from .checkpoint import CheckpointMismatchError
@@ -56,22 +57,28 @@ def score_dataset(
         model: a config-scoring model (``model(data) -> [C]``).
         dataset: a Tile/LayoutDataset whose sampler picks the configs to evaluate.
         device: where the model runs.
-        chunk: configs per forward pass.
+        chunk: configs per pass through the config-dependent layers. A model whose
+            configs score independently (``configs_independent``) takes items of
+            :data:`~tpulearn.data.ITEM_BYTES` of config features and chunks them itself
+            (:func:`~tpulearn.data.item_configs`: the same scores, the config-free pass
+            once per item); any other model, items of ``chunk`` configs.
         precision: ``"fp32"`` or ``"bf16"``.
         progress: show a tqdm bar over graphs.
         indices: score only these graphs of the dataset (default: all, in order).
     """
     device = torch.device(device)
     was_training = model.training
+    apart = bool(getattr(model, "configs_independent", False))
+    budget, kwargs = (ITEM_BYTES, {"config_chunk": chunk}) if apart else (None, {})
     model.eval()
     try:
         order = range(len(dataset)) if indices is None else indices
         for i in tqdm(order, desc="scoring", disable=not progress):
             parts, runtimes, rows, stem = [], [], [], None
-            for data in dataset.sample_chunks(i, chunk):
+            for data in dataset.sample_chunks(i, chunk, budget):
                 stem = data.stem
                 with autocast(device, precision):
-                    out = model(data.to(device))
+                    out = model(data.to(device), **kwargs)
                 parts.append(out.float().cpu().numpy())
                 runtimes.append(data.config_runtime.numpy())
                 rows.append(data.config_index.numpy())

@@ -1,0 +1,118 @@
+"""Scoring in items larger than a chunk: a model whose configs score independently takes
+items of up to ``ITEM_BYTES`` of config features and passes them ``chunk`` configs at a
+time, which gives the scores of items of ``chunk`` configs exactly, with its config-free
+pass once per item; a model with config attention keeps items of ``chunk`` configs."""
+
+import numpy as np
+import pytest
+import torch
+
+from tpulearn.data import (
+    ITEM_BYTES,
+    AllConfigsSampler,
+    LayoutDataset,
+    item_configs,
+    read_layout,
+    sample_root,
+)
+from tpulearn.models import SAGE
+from tpulearn.predict import Predictor
+from tpulearn.segments import SegmentModel
+from tpulearn.training import score_dataset
+
+ROOT = sample_root()
+VALID = ROOT / "npz/layout/xla/default/valid/unet_3d.4x4.bf16.npz"  # 1,965 configs
+
+
+def test_item_configs_are_whole_chunks_within_the_budget():
+    feat = np.zeros((1000, 10, 18), np.float32)  # 720 bytes a config
+    assert item_configs(feat, 64) == 64
+    assert item_configs(feat, 64, None) == 64
+    assert item_configs(feat, 64, 720 * 64 * 3) == 192
+    assert item_configs(feat, 64, 720 * 64 * 3 - 1) == 128
+    assert item_configs(feat, 64, 1) == 64  # at least one chunk
+    # No config features at all (a graph without configurable nodes): one item.
+    assert item_configs(np.zeros((5, 0, 18), np.float32), 2, 100) == 100
+    assert ITEM_BYTES >= 1 << 20
+
+
+class Recorder(torch.nn.Module):
+    """``model`` with each call's config count and keyword arguments recorded; with
+    ``hide``, it does not say whether its configs score independently."""
+
+    def __init__(self, model, hide: bool = False):
+        super().__init__()
+        self.model, self.calls = model, []
+        if not hide:
+            self.configs_independent = model.configs_independent
+
+    def forward(self, data, **kwargs):
+        self.calls.append((data.config_index.numel(), kwargs))
+        return self.model(data, **kwargs)
+
+
+def layout_model(**options):
+    torch.manual_seed(0)
+    return SAGE(
+        "layout",
+        hidden_channels=8,
+        num_layers=2,
+        layout_shape=True,
+        layout_agreement=True,
+        layout_tiling=True,
+        **options,
+    ).eval()
+
+
+@pytest.mark.parametrize("wrap", [False, True], ids=["whole graph", "segments"])
+def test_score_dataset_gives_the_scores_of_chunk_items_in_fewer_calls(wrap):
+    model = layout_model()
+    if wrap:
+        model = SegmentModel(model, max_segment_nodes=1000).eval()
+    ds = LayoutDataset(ROOT, "xla", "default", "valid", sampler=AllConfigsSampler())
+    big, small = Recorder(model), Recorder(model, hide=True)
+    (fast,) = score_dataset(big, ds, "cpu", 100)
+    (slow,) = score_dataset(small, ds, "cpu", 100)
+    assert big.configs_independent and not hasattr(small, "configs_independent")
+    np.testing.assert_array_equal(fast.scores, slow.scores)
+    np.testing.assert_array_equal(fast.config_index, slow.config_index)
+    assert fast.config_index.tolist() == list(range(1965))
+    # 1,965 configs of this graph's config features fit one item; each call of the
+    # other model is one chunk.
+    assert big.calls == [(1965, {"config_chunk": 100})]
+    assert [n for n, _ in small.calls] == [100] * 19 + [65]
+    assert all(kwargs == {} for _, kwargs in small.calls)
+
+
+def test_items_stay_within_the_byte_budget(monkeypatch):
+    import tpulearn.training.scoring as scoring
+
+    feat = read_layout(VALID).node_config_feat
+    row = feat[0].nbytes
+    monkeypatch.setattr(scoring, "ITEM_BYTES", row * 250)  # two chunks of 100 fit
+    ds = LayoutDataset(ROOT, "xla", "default", "valid", sampler=AllConfigsSampler())
+    model = Recorder(layout_model())
+    (graph,) = score_dataset(model, ds, "cpu", 100)
+    assert [n for n, _ in model.calls] == [200] * 9 + [165]
+    (alone,) = score_dataset(Recorder(layout_model(), hide=True), ds, "cpu", 100)
+    np.testing.assert_array_equal(graph.scores, alone.scores)
+
+
+def test_config_attention_scores_items_of_one_chunk():
+    # Attention mixes the configs of a call: items stay `chunk` configs, as they were.
+    model = Recorder(layout_model(config_attention=True, attention_heads=2))
+    assert model.configs_independent is False
+    ds = LayoutDataset(ROOT, "xla", "default", "valid", sampler=AllConfigsSampler())
+    next(score_dataset(model, ds, "cpu", 500))
+    assert model.calls == [(500, {}), (500, {}), (500, {}), (465, {})]
+
+
+def test_predictor_scores_as_items_of_one_chunk():
+    model = layout_model()
+    items = Predictor(Recorder(model), "layout", None, chunk=300)
+    chunks = Predictor(Recorder(model, hide=True), "layout", None, chunk=300)
+    scores = items.score_file(VALID)
+    np.testing.assert_array_equal(scores, chunks.score_file(VALID))
+    assert scores.shape == (1965,)
+    assert items.model.calls == [(1965, {"config_chunk": 300})]
+    assert len(chunks.model.calls) == 7
