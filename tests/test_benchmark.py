@@ -66,10 +66,11 @@ def test_every_group_module_is_registered(runner):
         "memory",
         "metrics",
         "recipe",
+        "score_items",
         "scoring",
         "training",
     ]
-    assert set(runner.COLUMNS) == {"io", "memory", "recipe", "scoring", "training"}
+    assert set(runner.COLUMNS) == {"io", "memory", "recipe", "score_items", "scoring", "training"}
 
 
 @pytest.mark.slow
@@ -113,6 +114,25 @@ def test_recipe_group_times_the_recipe_runs_steps(runner, tmp_path):
         assert row["step_seconds_median"] == pytest.approx(1 / row["median"])
         assert row["peak_rss_mb"] > 0
     assert "| s/step | peak RSS MB |" in (tmp_path / "results.md").read_text()
+
+
+@pytest.mark.slow
+def test_score_items_group_scores_one_graph_both_ways(runner, tmp_path):
+    assert runner.main([*TINY, "--out", str(tmp_path), "--only", "score_items"]) == 0
+    rows = _check(tmp_path, ["score_items"])["score_items"]["rows"]
+    # --quick: the xla graph only, chunks of 64 and 256, each in items of one chunk and in
+    # budgeted items.
+    assert [(r["config_chunk"], r["what"].split(", ")[-1]) for r in rows] == [
+        (64, "items of one chunk"),
+        (64, "budgeted items"),
+        (256, "items of one chunk"),
+        (256, "budgeted items"),
+    ]
+    for row in rows:
+        assert "unet_3d.4x4.bf16" in row["what"] and row["unit"] == "configs/s"
+        assert row["median"] == pytest.approx(1965 / row["seconds_median"])
+        assert row["rss_added_mb"] > 0
+    assert "| seconds | RSS added MB |" in (tmp_path / "results.md").read_text()
 
 
 @pytest.mark.slow

@@ -13,14 +13,34 @@ import sys
 import time
 from pathlib import Path
 
-from . import gst_memory, gst_speed, memory, metrics, npz_io, recipe, scoring, training
+from . import (
+    gst_memory,
+    gst_speed,
+    memory,
+    metrics,
+    npz_io,
+    recipe,
+    score_items,
+    scoring,
+    training,
+)
 from .report import machine
 from .report import write as write_files
 
 OUT = Path(__file__).resolve().parents[2] / "benchmarks"
 DESCRIPTION = "Benchmarks of tpulearn, written to benchmarks/results.md and results.json."
 
-MODULES = (metrics, scoring, gst_memory, gst_speed, npz_io, training, recipe, memory)
+MODULES = (
+    metrics,
+    scoring,
+    score_items,
+    gst_memory,
+    gst_speed,
+    npz_io,
+    training,
+    recipe,
+    memory,
+)
 GROUPS = {module.NAME: module.run for module in MODULES}
 COLUMNS = {module.NAME: module.COLUMNS for module in MODULES if module.COLUMNS}
 
