@@ -31,6 +31,7 @@ from .data import (
     read_layout,
     read_tile,
 )
+from .data.collection import EVAL_CHUNK
 from .data.items import ITEM_BYTES, TpuGraphData, item_configs, layout_item, tile_item
 from .data.schema import LAYOUT_KEYS, TILE_KEYS
 from .graph import ConfigContext
@@ -46,7 +47,7 @@ class Predictor:
         node_normalizer: the node-feature normaliser of its training run (or None).
         device: where to run.
         chunk: configs per pass through the config-dependent layers (see
-            :func:`~tpulearn.training.score_dataset`).
+            :func:`~tpulearn.training.score_dataset`); by default as a run validates.
         config_normalizer: the tile config-feature normaliser of its run (or None).
         transform: the per-graph transform of its run's data (``data.context_hops``:
             a :class:`~tpulearn.graph.ConfigContext`), applied to each item; None: none.
@@ -59,7 +60,7 @@ class Predictor:
         task: str,
         node_normalizer: FeatureNormalizer | None,
         device="cpu",
-        chunk=256,
+        chunk=EVAL_CHUNK,
         config_normalizer: FeatureNormalizer | None = None,
         transform: Callable[[TpuGraphData], TpuGraphData] | None = None,
         tile_layout: bool = False,
@@ -89,12 +90,21 @@ class Predictor:
         return f"Predictor({self.task}, {self.model!r}, device={self.device}{inputs})"
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "cpu", chunk: int = 256) -> Predictor:
+    def from_checkpoint(
+        cls, path: str | Path, device: str = "cpu", chunk: int | None = None
+    ) -> Predictor:
         """The predictor of a checkpoint file, or of a run folder (its
-        ``checkpoints/best.pt``); see :func:`tpulearn.evaluation.load_model`."""
+        ``checkpoints/best.pt``); see :func:`tpulearn.evaluation.load_model`.
+
+        ``chunk`` None: the run's ``data.eval_chunk``, so the scores are those its
+        validation and ``evaluate.py`` give (a model with config attention scores each
+        config among the others of its chunk, so another chunk gives other scores).
+        """
         from .evaluation import load_model
 
         model, config, features = load_model(path, device)
+        if chunk is None:
+            chunk = config.data.get("eval_chunk") or EVAL_CHUNK
         load = FeatureNormalizer.from_state_dict
         # Checkpoint keys: "normalizer" is the node-feature one (the key predates tile
         # config normalisers and stays so that existing checkpoints load).
@@ -218,12 +228,12 @@ class Ensemble:
         cls,
         paths: Sequence[str | Path],
         device: str = "cpu",
-        chunk: int = 256,
+        chunk: int | None = None,
         combine: str = "rank",
     ) -> Ensemble:
         """The ensemble of checkpoint files or run folders (each as
-        :meth:`Predictor.from_checkpoint` takes it); each checkpoint once (ValueError
-        otherwise, as :func:`~tpulearn.evaluation.checkpoint_files`)."""
+        :meth:`Predictor.from_checkpoint` takes it, ``chunk`` too); each checkpoint once
+        (ValueError otherwise, as :func:`~tpulearn.evaluation.checkpoint_files`)."""
         from .evaluation import checkpoint_files
 
         if isinstance(paths, (str, Path)):

@@ -3,6 +3,8 @@ items of up to ``ITEM_BYTES`` of config features and passes them ``chunk`` confi
 time, which gives the scores of items of ``chunk`` configs exactly, with its config-free
 pass once per item; a model with config attention keeps items of ``chunk`` configs."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -116,3 +118,30 @@ def test_predictor_scores_as_items_of_one_chunk():
     assert scores.shape == (1965,)
     assert items.model.calls == [(1965, {"config_chunk": 300})]
     assert len(chunks.model.calls) == 7
+
+
+def test_a_checkpoint_predictor_scores_as_evaluate_py_by_default(tmp_path):
+    # A model with config attention scores each config among those of its chunk: the
+    # predictor takes the run's data.eval_chunk, so a test file scores as evaluate.py
+    # scores the test split (every config in file order), and another chunk differs.
+    from tiny_runs import compose_config, tiny_overrides
+
+    from tpulearn.evaluation import _load_member
+    from tpulearn.training import train
+
+    overrides = [
+        *tiny_overrides(tmp_path / "run"),
+        "data.eval_chunk=100",
+        "model.config_attention=true",
+        "model.attention_heads=2",
+    ]
+    ckpt = train(compose_config(overrides=overrides))["checkpoints"]["best"]
+    member = _load_member(Path(ckpt), "cpu", {})
+    (graph,) = score_dataset(member.model, member.data.eval_set("test"), "cpu", 100)
+    test_file = next((ROOT / "npz/layout/xla/default/test").glob("*.npz"))
+    assert graph.stem == test_file.stem and graph.config_index.tolist() == list(range(1000))
+    predictor = Predictor.from_checkpoint(ckpt)
+    assert predictor.chunk == 100
+    np.testing.assert_array_equal(predictor.score_file(test_file), graph.scores)
+    other = Predictor.from_checkpoint(ckpt, chunk=64).score_file(test_file)
+    assert not np.array_equal(other, graph.scores)

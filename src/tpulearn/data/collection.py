@@ -30,6 +30,8 @@ ValidIndices = Literal["official", "all"]
 # Without a cache an item decompresses its graph's whole node_config_feat: from a train
 # graph this large on, the run says what a cache would save.
 UNCACHED_NOTE_BYTES = 256 << 20
+#: Configs per pass through the config-dependent layers when evaluating, by default.
+EVAL_CHUNK = 64
 Normalize = Literal["zscore", "minmax"] | None
 
 # The sampler names of configs written before samplers became config nodes (they are
@@ -140,7 +142,7 @@ class CollectionData:
         log_features: bool = True,
         dedup: bool | str = False,
         cache_dir: str | Path | None = None,
-        eval_chunk: int = 64,
+        eval_chunk: int = EVAL_CHUNK,
         seed: int = 0,
         context_hops: int | None = None,
         tile_layout: bool = False,
