@@ -144,3 +144,15 @@ def test_a_checkpoint_predictor_scores_as_evaluate_py_by_default(tmp_path, atten
     if attention:
         other = Predictor.from_checkpoint(ckpt, chunk=64).score_file(test_file)
         assert not np.array_equal(other, graph.scores)
+
+
+def test_progress_counts_the_configs_of_each_graph(capsys):
+    ds = LayoutDataset(ROOT, "xla", "default", "valid", sampler=AllConfigsSampler())
+    (graph,) = score_dataset(layout_model(), ds, "cpu", 500, progress=True)
+    err = capsys.readouterr().err
+    # The graphs' bar and, under it, one over the 1,965 configs of the graph.
+    assert "scoring" in err and "graph" in err
+    assert "unet_3d.4x4.bf16" in err and "0/1965" in err and "config" in err
+    assert graph.scores.shape == (1965,)
+    list(score_dataset(layout_model(), ds, "cpu", 500))
+    assert capsys.readouterr().err == ""

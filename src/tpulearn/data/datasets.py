@@ -202,23 +202,26 @@ class _GraphDataset(torch.utils.data.Dataset):
     def __getitem__(self, idx: int) -> TpuGraphData:
         if not 0 <= idx < len(self):
             raise IndexError(f"graph index {idx} out of range for {len(self)} graphs")
+        return self.to_data(*self.sample_rows(idx))
+
+    def sample_rows(self, idx: int):
+        """Graph ``idx`` as the sampler sees it and the config rows it picks for item
+        ``idx`` this epoch: ``(record, rows)``, reading the file once."""
         record, rows = self.merged(idx, self.read(idx))
         rng = np.random.default_rng((self.seed, self.epoch, idx))
         rows = self.sampler(rows, record.config_runtime, rng, record.stem)
-        return self.to_data(record, np.asarray(rows, dtype=np.int64))
+        return record, np.asarray(rows, dtype=np.int64)
 
     def sample_chunks(self, idx: int, chunk_size: int, max_bytes: int | None = None):
         """The sampler's configs of graph ``idx`` as Data items of at most ``chunk_size``
-        configs, reading the file once (evaluation with a fixed or all-configs sampler on
-        graphs too large to score in one piece).
+        configs, reading the file once (evaluation of graphs too large to score in one
+        piece); ``max_bytes``: see :meth:`row_chunks`."""
+        yield from self.row_chunks(*self.sample_rows(idx), chunk_size, max_bytes)
 
-        With ``max_bytes``, items of as many whole chunks as :func:`item_configs` fits in
-        that many bytes of config features (for a model that chunks its configs itself).
-        """
-        record, rows = self.merged(idx, self.read(idx))
-        rng = np.random.default_rng((self.seed, self.epoch, idx))
-        rows = self.sampler(rows, record.config_runtime, rng, record.stem)
-        rows = np.asarray(rows, dtype=np.int64)
+    def row_chunks(self, record, rows: np.ndarray, chunk_size: int, max_bytes: int | None = None):
+        """Data items of ``rows`` of ``record``, in order, of ``chunk_size`` configs; with
+        ``max_bytes``, of as many whole chunks as :func:`item_configs` fits in that many
+        bytes of config features (for a model that chunks its configs itself)."""
         size = item_configs(self._config_feat(record), chunk_size, max_bytes)
         for start in range(0, rows.shape[0], size):
             yield self.to_data(record, rows[start : start + size])

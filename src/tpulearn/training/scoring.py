@@ -63,7 +63,7 @@ def score_dataset(
             (:func:`~tpulearn.data.item_configs`: the same scores, the config-free pass
             once per item); any other model, items of ``chunk`` configs.
         precision: ``"fp32"`` or ``"bf16"``.
-        progress: show a tqdm bar over graphs.
+        progress: show a tqdm bar over graphs, and one over the configs of each.
         indices: score only these graphs of the dataset (default: all, in order).
     """
     device = torch.device(device)
@@ -73,17 +73,29 @@ def score_dataset(
     model.eval()
     try:
         order = range(len(dataset)) if indices is None else indices
-        for i in tqdm(order, desc="scoring", disable=not progress):
-            parts, runtimes, rows, stem = [], [], [], None
-            for data in dataset.sample_chunks(i, chunk, budget):
-                stem = data.stem
-                with autocast(device, precision):
-                    out = model(data.to(device), **kwargs)
-                parts.append(out.float().cpu().numpy())
-                runtimes.append(data.config_runtime.numpy())
-                rows.append(data.config_index.numpy())
+        for i in tqdm(order, desc="scoring", unit="graph", disable=not progress):
+            record, picked = dataset.sample_rows(i)
+            parts, runtimes, rows = [], [], []
+            # A graph of 100k configs takes minutes: a bar over its configs too.
+            with tqdm(
+                total=picked.shape[0],
+                desc=record.stem,
+                unit="config",
+                leave=False,
+                disable=not progress,
+            ) as bar:
+                for data in dataset.row_chunks(record, picked, chunk, budget):
+                    with autocast(device, precision):
+                        out = model(data.to(device), **kwargs)
+                    parts.append(out.float().cpu().numpy())
+                    runtimes.append(data.config_runtime.numpy())
+                    rows.append(data.config_index.numpy())
+                    bar.update(len(rows[-1]))
             yield GraphScores(
-                stem, np.concatenate(parts), np.concatenate(runtimes), np.concatenate(rows)
+                record.stem,
+                np.concatenate(parts),
+                np.concatenate(runtimes),
+                np.concatenate(rows),
             )
     finally:
         model.train(was_training)
