@@ -52,6 +52,10 @@ class Predictor:
         transform: the per-graph transform of its run's data (``data.context_hops``:
             a :class:`~tpulearn.graph.ConfigContext`), applied to each item; None: none.
         tile_layout: tile items carry the config features of ``data.tile_layout``.
+        cache_dir: where :meth:`score_file` keeps an uncompressed copy of a layout file's
+            config features and reads them memory-mapped, an item at a time (as
+            ``data.cache_dir`` does in training); None: each file's are decompressed into
+            memory whole (gigabytes for the largest nlp graphs).
     """
 
     def __init__(
@@ -64,8 +68,10 @@ class Predictor:
         config_normalizer: FeatureNormalizer | None = None,
         transform: Callable[[TpuGraphData], TpuGraphData] | None = None,
         tile_layout: bool = False,
+        cache_dir: str | Path | None = None,
     ):
         device = resolve_device(device)
+        self.cache_dir = cache_dir
         self.model = model.to(device).eval()
         self.tile_layout = tile_layout
         self.task, self.device, self.chunk = task, device, check_int("chunk", chunk, 1)
@@ -91,7 +97,11 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | Path, device: str = "cpu", chunk: int | None = None
+        cls,
+        path: str | Path,
+        device: str = "cpu",
+        chunk: int | None = None,
+        cache_dir: str | Path | None = None,
     ) -> Predictor:
         """The predictor of a checkpoint file, or of a run folder (its
         ``checkpoints/best.pt``); see :func:`tpulearn.evaluation.load_model`.
@@ -123,6 +133,7 @@ class Predictor:
             config_normalizer,
             transform,
             tile_layout,
+            cache_dir,
         )
 
     def score_file(self, path: str | Path) -> np.ndarray:
@@ -133,7 +144,7 @@ class Predictor:
             CheckpointMismatchError: the file is of the other task (a tile file for a
                 layout model or the reverse).
         """
-        return self.score_record(read_record(path, self.task))
+        return self.score_record(read_record(path, self.task, self.cache_dir))
 
     @torch.no_grad()
     def score_record(self, record: TileRecord | LayoutRecord) -> np.ndarray:
@@ -230,9 +241,11 @@ class Ensemble:
         device: str = "cpu",
         chunk: int | None = None,
         combine: str = "rank",
+        cache_dir: str | Path | None = None,
     ) -> Ensemble:
         """The ensemble of checkpoint files or run folders (each as
-        :meth:`Predictor.from_checkpoint` takes it, ``chunk`` too); each checkpoint once
+        :meth:`Predictor.from_checkpoint` takes it, ``chunk`` and ``cache_dir`` too); each
+        checkpoint once
         (ValueError otherwise, as :func:`~tpulearn.evaluation.checkpoint_files`)."""
         from .evaluation import checkpoint_files
 
@@ -240,7 +253,7 @@ class Ensemble:
             raise TypeError("from_checkpoints takes a list of checkpoints, got one path")
         check_combine(combine)  # before loading any checkpoint
         files = checkpoint_files(list(paths))
-        members = [Predictor.from_checkpoint(f, device, chunk) for f in files]
+        members = [Predictor.from_checkpoint(f, device, chunk, cache_dir) for f in files]
         return cls(members, combine, names=[str(f) for f in files])
 
     @property
@@ -255,8 +268,9 @@ class Ensemble:
 
     def score_file(self, path: str | Path) -> np.ndarray:
         """Ensemble scores [num_configs] of every config in the file, in file order; the
-        errors of :meth:`Predictor.score_file`."""
-        return self.score_record(read_record(path, self.task))
+        errors of :meth:`Predictor.score_file`; the file is read once, with the first
+        member's ``cache_dir``."""
+        return self.score_record(read_record(path, self.task, self.members[0].cache_dir))
 
     def score_record(self, record: TileRecord | LayoutRecord) -> np.ndarray:
         """Ensemble scores [num_configs] of every config of a record, in row order."""
@@ -267,16 +281,20 @@ class Ensemble:
         return np.argsort(self.score_file(path), kind="stable")
 
 
-def read_record(path: str | Path, task: str) -> TileRecord | LayoutRecord:
-    """The validated record of a ``task`` file.
+def read_record(
+    path: str | Path, task: str, cache_dir: str | Path | None = None
+) -> TileRecord | LayoutRecord:
+    """The validated record of a ``task`` file (a layout file's config features
+    memory-mapped from ``cache_dir`` when given: :func:`~tpulearn.data.read_layout`).
 
     Raises:
         TpuGraphsFormatError: the file is missing, damaged or breaks an invariant.
         CheckpointMismatchError: the file is of the other task.
     """
-    read = read_tile if task == "tile" else read_layout
     try:
-        return read(Path(path))
+        if task == "tile":
+            return read_tile(Path(path))
+        return read_layout(Path(path), cache_dir=cache_dir)
     except TpuGraphsFormatError:
         other = _other_task_of(Path(path), task)
         if other is None:

@@ -156,3 +156,19 @@ def test_progress_counts_the_configs_of_each_graph(capsys):
     assert graph.scores.shape == (1965,)
     list(score_dataset(layout_model(), ds, "cpu", 500))
     assert capsys.readouterr().err == ""
+
+
+def test_predictor_reads_config_features_from_a_cache_dir(tmp_path):
+    from tpulearn.predict import Ensemble
+
+    model = layout_model()
+    plain = Predictor(model, "layout", None).score_file(VALID)
+    cached = Predictor(model, "layout", None, cache_dir=tmp_path)
+    np.testing.assert_array_equal(cached.score_file(VALID), plain)
+    (copy,) = tmp_path.glob("*.node_config_feat.npy")
+    assert copy.name.startswith(VALID.stem)
+    np.testing.assert_array_equal(cached.score_file(VALID), plain)  # from the filled cache
+    copy.unlink()
+    ensemble = Ensemble([cached, cached])  # reads the file once, through the cache
+    np.testing.assert_array_equal(ensemble.rank_file(VALID), np.argsort(plain, kind="stable"))
+    assert copy.exists()
