@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from .._checks import check_choice
 from ..combine import combine_scores
+from ..data.collection import EVAL_CHUNK
 from ..data.items import ITEM_BYTES
 from ..metrics import Evaluator
 from . import distributed as dist_utils
@@ -46,7 +47,7 @@ def score_dataset(
     model: torch.nn.Module,
     dataset,
     device: torch.device | str = "cpu",
-    chunk: int = 256,
+    chunk: int = EVAL_CHUNK,
     precision: str = "fp32",
     progress: bool = False,
     indices: list[int] | None = None,
