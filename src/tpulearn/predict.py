@@ -106,9 +106,9 @@ class Predictor:
         """The predictor of a checkpoint file, or of a run folder (its
         ``checkpoints/best.pt``); see :func:`tpulearn.evaluation.load_model`.
 
-        ``chunk`` None: the run's ``data.eval_chunk``, so the scores are those its
-        validation and ``evaluate.py`` give (a model with config attention scores each
-        config among the others of its chunk, so another chunk gives other scores).
+        ``chunk`` None: the run's ``data.eval_chunk``, so a file scores as ``evaluate.py``
+        scores every config of it (the test split). A model with config attention scores
+        each config among the others of its chunk: another chunk gives other scores.
         """
         from .evaluation import load_model
 
@@ -245,8 +245,8 @@ class Ensemble:
     ) -> Ensemble:
         """The ensemble of checkpoint files or run folders (each as
         :meth:`Predictor.from_checkpoint` takes it, ``chunk`` and ``cache_dir`` too); each
-        checkpoint once
-        (ValueError otherwise, as :func:`~tpulearn.evaluation.checkpoint_files`)."""
+        checkpoint once (ValueError otherwise, as
+        :func:`~tpulearn.evaluation.checkpoint_files`)."""
         from .evaluation import checkpoint_files
 
         if isinstance(paths, (str, Path)):
