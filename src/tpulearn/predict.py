@@ -32,10 +32,11 @@ from .data import (
     read_tile,
 )
 from .data.collection import EVAL_CHUNK
-from .data.items import ITEM_BYTES, TpuGraphData, item_configs, layout_item, tile_item
+from .data.items import TpuGraphData, item_configs, layout_item, tile_item
 from .data.schema import LAYOUT_KEYS, TILE_KEYS
 from .graph import ConfigContext
 from .training import CheckpointMismatchError
+from .training.scoring import scoring_calls
 
 
 class Predictor:
@@ -160,10 +161,7 @@ class Predictor:
             raise TypeError(
                 f"a {self.task} predictor scores {expected.__name__}s, got {type(record).__name__}"
             )
-        # As score_dataset: a model that scores each config apart takes items of up to
-        # ITEM_BYTES of config features and passes them `chunk` configs at a time.
-        apart = bool(getattr(self.model, "configs_independent", False))
-        budget, kwargs = (ITEM_BYTES, {"config_chunk": self.chunk}) if apart else (None, {})
+        budget, kwargs = scoring_calls(self.model, self.chunk)  # as score_dataset
         feat = record.config_feat if self.task == "tile" else record.node_config_feat
         size = item_configs(feat, self.chunk, budget)
         parts = []

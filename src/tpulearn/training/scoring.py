@@ -42,6 +42,17 @@ def autocast(device: torch.device, precision: str):
     return contextlib.nullcontext()
 
 
+def scoring_calls(model, chunk: int) -> tuple[int | None, dict]:
+    """How ``model`` takes a graph's configs, ``chunk`` at a time: the most bytes of config
+    features per item (for :func:`~tpulearn.data.item_configs`) and the keyword arguments
+    of each call. A model whose configs score independently (``configs_independent``)
+    takes items of :data:`~tpulearn.data.ITEM_BYTES` and chunks them itself; any other,
+    items of one chunk."""
+    if getattr(model, "configs_independent", False):
+        return ITEM_BYTES, {"config_chunk": chunk}
+    return None, {}
+
+
 @torch.no_grad()
 def score_dataset(
     model: torch.nn.Module,
@@ -58,19 +69,16 @@ def score_dataset(
         model: a config-scoring model (``model(data) -> [C]``).
         dataset: a Tile/LayoutDataset whose sampler picks the configs to evaluate.
         device: where the model runs.
-        chunk: configs per pass through the config-dependent layers. A model whose
-            configs score independently (``configs_independent``) takes items of
-            :data:`~tpulearn.data.ITEM_BYTES` of config features and chunks them itself
-            (:func:`~tpulearn.data.item_configs`: the same scores, the config-free pass
-            once per item); any other model, items of ``chunk`` configs.
+        chunk: configs per pass through the config-dependent layers; the items the
+            model gets: :func:`scoring_calls` (the same scores either way, the config-free
+            pass once per item).
         precision: ``"fp32"`` or ``"bf16"``.
         progress: show a tqdm bar over graphs, and one over the configs of each.
         indices: score only these graphs of the dataset (default: all, in order).
     """
     device = torch.device(device)
     was_training = model.training
-    apart = bool(getattr(model, "configs_independent", False))
-    budget, kwargs = (ITEM_BYTES, {"config_chunk": chunk}) if apart else (None, {})
+    budget, kwargs = scoring_calls(model, chunk)
     model.eval()
     try:
         order = range(len(dataset)) if indices is None else indices
