@@ -34,6 +34,7 @@ from .encoders import (
     layout_agreement,
     layout_tiling,
     node_dims,
+    operand_table,
 )
 from .hooks import LayerHooks
 from .passes import LayerPasses
@@ -436,13 +437,14 @@ class ConfigGNN(LayerHooks, nn.Module):
             node_weight = readout.node_weights(free)
         distinct = self.distinct_states and plan.distinct
         chunk = config_chunk or num_configs
+        table = self._operand_table(data) if self.config_encoder.appended else None
         graphs = []
         for start in range(0, num_configs, chunk):
             part = slice(start, min(start + chunk, num_configs))
             part_cfg = cfg[:, part] if self.task == "tile" else cfg[part]
             if self.config_encoder.appended:
                 # Computed per config from its own row, so a chunk's need no more memory.
-                part_cfg = torch.cat([part_cfg, *self._appended(data, part_cfg)], -1)
+                part_cfg = torch.cat([part_cfg, *self._appended(data, part_cfg, table)], -1)
             # Per-config passes: `deps[l]` holds the per-config values of S_l.
             deps = [self._join(data, enc, part_cfg, batch, plan.inputs, distinct)]
             for i, layer in enumerate(plan.layers):
@@ -516,9 +518,10 @@ class ConfigGNN(LayerHooks, nn.Module):
             self.gate is not None and self.attn_gate == "config_free",
         )
 
-    def _appended(self, data: Data, cfg: Tensor) -> list[Tensor]:
-        """The exact columns the config encoder reads after the 18 of each row."""
-        encoder, parts = self.config_encoder, []
+    def _operand_table(self, data: Data) -> list | None:
+        """The graph's :func:`~.encoders.operand_table` where the config encoder appends
+        columns that read operands (made once a forward, for every chunk); else ``None``."""
+        encoder = self.config_encoder
         for on, name, keys in (
             (encoder.layout_agreement, "layout_agreement", ("node_layout", "edge_slot")),
             (encoder.layout_tiling, "layout_tiling", TILING_KEYS),
@@ -529,6 +532,14 @@ class ConfigGNN(LayerHooks, nn.Module):
                     f"{name} needs the data's {' and '.join(missing)} (the items of "
                     "tpulearn.data carry them; see tpulearn.data.items.graph_tensors)"
                 )
+        if not (encoder.layout_agreement or encoder.layout_tiling):
+            return None
+        return operand_table(data.node_config_ids, data.num_nodes, data.edge_index, data.edge_slot)
+
+    def _appended(self, data: Data, cfg: Tensor, table: list | None) -> list[Tensor]:
+        """The exact columns the config encoder reads after the 18 of each row
+        (``table``: :meth:`_operand_table`)."""
+        encoder, parts = self.config_encoder, []
         ids, layout, edges, slot = (
             data.node_config_ids,
             data.get("node_layout"),
@@ -536,10 +547,10 @@ class ConfigGNN(LayerHooks, nn.Module):
             data.get("edge_slot"),
         )
         if encoder.layout_agreement:
-            parts.append(layout_agreement(cfg, ids, layout, edges, slot))
+            parts.append(layout_agreement(cfg, ids, layout, edges, slot, table))
         if encoder.layout_tiling:
             shape, width = data.node_shape, data.node_width
-            parts.append(layout_tiling(cfg, ids, layout, shape, width, edges, slot))
+            parts.append(layout_tiling(cfg, ids, layout, shape, width, edges, slot, table))
         return parts
 
     def _join(self, data, enc, cfg, batch, inputs, distinct):

@@ -91,33 +91,50 @@ def _mismatch(a: Tensor, b: Tensor, where: Tensor) -> Tensor:
     return where & (a.round() != b.round())
 
 
-def _operand_layouts(
-    cfg: Tensor, config_ids: Tensor, node_layout: Tensor, edge_index: Tensor, edge_slot: Tensor
-):
-    """Per operand slot of the configurable nodes: (producer [K] (-1: none), configurable
-    [K], emitted [C, K, 6] the layout the producer writes in each config, read [C, K, 6]
-    the block the node's row chooses for it (all -1: read as emitted))."""
-    k, num_nodes = config_ids.numel(), node_layout.shape[0]
-    layout = node_layout.to(cfg.dtype)
-    position = torch.full((num_nodes,), -1, dtype=torch.long, device=cfg.device)
-    position[config_ids] = torch.arange(k, device=cfg.device)
-    out = cfg[..., :LAYOUT_POSITIONS]
+def operand_table(
+    config_ids: Tensor, num_nodes: int, edge_index: Tensor, edge_slot: Tensor
+) -> list[tuple[Tensor, Tensor, Tensor]]:
+    """Per operand slot of the configurable nodes ``config_ids`` [K]: (producer [K] (-1:
+    none), the producer's node id [K] (0 where there is none), its position among
+    ``config_ids`` [K] (-1: not configurable)). Config-free: one table serves every
+    config of a graph, and :func:`layout_agreement` and :func:`layout_tiling` both."""
+    k = config_ids.numel()
+    position = torch.full((num_nodes,), -1, dtype=torch.long, device=config_ids.device)
+    position[config_ids] = torch.arange(k, device=config_ids.device)
     producer = operands(edge_index, edge_slot, num_nodes)[:, config_ids]  # [2, K]
-    slots = []
+    table = []
     for slot in range(OPERAND_SLOTS):
         present = producer[slot] >= 0
         p = producer[slot].clamp(min=0)
         at = torch.where(present, position[p], -1)
+        table.append((torch.where(present, p, -1), p, at))
+    return table
+
+
+def _operand_layouts(cfg: Tensor, node_layout: Tensor, table: list):
+    """Per operand slot of the configurable nodes (``table``: :func:`operand_table`):
+    (producer [K] (-1: none), configurable [K], emitted [C, K, 6] the layout the producer
+    writes in each config, read [C, K, 6] the block the node's row chooses for it (all -1:
+    read as emitted))."""
+    layout = node_layout.to(cfg.dtype)
+    out = cfg[..., :LAYOUT_POSITIONS]
+    slots = []
+    for slot, (producer, p, at) in enumerate(table):
         configurable = at >= 0
         chosen = out[:, at.clamp(min=0)]  # [C, K, 6] a configurable producer's row
         emitted = torch.where((configurable & (chosen >= 0).any(-1))[..., None], chosen, layout[p])
         cols = slice(LAYOUT_POSITIONS * (slot + 1), LAYOUT_POSITIONS * (slot + 2))
-        slots.append((torch.where(present, p, -1), configurable, emitted, cfg[..., cols]))
+        slots.append((producer, configurable, emitted, cfg[..., cols]))
     return slots
 
 
 def layout_agreement(
-    cfg: Tensor, config_ids: Tensor, node_layout: Tensor, edge_index: Tensor, edge_slot: Tensor
+    cfg: Tensor,
+    config_ids: Tensor,
+    node_layout: Tensor,
+    edge_index: Tensor,
+    edge_slot: Tensor,
+    table: list | None = None,
 ) -> Tensor:
     """Where each configurable node's layouts disagree with its own and its operands'.
 
@@ -134,6 +151,8 @@ def layout_agreement(
         cfg: [C, K, 18] raw layout config rows of the configurable nodes ``config_ids`` [K].
         node_layout: [N, 6] every node's own minor-to-major order (-1 padded).
         edge_index: [2, m] (consumer, producer); ``edge_slot`` [m]: see :func:`operands`.
+        table: the graph's :func:`operand_table`, when the caller has it (it depends on
+            the graph alone); ``None``: made here.
 
     Returns:
         [C, K, 22]: the 6 positions where the chosen output differs from the node's own
@@ -145,9 +164,9 @@ def layout_agreement(
     out = cfg[..., :LAYOUT_POSITIONS]
     out_set = (out >= 0).any(-1, keepdim=True)
     parts = [_mismatch(out, node_layout.to(cfg.dtype)[config_ids], out_set)]
-    for producer, configurable, emitted, read in _operand_layouts(
-        cfg, config_ids, node_layout, edge_index, edge_slot
-    ):
+    if table is None:
+        table = operand_table(config_ids, node_layout.shape[0], edge_index, edge_slot)
+    for producer, configurable, emitted, read in _operand_layouts(cfg, node_layout, table):
         present = producer >= 0
         read_set = present[:, None] & (read >= 0).any(-1, keepdim=True)
         flags = torch.stack([present, configurable], -1).expand(cfg.shape[0], k, 2)
@@ -183,6 +202,7 @@ def layout_tiling(
     node_width: Tensor,
     edge_index: Tensor,
     edge_slot: Tensor,
+    table: list | None = None,
 ) -> Tensor:
     """How each configurable node's output and operands tile in the layouts of a config.
 
@@ -201,6 +221,7 @@ def layout_tiling(
         node_layout: [N, 6] own minor-to-major orders (-1 padded); ``node_shape`` [N, 6]
             raw shapes (0 padded); ``node_width`` [N] bytes per element.
         edge_index: [2, m] (consumer, producer); ``edge_slot`` [m]: see :func:`operands`.
+        table: the graph's :func:`operand_table` (see :func:`layout_agreement`).
 
     Returns:
         [C, K, 9]: per tensor (output, input, kernel) :func:`_tiling`'s 3 columns.
@@ -211,9 +232,9 @@ def layout_tiling(
     out_set = (out >= 0).any(-1, keepdim=True)
     written = torch.where(out_set, out, node_layout.to(dtype)[config_ids])
     parts = [_tiling(shape[config_ids], width[config_ids], written)]
-    for producer, _, emitted, read in _operand_layouts(
-        cfg, config_ids, node_layout, edge_index, edge_slot
-    ):
+    if table is None:
+        table = operand_table(config_ids, node_layout.shape[0], edge_index, edge_slot)
+    for producer, _, emitted, read in _operand_layouts(cfg, node_layout, table):
         present = producer >= 0
         p = producer.clamp(min=0)
         order = torch.where((read >= 0).any(-1, keepdim=True), read, emitted)
