@@ -263,3 +263,34 @@ def test_make_submission_leaves_nothing_at_out_when_validation_fails(tmp_path, u
     assert run_script(full, "--root", SAMPLE, "--out", out) == (0, "")
     assert out.read_text() == full.read_text()
     assert stat.S_IMODE(out.stat().st_mode) == 0o644
+
+
+def test_make_submission_takes_folders_and_names_what_it_cannot_use(tmp_path, umask_022):
+    # A run folder stands for the submission_*.csv files evaluate.py wrote beneath it.
+    rows = sample_rows()
+    tile = {k: v for k, v in rows.items() if k.startswith("tile:")}
+    run_tile = tmp_path / "runs/tile"
+    (run_tile / "eval/test").mkdir(parents=True)
+    write_submission(run_tile / "eval/test/submission_tile_xla.csv", tile)
+    rest = tmp_path / "layout.csv"
+    write_submission(rest, {k: v for k, v in rows.items() if k not in tile})
+    out = tmp_path / "submission.csv"
+    assert run_script(run_tile, rest, "--root", SAMPLE, "--out", out) == (0, "")
+    assert sorted(read_submission(out)) == sorted(rows)
+    # The same rows twice (the folder above holds the tile run's file too): both named.
+    code, message = run_script(tmp_path / "runs", run_tile, rest, "--root", SAMPLE, "--out", out)
+    assert code == 1 and "is in both" in message and "submission_tile_xla.csv" in message
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, message = run_script(empty, "--root", SAMPLE, "--out", out)
+    assert code == 1 and f"{empty} is a folder without submission_*.csv" in message
+    code, message = run_script(tmp_path / "out*/x.csv", "--root", SAMPLE, "--out", out)
+    assert code == 1 and "the shell did not expand" in message
+    code, message = run_script(rest, "--root", SAMPLE, "--out", tmp_path / "runs")
+    assert code == 1 and f"--out {tmp_path / 'runs'} is a folder" in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "empty",
+        "layout.csv",
+        "runs",
+        "submission.csv",
+    ]
