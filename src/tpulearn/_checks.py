@@ -117,6 +117,20 @@ def check_number(
     return float(value)
 
 
+def check_folder(name: str, path: Any) -> Any:
+    """``path`` as given, where it is ``None``, a folder or nothing yet (made when first
+    written to).
+
+    Raises:
+        ValueError: naming ``name``, where ``path`` is a file.
+    """
+    from pathlib import Path
+
+    if path is not None and Path(path).exists() and not Path(path).is_dir():
+        raise ValueError(f"{name}={str(path)!r} is a file: expected a folder (made if missing)")
+    return path
+
+
 def resolve_device(device: Any, name: str = "device"):
     """The ``torch.device`` that ``device`` names; ``"auto"``: CUDA when there is one.
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._checks import check_int, resolve_device
+from ._checks import check_folder, check_int, resolve_device
 from .combine import check_combine, combine_scores
 from .data import (
     FeatureNormalizer,
@@ -72,7 +72,7 @@ class Predictor:
         cache_dir: str | Path | None = None,
     ):
         device = resolve_device(device)
-        self.cache_dir = cache_dir
+        self.cache_dir = check_folder("cache_dir", cache_dir)
         self.model = model.to(device).eval()
         self.tile_layout = tile_layout
         self.task, self.device, self.chunk = task, device, check_int("chunk", chunk, 1)

@@ -97,6 +97,18 @@ def test_data_root_folder():
         data_root_folder("")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         data_root_folder("/nonexistent/tpugraphs")
+    # A file, not "does not exist" with a download hint for it.
+    file = sample_root() / "npz/layout/xla/default/train/unet3d.npz"
+    with pytest.raises(FileNotFoundError, match=r"unet3d.npz is a file; the data root is the"):
+        data_root_folder(file)
+
+
+def test_a_cache_dir_that_is_a_file_is_refused_before_anything_reads(tmp_path):
+    file = tmp_path / "cache.pt"
+    file.write_bytes(b"x")
+    with pytest.raises(ValueError, match=r"^data.cache_dir='.*cache.pt' is a file: expected a fo"):
+        CollectionData("layout:xla:default", "layout", cache_dir=file)
+    assert CollectionData("layout:xla:default", "layout", cache_dir=tmp_path / "new").cache_dir
 
 
 @pytest.mark.parametrize("inside", ["npz", "npz/layout/xla"])

@@ -91,6 +91,15 @@ def test_stale_cache_is_rebuilt_when_the_source_changes(tmp_path):
     assert np.array_equal(np.asarray(second.node_config_feat), arrays["node_config_feat"])
 
 
+def test_a_file_of_the_other_task_is_named_so(tmp_path):
+    with pytest.raises(TpuGraphsFormatError, match=r"found keys .*: a tile file, which read_tile"):
+        read_layout(TILE)
+    with pytest.raises(TpuGraphsFormatError, match=r"found keys .*: a layout file, which read_la"):
+        read_tile(LAYOUT)
+    with pytest.raises(ValueError, match=r"cache_dir='.*' is a file: expected a folder"):
+        read_layout(LAYOUT, cache_dir=TILE)
+
+
 def test_read_graph_and_config_runtime_read_single_members():
     feat, opcode, edges = read_graph(LAYOUT)
     assert feat.shape == (2774, 140) and opcode.dtype == np.int64 and edges.shape == (4730, 2)

@@ -172,3 +172,5 @@ def test_predictor_reads_config_features_from_a_cache_dir(tmp_path):
     ensemble = Ensemble([cached, cached])  # reads the file once, through the cache
     np.testing.assert_array_equal(ensemble.rank_file(VALID), np.argsort(plain, kind="stable"))
     assert copy.exists()
+    with pytest.raises(ValueError, match=r"^cache_dir='.*npz' is a file: expected a folder"):
+        Predictor(model, "layout", None, cache_dir=VALID)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .schema import TpuGraphsFormatError
+from .schema import LAYOUT_KEYS, TILE_KEYS, TpuGraphsFormatError
 
 # Exceptions that numpy / zipfile / zlib raise on damaged archives.
 _READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError)
@@ -54,9 +54,11 @@ class _NpzReader:
         missing = [k for k in required if k not in self.npz.files]
         if missing:
             self.npz.close()
-            raise TpuGraphsFormatError(
-                path, missing[0], f"keys {', '.join(required)}", f"keys {', '.join(self.npz.files)}"
-            )
+            found = f"keys {', '.join(self.npz.files)}"
+            for task, keys in (("tile", TILE_KEYS), ("layout", LAYOUT_KEYS)):
+                if keys != required and all(k in self.npz.files for k in keys):
+                    found += f": a {task} file, which read_{task} reads"
+            raise TpuGraphsFormatError(path, missing[0], f"keys {', '.join(required)}", found)
 
     def load(self, key: str) -> np.ndarray:
         try:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal, get_args
 
-from .._checks import check_choice, check_int, warn_if_disabled
+from .._checks import check_choice, check_folder, check_int, warn_if_disabled
 from ..graph import ConfigContext
 from .config_cache import config_feat_nbytes
 from .datasets import LayoutDataset, TileDataset, split_files
@@ -51,6 +51,11 @@ def data_root_folder(root: str | Path | None) -> Path:
             "for the bundled files); the full-dataset configs also read TPUGRAPHS_ROOT"
         )
     root = root_path(root)
+    if root.is_file():
+        raise FileNotFoundError(
+            f"data root {root} is a file; the data root is the folder that holds npz/ (as "
+            "released: npz/tile/xla/<split>/*.npz, npz/layout/<source>/<search>/<split>/*.npz)"
+        )
     if not root.is_dir():
         raise FileNotFoundError(
             f"data root {root} does not exist; pass data.root=DIR or set TPUGRAPHS_ROOT, "
@@ -168,6 +173,7 @@ class CollectionData:
         warn_if_disabled(
             "data.cache_dir", cache_dir, None, task == "layout", "tile data is kept in memory"
         )
+        check_folder("data.cache_dir", cache_dir)
         warn_if_disabled("data.tile_layout", tile_layout, False, task == "tile", "task is layout")
         self.tile_layout = tile_layout and task == "tile"
         if context_hops is not None and (task != "layout" or context_hops < 0):

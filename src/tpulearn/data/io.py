@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._checks import check_folder
 from ._npz import _Checker, _NpzReader
 from .config_cache import _cached_config_feat
 from .schema import (
@@ -177,8 +178,10 @@ def read_layout(path: str | Path, cache_dir: str | Path | None = None) -> Layout
 
     Raises:
         TpuGraphsFormatError: the file is missing, damaged or breaks an invariant.
+        ValueError: ``cache_dir`` is a file.
     """
     path = Path(path)
+    check_folder("cache_dir", cache_dir)
     check = _Checker(path)
     with _NpzReader(path, LAYOUT_KEYS) as reader:
         node_feat, node_opcode, edge_index = _read_graph(reader, check)
