@@ -135,6 +135,18 @@ def test_evaluate_with_two_members_prints_both_and_writes_beside_the_first(
     assert result["metrics"] == pytest.approx(_expected_metrics([runs["a"], runs["b"]], "rank"))
 
 
+def test_evaluate_prints_a_line_per_graph_where_no_terminal_shows_a_bar(runs, monkeypatch, capsys):
+    # Captured output is no terminal: progress=auto prints lines, and no tqdm redraws.
+    valid_graphs = len(instantiate(load_model(runs["a"])[1].data).eval_set("valid"))
+    members = f"ckpt=[{runs['a']},{runs['b']}]"
+    code, out, err = evaluate_cli(monkeypatch, capsys, members, f"out_dir={runs['a'].parent}/x")
+    lines = [line for line in out.splitlines() if " graphs: " in line]
+    assert code == 0 and "\r" not in err and len(lines) == 2 * valid_graphs
+    assert lines[0].startswith("member 1: scored 1/") and lines[-1].startswith("member 2: ")
+    code, _, err = evaluate_cli(monkeypatch, capsys, members, "progress=maybe")
+    assert code == 2 and err.startswith("error: progress must be auto, true or false")
+
+
 def test_evaluate_of_a_list_of_one_is_the_checkpoint(runs, tmp_path):
     one = evaluate(compose_config("eval", [f"ckpt=[{runs['a']}]", f"out_dir={tmp_path}/1"]))
     plain = evaluate(compose_config("eval", [f"ckpt={runs['a']}", f"out_dir={tmp_path}/p"]))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from .training import (
     score_dataset,
 )
 from .training.checkpoint import CheckpointMismatchError, CheckpointReadError
+from .training.progress import wants_bar
 
 
 class MissingExtraError(ImportError):
@@ -142,8 +144,9 @@ def evaluate(cfg: DictConfig) -> dict:
     members' scores per graph, :mod:`tpulearn.combine`), ``split`` (valid|test), optional
     ``data`` overrides of each checkpoint's data config, ``out_dir`` (default
     :func:`default_out_dir`), ``device``, ``plots`` (write PNGs of a labelled split under
-    ``<out_dir>/plots/<split>/``, listed in ``result["plots"]``). Every file written is
-    printed. A list of one checkpoint is that checkpoint alone.
+    ``<out_dir>/plots/<split>/``, listed in ``result["plots"]``), ``progress`` (auto:
+    tqdm bars on a terminal, else a line per graph scored; true; false). Every file
+    written is printed. A list of one checkpoint is that checkpoint alone.
 
     Raises:
         MissingExtraError: ``plots`` is set and matplotlib is missing (raised before any
@@ -154,6 +157,7 @@ def evaluate(cfg: DictConfig) -> dict:
     if cfg.get("plots", False):
         _require_matplotlib()
     device = resolve_device(cfg.get("device", "cpu"))
+    bar = wants_bar(cfg.get("progress", "auto"), "progress")
     ckpts = checkpoint_files(cfg.ckpt)
     combine = check_combine(cfg.get("ensemble") or "rank")
     overrides = {k: v for k, v in (cfg.get("data") or {}).items() if v is not None}
@@ -174,14 +178,14 @@ def evaluate(cfg: DictConfig) -> dict:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # a file in the way, no permission: one line, before scoring
         raise ValueError(f"out_dir={out_dir} cannot be made a folder: {exc.strerror}") from None
-    scored = [
-        list(
-            score_dataset(
-                m.model, m.data.eval_set(cfg.split), device, m.data.eval_chunk, progress=True
-            )
-        )
-        for m in members
-    ]
+    scored = []
+    for i, m in enumerate(members, start=1):
+        dataset = m.data.eval_set(cfg.split)
+        graphs = score_dataset(m.model, dataset, device, m.data.eval_chunk, progress=bar)
+        if not bar:
+            who = f"member {i}: " if len(members) > 1 else ""
+            graphs = _graph_lines(graphs, len(dataset), who)
+        scored.append(list(graphs))
     graphs = scored[0] if len(members) == 1 else combine_graphs(ckpts, scored, combine)
     result: dict = {"data": data.describe(), "split": cfg.split, "graphs": len(graphs)}
     if len(members) > 1:
@@ -232,6 +236,21 @@ class _Member:
     model: torch.nn.Module
     train_cfg: DictConfig
     data: object  # tpulearn.data.CollectionData
+
+
+def _graph_lines(graphs, total: int, who: str):
+    """``graphs`` as they come, printing a line as each is scored: what a log shows in
+    place of the progress bars."""
+    start = time.perf_counter()
+    for i, graph in enumerate(graphs, start=1):
+        seconds = time.perf_counter() - start
+        print(
+            f"{who}scored {i}/{total} graphs: {graph.stem} ({graph.scores.shape[0]:,} configs, "
+            f"{seconds:.1f} s)",
+            flush=True,
+        )
+        start = time.perf_counter()
+        yield graph
 
 
 def _load_member(ckpt: Path, device, overrides: dict) -> _Member:

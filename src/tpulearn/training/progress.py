@@ -188,9 +188,10 @@ def duration(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
-def wants_bar(progress: str | bool) -> bool:
-    """``trainer.progress``: ``"auto"`` draws the bar only when stderr (where tqdm draws) is
-    a terminal, so a log file or a Slurm output gets lines instead of bar redraws.
+def wants_bar(progress: str | bool, name: str = "trainer.progress") -> bool:
+    """``trainer.progress`` (``evaluate.py``'s ``progress``, named by ``name``): ``"auto"``
+    draws the bar only when stderr (where tqdm draws) is a terminal, so a log file or a
+    Slurm output gets lines instead of bar redraws.
 
     Raises:
         ValueError: a value other than auto, true or false.
@@ -203,7 +204,7 @@ def wants_bar(progress: str | bool) -> bool:
         return sys.stderr.isatty()
     if value in ("true", "false"):
         return value == "true"
-    raise ValueError(f"trainer.progress must be auto, true or false, got {progress!r}")
+    raise ValueError(f"{name} must be auto, true or false, got {progress!r}")
 
 
 def fmt(metrics: dict) -> str:
