@@ -167,3 +167,15 @@ def test_another_collection_is_evaluated_into_its_own_folder(run, tmp_path, caps
     path = copy / "eval/test-layout_xla_random/submission_layout_xla_random.csv"
     assert result["submission"] == str(path) and path.is_file()
     assert str(path) in capsys.readouterr().out
+
+
+def test_last_checkpoint_is_evaluated_into_its_own_folder(run, tmp_path, capsys):
+    # Scoring last.pt used to rewrite the CSV best.pt's evaluation had written.
+    copy = tmp_path / "run"
+    shutil.copytree(run / "checkpoints", copy / "checkpoints")
+    best = tpulearn.evaluation.evaluate(compose_config("eval", [f"ckpt={copy}"]))
+    last = copy / "checkpoints/last.pt"
+    result = tpulearn.evaluation.evaluate(compose_config("eval", [f"ckpt={last}"]))
+    assert result["per_graph_csv"] == str(copy / "eval/last/valid/per_graph_valid.csv")
+    assert best["per_graph_csv"] == str(copy / "eval/valid/per_graph_valid.csv")
+    assert Path(best["per_graph_csv"]).is_file() and Path(result["per_graph_csv"]).is_file()

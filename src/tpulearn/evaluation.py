@@ -212,7 +212,9 @@ def default_out_dir(
     combine: str = "rank",
 ) -> Path:
     """``<run>/eval/<split>`` beside the checkpoint's run; a collection other than the
-    run's own gets its own folder, ``<run>/eval/<split>-<collection>``.
+    run's own gets its own folder, ``<run>/eval/<split>-<collection>``. A checkpoint other
+    than ``best.pt`` (``last.pt``) writes under ``<run>/eval/<its stem>/``, so scoring it
+    does not replace what the best checkpoint's evaluation wrote.
 
     An ensemble (more than one ``members``, ``ckpt`` the first) writes beside its first
     member's run, under ``<run>/eval/ensemble-<digest>/``: the digest hashes the members'
@@ -223,6 +225,8 @@ def default_out_dir(
     if len(members) > 1:
         key = "\n".join([combine, *(str(Path(m).resolve()) for m in members)])
         folder = folder / f"ensemble-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+    elif Path(ckpt).name != "best.pt":
+        folder = folder / Path(ckpt).stem
     if collection == train_cfg.data.get("collection", collection):
         return folder / split
     return folder / f"{split}-{collection.replace(':', '_')}"
