@@ -179,3 +179,19 @@ def test_last_checkpoint_is_evaluated_into_its_own_folder(run, tmp_path, capsys)
     assert result["per_graph_csv"] == str(copy / "eval/last/valid/per_graph_valid.csv")
     assert best["per_graph_csv"] == str(copy / "eval/valid/per_graph_valid.csv")
     assert Path(best["per_graph_csv"]).is_file() and Path(result["per_graph_csv"]).is_file()
+
+
+def test_a_relative_data_root_of_the_checkpoint_is_named_with_where_it_was_read(
+    tmp_path, monkeypatch, capsys
+):
+    # Trained from tmp_path with data.root=rel, then scored from elsewhere.
+    shutil.copytree(sample_root(), tmp_path / "rel")
+    monkeypatch.chdir(tmp_path)
+    train(compose_config(overrides=[*tiny_overrides(tmp_path / "run"), "data.root=rel"]))
+    monkeypatch.chdir(tmp_path / "run")
+    code, _, err = evaluate_cli(monkeypatch, capsys, f"ckpt={tmp_path / 'run'}")
+    line = one_error_line(err)
+    assert code == 2 and "data.root=rel, is not a folder (relative to " in line
+    assert line.endswith("pass data.root=DIR, the folder that holds npz/")
+    code, _, _ = evaluate_cli(monkeypatch, capsys, f"ckpt={tmp_path / 'run'}", "data.root=../rel")
+    assert code == 0

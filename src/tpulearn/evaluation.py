@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ._checks import resolve_device
 from .combine import check_combine
+from .data.sample import root_path
 from .submission import make_id, make_rows, write_submission
 from .training import (
     GraphScores,
@@ -262,6 +263,19 @@ def _load_member(ckpt: Path, device, overrides: dict) -> _Member:
     data_cfg = train_cfg.data
     if overrides:
         data_cfg = OmegaConf.merge(data_cfg, overrides)
+    root = data_cfg.get("root")
+    if (
+        "root" not in overrides
+        and root not in (None, "", "sample")
+        and not root_path(root).is_dir()
+    ):
+        # The root the run trained on, as its config spelt it: a relative one names a
+        # folder beside where training ran, not beside here.
+        where = "" if root_path(root).is_absolute() else f" (relative to {Path.cwd()})"
+        raise FileNotFoundError(
+            f"the data root in checkpoint {ckpt}'s config, data.root={root}, is not a "
+            f"folder{where}: pass data.root=DIR, the folder that holds npz/"
+        )
     data = instantiate(data_cfg)
     data.load_feature_state(features)
     return _Member(ckpt, model, train_cfg, data)
