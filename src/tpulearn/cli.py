@@ -18,14 +18,15 @@ from .training.checkpoint import CheckpointMismatchError
 USER_ERRORS = (FileNotFoundError, TpuGraphsFormatError, CheckpointMismatchError, ValueError)
 
 
-def _run(fn, cfg: DictConfig):
+def _run(fn, cfg: DictConfig, hint=lambda exc: ""):
+    """``fn(cfg)``; a user's error ends in one line (``hint(exc)`` appended to it)."""
     try:
         return fn(cfg)
     except MissingMandatoryValue as exc:
         print(f"error: {exc.full_key} is required: pass {exc.full_key}=...", file=sys.stderr)
         raise SystemExit(2) from None
     except USER_ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc}{hint(exc)}", file=sys.stderr)
         raise SystemExit(2) from None
     except Exception as exc:  # instantiate wraps constructor errors; unwrap ours
         cause = exc.__cause__
@@ -33,7 +34,7 @@ def _run(fn, cfg: DictConfig):
             cause = cause.__cause__
         if cause is None:
             raise
-        print(f"error: {cause}", file=sys.stderr)
+        print(f"error: {cause}{hint(cause)}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
@@ -41,12 +42,17 @@ def _run(fn, cfg: DictConfig):
 def train_main(cfg: DictConfig) -> float | None:
     from .training import train
     from .training.hydra_run import RunFolder
+    from .training.state import RunDataError
+
+    def resume(exc: Exception) -> str:
+        saved = isinstance(exc, RunDataError) and exc.checkpoint is not None
+        return f": {folder.resume_command()}" if saved else ""
 
     # The run's folder gets its config and log only once the run is under way.
     folder = RunFolder(cfg)
     with folder.tee():
         try:
-            result = _run(lambda c: train(c, on_start=folder.claim), cfg)
+            result = _run(lambda c: train(c, on_start=folder.claim), cfg, resume)
         except KeyboardInterrupt as exc:  # one line, not the model's traceback
             if int(os.environ.get("RANK", "0")) == 0:
                 print(folder.interrupted(exc), file=sys.stderr)

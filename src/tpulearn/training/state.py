@@ -104,6 +104,26 @@ class RunInterrupted(KeyboardInterrupt):
         super().__init__(f"interrupted at step {step}; {where} {checkpoint}")
 
 
+class RunDataError(ValueError):
+    """A data file broke a run after it had trained: where its steps were saved.
+
+    Attributes:
+        step: optimizer steps done.
+        checkpoint: the ``last.pt`` holding them (None: nothing new to save, or under
+            torchrun, where no process saves alone).
+    """
+
+    def __init__(self, cause: Exception, step: int, checkpoint: Path | None):
+        self.step, self.checkpoint = step, checkpoint
+        saved = ""
+        if checkpoint is not None:
+            saved = (
+                f"; the {step} steps trained are saved in {checkpoint}: mend or replace the "
+                "file, then resume the run (trainer.resume=true)"
+            )
+        super().__init__(f"{cause}{saved}")
+
+
 def resume_path(resume: bool | str, out_dir: Path) -> Path | None:
     """The checkpoint ``trainer.resume`` names: ``true`` the run folder's ``last.pt``, a
     path that checkpoint, ``false`` none."""

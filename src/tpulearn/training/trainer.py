@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from .._checks import check_choice, check_int, resolve_device
+from ..data import TpuGraphsFormatError
 from ..metrics import metric_names
 from ..segments import GSTSettings, gst_trainer
 from . import distributed as dist_utils
@@ -194,6 +195,8 @@ class Trainer:
             RunFolderError: ``out_dir`` holds a run and neither ``resume`` nor
                 ``overwrite`` is set, or ``resume=True`` finds no checkpoint there.
             RunInterrupted: Ctrl-C (a ``KeyboardInterrupt``), after saving ``last.pt``.
+            RunDataError: a data file failed to read during training or validation, after
+                saving the steps trained since the last validation in ``last.pt``.
         """
         world = self.world = dist_utils.setup(self.device)
         try:
@@ -261,6 +264,10 @@ class Trainer:
                     stop_if_asked()
                 # A resumed run that had stopped early stays stopped.
                 first = max_steps if self._stopped_early(run) else run.step
+                if self._validation_owed(run, cadence, max_steps) and self._validate_and_save(
+                    run, valid_set, loss_fn, None, ckpt, log
+                ):
+                    first = max_steps
                 watch = RankWatch(budget, train_set, getattr(data, "task", None), log)
                 for step in range(first, max_steps):
                     start = time.perf_counter()
@@ -289,6 +296,8 @@ class Trainer:
                     stop_if_asked()
         except KeyboardInterrupt:
             raise self._interrupted(run, ckpt["last"]) from None
+        except TpuGraphsFormatError as exc:  # a broken file, read at this step or validation
+            raise self._data_failed(run, ckpt["last"], exc) from exc
         finally:
             loader.close()
             log.close()
@@ -451,6 +460,25 @@ class Trainer:
                 )
             if self._stopped_early(run):
                 print(f"the run had stopped early at step {run.step}; nothing to train")
+
+    @staticmethod
+    def _unsaved(run: RunState) -> bool:
+        """Steps trained since ``last.pt`` was written (at each validation after step 0)."""
+        return run.step > 0 and (not run.history or run.history[-1]["step"] != run.step)
+
+    def _validation_owed(self, run: RunState, cadence, max_steps: int) -> bool:
+        """A resumed run whose ``last.pt`` was saved at a step due for validation without
+        its validation (a file broke it, :meth:`_data_failed`): it validates first."""
+        due = cadence.due(run.step) or run.step == max_steps
+        return due and self._unsaved(run) and not self._stopped_early(run)
+
+    def _data_failed(self, run: RunState, last: Path, exc: Exception) -> state.RunDataError:
+        """Save the steps trained since the last validation, where this process alone can
+        (not under torchrun), so a broken file costs no training; the error says where."""
+        if self.world.distributed or not self._unsaved(run):
+            return state.RunDataError(exc, run.step, None)
+        state.save(run, last, self.world)
+        return state.RunDataError(exc, run.step, last)
 
     def _interrupted(self, run: RunState, last: Path) -> state.RunInterrupted:
         """Save ``last.pt`` where a collective still can; the exception says where."""
