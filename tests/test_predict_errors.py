@@ -195,3 +195,12 @@ def test_a_relative_data_root_of_the_checkpoint_is_named_with_where_it_was_read(
     assert line.endswith("pass data.root=DIR, the folder that holds npz/")
     code, _, _ = evaluate_cli(monkeypatch, capsys, f"ckpt={tmp_path / 'run'}", "data.root=../rel")
     assert code == 0
+
+
+def test_a_collection_of_the_other_task_names_the_checkpoints_task(run, monkeypatch, capsys):
+    code, _, err = evaluate_cli(monkeypatch, capsys, f"ckpt={run}", "data.collection=tile:xla")
+    line = one_error_line(err)
+    assert code == 2 and line == (
+        f"error: checkpoint {run / 'checkpoints/best.pt'} holds a layout model; "
+        "data.collection=tile:xla is a tile collection: score it with a checkpoint of that task"
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 
 import hydra
 from omegaconf import DictConfig
@@ -18,8 +19,19 @@ from .training.checkpoint import CheckpointMismatchError
 USER_ERRORS = (FileNotFoundError, TpuGraphsFormatError, CheckpointMismatchError, ValueError)
 
 
+def _warning_line(message, category, filename, lineno, line=None) -> str:
+    """A warning as one line, ``warning: ...``: tpulearn's warnings name the setting
+    themselves, and the file they are raised from (Hydra's instantiate, for a config
+    object's constructor) would only be noise; other kinds keep their origin."""
+    if category is UserWarning:
+        return f"warning: {message}\n"
+    return f"warning: {message} ({category.__name__}, {filename}:{lineno})\n"
+
+
 def _run(fn, cfg: DictConfig, hint=lambda exc: ""):
-    """``fn(cfg)``; a user's error ends in one line (``hint(exc)`` appended to it)."""
+    """``fn(cfg)``; a user's error ends in one line (``hint(exc)`` appended to it), and
+    each warning is a line."""
+    formatwarning, warnings.formatwarning = warnings.formatwarning, _warning_line
     try:
         return fn(cfg)
     except MissingMandatoryValue as exc:
@@ -36,6 +48,8 @@ def _run(fn, cfg: DictConfig, hint=lambda exc: ""):
             raise
         print(f"error: {cause}{hint(cause)}", file=sys.stderr)
         raise SystemExit(2) from None
+    finally:
+        warnings.formatwarning = formatwarning
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="config")

@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from ._checks import resolve_device
 from .combine import check_combine
 from .data.sample import root_path
+from .data.schema import parse_collection
 from .submission import make_id, make_rows, write_submission
 from .training import (
     GraphScores,
@@ -261,6 +262,12 @@ def _graph_lines(graphs, total: int, who: str):
 def _load_member(ckpt: Path, device, overrides: dict) -> _Member:
     model, train_cfg, features = load_model(ckpt, device)
     data_cfg = train_cfg.data
+    wanted = overrides.get("collection")
+    if wanted and parse_collection(wanted)[0] != data_cfg.task:
+        raise CheckpointMismatchError(
+            f"checkpoint {ckpt} holds a {data_cfg.task} model; data.collection={wanted} is a "
+            f"{parse_collection(wanted)[0]} collection: score it with a checkpoint of that task"
+        )
     if overrides:
         data_cfg = OmegaConf.merge(data_cfg, overrides)
     root = data_cfg.get("root")

@@ -3,6 +3,7 @@
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -295,10 +296,29 @@ def test_a_layout_recipe_on_tile_data_is_refused_naming_the_collection(
     )
     assert code == 2
     assert err.strip().startswith(
-        "error: trainer.select_metric='kendall_tau' is not a validation metric of tile:xla; "
-        "choose one of ['num_graphs', 'score', 'top10_error', 'top1_error', 'top5_error', "
+        "error: trainer.select_metric='kendall_tau' is not a validation metric of tile:xla "
+        "(kendall_tau is a layout metric: a layout experiment?); choose one of "
+        "['num_graphs', 'score', 'top10_error', 'top1_error', 'top5_error', "
     )
     assert not (tmp_path / "run").exists()
+
+
+def test_warnings_of_a_run_are_one_line_each():
+    # train.py / evaluate.py print each warning as one line: a setting's warning is raised
+    # through Hydra's instantiate, whose file and source line said nothing to a user.
+    from tpulearn import cli
+
+    def run(cfg):
+        return [
+            warnings.formatwarning("data.x has no effect", UserWarning, "/h/_inst.py", 129),
+            warnings.formatwarning("old", DeprecationWarning, "/a.py", 3),
+        ]
+
+    assert cli._run(run, None) == [
+        "warning: data.x has no effect\n",
+        "warning: old (DeprecationWarning, /a.py:3)\n",
+    ]
+    assert warnings.formatwarning is not cli._warning_line  # put back after the run
 
 
 def test_a_train_split_with_nothing_to_rank_stops_after_an_epoch(tmp_path, monkeypatch, capsys):

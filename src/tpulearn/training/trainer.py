@@ -511,9 +511,15 @@ class Trainer:
         if self.select_metric == "auto":
             return "opa" if "opa" in metrics else "score"
         if self.select_metric not in metrics:
+            other = ""
+            for task, example in (("layout", "layout:xla:default"), ("tile", "tile:xla")):
+                known = ":" in collection and collection.split(":")[0] != task
+                if known and self.select_metric in metric_names(example):
+                    # e.g. experiment=layout_fast (which selects on kendall_tau) with data=tile_xla
+                    other = f" ({self.select_metric} is a {task} metric: a {task} experiment?)"
             raise ValueError(
                 f"trainer.select_metric={self.select_metric!r} is not a validation metric of "
-                f"{collection}; choose one of {sorted(metrics)}"
+                f"{collection}{other}; choose one of {sorted(metrics)}"
             )
         return self.select_metric
 
