@@ -46,6 +46,17 @@ def test_overwrite_replaces_the_run_and_its_events(tmp_path):
     assert len(list((tmp_path / "tensorboard").iterdir())) == 1
 
 
+def test_a_run_that_saved_no_checkpoint_leaves_no_events_to_the_next(tmp_path, capsys):
+    # A run that failed before its first checkpoint (a broken valid file at step 0) left
+    # its events; the next run in that folder wrote beside them, so TensorBoard mixed both.
+    (tmp_path / "tensorboard").mkdir()
+    (tmp_path / "tensorboard" / "events.out.tfevents.1.failed").write_bytes(b"x")
+    train(tiny(tmp_path))
+    assert "that saved no checkpoint" in capsys.readouterr().out
+    (events,) = (tmp_path / "tensorboard").iterdir()
+    assert not events.name.endswith(".failed")
+
+
 def test_resume_and_overwrite_together_are_refused(tmp_path):
     train(tiny(tmp_path))
     with pytest.raises(RunFolderError, match="pass one"):

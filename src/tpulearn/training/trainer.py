@@ -442,6 +442,9 @@ class Trainer:
         """The run has passed its checks: from here on it writes into ``out_dir``."""
         if self.overwrite and folder.clear_run(out_dir):
             print(f"overwriting the run in {out_dir} (trainer.overwrite=true)")
+        elif resume is None and not folder.run_checkpoints(out_dir) and folder.clear_run(out_dir):
+            # A run that failed before its first checkpoint: its events would mix with these.
+            print(f"removed the TensorBoard events of a run in {out_dir} that saved no checkpoint")
         if on_start is not None:
             on_start(out_dir)
         line = f"budget: {budget.text}; validation {cadence.text}"
