@@ -5,8 +5,10 @@ data root, an unknown option, a checkpoint of another model) end in one clear li
 from __future__ import annotations
 
 import os
+import re
 import sys
 import warnings
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
@@ -14,6 +16,8 @@ from omegaconf.errors import MissingMandatoryValue
 
 from .data import TpuGraphsFormatError
 from .training.checkpoint import CheckpointMismatchError
+
+_CONFIGS = Path(__file__).parent / "configs"
 
 # Errors that are the user's input, reported without a traceback.
 USER_ERRORS = (FileNotFoundError, TpuGraphsFormatError, CheckpointMismatchError, ValueError)
@@ -52,8 +56,101 @@ def _run(fn, cfg: DictConfig, hint=lambda exc: ""):
         warnings.formatwarning = formatwarning
 
 
+def key_hints(config_name: str, args: list[str]) -> list[str]:
+    """Lines naming the settings among the command line's ``args`` that the composed
+    config ``config_name`` does not have, with the keys they were likely meant for.
+
+    Called after Hydra refused a command line (it exits 1): an unknown ``key=value`` fails
+    composition with a hint to append it as ``+key=value``, which then fails in the
+    constructor that does not take it. The config is composed again here with the unknown
+    overrides left out, and each is matched against the keys it has. ``[]`` where no
+    override is unknown, or the command line does not parse.
+    """
+    from difflib import get_close_matches
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+
+    try:
+        parsed = OverridesParser.create().parse_overrides([a for a in args if "=" in a])
+    except HydraException:
+        return []
+    kept, added = {}, []
+    for o in parsed:
+        if o.key_or_group.split(".")[0] == "hydra" or o.is_delete():
+            continue
+        key = o.key_or_group + (f"@{o.package}" if o.package else "")
+        value = next(o.sweep_string_iterator()) if o.is_sweep_override() else None
+        line = o.input_line if value is None else f"{'+' if o.is_add() else ''}{key}={value}"
+        kept[o.input_line] = line
+        if o.is_add():
+            added.append(o.key_or_group)
+    unknown = []
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(_CONFIGS), version_base="1.3"):
+        for _ in range(len(kept) + 1):
+            try:
+                cfg = compose(config_name, overrides=[v for k, v in kept.items() if k[0] != "+"])
+                break
+            except HydraException as exc:
+                bad = re.search(r"Could not override '([^']+)'", str(exc))
+                if bad is None:
+                    return []
+                unknown.append(bad.group(1))
+                kept = {k: v for k, v in kept.items() if not k.startswith(f"{bad.group(1)}=")}
+        else:
+            return []
+    keys = list(_flat_keys(OmegaConf.to_container(cfg, resolve=False)))
+    # A misspelt group (modl=sage) is meant for a prefix of the keys (model).
+    names = sorted({".".join(k.split(".")[:i]) for k in keys for i in range(1, k.count(".") + 2)})
+    lines = []
+    for key in unknown + [k for k in added if k not in keys]:
+        close = get_close_matches(key, names, n=1, cutoff=0.75)
+        if key not in unknown and not close:
+            continue  # a key added on purpose (+data.context_hops=1 to evaluate.py)
+        meant = f"; did you mean {close[0]}?" if close else ""
+        lines.append(
+            f"{key} is not a setting of this config{meant} (python {Path(sys.argv[0]).name} "
+            "--cfg job prints every key)"
+        )
+    return lines
+
+
+def _flat_keys(tree, prefix: str = ""):
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            yield from _flat_keys(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}"
+
+
+def _hinted(main, config_name: str):
+    """Run a Hydra entry point; where Hydra refused the command line, add
+    :func:`key_hints`' lines after its message."""
+    try:
+        return main()
+    except SystemExit as exc:
+        if exc.code == 1:
+            for line in key_hints(config_name, sys.argv[1:]):
+                print(f"error: {line}", file=sys.stderr)
+        raise
+
+
+def train_main() -> float | None:
+    """``python train.py`` / ``tpulearn-train``."""
+    return _hinted(_train_main, "config")
+
+
+def evaluate_main() -> None:
+    """``python evaluate.py`` / ``tpulearn-evaluate``."""
+    return _hinted(_evaluate_main, "eval")
+
+
 @hydra.main(version_base="1.3", config_path="configs", config_name="config")
-def train_main(cfg: DictConfig) -> float | None:
+def _train_main(cfg: DictConfig) -> float | None:
     from .training import train
     from .training.hydra_run import RunFolder
     from .training.state import RunDataError
@@ -77,7 +174,7 @@ def train_main(cfg: DictConfig) -> float | None:
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="eval")
-def evaluate_main(cfg: DictConfig) -> None:
+def _evaluate_main(cfg: DictConfig) -> None:
     from .evaluation import MissingExtraError, evaluate
 
     try:
