@@ -15,6 +15,7 @@ scores = ensemble.score_file("graph.npz")         # mean rank per config, lower 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -102,7 +103,7 @@ class Predictor:
         path: str | Path,
         device: str = "cpu",
         chunk: int | None = None,
-        cache_dir: str | Path | None = None,
+        cache_dir: str | Path | None | bool = None,
     ) -> Predictor:
         """The predictor of a checkpoint file, or of a run folder (its
         ``checkpoints/best.pt``); see :func:`tpulearn.evaluation.load_model`.
@@ -110,9 +111,12 @@ class Predictor:
         ``chunk`` None: the run's ``data.eval_chunk``, so a file scores as ``evaluate.py``
         scores every config of it (the test split). A model with config attention scores
         each config among the others of its chunk: another chunk gives other scores.
+        ``cache_dir`` None: ``$TPULEARN_CACHE`` where it is set, as training and
+        ``evaluate.py`` read it, else none; False: none (config features in memory).
         """
         from .evaluation import load_model
 
+        cache_dir = default_cache_dir(cache_dir)
         model, config, features = load_model(path, device)
         if chunk is None:
             chunk = config.data.get("eval_chunk") or EVAL_CHUNK
@@ -239,7 +243,7 @@ class Ensemble:
         device: str = "cpu",
         chunk: int | None = None,
         combine: str = "rank",
-        cache_dir: str | Path | None = None,
+        cache_dir: str | Path | None | bool = None,
     ) -> Ensemble:
         """The ensemble of checkpoint files or run folders (each as
         :meth:`Predictor.from_checkpoint` takes it, ``chunk`` and ``cache_dir`` too); each
@@ -277,6 +281,16 @@ class Ensemble:
     def rank_file(self, path: str | Path) -> np.ndarray:
         """Config indices of the file, predicted fastest first (ties: lower index first)."""
         return np.argsort(self.score_file(path), kind="stable")
+
+
+def default_cache_dir(cache_dir: str | Path | None | bool) -> str | Path | None:
+    """The cache folder ``from_checkpoint`` reads through: ``None`` (or True) ->
+    ``$TPULEARN_CACHE`` (None where unset or empty), ``False`` -> None, a folder as given."""
+    if cache_dir is False:
+        return None
+    if cache_dir is None or cache_dir is True:
+        return os.environ.get("TPULEARN_CACHE") or None
+    return cache_dir
 
 
 def read_record(

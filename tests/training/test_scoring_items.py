@@ -121,7 +121,7 @@ def test_predictor_scores_as_items_of_one_chunk():
 
 
 @pytest.mark.parametrize("attention", [True, False], ids=["config attention", "plain"])
-def test_a_checkpoint_predictor_scores_as_evaluate_py_by_default(tmp_path, attention):
+def test_a_checkpoint_predictor_scores_as_evaluate_py_by_default(tmp_path, attention, monkeypatch):
     # A model with config attention scores each config among those of its chunk: the
     # predictor takes the run's data.eval_chunk, so a test file scores as evaluate.py
     # scores the test split (every config in file order), and another chunk differs.
@@ -144,6 +144,15 @@ def test_a_checkpoint_predictor_scores_as_evaluate_py_by_default(tmp_path, atten
     if attention:
         other = Predictor.from_checkpoint(ckpt, chunk=64).score_file(test_file)
         assert not np.array_equal(other, graph.scores)
+        return
+    # The cache training and evaluate.py read from TPULEARN_CACHE, the predictor too.
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("TPULEARN_CACHE", str(cache))
+    cached = Predictor.from_checkpoint(ckpt)
+    np.testing.assert_array_equal(cached.score_file(test_file), graph.scores)
+    assert (cache / f"{test_file.stem}.node_config_feat.npy").is_file()
+    assert Predictor.from_checkpoint(ckpt, cache_dir=False).cache_dir is None
+    assert compose_config("eval", [f"ckpt={ckpt}"]).data.cache_dir == str(cache)
 
 
 def test_progress_counts_the_configs_of_each_graph(capsys):
