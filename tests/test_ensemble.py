@@ -3,6 +3,7 @@ their members' scores per graph as :mod:`tpulearn.combine` says, refuse members 
 tasks by name, and write where they say."""
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -179,3 +180,14 @@ def test_a_predictor_and_an_ensemble_say_what_they_are(runs):
     assert "node normaliser" in text
     pair = Ensemble.from_checkpoints([runs["a"], runs["b"]], combine="zscore")
     assert repr(pair) == (f"Ensemble(tile, 2 members, combine=zscore: {runs['a']}, {runs['b']})")
+
+
+def test_the_layout_cache_of_the_environment_is_no_tile_warning(runs, tmp_path, monkeypatch):
+    # eval.yaml reads $TPULEARN_CACHE for layout files; a tile checkpoint has no use for it.
+    monkeypatch.setenv("TPULEARN_CACHE", str(tmp_path / "cache"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        evaluate(compose_config("eval", [f"ckpt={runs['a']}", f"out_dir={tmp_path}/e"]))
+    asked = [f"ckpt={runs['a']}", f"out_dir={tmp_path}/f", f"data.cache_dir={tmp_path}"]
+    with pytest.warns(UserWarning, match="data.cache_dir=.* has no effect: tile data"):
+        evaluate(compose_config("eval", asked))

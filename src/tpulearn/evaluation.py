@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -268,6 +269,9 @@ def _load_member(ckpt: Path, device, overrides: dict) -> _Member:
             f"checkpoint {ckpt} holds a {data_cfg.task} model; data.collection={wanted} is a "
             f"{parse_collection(wanted)[0]} collection: score it with a checkpoint of that task"
         )
+    if data_cfg.task != "layout" and overrides.get("cache_dir") == os.environ.get("TPULEARN_CACHE"):
+        # eval.yaml's default, $TPULEARN_CACHE, serves layout files: no tile warning for it.
+        overrides = {k: v for k, v in overrides.items() if k != "cache_dir"}
     if overrides:
         data_cfg = OmegaConf.merge(data_cfg, overrides)
     root = data_cfg.get("root")
