@@ -74,6 +74,8 @@ def key_hints(config_name: str, args: list[str]) -> list[str]:
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
 
+    from .training.hydra_run import program
+
     try:
         parsed = OverridesParser.create().parse_overrides([a for a in args if "=" in a])
     except HydraException:
@@ -113,8 +115,7 @@ def key_hints(config_name: str, args: list[str]) -> list[str]:
             continue  # a key added on purpose (+data.context_hops=1 to evaluate.py)
         meant = f"; did you mean {close[0]}?" if close else ""
         lines.append(
-            f"{key} is not a setting of this config{meant} (python {Path(sys.argv[0]).name} "
-            "--cfg job prints every key)"
+            f"{key} is not a setting of this config{meant} ({program()} --cfg job prints every key)"
         )
     return lines
 
@@ -134,7 +135,11 @@ def _hinted(main, config_name: str):
         return main()
     except SystemExit as exc:
         if exc.code == 1:
-            for line in key_hints(config_name, sys.argv[1:]):
+            try:
+                lines = key_hints(config_name, sys.argv[1:])
+            except Exception:  # a hint only: Hydra has said what failed
+                lines = []
+            for line in lines:
                 print(f"error: {line}", file=sys.stderr)
         raise
 
