@@ -292,7 +292,7 @@ def test_combined_names_and_validation():
     )
     assert combined.names == ["MSELoss", "MSELoss_1", "aux"]
     assert combined.weights == [1.0, 1.0, 1.0]
-    with pytest.raises(ValueError, match="must have keys loss, weight, name"):
+    with pytest.raises(ValueError, match="must have the key loss, and may have weight"):
         CombinedLoss([{"loss": MSELoss(), "wieght": 2.0}])
     with pytest.raises(TypeError, match="loss must be an nn.Module"):
         CombinedLoss([{"loss": "ListMLE", "weight": 1.0}])

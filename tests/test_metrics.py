@@ -289,6 +289,8 @@ def test_layout_constant_prediction_scores_tau_zero():
 
 def test_evaluator_errors_name_the_graph():
     ev = Evaluator("layout:xla:default")
+    with pytest.raises(TypeError, match="takes the graph's name first.*got a list as the name"):
+        ev.add([1.0, 2.0], [1, 2], "g0")
     with pytest.raises(ValueError, match="graph 'g1': 2 != 3"):
         ev.add("g1", [1.0, 2.0], [1, 2, 3])
     with pytest.raises(ValueError, match="scores for graph 'g2' contains NaN"):

@@ -400,7 +400,8 @@ class CombinedLoss(nn.Module):
             unknown = set(term.keys()) - {"loss", "weight", "name"}
             if unknown or "loss" not in term:
                 raise ValueError(
-                    f"term {i} must have keys loss, weight, name; got {sorted(term.keys())}"
+                    f"term {i} must have the key loss, and may have weight (default 1) and "
+                    f"name; got {sorted(term.keys())}"
                 )
             if not isinstance(term["loss"], nn.Module):
                 raise TypeError(f"term {i}: loss must be an nn.Module, got {type(term['loss'])}")

@@ -316,6 +316,11 @@ class Evaluator:
             for graph, (graph_scores, graph_runtime) in name.items():
                 self.add(graph, graph_scores, graph_runtime)
             return
+        if not isinstance(name, str):
+            raise TypeError(
+                f"Evaluator.add takes the graph's name first, then scores and runtime: got a "
+                f"{type(name).__name__} as the name"
+            )
         if name in self._graphs:
             raise ValueError(f"graph {name!r} was already added to this evaluator")
         scores_arr, runtime_arr = _check_inputs(scores, runtime, name)

@@ -1,5 +1,6 @@
 """Datasets and config samplers on the bundled sample."""
 
+import re
 import shutil
 import warnings
 
@@ -93,8 +94,36 @@ def test_official_validation_indices_select_the_official_configs():
 def test_fixed_indices_for_an_unknown_graph_name_it():
     sampler = FixedIndicesSampler({"other": [0, 1]})
     ds = LayoutDataset(ROOT, "xla", "default", "valid", sampler=sampler)
-    with pytest.raises(KeyError, match="unet_3d.4x4.bf16"):
+    with pytest.raises(KeyError, match=r"unet_3d.4x4.bf16.*unlisted='all'\) takes every config"):
         ds[0]
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: UniformSampler(2.5), "num_configs must be an integer >= 1, got 2.5"),
+        (lambda: UniformSampler("32"), "num_configs must be an integer >= 1, got '32'"),
+        (
+            lambda: FastBiasedSampler(32, fast_share=2),
+            "fast_share must be a number in [0, 1], got 2",
+        ),
+        (
+            lambda: FastBiasedSampler(32, fast_quantile=0),
+            "fast_quantile must be a number in (0, 1], got 0",
+        ),
+    ],
+)
+def test_sampler_arguments_are_checked_when_built(make, message):
+    # UniformSampler(2.5) was accepted and failed at the first item it drew.
+    with pytest.raises(ValueError, match=re.escape(message)):
+        make()
+
+
+def test_a_dataset_takes_negative_indices_as_a_list_does():
+    ds = LayoutDataset(ROOT, "xla", "default", "valid", sampler=UniformSampler(4))
+    assert ds[-1].config_index.shape == ds[len(ds) - 1].config_index.shape
+    with pytest.raises(IndexError, match="graph index -2 out of range for 1 graphs"):
+        ds[-2]
 
 
 def test_chunks_cover_every_config_once_in_order(tmp_path):

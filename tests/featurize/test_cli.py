@@ -1,6 +1,7 @@
 """``tpulearn-featurize``: protobuf in, a dataset file out (written atomically)."""
 
 import numpy as np
+import pytest
 from featurize_inputs import LAYOUT_NPZ, LAYOUT_PB, TILE_PB, len_field, small_module
 
 from tpulearn.data import LayoutDataset, read_layout, read_tile
@@ -63,3 +64,25 @@ def test_usage_errors(tmp_path, capsys):
     assert main([str(TILE_PB), "-o", str(tmp_path / "one.npz")]) == 2
     assert "15 tile kernels" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_an_hlo_text_dump_is_named_as_text(tmp_path, capsys):
+    text = tmp_path / "module.hlo.txt"
+    text.write_text("HloModule jit_f, entry_computation_layout={(f32[8]{0})->f32[8]{0}}\n")
+    assert main([str(text), "-o", str(tmp_path / "g.npz")]) == 1
+    err = capsys.readouterr().err
+    assert "(binary protobuf: XLA_FLAGS='--xla_dump_to=DIR --xla_dump_hlo_as_proto'" in err
+    assert err.rstrip().endswith("found text starting 'HloModule jit_f, entry_computation_layou'")
+
+
+def test_python_m_runs_the_command():
+    import runpy
+    import sys
+
+    argv, sys.argv = sys.argv, ["tpulearn.featurize", "--help"]
+    try:
+        with pytest.raises(SystemExit) as done:
+            runpy.run_module("tpulearn.featurize", run_name="__main__")
+    finally:
+        sys.argv = argv
+    assert done.value.code == 0

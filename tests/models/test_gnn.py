@@ -533,3 +533,14 @@ def test_post_layers_follow_the_last_layer_and_are_checked():
         SAGE("layout", post_layers=-1)
     with pytest.raises(ValueError, match="num_layers is 0"):
         SAGE("layout", num_layers=0, post_layers=1)
+
+
+@pytest.mark.parametrize("task, other", [("layout", "tile"), ("tile", "layout")])
+def test_a_model_given_the_other_tasks_item_says_so(task, other):
+    # Before: AttributeError: 'GlobalStorage' object has no attribute 'node_config_feat'.
+    key = "config_feat" if task == "tile" else "node_config_feat"
+    with pytest.raises(
+        ValueError,
+        match=f"^a {task} model scores data with {key}; this data has none: a {other} item$",
+    ):
+        SAGE(task, hidden_channels=8, num_layers=1)(real_graph(other))

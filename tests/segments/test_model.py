@@ -1,5 +1,7 @@
 """SegmentModel: inference as the sum of segment scores, halos, checkpointed segments."""
 
+import re
+
 import pytest
 import torch
 from segment_inputs import small, tiny_graph
@@ -126,3 +128,16 @@ def test_checkpointed_segments_keep_one_segment_of_activations(unet3d):
 
     plain, ckpt = saved_bytes(False), saved_bytes(True)
     assert ckpt < plain / 5, (ckpt, plain)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"max_segment_nodes": 0}, "max_segment_nodes must be an integer >= 1, got 0"),
+        ({"method": "metsi"}, "method must be one of ('contiguous', 'metis'), got 'metsi'"),
+    ],
+)
+def test_bad_partition_settings_are_refused_when_built(kwargs, message):
+    # Before, only the first forward that partitioned a graph refused them.
+    with pytest.raises(ValueError, match=re.escape(message)):
+        SegmentModel(small(), **kwargs)

@@ -223,3 +223,10 @@ def test_table_and_segments_follow_the_model_to_cuda(unet3d):
     scores = trainer.step([data])
     assert scores.is_cuda and trainer.table.device.type == "cuda"
     assert seg_model.eval()(data).is_cuda
+
+
+def test_a_graph_without_its_list_is_named(unet3d):
+    # gst.step(data) failed on 'tuple' has no attribute 'config_index'.
+    _, data = unet3d
+    with pytest.raises(TypeError, match=r"takes a list of graphs \(or a Batch\): pass \[data\]"):
+        GSTTrainer(SegmentModel(small()).eval(), seed=3).step(data)

@@ -200,9 +200,9 @@ class _GraphDataset(torch.utils.data.Dataset):
             )
 
     def __getitem__(self, idx: int) -> TpuGraphData:
-        if not 0 <= idx < len(self):
+        if not -len(self) <= idx < len(self):
             raise IndexError(f"graph index {idx} out of range for {len(self)} graphs")
-        return self.to_data(*self.sample_rows(idx))
+        return self.to_data(*self.sample_rows(idx % len(self)))
 
     def sample_rows(self, idx: int):
         """Graph ``idx`` as the sampler sees it and the config rows it picks for item

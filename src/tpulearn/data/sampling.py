@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._checks import check_choice
+from .._checks import check_choice, check_int, check_number
 
 
 class ConfigSampler:
@@ -37,9 +37,7 @@ class UniformSampler(ConfigSampler):
     """Up to ``num_configs`` configs drawn uniformly without replacement (all if fewer)."""
 
     def __init__(self, num_configs: int):
-        if num_configs < 1:
-            raise ValueError(f"num_configs must be >= 1, got {num_configs}")
-        self.num_configs = num_configs
+        self.num_configs = check_int("num_configs", num_configs, 1)
 
     def __call__(self, candidates, runtime, rng, stem):
         if candidates.shape[0] <= self.num_configs:
@@ -63,13 +61,9 @@ class FastBiasedSampler(ConfigSampler):
     """
 
     def __init__(self, num_configs: int, fast_share: float = 0.5, fast_quantile: float = 0.1):
-        if num_configs < 1:
-            raise ValueError(f"num_configs must be >= 1, got {num_configs}")
-        if not (0.0 <= fast_share <= 1.0 and 0.0 < fast_quantile <= 1.0):
-            raise ValueError("fast_share must be in [0, 1] and fast_quantile in (0, 1]")
-        self.num_configs = num_configs
-        self.fast_share = fast_share
-        self.fast_quantile = fast_quantile
+        self.num_configs = check_int("num_configs", num_configs, 1)
+        self.fast_share = check_number("fast_share", fast_share, 0.0, 1.0)
+        self.fast_quantile = check_number("fast_quantile", fast_quantile, 0.0, 1.0, open_low=True)
 
     def __call__(self, candidates, runtime, rng, stem):
         k = candidates.shape[0]
@@ -116,7 +110,11 @@ class FixedIndicesSampler(ConfigSampler):
         if stem not in self.indices:
             if self.unlisted == "all":
                 return np.sort(candidates)
-            raise KeyError(f"no fixed config indices for graph {stem!r}")
+            raise KeyError(
+                f"no fixed config indices for graph {stem!r} (the official indices list "
+                "valid graphs; FixedIndicesSampler(..., unlisted='all') takes every config of "
+                "a graph they do not list)"
+            )
         idx = self.indices[stem]
         if idx.size and (idx.min() < 0 or idx.max() >= runtime.shape[0]):
             raise ValueError(

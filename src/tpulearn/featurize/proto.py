@@ -347,9 +347,23 @@ def read_message(
         ):
             return "hlo", msg["module"]
         return candidate, msg
+    expected = "an HloModuleProto, HloProto, ModuleTuningData or TuningData message"
+    if _looks_like_text(data):
+        # An HLO text dump (HloModule ...) instead of the binary protobuf.
+        raise FeaturizeError(
+            path,
+            None,
+            f"{expected} (binary protobuf: XLA_FLAGS='--xla_dump_to=DIR "
+            "--xla_dump_hlo_as_proto' writes *.hlo.pb)",
+            f"text starting {data[:40].decode('ascii', 'replace').splitlines()[0]!r}",
+        )
     raise FeaturizeError(
-        path,
-        None,
-        "an HloModuleProto, HloProto, ModuleTuningData or TuningData message",
-        "a message none of them reads (" + "; ".join(reasons) + ")",
+        path, None, expected, "a message none of them reads (" + "; ".join(reasons) + ")"
     )
+
+
+def _looks_like_text(data: bytes) -> bool:
+    """Whether the head of ``data`` is printable ASCII (a binary protobuf's length
+    varints and field tags put other bytes there)."""
+    head = data[:512]
+    return bool(head) and all(32 <= b < 127 or b in (9, 10, 13) for b in head)

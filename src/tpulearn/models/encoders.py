@@ -370,6 +370,11 @@ def config_features(
 ) -> tuple[Tensor, int]:
     """Raw config features and C: tile [B, C, tile_width (24, or 42 with tile_layout)],
     layout [C, K, 18]."""
+    keys = ("config_feat", "node_config_feat")
+    key, other = keys if task == "tile" else keys[::-1]
+    if key not in data:
+        item = f": a {'layout' if task == 'tile' else 'tile'} item" if other in data else ""
+        raise ValueError(f"a {task} model scores data with {key}; this data has none{item}")
     if task == "tile":
         feat = data.config_feat
         if feat.shape[-1] != tile_width:

@@ -20,8 +20,9 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint as activation_checkpoint
 from torch_geometric.data import Batch
 
+from .._checks import check_choice, check_int
 from ..data.datasets import TpuGraphData
-from .partition import Partition, PartitionCache, partition
+from .partition import METHODS, Partition, PartitionCache, partition
 from .subgraph import segment_batch, segment_data, split_segments
 
 
@@ -66,6 +67,9 @@ class SegmentModel(nn.Module):
         max_halo_nodes: int | None = None,
     ):
         super().__init__()
+        # Checked here, not at the first forward that partitions a graph.
+        check_int("max_segment_nodes", max_segment_nodes, 1)
+        check_choice("method", method, METHODS)
         if halo_hops < 0:
             raise ValueError(f"halo_hops must be >= 0, got {halo_hops}")
         if max_halo_nodes is not None and max_halo_nodes < 0:

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torch_geometric.data import Batch
+from torch_geometric.data import Batch, Data
 
 from .._checks import check_choice, check_int, check_number
 from ..data.datasets import TpuGraphData
@@ -236,7 +236,13 @@ class GSTTrainer:
         self.last: GSTOutput | None = None
 
     def step(self, graphs, num_configs: Sequence[int] | None = None) -> Tensor:
-        """Predictions ``[B, C]`` of one training step (see :func:`gst_step`)."""
+        """Predictions ``[B, C]`` of one training step (see :func:`gst_step`).
+
+        Args:
+            graphs: a list of graphs (``[data]`` for one), or a ``Batch`` of them.
+        """
+        if isinstance(graphs, Data) and not isinstance(graphs, Batch):
+            raise TypeError("GSTTrainer.step takes a list of graphs (or a Batch): pass [data]")
         if not self.model.enabled:
             batch = graphs if isinstance(graphs, Batch) else Batch.from_data_list(list(graphs))
             return self.model(batch)
