@@ -2,7 +2,7 @@
 
     python scripts/quality.py                                   # everything, 3 seeds
     python scripts/quality.py --recipes layout_fast --families roofline --seeds 0 1 2
-    python scripts/quality.py --quick                           # tiny sizes: checks the script
+    python scripts/quality.py --quick                           # tiny sizes; table in --work
     python scripts/quality.py --recipe "hinge=experiment=layout_fast loss=hinge"  # and yours
 
 For every synthetic cost-model family (:data:`tpulearn.data.synthetic.LAYOUT_FAMILIES`) a
@@ -122,6 +122,9 @@ from tpulearn.training.checkpoint import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
+# The committed table (--out's default; --quick writes into --work unless --out names it).
+OUT = REPO / "benchmarks" / "quality.md"
+WORK = Path("/tmp/tpulearn-quality")
 # --search: the layout collections' search. random: every node takes a random layout;
 # default: each config moves 2-20% of the nodes from the compiler's default, as in the
 # release's default collections (the same graphs as random's, other configs).
@@ -717,8 +720,20 @@ def fmt(s: dict, digits: int = 3) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--families", nargs="+", default=list(LAYOUT_FAMILIES))
-    parser.add_argument("--tile-families", nargs="+", default=list(TILE_FAMILIES))
+    parser.add_argument(
+        "--families",
+        nargs="+",
+        default=list(LAYOUT_FAMILIES),
+        metavar="FAMILY",
+        help=f"layout cost-model families (default: every one: {', '.join(LAYOUT_FAMILIES)})",
+    )
+    parser.add_argument(
+        "--tile-families",
+        nargs="+",
+        default=list(TILE_FAMILIES),
+        metavar="FAMILY",
+        help=f"tile cost-model families (default: every one: {', '.join(TILE_FAMILIES)})",
+    )
     parser.add_argument(
         "--recipes", nargs="+", help="the recipes to run (default: every one, defined too)"
     )
@@ -729,10 +744,30 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME=OVERRIDES",
         help="define a layout recipe: NAME and its train.py overrides (repeatable)",
     )
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--work", type=Path, default=Path("/tmp/tpulearn-quality"))
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "quality.md")
-    parser.add_argument("--quick", action="store_true", help="tiny data and 4 steps")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[0, 1, 2],
+        metavar="SEED",
+        help="trainer.seed of each recipe's runs (default: 0 1 2)",
+    )
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=WORK,
+        help=f"data and runs, kept: a rerun reads finished runs back (default: {WORK})",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"the table; its JSON beside it (default: {OUT.relative_to(REPO)}, the committed "
+        "table; with --quick, quality.md in --work)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny data and 4 steps: checks the script"
+    )
     parser.add_argument(
         "--retrain",
         action="store_true",
@@ -816,6 +851,9 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, dict, dict, list[
         if args.train_graphs < 1:
             parser.error(f"--train-graphs must be >= 1, got {args.train_graphs}")
         size = {**size, "layout": {**size["layout"], "train": args.train_graphs}}
+    if args.out is None:
+        # A smoke table must not replace the committed one unless --out names it.
+        args.out = args.work / OUT.name if args.quick else OUT
     extra = QUICK_OVERRIDES if args.quick else []
     return args, recipes, size, extra
 

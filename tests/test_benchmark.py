@@ -3,9 +3,11 @@ step-memory probe of ``scripts/bench/``."""
 
 from __future__ import annotations
 
+import ast
 import importlib
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -71,6 +73,22 @@ def test_every_group_module_is_registered(runner):
         "training",
     ]
     assert set(runner.COLUMNS) == {"io", "memory", "recipe", "score_items", "scoring", "training"}
+
+
+def test_the_docstrings_name_every_registered_group(bench, runner):
+    """The groups ``--help``'s readers and the package's are told of are the ones that run."""
+    script = ast.get_docstring(ast.parse((SCRIPTS / "benchmark.py").read_text()))
+    paragraph = script.split("\nGroups: ")[1].split("\n\n")[0]
+    assert re.findall(r"``(\w+)``", paragraph.split(". ")[0]) == list(runner.GROUPS)
+    paragraph = bench.__doc__.split("\nGroups: ")[1].split("\n\n")[0]
+    modules = {m.__name__.rpartition(".")[2] for m in runner.MODULES}
+    assert set(re.findall(r":mod:`\.(\w+)`", paragraph)) == {*modules, "training_cases"}
+
+
+def test_quick_writes_the_committed_results_only_when_out_names_them(runner):
+    assert runner.parse_args([]).out == runner.OUT
+    assert runner.parse_args(["--quick"]).out == runner.QUICK_OUT != runner.OUT
+    assert runner.parse_args(["--quick", "--out", str(runner.OUT)]).out == runner.OUT
 
 
 @pytest.mark.slow

@@ -111,6 +111,28 @@ def test_the_header_names_the_calls_that_trained_the_runs_read_back(script):
     ]
 
 
+def test_quick_writes_the_committed_table_only_when_out_names_it(script, tmp_path):
+    """A smoke table of 4 steps once replaced benchmarks/quality.md by default."""
+    work = tmp_path / "work"
+    assert script.parse(["--quick", "--work", str(work)])[0].out == work / "quality.md"
+    assert script.parse([])[0].out == script.OUT == script.REPO / "benchmarks/quality.md"
+    out = ["--out", str(script.OUT)]
+    assert script.parse(["--quick", "--work", str(work), *out])[0].out == script.OUT
+
+
+def test_help_says_each_option_s_default(script, capsys):
+    with pytest.raises(SystemExit):
+        script.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert (
+        "(default: benchmarks/quality.md, the committed table; with --quick, quality.md in --work)"
+        in text
+    )
+    assert "(default: 0 1 2)" in text and "(default: /tmp/tpulearn-quality)" in text
+    assert "(default: every one: neighbour_vote, " in text
+    assert "(default: every one: tile_spill)" in text
+
+
 def test_unknown_recipe_or_family_is_refused(script, capsys):
     for bad in (["--recipes", "fastest"], ["--families", "nope"]):
         with pytest.raises(SystemExit):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,6 +29,8 @@ from .report import machine
 from .report import write as write_files
 
 OUT = Path(__file__).resolve().parents[2] / "benchmarks"
+# --quick without --out: a smoke run's numbers stay out of the committed results.
+QUICK_OUT = Path(tempfile.gettempdir()) / "tpulearn-benchmark-quick"
 DESCRIPTION = "Benchmarks of tpulearn, written to benchmarks/results.md and results.json."
 
 MODULES = (
@@ -68,7 +71,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--bf16-cpu", action="store_true", help="also time bf16 autocast on the CPU (scoring)"
     )
     parser.add_argument(
-        "--out", type=Path, default=OUT, help="folder of results.md and results.json"
+        "--out",
+        type=Path,
+        default=None,
+        help=f"folder of results.md and results.json (default: {OUT.name}/, the committed "
+        f"results; with --quick, {QUICK_OUT})",
     )
     parser.add_argument(
         "--train-steps",
@@ -95,6 +102,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             f"{memory.SIZES[i]:,}, --quick {memory.SIZES_QUICK[i]:,})",
         )
     args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = QUICK_OUT if args.quick else OUT
     if args.quick:
         args.repeats = 1
     defaults = {
