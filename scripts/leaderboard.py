@@ -1,4 +1,4 @@
-"""Reproduce the leaderboard: train (or reuse) each collection's experiment config over
+r"""Reproduce the leaderboard: train (or reuse) each collection's experiment config over
 several seeds, evaluate on valid, and write leaderboard.md next to the paper's numbers
 with a validated test submission.
 
@@ -7,6 +7,9 @@ with a validated test submission.
     python scripts/leaderboard.py --root sample --out /tmp/lb --override trainer.max_steps=2 \
         --tile-override model.hidden_channels=8 --layout-override model.model.hidden_channels=8
 
+The last is a tiny run on the bundled sample (about half a minute on 2 CPU cores): a check
+of the whole pipeline, not a result. Collections are named as the dataset does (tile:xla,
+layout:xla:default ...) or as scripts/download_tpugraphs.py does (tile, layout-xla, all ...).
 The logic lives in tpulearn.leaderboard (run_leaderboard); this is its command line.
 """
 
@@ -18,18 +21,33 @@ from pathlib import Path
 
 from tpulearn.cli import USER_ERRORS
 from tpulearn.combine import COMBINES
+from tpulearn.data.download import COLLECTION_NAMES
 from tpulearn.data.schema import COLLECTIONS
 from tpulearn.leaderboard import run_leaderboard
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--root", required=True, help="data root, or 'sample' (bundled files)")
     parser.add_argument(
-        "--out", type=Path, default=Path("outputs/leaderboard"), help="runs and tables go here"
+        "--out",
+        type=Path,
+        default=Path("outputs/leaderboard"),
+        help="runs and tables go here (default: outputs/leaderboard)",
     )
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--collections", nargs="+", default=list(COLLECTIONS), metavar="NAME")
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=[0], metavar="SEED", help="default: 0"
+    )
+    parser.add_argument(
+        "--collections",
+        nargs="+",
+        default=list(COLLECTIONS),
+        metavar="NAME",
+        help=f"any of {', '.join(COLLECTIONS)}, or of {', '.join(COLLECTION_NAMES)} "
+        "(default: all five)",
+    )
     parser.add_argument(
         "--override", nargs="+", default=[], metavar="KEY=VALUE", help="Hydra overrides, all runs"
     )

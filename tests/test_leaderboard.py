@@ -15,6 +15,7 @@ from tpulearn.data import read_tile
 from tpulearn.data.schema import COLLECTIONS
 from tpulearn.data.synthetic import write_layout_collection, write_tile_collection
 from tpulearn.leaderboard import PAPER_TOP_K_ERROR_PERCENT, run_leaderboard
+from tpulearn.leaderboard.plan import _check_collections
 from tpulearn.metrics import Evaluator, kaggle_score
 from tpulearn.predict import Ensemble
 from tpulearn.submission import ranking, validate_submission
@@ -260,7 +261,7 @@ def test_bad_arguments_are_clear_errors(tmp_path):
     # A tile key given to every run does not exist in the layout (segment model) configs;
     # every config is composed before any training starts.
     with pytest.raises(
-        ValueError, match="layout:xla:default: the overrides .*model.hidden_channels"
+        ValueError, match="layout:xla:default: model.hidden_channels is not a setting"
     ):
         run_leaderboard("sample", tmp_path, overrides=["model.hidden_channels=8"])
     assert not list(tmp_path.iterdir())
@@ -273,8 +274,66 @@ def test_bad_arguments_are_clear_errors(tmp_path):
         run_leaderboard(root, tmp_path / "out", collections=["layout:nlp:random"])
 
 
+def test_a_misspelt_override_names_the_key_meant_in_one_line(tmp_path):
+    """Hydra's advice, to append the key with +KEY, fails once training starts: the error
+    names the key of this config likely meant instead, for a +KEY too, before any run."""
+    meant = {
+        "model.hidden_channels": "model.model.hidden_channels",
+        "trainer.max_step": "trainer.max_steps",
+    }
+    for override, task, collection in (
+        ("model.hidden_channels=8", "layout", "layout:xla:default"),
+        ("+model.hidden_channels=8", "layout", "layout:xla:default"),
+        ("trainer.max_step=2", "tile", "tile:xla"),
+    ):
+        with pytest.raises(ValueError) as info:
+            run_leaderboard("sample", tmp_path, task_overrides={task: [override]})
+        key = override.lstrip("+").split("=")[0]
+        assert str(info.value) == (
+            f"{collection}: {key} is not a setting of this config; did you mean {meant[key]}? "
+            f"(python train.py experiment={collection.replace(':', '_')} --cfg job prints "
+            "every key)"
+        )
+    assert not list(tmp_path.iterdir())
+
+
+def test_collections_take_the_download_script_s_names_too():
+    assert _check_collections(["layout-xla", "tile"]) == [
+        "tile:xla",
+        "layout:xla:default",
+        "layout:xla:random",
+    ]
+    assert _check_collections(["all"]) == list(COLLECTIONS)
+    with pytest.raises(ValueError, match="repeated collection"):
+        _check_collections(["tile", "tile:xla"])
+    with pytest.raises(ValueError) as info:
+        _check_collections(["tiles"])
+    assert "unknown collection 'tiles'; choose from tile:xla, " in str(info.value)
+    assert "or tile, layout-xla-default" in str(info.value)
+
+
 def load_leaderboard():
     return load_script("leaderboard")
+
+
+def test_help_shows_the_examples_and_the_defaults(capsys):
+    with pytest.raises(SystemExit) as info:
+        load_leaderboard().main(["--help"])
+    out = capsys.readouterr().out
+    assert info.value.code == 0
+    # The tiny sample run, as the docstring writes it (not reflowed into a paragraph).
+    assert "\n    python scripts/leaderboard.py --root sample --out /tmp/lb " in out
+    assert "trainer.max_steps=2 \\\n        --tile-override" in out
+    assert "(default: outputs/leaderboard)" in out and "layout-xla" in out
+
+
+def test_script_error_for_a_misspelt_override_is_one_line(tmp_path, capsys):
+    script = load_leaderboard()
+    args = ["--root", "sample", "--out", str(tmp_path)]
+    assert script.main([*args, "--layout-override", "model.hidden_channels=8"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: layout:xla:default: model.hidden_channels is not a setting")
+    assert "did you mean model.model.hidden_channels?" in err and err.count("\n") == 1
 
 
 def test_ctrl_c_in_the_script_is_one_line_saying_how_to_continue(tmp_path, monkeypatch, capsys):

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..data import sample_root
+from ..data.download import COLLECTION_NAMES, resolve_collections
 from ..data.schema import COLLECTIONS, SPLITS, parse_collection
 
 # Keys the leaderboard sets for every run itself.
@@ -41,16 +42,22 @@ def split_counts(root: Path, collection: str) -> dict[str, int]:
 
 
 def _check_collections(collections: Sequence[str]) -> list[str]:
+    """The named collections in the paper's order. The download script's names (``tile``,
+    ``layout-xla``, ``all`` ...) are taken too, so one spelling serves both tools."""
     if not collections:
         raise ValueError("--collections: name at least one collection")
+    named = []
     for name in collections:
-        if name not in COLLECTIONS:
+        try:
+            named += resolve_collections([name])
+        except ValueError:
             raise ValueError(
-                f"--collections: unknown collection {name!r}; choose from {COLLECTIONS}"
-            )
-    if len(set(collections)) != len(collections):
+                f"--collections: unknown collection {name!r}; choose from "
+                f"{', '.join(COLLECTIONS)} or {', '.join(COLLECTION_NAMES)}"
+            ) from None
+    if len(set(named)) != len(named):
         raise ValueError(f"--collections: repeated collection in {list(collections)}")
-    return [c for c in COLLECTIONS if c in collections]  # the paper's order
+    return [c for c in COLLECTIONS if c in named]  # the paper's order
 
 
 def _check_seeds(seeds: Sequence[int]) -> list[int]:

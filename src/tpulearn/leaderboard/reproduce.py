@@ -50,7 +50,9 @@ def run_leaderboard(
         root: data root, or ``"sample"`` / None for the bundled sample.
         out: output folder: ``<name>/seed<k>/`` per run (``checkpoints/``, ``valid/``,
             ``test/``, logs), ``submission.csv``, ``leaderboard.md``, ``leaderboard.json``.
-        collections: any of :data:`~tpulearn.data.schema.COLLECTIONS`.
+        collections: any of :data:`~tpulearn.data.schema.COLLECTIONS`, or of the download
+            script's names (:data:`~tpulearn.data.download.COLLECTION_NAMES`: ``tile``,
+            ``layout-xla``, ``all`` ...).
         seeds: ``trainer.seed`` of each run.
         overrides: Hydra overrides applied to every run (``trainer.max_steps=2``); they
             are written into the table.
@@ -66,8 +68,9 @@ def run_leaderboard(
 
     Raises:
         FileNotFoundError: no such root.
-        ValueError: unknown collection, bad seeds or overrides, a collection the root
-            cannot train or score.
+        ValueError: unknown collection, bad seeds or overrides (a key the run's config
+            does not have names the key likely meant), a collection the root cannot train
+            or score.
         CheckpointMismatchError: a run folder holds a checkpoint of another config.
     """
     collections = _check_collections(collections)

@@ -36,20 +36,44 @@ def quote(value) -> str:
 def _run_config(collection, seed, run_dir, root_value, overrides):
     from hydra.errors import HydraException
 
+    experiment = f"experiment={experiment_name(collection)}"
     args = [
-        f"experiment={experiment_name(collection)}",
+        experiment,
         *overrides,
         f"data.root={quote(root_value)}",
         f"trainer.seed={seed}",
         f"out_dir={quote(run_dir)}",
     ]
     try:
-        return compose("config", args)
+        cfg = compose("config", args)
     except HydraException as exc:
+        # Hydra's advice for an unknown key, to append it with +KEY, fails in the
+        # constructor that does not take it: name the key likely meant instead.
+        hint = _unknown_keys(collection, args)
         raise ValueError(
-            f"{collection}: the overrides {list(overrides)} do not apply to "
-            f"experiment={experiment_name(collection)}: {exc}"
+            hint
+            or f"{collection}: the overrides {list(overrides)} do not apply to {experiment}: {exc}"
         ) from None
+    if any(o.startswith("+") and not o.startswith("++") for o in overrides):
+        # A key appended where the config has one like it (+model.hidden_channels for the
+        # segment model's model.model.hidden_channels) would fail once training starts.
+        hint = _unknown_keys(collection, args)
+        if hint:
+            raise ValueError(hint)
+    return cfg
+
+
+def _unknown_keys(collection: str, args: Sequence[str]) -> str | None:
+    """One line naming the run's overrides that its config has no setting for, with the
+    keys likely meant (:func:`tpulearn.cli.key_hints`); None where none is unknown."""
+    from ..cli import key_hints
+
+    lines = [line.rpartition(" (")[0] or line for line in key_hints("config", list(args))]
+    if not lines:
+        return None
+    return (
+        f"{collection}: {'; '.join(lines)} (python train.py {args[0]} --cfg job prints every key)"
+    )
 
 
 def _best_seed(runs: Sequence[Run]) -> int | None:
