@@ -21,6 +21,8 @@ from tpulearn.data.synthetic import (
     write_layout_collection,
     write_tile_collection,
 )
+from tpulearn.data.synthetic.__main__ import main as synthetic_main
+from tpulearn.data.synthetic.writer import foreign_files
 
 SAMPLE = Path(tpulearn.__file__).parent / "data/_sample/tpugraphs/npz"
 REAL_LAYOUT = SAMPLE / "layout/xla/default/train/unet3d.npz"
@@ -464,3 +466,46 @@ def test_benchmark_scale_graph_is_generated_in_seconds():
     assert graph["node_feat"].shape == (20_000, 140)
     assert graph["node_config_feat"].shape == (2_000, 1_000, 18)
     assert elapsed < 20  # ~1.3 s on a 2-core machine
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def test_cli_help_keeps_the_examples_apart_and_shows_the_defaults(capsys):
+    with pytest.raises(SystemExit) as info:
+        synthetic_main(["--help"])
+    out = capsys.readouterr().out
+    assert info.value.code == 0
+    assert (
+        "\n    python -m tpulearn.data.synthetic /tmp/syn --family roofline --noise 0.05\n" in out
+    )
+    assert "noise (default: 0)" in " ".join(out.split())
+
+
+def test_cli_refuses_split_folders_holding_files_it_did_not_write(tmp_path, capsys):
+    """Training reads every npz of a split: synthetic files beside real ones would join
+    them. Its own files are rewritten; --into-existing writes beside the others."""
+    args = ["--train", "1", "--valid", "1", "--test", "0", "--nodes", "20", "30"]
+    valid = collection_dir(tmp_path, "layout:xla:random", "valid")
+    valid.mkdir(parents=True)
+    (valid / "unet3d.npz").write_bytes(b"a real file")
+    with pytest.raises(SystemExit) as info:
+        synthetic_main([str(tmp_path), *args])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert info.value.code == 2
+    assert err.endswith(
+        f"error: {valid} holds .npz files this command did not write (unet3d.npz); training "
+        "would read them with the synthetic ones: choose another root, or pass --into-existing"
+    )
+    assert [p.name for p in tmp_path.rglob("*.npz")] == ["unet3d.npz"]  # nothing written
+    assert synthetic_main([str(tmp_path), *args, "--into-existing"]) == 0
+    assert sorted(p.name for p in valid.glob("*.npz")) == [
+        "synthetic_xla_valid_000.npz",
+        "unet3d.npz",
+    ]
+    # A root of its own files only is written again as before, also for tile.
+    for collection in ("layout:xla:random", "tile"):
+        for _ in range(2):
+            assert synthetic_main([str(tmp_path / "own"), *args, "--collections", collection]) == 0
+    assert foreign_files(tmp_path / "own", "tile:xla") == []
+    assert foreign_files(tmp_path, "layout:xla:random") == [valid / "unet3d.npz"]

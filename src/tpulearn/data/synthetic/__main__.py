@@ -1,4 +1,4 @@
-"""``python -m tpulearn.data.synthetic DIR``: write synthetic collections under a data root.
+r"""``python -m tpulearn.data.synthetic DIR``: write synthetic collections under a data root.
 
     python -m tpulearn.data.synthetic /tmp/syn                       # layout xla random
     python -m tpulearn.data.synthetic /tmp/syn --collections tile layout:nlp:default \
@@ -16,6 +16,10 @@ noise. Without a family the original models and their small legacy noise are use
 graphs of the same seed and family that no run trained on or selected its checkpoint on,
 ``python evaluate.py ckpt=RUN data.root=/tmp/unseen split=test``.
 
+A split folder that holds ``.npz`` files this command did not write (real ones, say) is
+refused: training reads every file of a split, so the synthetic ones would join them. Its
+own files (``synthetic_*``) are rewritten; ``--into-existing`` writes beside the others.
+
 Then ``python train.py data=synthetic data.root=/tmp/syn``.
 """
 
@@ -27,18 +31,23 @@ from pathlib import Path
 from ..._pipes import closed_pipe_exits
 from ..schema import COLLECTIONS, parse_collection
 from .families import LAYOUT_FAMILIES, TILE_FAMILIES
-from .writer import check_sizes, write_layout_collection, write_tile_collection
+from .writer import check_sizes, foreign_files, write_layout_collection, write_tile_collection
 
 
 @closed_pipe_exits
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tpulearn.data.synthetic", description=__doc__)
-    parser.add_argument("root", type=Path)
+    parser = argparse.ArgumentParser(
+        prog="python -m tpulearn.data.synthetic",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("root", type=Path, help="data root: files go to ROOT/npz/...")
     parser.add_argument(
         "--collections",
         nargs="+",
         default=["layout:xla:random"],
-        help=f"'tile' or any of {', '.join(COLLECTIONS)}",
+        metavar="NAME",
+        help=f"'tile' or any of {', '.join(COLLECTIONS)} (default: layout:xla:random)",
     )
     for split, count in (("train", 8), ("valid", 2), ("test", 2)):
         parser.add_argument(
@@ -53,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
             metavar=("MIN", "MAX"),
             help=f"{size} per graph, drawn from MIN..MAX (default: the task's)",
         )
-    parser.add_argument("--seed", type=int, default=0, help="seed of graphs, configs and noise")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of graphs, configs and noise (default: 0)"
+    )
     parser.add_argument(
         "--family",
         choices=sorted(LAYOUT_FAMILIES),
@@ -80,6 +91,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="write the test files with their runtimes (default: unlabelled, as released)",
     )
+    parser.add_argument(
+        "--into-existing",
+        action="store_true",
+        help="write even where a split folder holds .npz files of other names (default: "
+        "refuse: training would read both)",
+    )
     args = parser.parse_args(argv)
     if args.noise is not None and args.noise < 0:
         parser.error(f"--noise must be >= 0, got {args.noise}")
@@ -100,6 +117,15 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{name}: {exc}")
         if args.config_seed is not None and collections[name][0] == "tile":
             parser.error(f"{name}: --config-seed applies to layout collections only")
+        foreign = [] if args.into_existing else foreign_files(args.root, name)
+        if foreign:
+            shown = ", ".join(p.name for p in foreign[:3])
+            more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+            parser.error(
+                f"{foreign[0].parent} holds .npz files this command did not write ({shown}"
+                f"{more}); training would read them with the synthetic ones: choose another "
+                "root, or pass --into-existing"
+            )
     for name, (task, source, search) in collections.items():
         if task == "tile":
             files = write_tile_collection(

@@ -3,10 +3,12 @@
 Every file is a function of the seed, its split and its index only, so a file does not
 change when others are added. A split written again with fewer graphs loses this writer's
 files beyond the new count (the readers would otherwise take them for part of it); files
-of other names in the folder are not touched. Each collection folder also gets a sidecar,
-``synthetic.json`` (next to the split folders, which the readers glob for ``*.npz``): per
-split, the cost-model family, noise, seed and sizes the files were written with, so that
-the oracle (:func:`~.families.oracle_metrics`) can be computed from the files alone.
+of other names in the folder are not touched (:func:`foreign_files` lists them; the command
+line refuses to write beside them unless asked). Each collection folder also gets a
+sidecar, ``synthetic.json`` (next to the split folders, which the readers glob for
+``*.npz``): per split, the cost-model family, noise, seed and sizes the files were written
+with, so that the oracle (:func:`~.families.oracle_metrics`) can be computed from the files
+alone.
 """
 
 from __future__ import annotations
@@ -75,6 +77,26 @@ def _write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def _file_prefix(collection: str, split: str) -> str:
+    """The names this writer gives a split's files: ``<prefix><index>.npz``."""
+    task, source, _ = parse_collection(collection)
+    return f"synthetic_{split}_" if task == "tile" else f"synthetic_{source}_{split}_"
+
+
+def foreign_files(root: str | Path, collection: str) -> list[Path]:
+    """The ``.npz`` files in the collection's split folders under ``root`` that this
+    writer did not name (real files, or another tool's): the readers glob every ``*.npz``
+    of a split, so synthetic files written beside them would be read with them."""
+    found = []
+    for split in SPLITS:
+        prefix = _file_prefix(collection, split)
+        for path in sorted(collection_dir(root, collection, split).glob("*.npz")):
+            index = path.name[len(prefix) : -len(".npz")]
+            if not (path.name.startswith(prefix) and index.isdigit()):
+                found.append(path)
+    return found
 
 
 def _remove_stale(folder: Path, prefix: str, count: int) -> None:
@@ -172,7 +194,7 @@ def write_tile_collection(
         )
         folder = collection_dir(root, "tile:xla", split)
         folder.mkdir(parents=True, exist_ok=True)
-        prefix = f"synthetic_{split}_"
+        prefix = _file_prefix("tile:xla", split)
         for i in range(count):
             # One generator per file: a file does not change when others are added.
             rng = np.random.default_rng([seed, 0, SPLITS.index(split), i])
@@ -263,7 +285,7 @@ def write_layout_collection(
         )
         folder = collection_dir(root, collection, split)
         folder.mkdir(parents=True, exist_ok=True)
-        prefix = f"synthetic_{source}_{split}_"
+        prefix = _file_prefix(collection, split)
         for i in range(count):
             key = (seed, 1, ("xla", "nlp").index(source), SPLITS.index(split), i)
             structure = np.random.default_rng(key)
