@@ -4,10 +4,11 @@
     python scripts/full_estimate.py --override experiment=layout_gst --steps 10
 
 For each layout source, synthetic graphs of the real collection's average and largest size
-(nodes from ../TPUGRAPHS.md's table, 5% configurable, as many configs as a validation
-scores) are written, the recipe trains on them for ``--steps`` steps in a ``train.py``
-process of its own, and its seconds per step and per validated config are read from the
-run's output, with the peak resident memory the process reports of itself.
+(nodes per graph as the release's statistics give them, in ``SOURCES`` below; 5%
+configurable, as many configs as a validation scores) are written, the recipe trains on
+them for ``--steps`` steps in a ``train.py`` process of its own, and its seconds per step
+and per validated config are read from the run's output, with the peak resident memory the
+process reports of itself.
 
 A real file holds far more configs than a step samples (the random searches average 11,648
 configs per xla graph and 66,089 per nlp graph), and without ``data.cache_dir`` an item
@@ -23,7 +24,8 @@ The full run's time is then: the recipe's budget in steps (its epochs x the coll
 train graphs, or its ``max_steps``) x seconds per step, plus its validations (every valid
 graph, 1000 configs each) x seconds per config, once without and once with the cache.
 Measured on this machine's CPU: a GPU only shortens the model's part. Writes the table to
-stdout (and ``--out``, markdown).
+stdout (and ``--out``, markdown); ``benchmarks/full_estimate.md`` is layout_fast's, and the
+README's "Getting the full dataset" quotes it.
 """
 
 from __future__ import annotations
@@ -45,8 +47,9 @@ from tpulearn.data.synthetic import write_layout_collection
 from tpulearn.training.budget import Cadence, step_budget
 
 REPO = Path(__file__).resolve().parents[1]
-# The release (TPUGRAPHS.md): train graphs (80% of the graphs), valid graphs, nodes
-# per graph (average, largest), configs per graph of the random search (average).
+# The release's layout collections (78 xla and 244 nlp graphs, split 80/10/10): train
+# graphs, valid graphs, nodes per graph (average, largest), configs per graph of the random
+# search (average).
 SOURCES = {
     "xla": {"train": 61, "valid": 7, "nodes": (14_105, 43_615), "configs": 11_648},
     "nlp": {"train": 198, "valid": 20, "nodes": (5_659, 21_919), "configs": 66_089},
@@ -161,12 +164,45 @@ def read_cost(source: str, nodes: int, configs: int, work: Path, dedup: bool | s
     }
 
 
+def check_overrides(overrides: list[str]) -> str | None:
+    """Why ``train.py`` would refuse ``overrides``, in one line (None: it would not),
+    before any graph is written: a misspelt key gets the key likely meant."""
+    from hydra.errors import HydraException
+
+    from tpulearn.cli import key_hints
+
+    try:
+        budget(overrides, 1, "layout_xla_random")
+    except HydraException as exc:
+        hints = [line.rpartition(" (")[0] or line for line in key_hints("config", overrides)]
+        if not hints:  # Hydra's message (an unknown experiment lists the known ones)
+            return " ".join(str(exc).split("Config search path")[0].split())
+        unknown = {line.split(" ")[0] for line in hints}
+        known = [o for o in overrides if o.partition("=")[0].lstrip("+~") not in unknown]
+        command = shlex.join(["python", "train.py", *known, "--cfg", "job"])
+        return f"{'; '.join(hints)} ({command} prints every key)"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--override", nargs="+", default=["experiment=layout_fast"])
-    parser.add_argument("--steps", type=int, default=20, help="timed steps per graph size")
+    parser.add_argument(
+        "--override",
+        nargs="+",
+        default=["experiment=layout_fast"],
+        metavar="KEY=VALUE",
+        help="train.py overrides: the recipe timed (default: experiment=layout_fast)",
+    )
+    parser.add_argument(
+        "--steps", type=int, default=20, help="timed steps per graph size (default: 20)"
+    )
     parser.add_argument("--out", type=Path, help="also write the table here (markdown)")
     args = parser.parse_args(argv)
+    if args.steps < 1:
+        parser.error(f"--steps must be >= 1, got {args.steps}")
+    problem = check_overrides(args.override)
+    if problem:
+        parser.error(f"--override: {problem}")
     lines = [
         f"Recipe `{' '.join(args.override)}`, timed on this machine's CPU ({args.steps} steps "
         "per size, synthetic layout random graphs of the release's average and largest size, "

@@ -40,3 +40,35 @@ def test_read_cost_compares_a_file_of_many_configs_with_the_timed_one(script, tm
     assert all(np.isfinite(read[k]) for k in ("plain", "cached", "fill", "dedup"))
     assert read["fill"] > 0
     assert script.read_cost("nlp", 200, 400, tmp_path / "plain")["dedup"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--steps", "0"], "error: --steps must be >= 1, got 0"),
+        (
+            ["--override", "experiment=layout_fast", "trainer.max_step=3"],
+            "error: --override: trainer.max_step is not a setting of this config; did you mean "
+            "trainer.max_steps? (python train.py experiment=layout_fast --cfg job prints every "
+            "key)",
+        ),
+        (["--override", "experiment=layout_fastest"], "Could not find 'experiment/layout_fastest'"),
+    ],
+)
+def test_bad_options_are_one_line_before_any_graph_is_written(
+    script, monkeypatch, capsys, args, message
+):
+    def measure(*args):
+        raise AssertionError("measured despite a bad option")
+
+    monkeypatch.setattr(script, "measure", measure)
+    with pytest.raises(SystemExit) as info:
+        script.main(args)
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert info.value.code == 2 and message in line
+
+
+def test_help_names_the_default_recipe(script, capsys):
+    with pytest.raises(SystemExit):
+        script.main(["--help"])
+    assert "(default: experiment=layout_fast)" in " ".join(capsys.readouterr().out.split())
