@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 from tpulearn.data.download import (
     COLLECTION_NAMES,
@@ -34,16 +35,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="NAME",
         help=f"one or more of: {', '.join(COLLECTION_NAMES)}",
     )
-    parser.add_argument("--root", required=True, help="dataset root folder")
+    parser.add_argument("--root", required=True, help="dataset root folder (created if missing)")
     parser.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS)
     parser.add_argument(
-        "--base-url", default=OFFICIAL_BASE_URL, help="folder holding the .tar archives"
+        "--base-url",
+        default=OFFICIAL_BASE_URL,
+        help="folder holding the .tar archives: an http(s):// or file:// URL, or a local "
+        "folder (default: the official release)",
     )
     parser.add_argument(
         "--keep-archives", action="store_true", help="keep the .tar files after unpacking"
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    # The root, or the nearest of its parents that exists, must be a folder to write into.
+    root = Path(args.root)
+    existing = next(p for p in (root, *root.parents) if p.exists())
+    if not existing.is_dir():
+        parser.error(f"--root {args.root}: {existing} is a file; expected a folder")
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -24,6 +24,7 @@ from tpulearn.data.download import (
     CorruptArchiveError,
     DownloadError,
     archives_for,
+    base_url_of,
     download_collections,
     resolve_collections,
 )
@@ -428,6 +429,18 @@ def test_cli_unknown_collection_exits_with_valid_names(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def test_cli_root_inside_a_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "data.tar").write_bytes(b"")
+    for root in ("data.tar", "data.tar/sub"):
+        with pytest.raises(SystemExit) as info:
+            _load_cli()(["--collections", "tile", "--root", str(tmp_path / root)])
+        err = capsys.readouterr().err.splitlines()[-1]
+        assert info.value.code == 2
+        assert err.endswith(
+            f"error: --root {tmp_path / root}: {tmp_path / 'data.tar'} is a file; expected a folder"
+        )
+
+
 def test_cli_downloads_and_reports_http_errors(server, tmp_path, capsys):
     _serve(server, TILE_TRAIN)
     main = _load_cli()
@@ -467,3 +480,24 @@ def test_file_url_serves_as_a_local_mirror(tmp_path):
 
     (source,) = _sample_files(TILE_TRAIN)
     assert (folder / source.name).read_bytes() == source.read_bytes()
+
+
+def test_a_plain_local_folder_serves_as_the_base_url(tmp_path, monkeypatch, capsys):
+    """``--base-url /local/dir`` once failed with urllib's 'unknown url type'."""
+    mirror = tmp_path / "mirror with space"
+    mirror.mkdir()
+    (mirror / TILE_TRAIN.filename).write_bytes(_official_tar(TILE_TRAIN))
+    assert base_url_of(str(mirror)) == mirror.as_uri()
+    monkeypatch.chdir(tmp_path)
+    assert base_url_of("mirror with space") == mirror.as_uri()
+    for url in ("http://example.org/v0/", mirror.as_uri()):
+        assert base_url_of(url) == url
+    args = ["--collections", "tile", "--splits", "train", "--no-progress"]
+    _load_cli()([*args, "--root", str(tmp_path / "root"), "--base-url", str(mirror)])
+    (source,) = _sample_files(TILE_TRAIN)
+    folder = tmp_path / "root" / TILE_TRAIN.relative_dir
+    assert capsys.readouterr().out.strip() == str(folder)
+    assert (folder / source.name).read_bytes() == source.read_bytes()
+    with pytest.raises(ValueError, match="base URL 'nope': no such folder; expected an http"):
+        download_collections(tmp_path / "other", ["tile"], base_url="nope", progress=False)
+    assert not (tmp_path / "other").exists()

@@ -40,6 +40,7 @@ import shutil
 import tarfile
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 import zlib
 from collections.abc import Iterable, Sequence
@@ -59,6 +60,7 @@ __all__ = [
     "CorruptArchiveError",
     "DownloadError",
     "archives_for",
+    "base_url_of",
     "download_collections",
     "download_file",
     "extract_archive",
@@ -152,6 +154,25 @@ def resolve_collections(names: Iterable[str]) -> list[str]:
     return resolved
 
 
+def base_url_of(base_url: str) -> str:
+    """``base_url`` as a URL: a local folder (``/mnt/mirror``, ``mirror``) becomes its
+    ``file://`` URL, which urllib needs to read from it; URLs (``http(s)://``,
+    ``file://``) are kept as they are.
+
+    Raises:
+        ValueError: neither a URL nor an existing folder.
+    """
+    if len(urllib.parse.urlsplit(base_url).scheme) > 1:  # one letter: a Windows drive
+        return base_url
+    folder = Path(base_url).expanduser()
+    if not folder.is_dir():
+        raise ValueError(
+            f"base URL {base_url!r}: no such folder; expected an http(s):// or file:// URL "
+            "or a local folder holding the .tar archives"
+        )
+    return folder.resolve().as_uri()
+
+
 def archives_for(collections: Iterable[str], splits: Sequence[str] = SPLITS) -> list[Archive]:
     """List the archives that make up the given collections and splits.
 
@@ -184,7 +205,8 @@ def download_collections(
         collections: Names from :data:`COLLECTION_NAMES` (``tile``, ``layout-xla``, ``all``
             ...) or from ``schema.COLLECTIONS``.
         splits: Which splits to fetch.
-        base_url: Folder holding the archives (``http(s)://`` or ``file://``).
+        base_url: Folder holding the archives: an ``http(s)://`` or ``file://`` URL, or a
+            local folder (:func:`base_url_of`).
         progress: Show a tqdm bar (bytes) per downloaded archive.
         keep_archives: Keep ``<root>/.downloads/*.tar`` after unpacking.
         timeout: Seconds to wait on the network before giving up.
@@ -193,7 +215,8 @@ def download_collections(
         The split folders, one per (collection, split), in request order.
 
     Raises:
-        ValueError: Unknown collection or split name.
+        ValueError: Unknown collection or split name, or a base URL that is neither a
+            URL nor a folder.
         DownloadError: Network or HTTP failure, or an existing split folder without a
             ``.complete`` marker. A partial download is kept and resumed by a rerun.
         ArchiveError: The archive is unreadable, unsafe (absolute paths, ``..``, links)
@@ -201,6 +224,7 @@ def download_collections(
     """
     root = Path(root)
     archives = archives_for(collections, splits)
+    base_url = base_url_of(base_url)
     root.mkdir(parents=True, exist_ok=True)
     _remove_stale_temp_dirs(root)
     # Check every target before fetching anything: failing after gigabytes is worse.
