@@ -20,7 +20,14 @@ from .training.checkpoint import CheckpointMismatchError
 _CONFIGS = Path(__file__).parent / "configs"
 
 # Errors that are the user's input, reported without a traceback.
-USER_ERRORS = (FileNotFoundError, TpuGraphsFormatError, CheckpointMismatchError, ValueError)
+# A diverged run (FloatingPointError) is its settings' doing: one line, with what to change.
+USER_ERRORS = (
+    FileNotFoundError,
+    TpuGraphsFormatError,
+    CheckpointMismatchError,
+    ValueError,
+    FloatingPointError,
+)
 
 
 def _warning_line(message, category, filename, lineno, line=None) -> str:

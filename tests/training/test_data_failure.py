@@ -1,5 +1,6 @@
-"""A data file that breaks a run after it has trained: the steps are kept, and the run
-resumes where it failed once the file is mended."""
+"""Runs that break on the way: a data file that breaks a run after it has trained (the
+steps are kept, and the run resumes where it failed once the file is mended), and a run
+whose loss diverges (one line saying what to change)."""
 
 import shutil
 
@@ -67,3 +68,12 @@ def test_a_file_broken_before_any_step_saves_nothing(tmp_path):
         train(compose_config(overrides=over))
     assert info.value.checkpoint is None and "saved" not in str(info.value)
     assert not (tmp_path / "run/checkpoints/last.pt").exists()
+
+
+def test_a_diverged_run_ends_in_one_line_saying_what_to_change(tmp_path, monkeypatch, capsys):
+    over = [*tiny_overrides(tmp_path / "run", steps=4), "optim.lr=1e30", "trainer.grad_clip=null"]
+    code, _, err = train_cli(monkeypatch, capsys, *over)
+    line = err.strip().splitlines()[-1]
+    assert code == 2 and "Traceback" not in err
+    assert line.startswith("error: non-finite training loss at step ")
+    assert "the run diverged at learning rate 1e+30; lower optim.lr or clip the gradients" in line

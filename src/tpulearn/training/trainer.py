@@ -355,7 +355,14 @@ class Trainer:
             world=self.world,
         )
         if not math.isfinite(stats.loss):
-            raise FloatingPointError(f"non-finite training loss at step {step + 1}")
+            lr = optimizer.param_groups[0]["lr"]
+            fix = "lower optim.lr" + (
+                " or clip the gradients (trainer.grad_clip)" if self.grad_clip is None else ""
+            )
+            raise FloatingPointError(
+                f"non-finite training loss at step {step + 1}: the run diverged at learning "
+                f"rate {lr:g}; {fix}. Its checkpoints, if any, are its last validation's"
+            )
         return stats
 
     def _validate_and_save(self, run, valid_set, loss_fn, loss: float, ckpt: dict, log) -> bool:
