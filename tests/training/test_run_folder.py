@@ -183,3 +183,23 @@ def test_ctrl_c_saves_and_says_where(tmp_path, monkeypatch, python_sigint):
     assert (stopped.value.step, stopped.value.checkpoint, stopped.value.saved) == (2, last, True)
     assert stopped.value.__context__ is None or stopped.value.__suppress_context__
     assert load_checkpoint(last)["step"] == 2
+
+
+def test_a_resume_under_other_settings_is_refused_naming_them(tmp_path):
+    # A resume once trained another collection with another loss into the same run, its
+    # best.pt still the first collection's model.
+    train(tiny(tmp_path))
+    before = files(tmp_path)
+    other = ("trainer.resume=true", "data.collection=layout:xla:random", "loss=hinge")
+    with pytest.raises(RunFolderError) as refused:
+        train(tiny(tmp_path, *other, steps=4))
+    message = str(refused.value)
+    assert message.startswith(f"{tmp_path / 'checkpoints/last.pt'} was trained with other ")
+    assert "data.collection: checkpoint 'layout:xla:default' vs requested 'layout:xla:random'" in (
+        message
+    )
+    assert "loss._target_: checkpoint" in message and "trainer.overwrite=true" in message
+    assert files(tmp_path) == before
+    # Its budget, patience, logging and a weight average may change.
+    more = ("trainer.resume=true", "trainer.patience=3", "trainer.ema_decay=0.9")
+    assert train(tiny(tmp_path, *more, steps=4))["history"][-1]["step"] == 4

@@ -6,6 +6,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from ..training.folder import differences, flatten_config, shown_differences
+
+__all__ = [
+    "IGNORED_KEYS",
+    "config_differences",
+    "existing_run",
+    "flatten_config",
+    "shown_differences",
+]
+
 # Config keys that do not change what a run trains: ignored when reusing a checkpoint.
 IGNORED_KEYS = {
     "out_dir",
@@ -19,31 +29,9 @@ IGNORED_KEYS = {
 }
 
 
-def flatten_config(tree: Mapping, prefix: str = "") -> dict:
-    """A nested config as {dotted key: value} (lists and empty mappings are values)."""
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, Mapping) and value:
-            out.update(flatten_config(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def config_differences(stored: Mapping, wanted: Mapping) -> list[str]:
     """Keys (dotted) whose values differ, ignoring those of :data:`IGNORED_KEYS`."""
-    a, b = flatten_config(stored), flatten_config(wanted)
-    return [
-        f"{k}: checkpoint {a.get(k)!r} vs requested {b.get(k)!r}"
-        for k in sorted(set(a) | set(b))
-        if k not in IGNORED_KEYS and a.get(k) != b.get(k)
-    ]
-
-
-def shown_differences(diff: list[str], limit: int = 5) -> str:
-    """The first ``limit`` of :func:`config_differences`' lines, and how many more."""
-    more = f"; and {len(diff) - limit} more" if len(diff) > limit else ""
-    return "; ".join(diff[:limit]) + more
+    return differences(stored, wanted, IGNORED_KEYS)
 
 
 def existing_run(run_dir: Path, wanted: Mapping) -> tuple[str, int | None]:

@@ -8,12 +8,37 @@ replaced by accident."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 from .state import resume_path
 
 # What a run writes into its folder (the Trainer's part; the entry point adds its log).
 RUN_PARTS = ("checkpoints", "tensorboard")
+
+
+# What a resumed run may set otherwise than the run it continues: its budget and patience,
+# what it logs, where it runs and reads its files, and a weight average (which starts from
+# the resumed weights). Any other key changes what the run trains on or how.
+RESUME_FREE_KEYS = {
+    "out_dir",
+    "trainer.resume",
+    "trainer.overwrite",
+    "trainer.progress",
+    "trainer.log_every",
+    "trainer.device",
+    "trainer.max_steps",
+    "trainer.max_epochs",
+    "trainer.max_time",
+    "trainer.patience",
+    "trainer.val_every",
+    "trainer.val_at_start",
+    "trainer.ema_decay",
+    "data.root",
+    "data.cache_dir",
+    "data.eval_chunk",
+    "model.segments_per_batch",
+}
 
 
 class RunFolderError(ValueError):
@@ -80,3 +105,50 @@ def clear_run(out_dir: Path) -> bool:
     for part in parts:
         shutil.rmtree(part)
     return bool(parts)
+
+
+def flatten_config(tree: Mapping, prefix: str = "") -> dict:
+    """A nested config as {dotted key: value} (lists and empty mappings are values)."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping) and value:
+            out.update(flatten_config(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def differences(stored: Mapping, wanted: Mapping, ignored=frozenset()) -> list[str]:
+    """Keys (dotted) whose values differ between two configs, those in ``ignored`` left
+    out: ``"<key>: checkpoint <value> vs requested <value>"``."""
+    a, b = flatten_config(stored), flatten_config(wanted)
+    return [
+        f"{k}: checkpoint {a.get(k)!r} vs requested {b.get(k)!r}"
+        for k in sorted(set(a) | set(b))
+        if k not in ignored and a.get(k) != b.get(k)
+    ]
+
+
+def shown_differences(diff: list[str], limit: int = 5) -> str:
+    """The first ``limit`` of :func:`differences`' lines, and how many more."""
+    more = f"; and {len(diff) - limit} more" if len(diff) > limit else ""
+    return "; ".join(diff[:limit]) + more
+
+
+def check_resumed_config(checkpoint: Path, stored: Mapping, wanted: Mapping) -> None:
+    """Refuse to resume a run under settings that change what it trains on or how.
+
+    Raises:
+        RunFolderError: naming the keys (other than :data:`RESUME_FREE_KEYS`) whose
+            values differ from the checkpoint's run.
+    """
+    # Keys one side lacks are options added or removed since the checkpoint was made
+    # (checkpoint.upgrade_config maps the renamed ones): not a change of this run's.
+    one_side = set(flatten_config(stored)) ^ set(flatten_config(wanted))
+    diff = differences(stored, wanted, RESUME_FREE_KEYS | one_side)
+    if diff:
+        raise RunFolderError(
+            f"{checkpoint} was trained with other settings ({shown_differences(diff)}): a "
+            "resume continues that run, changing only its budget, patience, logging, device "
+            "or data paths; start afresh with trainer.overwrite=true, or in a new folder"
+        )

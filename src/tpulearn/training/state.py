@@ -140,8 +140,9 @@ def owned_stems(stems: list[str], world: World, shards: int) -> set[str] | None:
     return {stems[i] for i in dist_utils.owned(len(stems), world.rank, shards)}
 
 
-def restore(run: RunState, path, world: World, stems: set[str] | None = None) -> None:
-    """Continue from a checkpoint: weights, optimizer, scheduler, RNGs, GST history.
+def restore(run: RunState, path, world: World, stems: set[str] | None = None) -> dict:
+    """Continue from a checkpoint: weights, optimizer, scheduler, RNGs, GST history; return
+    the config the checkpoint's run was made with (``{}`` where it holds none).
 
     Args:
         run: the fresh run state to fill.
@@ -170,6 +171,7 @@ def restore(run: RunState, path, world: World, stems: set[str] | None = None) ->
         state["bad"],
     )
     run.saved_max_steps = state.get("max_steps")
+    return state.get("config") or {}
 
 
 def save(run: RunState, path: Path, world: World) -> None:

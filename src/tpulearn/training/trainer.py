@@ -234,7 +234,9 @@ class Trainer:
         run = RunState(model, optimizer, scheduler, data, config or {}, gst, max_steps=max_steps)
         run.ema = self._average(model)
         if resume:
-            state.restore(run, resume, world, state.owned_stems(train_set.stems, world, shards))
+            stems = state.owned_stems(train_set.stems, world, shards)
+            stored = state.restore(run, resume, world, stems)
+            folder.check_resumed_config(resume, stored, run.config)
         if world.main:
             self._start(out_dir, on_start, resume, run, budget, cadence)
         out_of_time = False
