@@ -61,6 +61,23 @@ def test_the_record_and_log_appear_once_the_run_is_under_way(tmp_path, hydra_job
     assert shown.out == log and shown.err == "\rtrain: 10%"
 
 
+@pytest.mark.parametrize("resumed", [True, False], ids=["resumed", "new"])
+def test_a_resumed_run_appends_to_the_log_and_a_new_one_starts_it(tmp_path, hydra_job, resumed):
+    # After trainer.overwrite (or a run that saved nothing) the folder has no last.pt: the
+    # old run's lines once stayed at the top of the new run's log.
+    folder = tmp_path / "run"
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "train.log").write_text("the old run\n")
+    if resumed:
+        (folder / "checkpoints" / "last.pt").write_bytes(b"")
+    run = RunFolder(hydra_job(folder))
+    with run.tee():
+        run.claim(folder)
+        print("budget: 4 steps")
+    old = "the old run\n" if resumed else ""
+    assert (folder / "train.log").read_text() == old + "budget: 4 steps\n"
+
+
 def test_a_refused_run_leaves_no_trace(tmp_path, hydra_job):
     kept = tmp_path / "finished"
     kept.mkdir()

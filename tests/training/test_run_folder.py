@@ -41,7 +41,9 @@ def test_a_fresh_run_refuses_a_folder_holding_a_run(tmp_path):
 
 def test_overwrite_replaces_the_run_and_its_events(tmp_path):
     train(tiny(tmp_path))
+    (tmp_path / "eval" / "valid").mkdir(parents=True)  # evaluate.py's of the old run
     train(tiny(tmp_path, "trainer.overwrite=true", steps=1))
+    assert not (tmp_path / "eval").exists()
     assert load_checkpoint(tmp_path / "checkpoints" / "best.pt")["step"] == 1
     assert len(list((tmp_path / "tensorboard").iterdir())) == 1
 

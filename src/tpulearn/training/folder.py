@@ -96,12 +96,14 @@ def resume_checkpoint(out_dir: Path, resume: bool | str, overwrite: bool) -> Pat
 
 def clear_run(out_dir: Path) -> bool:
     """Remove the checkpoints and TensorBoard events of a run in ``out_dir`` (for
-    ``trainer.overwrite``), so that none of the replaced run mixes with the new one.
+    ``trainer.overwrite``), and what ``evaluate.py`` wrote of them (``eval/``), so that
+    none of the replaced run mixes with the new one.
 
     Returns:
         Whether there was anything to remove.
     """
-    parts = [out_dir / name for name in RUN_PARTS if (out_dir / name).exists()]
+    names = (*RUN_PARTS, "eval")
+    parts = [out_dir / name for name in names if (out_dir / name).exists()]
     for part in parts:
         shutil.rmtree(part)
     return bool(parts)

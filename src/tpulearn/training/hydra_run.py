@@ -105,8 +105,10 @@ class RunFolder:
             (record / "config.yaml").write_text(OmegaConf.to_yaml(self.cfg))
             (record / "hydra.yaml").write_text(OmegaConf.to_yaml(HydraConfig.instance().cfg))
             (record / "overrides.yaml").write_text(OmegaConf.to_yaml(hydra.overrides.task))
-        # Open for the rest of the run (tee() closes it); a resumed run appends.
-        self.log = open(self.log_path, "a", encoding="utf-8")  # noqa: SIM115
+        # Open for the rest of the run (tee() closes it). A resumed run appends; a new one
+        # (trainer.overwrite has removed the old checkpoints by now) starts the log afresh.
+        resumed = (self.path / "checkpoints" / "last.pt").is_file()
+        self.log = open(self.log_path, "a" if resumed else "w", encoding="utf-8")  # noqa: SIM115
         self.write("".join(self.pending))
         self.pending = []
 
