@@ -468,3 +468,12 @@ def test_layout_fast_brings_its_own_epoch_budget_on_every_layout_collection(data
     assert budget.steps == 150 * graphs  # tens of graphs: the floor does not bind
     # One graph (the bundled sample): 8 visits an epoch.
     assert step_budget(None, 150, 1, 1, 1, trainer.min_epoch_graphs).steps == 1200
+
+
+def test_a_resume_under_a_smaller_budget_says_it_trained_nothing(tmp_path, capsys):
+    # It printed "trained 3 of 2 steps".
+    train(compose_config(overrides=tiny_overrides(tmp_path, 3)))
+    again = train(compose_config(overrides=[*tiny_overrides(tmp_path, 2), "trainer.resume=true"]))
+    assert again["steps"] == 3
+    out = capsys.readouterr().out
+    assert "trained nothing: the checkpoint is at step 3, past this budget of 2 steps" in out

@@ -205,3 +205,14 @@ def test_a_resume_under_other_settings_is_refused_naming_them(tmp_path):
     # Its budget, patience, logging and a weight average may change.
     more = ("trainer.resume=true", "trainer.patience=3", "trainer.ema_decay=0.9")
     assert train(tiny(tmp_path, *more, steps=4))["history"][-1]["step"] == 4
+
+
+def test_trainer_resume_takes_a_run_folder_and_names_itself_when_wrong(tmp_path):
+    first = train(tiny(tmp_path / "a"))
+    # Another run's folder stands for its last.pt, as evaluate.py takes run folders.
+    resumed = train(tiny(tmp_path / "b", f"trainer.resume={tmp_path / 'a'}", steps=3))
+    assert resumed["history"][0] == first["history"][0]
+    assert resumed["history"][-1]["step"] == 3
+    for value, what in (("yes", "no such file"), (tmp_path, "a folder without checkpoints")):
+        with pytest.raises(FileNotFoundError, match=f"^trainer.resume={value}: {what}"):
+            train(tiny(tmp_path / "c", f"trainer.resume={value}"))

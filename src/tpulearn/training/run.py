@@ -119,6 +119,12 @@ def stop_line(result: dict) -> str:
     why, the best step)."""
     stop = result.get("stopped")
     if not stop:
+        if result["steps"] > result["max_steps"]:
+            # A resume under a smaller budget than its checkpoint's step.
+            return (
+                f"trained nothing: the checkpoint is at step {result['steps']}, past this "
+                f"budget of {result['max_steps']} steps"
+            )
         return f"trained {result['steps']} of {result['max_steps']} steps"
     value = stop["value"]
     shown = f" {value:.4f}" if isinstance(value, float) else ""

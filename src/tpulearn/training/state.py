@@ -126,10 +126,28 @@ class RunDataError(ValueError):
 
 def resume_path(resume: bool | str, out_dir: Path) -> Path | None:
     """The checkpoint ``trainer.resume`` names: ``true`` the run folder's ``last.pt``, a
-    path that checkpoint, ``false`` none."""
+    checkpoint file that checkpoint, another run's folder (or its ``checkpoints/``) its
+    ``last.pt``, ``false`` none.
+
+    Raises:
+        FileNotFoundError: naming ``trainer.resume``, for a path that is neither.
+    """
     if resume is True or resume == "true":
         return out_dir / "checkpoints" / "last.pt"
-    return Path(resume) if resume else None
+    if not resume:
+        return None
+    path = Path(resume)
+    if path.is_dir():
+        for candidate in (path / "checkpoints" / "last.pt", path / "last.pt"):
+            if candidate.is_file():
+                return candidate
+    if not path.is_file():
+        what = "a folder without checkpoints/last.pt" if path.is_dir() else "no such file"
+        raise FileNotFoundError(
+            f"trainer.resume={resume}: {what}; expected true (the run in hydra.run.dir), auto, "
+            "false, a checkpoint file or a run folder"
+        )
+    return path
 
 
 def owned_stems(stems: list[str], world: World, shards: int) -> set[str] | None:
