@@ -179,6 +179,10 @@ def test_a_second_invocation_reuses_the_checkpoints(sample_board, tmp_path):
     retrained, lines = tiny_board("sample", copy, collections=["tile:xla"], seeds=[0], retrain=True)
     assert retrained.runs[0].status == "trained" and any("training in" in line for line in lines)
     assert (copy / "tile_xla/seed0/checkpoints/best.pt").stat().st_mtime_ns not in mtimes
+    # A run of one collection leaves the full board's table and submission as they were.
+    assert (copy / "leaderboard.md").read_text() == before
+    assert retrained.submission == copy / "submission_partial.csv"
+    assert (copy / "leaderboard_partial.md").is_file() and (copy / "submission.csv").is_file()
 
 
 def test_an_interrupted_run_resumes(tmp_path, monkeypatch):
@@ -358,7 +362,7 @@ def test_script_runs_and_reports_errors_in_one_line(tmp_path, capsys):
     assert "[1/1] tile:xla seed 0: trained in" in out and "Kaggle-style score: n/a" in out
     assert (
         "`model.hidden_channels=8 model.num_layers=1 model.opcode_dim=4`"
-        in (tmp_path / "leaderboard.md").read_text()
+        in (tmp_path / "leaderboard_partial.md").read_text()
     )
     assert script.main([*argv[:4], "--collections", "layout:tpu:default"]) == 2
     assert capsys.readouterr().err.startswith("error: --collections: unknown collection")

@@ -97,8 +97,8 @@ def run_leaderboard(
         kaggle_note=kaggle_note,
         submission=submission,
         submission_note=submission_note,
-        markdown=rep.out / "leaderboard.md",
-        json=rep.out / "leaderboard.json",
+        markdown=rep.output("leaderboard.md"),
+        json=rep.output("leaderboard.json"),
         settings={
             "root": rep.root_value,
             "collections": collections,

@@ -95,6 +95,17 @@ class _Reproduction:
         self.device = str(resolve_device(device))
         self.runs: dict[tuple[str, int], Run] = {}
         self.ensemble = ensemble
+        # The root's collections left out of this invocation: its submission cannot be
+        # validated, and its files take other names than a full run's, which they would
+        # otherwise replace (a rerun of one collection into a finished board's folder).
+        in_root = [c for c in COLLECTIONS if split_counts(self.root, c)["test"]]
+        self.left_out = [c for c in in_root if c not in collections]
+        self.suffix = "_partial" if self.left_out else ""
+
+    def output(self, name: str) -> Path:
+        """``OUT/<name>``; ``<stem>_partial<suffix>`` for a run of some collections only."""
+        path = self.out / name
+        return path.with_name(f"{path.stem}{self.suffix}{path.suffix}")
 
     def run_dir(self, collection: str, seed: int) -> Path:
         return self.out / experiment_name(collection) / f"seed{seed}"
@@ -250,13 +261,12 @@ class _Reproduction:
         parts = [r.submission_part for r in rows if r.submission_part]
         if not parts:
             return None, f"no submission: the root has no test files for {self.collections}"
-        merged = merge_submissions(parts, self.out / "submission.csv")
-        in_root = [c for c in COLLECTIONS if split_counts(self.root, c)["test"]]
-        left_out = [c for c in in_root if c not in self.collections]
-        if left_out:
+        merged = merge_submissions(parts, self.output("submission.csv"))
+        if self.left_out:
             return merged, (
                 f"{merged.name} covers {self.collections} only; not validated, since "
-                f"validate_submission needs every test graph of the root (also {left_out})"
+                f"validate_submission needs every test graph of the root (also "
+                f"{self.left_out})"
             )
         report = validate_submission(merged, self.root)
         counts = ", ".join(f"{c} {n}" for c, n in report.items())
