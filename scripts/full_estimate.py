@@ -174,7 +174,7 @@ def check_overrides(overrides: list[str]) -> str | None:
     try:
         budget(overrides, 1, "layout_xla_random")
     except HydraException as exc:
-        hints = [line.rpartition(" (")[0] or line for line in key_hints("config", overrides)]
+        hints = key_hints("config", overrides)
         if not hints:  # Hydra's message (an unknown experiment lists the known ones)
             return " ".join(str(exc).split("Config search path")[0].split())
         unknown = {line.split(" ")[0] for line in hints}

@@ -65,7 +65,9 @@ def _run(fn, cfg: DictConfig, hint=lambda exc: ""):
 
 def key_hints(config_name: str, args: list[str]) -> list[str]:
     """Lines naming the settings among the command line's ``args`` that the composed
-    config ``config_name`` does not have, with the keys they were likely meant for.
+    config ``config_name`` does not have, with the keys they were likely meant for
+    (``"trainer.max_step is not a setting of this config; did you mean
+    trainer.max_steps?"``; each caller says where to list the keys).
 
     Called after Hydra refused a command line (it exits 1): an unknown ``key=value`` fails
     composition with a hint to append it as ``+key=value``, which then fails in the
@@ -81,7 +83,7 @@ def key_hints(config_name: str, args: list[str]) -> list[str]:
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
 
-    from .training.hydra_run import program
+    from .training.folder import flatten_config
 
     try:
         parsed = OverridesParser.create().parse_overrides([a for a in args if "=" in a])
@@ -112,7 +114,7 @@ def key_hints(config_name: str, args: list[str]) -> list[str]:
                 kept = {k: v for k, v in kept.items() if not k.startswith(f"{bad.group(1)}=")}
         else:
             return []
-    keys = list(_flat_keys(OmegaConf.to_container(cfg, resolve=False)))
+    keys = list(flatten_config(OmegaConf.to_container(cfg, resolve=False)))
     # A misspelt group (modl=sage) is meant for a prefix of the keys (model).
     names = sorted({".".join(k.split(".")[:i]) for k in keys for i in range(1, k.count(".") + 2)})
     lines = []
@@ -121,18 +123,8 @@ def key_hints(config_name: str, args: list[str]) -> list[str]:
         if key not in unknown and not close:
             continue  # a key added on purpose (+data.context_hops=1 to evaluate.py)
         meant = f"; did you mean {close[0]}?" if close else ""
-        lines.append(
-            f"{key} is not a setting of this config{meant} ({program()} --cfg job prints every key)"
-        )
+        lines.append(f"{key} is not a setting of this config{meant}")
     return lines
-
-
-def _flat_keys(tree, prefix: str = ""):
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            yield from _flat_keys(value, f"{prefix}{key}.")
-        else:
-            yield f"{prefix}{key}"
 
 
 def _hinted(main, config_name: str):
@@ -146,8 +138,10 @@ def _hinted(main, config_name: str):
                 lines = key_hints(config_name, sys.argv[1:])
             except Exception:  # a hint only: Hydra has said what failed
                 lines = []
+            from .training.hydra_run import program
+
             for line in lines:
-                print(f"error: {line}", file=sys.stderr)
+                print(f"error: {line} ({program()} --cfg job prints every key)", file=sys.stderr)
         raise
 
 

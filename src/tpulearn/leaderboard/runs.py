@@ -68,7 +68,7 @@ def _unknown_keys(collection: str, args: Sequence[str]) -> str | None:
     keys likely meant (:func:`tpulearn.cli.key_hints`); None where none is unknown."""
     from ..cli import key_hints
 
-    lines = [line.rpartition(" (")[0] or line for line in key_hints("config", list(args))]
+    lines = key_hints("config", list(args))
     if not lines:
         return None
     return (
@@ -100,12 +100,11 @@ class _Reproduction:
         # otherwise replace (a rerun of one collection into a finished board's folder).
         in_root = [c for c in COLLECTIONS if split_counts(self.root, c)["test"]]
         self.left_out = [c for c in in_root if c not in collections]
-        self.suffix = "_partial" if self.left_out else ""
 
     def output(self, name: str) -> Path:
-        """``OUT/<name>``; ``<stem>_partial<suffix>`` for a run of some collections only."""
+        """``OUT/<name>``; ``OUT/<stem>_partial<suffix>`` for a run of some collections only."""
         path = self.out / name
-        return path.with_name(f"{path.stem}{self.suffix}{path.suffix}")
+        return path.with_stem(f"{path.stem}_partial") if self.left_out else path
 
     def run_dir(self, collection: str, seed: int) -> Path:
         return self.out / experiment_name(collection) / f"seed{seed}"
